@@ -1,0 +1,120 @@
+package bundle
+
+import (
+	"fmt"
+	"io"
+	"strings"
+
+	kgzip "github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
+	"github.com/pierrec/lz4/v4"
+	"github.com/ulikunitz/xz"
+)
+
+// Codec names a compression applied to whole tar parts.
+type Codec string
+
+// Supported codecs.
+const (
+	CodecNone Codec = "none"
+	CodecZstd Codec = "zstd"
+	CodecGzip Codec = "gzip"
+	CodecXz   Codec = "xz"
+	CodecLz4  Codec = "lz4"
+)
+
+// Codecs lists every supported codec.
+var Codecs = []Codec{CodecNone, CodecZstd, CodecGzip, CodecXz, CodecLz4}
+
+// ParseCodec parses a codec name; the empty string means none.
+func ParseCodec(s string) (Codec, error) {
+	if s == "" {
+		return CodecNone, nil
+	}
+	for _, c := range Codecs {
+		if strings.EqualFold(s, string(c)) {
+			return c, nil
+		}
+	}
+	return "", fmt.Errorf("%w: %q (want none, zstd, gzip, xz or lz4)", ErrCodec, s)
+}
+
+// Ext is the file name extension a part gets after ".tar".
+func (c Codec) Ext() string {
+	switch c {
+	case CodecZstd:
+		return ".zst"
+	case CodecGzip:
+		return ".gz"
+	case CodecXz:
+		return ".xz"
+	case CodecLz4:
+		return ".lz4"
+	}
+	return ""
+}
+
+type nopWriteCloser struct{ io.Writer }
+
+func (nopWriteCloser) Close() error { return nil }
+
+// NewEncoder wraps w with the codec's encoder. Closing the encoder flushes
+// it but does not close w.
+func (c Codec) NewEncoder(w io.Writer) (io.WriteCloser, error) {
+	switch c {
+	case CodecNone, "":
+		return nopWriteCloser{w}, nil
+	case CodecZstd:
+		return zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
+	case CodecGzip:
+		return kgzip.NewWriterLevel(w, kgzip.BestSpeed)
+	case CodecXz:
+		return xz.NewWriter(w)
+	case CodecLz4:
+		zw := lz4.NewWriter(w)
+		return zw, nil
+	}
+	return nil, fmt.Errorf("%w: %q", ErrCodec, c)
+}
+
+type decoder struct {
+	io.Reader
+	close func()
+}
+
+func (d decoder) Close() error {
+	if d.close != nil {
+		d.close()
+	}
+	return nil
+}
+
+// NewDecoder wraps r with the codec's decoder.
+func (c Codec) NewDecoder(r io.Reader) (io.ReadCloser, error) {
+	switch c {
+	case CodecNone, "":
+		return decoder{Reader: r}, nil
+	case CodecZstd:
+		zr, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true), zstd.WithDecoderMaxWindow(64<<20))
+		if err != nil {
+			return nil, err
+		}
+		return decoder{Reader: zr, close: zr.Close}, nil
+	case CodecGzip:
+		zr, err := kgzip.NewReader(r)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrPartCorrupt, err)
+		}
+		return decoder{Reader: zr, close: func() { _ = zr.Close() }}, nil
+	case CodecXz:
+		zr, err := xz.NewReader(r)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrPartCorrupt, err)
+		}
+		return decoder{Reader: zr}, nil
+	case CodecLz4:
+		return decoder{Reader: lz4.NewReader(r)}, nil
+	}
+	return nil, fmt.Errorf("%w: %q", ErrCodec, c)
+}
+

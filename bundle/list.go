@@ -1,0 +1,95 @@
+package bundle
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/regclient/regclient/types/ref"
+
+	"github.com/ferry-oss/ferry/meta"
+)
+
+// ImageSpec is one image to move: where it comes from and the repository
+// and tag it gets at the target.
+type ImageSpec struct {
+	Source     ref.Ref
+	Repository string
+	Tag        string
+}
+
+// String is the source reference as the user wrote it (normalized).
+func (s ImageSpec) String() string { return s.Source.CommonName() }
+
+// ParseImage parses "SRC" or "SRC -> DST". DST is a repository path with an
+// optional tag; without one the source tag is kept. When registry is set,
+// SRC is a path on that registry.
+func ParseImage(line, registry string) (ImageSpec, error) {
+	src, dst, renamed := strings.Cut(line, "->")
+	src, dst = strings.TrimSpace(src), strings.TrimSpace(dst)
+	if src == "" || (renamed && dst == "") || strings.ContainsAny(src, " \t") || strings.ContainsAny(dst, " \t") {
+		return ImageSpec{}, fmt.Errorf("%w: %q", ErrBadList, line)
+	}
+	if registry != "" {
+		src = strings.TrimSuffix(registry, "/") + "/" + strings.TrimPrefix(src, "/")
+	}
+	r, err := ref.New(src)
+	if err != nil {
+		return ImageSpec{}, fmt.Errorf("%w: %q: %v", ErrBadList, src, err)
+	}
+	if r.Scheme != "reg" {
+		return ImageSpec{}, fmt.Errorf("%w: %q: only registry references are supported", ErrBadList, src)
+	}
+	spec := ImageSpec{Source: r, Repository: r.Repository, Tag: r.Tag}
+	if r.Digest != "" && !strings.Contains(src, ":"+r.Tag+"@") && !strings.HasSuffix(strings.Split(src, "@")[0], ":"+r.Tag) {
+		spec.Tag = "" // ref.New puts "latest" on a digest-only reference
+		spec.Source.Tag = ""
+	}
+	if renamed {
+		repo, tag := dst, ""
+		if i := strings.LastIndex(dst, ":"); i > strings.LastIndex(dst, "/") {
+			repo, tag = dst[:i], dst[i+1:]
+		}
+		if !meta.ValidRepository(repo) {
+			return ImageSpec{}, fmt.Errorf("%w: target repository %q", ErrBadList, repo)
+		}
+		if tag != "" && !meta.ValidTag(tag) {
+			return ImageSpec{}, fmt.Errorf("%w: target tag %q", ErrBadList, tag)
+		}
+		spec.Repository = repo
+		if tag != "" {
+			spec.Tag = tag
+		}
+	}
+	return spec, nil
+}
+
+// ParseList reads an image list: one reference a line, optional
+// "SRC -> DST" renames, blank lines and '#' comments ignored.
+func ParseList(r io.Reader, registry string) ([]ImageSpec, error) {
+	var out []ImageSpec
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	n := 0
+	for sc.Scan() {
+		n++
+		line := sc.Text()
+		if i := strings.Index(line, "#"); i >= 0 {
+			line = line[:i]
+		}
+		line = strings.TrimSpace(line)
+		if line == "" {
+			continue
+		}
+		spec, err := ParseImage(line, registry)
+		if err != nil {
+			return nil, fmt.Errorf("line %d: %w", n, err)
+		}
+		out = append(out, spec)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("reading image list: %w", err)
+	}
+	return out, nil
+}

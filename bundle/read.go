@@ -1,0 +1,406 @@
+package bundle
+
+import (
+	"archive/tar"
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/opencontainers/go-digest"
+	"github.com/regclient/regclient/types/descriptor"
+	"github.com/regclient/regclient/types/manifest"
+	"github.com/regclient/regclient/types/ref"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/ferry-oss/ferry/meta"
+)
+
+// Bundle is a bundle opened for reading: its meta file and directory.
+type Bundle struct {
+	Meta     *meta.Meta
+	MetaPath string
+	Dir      string
+}
+
+// Open loads and validates the meta file of a bundle.
+func Open(metaPath string) (*Bundle, error) {
+	m, err := meta.Load(metaPath)
+	if err != nil {
+		return nil, err
+	}
+	return &Bundle{Meta: m, MetaPath: metaPath, Dir: filepath.Dir(metaPath)}, nil
+}
+
+// BlobFunc receives one blob of a part. r yields exactly the blob's bytes
+// and fails at EOF when they do not match the meta file. Whatever the
+// function leaves unread is read (and so checked) after it returns.
+type BlobFunc func(b *meta.Blob, r io.Reader) error
+
+// CheckParts checks, without reading them, that every part is present with
+// the size the meta file gives.
+func (bd *Bundle) CheckParts() error {
+	var errs []error
+	for _, p := range bd.Meta.Parts {
+		st, err := os.Stat(filepath.Join(bd.Dir, p.Name))
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("part %s: %w (holds %s)", p.Name, ErrPartMissing, bd.partContents(p.Name)))
+		case st.Size() != p.Size:
+			errs = append(errs, fmt.Errorf("part %s: %w: %d bytes, meta says %d (holds %s)", p.Name, ErrSizeMismatch, st.Size(), p.Size, bd.partContents(p.Name)))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (bd *Bundle) partContents(part string) string {
+	var names []string
+	var n int
+	for _, b := range bd.Meta.Blobs {
+		if b.Part == part {
+			n++
+			if len(names) < 5 {
+				names = append(names, b.Digest.Encoded()[:12])
+			}
+		}
+	}
+	if n == 0 {
+		return "no blobs"
+	}
+	s := fmt.Sprintf("%d blob(s): %s", n, strings.Join(names, " "))
+	if n > len(names) {
+		s += " …"
+	}
+	return s
+}
+
+type countingReader struct {
+	r io.Reader
+	h hash.Hash
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.h.Write(p[:n])
+	c.n += int64(n)
+	return n, err
+}
+
+// ReadPart streams one part: it checks every entry the meta file lists for
+// this part (blobs through fn, manifests against their digests), that none
+// is missing, and the part's size and sha256 at the end.
+func (bd *Bundle) ReadPart(ctx context.Context, p meta.Part, fn BlobFunc) error {
+	blobs := map[digest.Digest]*meta.Blob{}
+	for i := range bd.Meta.Blobs {
+		if b := &bd.Meta.Blobs[i]; b.Part == p.Name {
+			blobs[b.Digest] = b
+		}
+	}
+	manifests := map[digest.Digest]*meta.Manifest{}
+	for i := range bd.Meta.Manifests {
+		if m := &bd.Meta.Manifests[i]; m.Part == p.Name {
+			manifests[m.Digest] = m
+		}
+	}
+	f, err := os.Open(filepath.Join(bd.Dir, p.Name))
+	if err != nil {
+		return fmt.Errorf("part %s: %w: %v", p.Name, ErrPartMissing, err)
+	}
+	defer f.Close()
+	cr := &countingReader{r: bufio.NewReaderSize(ctxReader{ctx, f}, 1<<20), h: sha256.New()}
+	dec, err := Codec(bd.Meta.Compression).NewDecoder(cr)
+	if err != nil {
+		return fmt.Errorf("part %s: %w", p.Name, err)
+	}
+	defer dec.Close()
+	tr := tar.NewReader(dec)
+	seen := map[digest.Digest]bool{}
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("part %s: %w: %v", p.Name, ErrPartCorrupt, err)
+		}
+		if hdr.Typeflag != tar.TypeReg {
+			continue
+		}
+		dg, ok := digestFromPath(hdr.Name)
+		if !ok {
+			continue // oci-layout, index.json, or anything else: not ours to check
+		}
+		if b, ok := blobs[dg]; ok && !seen[dg] {
+			seen[dg] = true
+			vr := VerifyReader(io.LimitReader(tr, hdr.Size), descriptor.Descriptor{Digest: b.Digest, Size: b.Size})
+			if hdr.Size != b.Size {
+				return fmt.Errorf("part %s: blob %s: %w: entry has %d bytes, meta says %d", p.Name, dg, ErrSizeMismatch, hdr.Size, b.Size)
+			}
+			if err := fn(b, vr); err != nil {
+				return fmt.Errorf("part %s: %w", p.Name, err)
+			}
+			if _, err := io.Copy(io.Discard, vr); err != nil {
+				return fmt.Errorf("part %s: %w", p.Name, err)
+			}
+			continue
+		}
+		if m, ok := manifests[dg]; ok && !seen[dg] {
+			seen[dg] = true
+			vr := VerifyReader(io.LimitReader(tr, hdr.Size), descriptor.Descriptor{Digest: m.Digest, Size: m.Size})
+			if _, err := io.Copy(io.Discard, vr); err != nil {
+				return fmt.Errorf("part %s: manifest: %w", p.Name, err)
+			}
+		}
+	}
+	// The tar end may be followed by padding: read to the end for the hash.
+	if _, err := io.Copy(io.Discard, dec); err != nil {
+		return fmt.Errorf("part %s: %w: %v", p.Name, ErrPartCorrupt, err)
+	}
+	if _, err := io.Copy(io.Discard, cr); err != nil {
+		return fmt.Errorf("part %s: %w", p.Name, err)
+	}
+	var missing []string
+	for dg := range blobs {
+		if !seen[dg] {
+			missing = append(missing, dg.String())
+		}
+	}
+	for dg := range manifests {
+		if !seen[dg] {
+			missing = append(missing, dg.String())
+		}
+	}
+	if len(missing) > 0 {
+		sort.Strings(missing)
+		return fmt.Errorf("part %s: %w: %s", p.Name, ErrBlobMissing, strings.Join(missing, ", "))
+	}
+	if cr.n != p.Size {
+		return fmt.Errorf("part %s: %w: read %d bytes, meta says %d", p.Name, ErrSizeMismatch, cr.n, p.Size)
+	}
+	if sum := hex.EncodeToString(cr.h.Sum(nil)); sum != p.SHA256 {
+		return fmt.Errorf("part %s: %w: sha256 %s, meta says %s", p.Name, ErrPartCorrupt, sum, p.SHA256)
+	}
+	return nil
+}
+
+func digestFromPath(name string) (digest.Digest, bool) {
+	name = strings.TrimPrefix(name, "./")
+	rest, ok := strings.CutPrefix(name, "blobs/")
+	if !ok {
+		return "", false
+	}
+	algo, enc, ok := strings.Cut(rest, "/")
+	if !ok {
+		return "", false
+	}
+	d := digest.NewDigestFromEncoded(digest.Algorithm(algo), enc)
+	if d.Validate() != nil {
+		return "", false
+	}
+	return d, true
+}
+
+// Verify checks a bundle offline: parts present with the right size and
+// sha256, every blob's and manifest's digest, and that every manifest's
+// references resolve to a blob of the bundle or a base blob. It returns
+// every problem found, joined; nil means OK.
+func (bd *Bundle) Verify(ctx context.Context, jobs int, prog Progress) error {
+	var problems []error
+	if err := bd.CheckRefs(); err != nil {
+		problems = append(problems, err)
+	}
+	prog = orNop(prog)
+	prog.SetTotal(bd.Meta.TotalBlobBytes(), len(bd.Meta.Blobs))
+	present := bd.CheckParts()
+	if present != nil {
+		problems = append(problems, present)
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(max(jobs, 1))
+	errCh := make(chan error, len(bd.Meta.Parts))
+	for _, p := range bd.Meta.Parts {
+		if _, err := os.Stat(filepath.Join(bd.Dir, p.Name)); err != nil {
+			continue // reported above
+		}
+		g.Go(func() error {
+			err := bd.ReadPart(gctx, p, func(b *meta.Blob, r io.Reader) error {
+				t := prog.Begin(b.Digest.Encoded()[:12], b.Size)
+				_, err := io.Copy(io.Discard, &trackReader{r: r, t: t})
+				t.Done(err)
+				return err
+			})
+			if err != nil {
+				errCh <- err
+			}
+			return nil
+		})
+	}
+	_ = g.Wait()
+	close(errCh)
+	for err := range errCh {
+		problems = append(problems, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return errors.Join(problems...)
+}
+
+// CheckRefs checks that every manifest's references resolve inside the
+// bundle: child manifests to manifests, config and layers to blobs or base
+// blobs, and every image to its manifest.
+func (bd *Bundle) CheckRefs() error {
+	have := map[digest.Digest]bool{}
+	for _, b := range bd.Meta.Blobs {
+		have[b.Digest] = true
+	}
+	for _, b := range bd.Meta.BaseBlobs {
+		have[b.Digest] = true
+	}
+	mans := map[digest.Digest]bool{}
+	for _, m := range bd.Meta.Manifests {
+		mans[m.Digest] = true
+	}
+	var problems []error
+	for _, mf := range bd.Meta.Manifests {
+		m, err := parseManifest(mf)
+		if err != nil {
+			problems = append(problems, err)
+			continue
+		}
+		refs, children, err := references(m)
+		if err != nil {
+			problems = append(problems, fmt.Errorf("manifest %s: %w", mf.Digest, err))
+			continue
+		}
+		for _, d := range refs {
+			if !have[d.Digest] {
+				problems = append(problems, fmt.Errorf("manifest %s: %w: %s", mf.Digest, ErrBlobMissing, d.Digest))
+			}
+		}
+		for _, d := range children {
+			if !mans[d.Digest] {
+				problems = append(problems, fmt.Errorf("manifest %s: %w: child manifest %s", mf.Digest, ErrBlobMissing, d.Digest))
+			}
+		}
+	}
+	return errors.Join(problems...)
+}
+
+// parseManifest turns a meta manifest into a regclient manifest, checking
+// its digest.
+func parseManifest(mf meta.Manifest) (manifest.Manifest, error) {
+	m, err := manifest.New(manifest.WithRaw(mf.Raw), manifest.WithDesc(descriptor.Descriptor{MediaType: mf.MediaType, Digest: mf.Digest, Size: mf.Size}))
+	if err != nil {
+		return nil, fmt.Errorf("manifest %s: %w", mf.Digest, err)
+	}
+	return m, nil
+}
+
+// references returns the blobs (config, layers) and child manifests m
+// refers to. Foreign layers (with URLs) are left out.
+func references(m manifest.Manifest) (blobs, children []descriptor.Descriptor, err error) {
+	switch mm := m.(type) {
+	case manifest.Indexer:
+		children, err = mm.GetManifestList()
+	case manifest.Imager:
+		var cfg descriptor.Descriptor
+		if cfg, err = mm.GetConfig(); err != nil {
+			return nil, nil, err
+		}
+		layers, lerr := mm.GetLayers()
+		if lerr != nil {
+			return nil, nil, lerr
+		}
+		for _, d := range append([]descriptor.Descriptor{cfg}, layers...) {
+			if len(d.URLs) == 0 {
+				blobs = append(blobs, d)
+			}
+		}
+	default:
+		err = fmt.Errorf("%w: media type %s", ErrUnsupported, m.GetDescriptor().MediaType)
+	}
+	return blobs, children, err
+}
+
+// The bundle is also a Source: ManifestGet answers from the meta file,
+// BlobGet scans the blob's part (slow; for tools and tests).
+var _ Source = (*Bundle)(nil)
+
+// ManifestGet returns a manifest of the bundle by digest, or by the tag of
+// an image of r's repository.
+func (bd *Bundle) ManifestGet(_ context.Context, r ref.Ref) (manifest.Manifest, error) {
+	dg := digest.Digest(r.Digest)
+	if dg == "" {
+		for _, img := range bd.Meta.Images {
+			if img.Repository == r.Repository && img.Tag == r.Tag {
+				dg = img.Digest
+			}
+		}
+	}
+	mf := bd.Meta.ManifestByDigest(dg)
+	if mf == nil {
+		return nil, fmt.Errorf("manifest %s: %w", r.CommonName(), ErrBlobMissing)
+	}
+	return parseManifest(*mf)
+}
+
+// BlobGet returns a blob of the bundle; the part is read up to the blob and
+// checked, the blob's digest is checked at EOF.
+func (bd *Bundle) BlobGet(ctx context.Context, _ ref.Ref, d descriptor.Descriptor) (io.ReadCloser, error) {
+	var b *meta.Blob
+	for i := range bd.Meta.Blobs {
+		if bd.Meta.Blobs[i].Digest == d.Digest {
+			b = &bd.Meta.Blobs[i]
+		}
+	}
+	if b == nil {
+		return nil, fmt.Errorf("blob %s: %w", d.Digest, ErrBlobMissing)
+	}
+	f, err := os.Open(filepath.Join(bd.Dir, b.Part))
+	if err != nil {
+		return nil, fmt.Errorf("blob %s: part %s: %w", d.Digest, b.Part, ErrPartMissing)
+	}
+	dec, err := Codec(bd.Meta.Compression).NewDecoder(bufio.NewReader(f))
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	tr := tar.NewReader(dec)
+	for {
+		hdr, err := tr.Next()
+		if err != nil {
+			dec.Close()
+			f.Close()
+			if err == io.EOF {
+				return nil, fmt.Errorf("blob %s: %w in part %s", d.Digest, ErrBlobMissing, b.Part)
+			}
+			return nil, fmt.Errorf("blob %s: part %s: %w: %v", d.Digest, b.Part, ErrPartCorrupt, err)
+		}
+		if dg, ok := digestFromPath(hdr.Name); ok && dg == b.Digest {
+			return readCloser{VerifyReader(ctxReader{ctx, tr}, descriptor.Descriptor{Digest: b.Digest, Size: b.Size}), func() error {
+				dec.Close()
+				return f.Close()
+			}}, nil
+		}
+	}
+}
+
+type readCloser struct {
+	io.Reader
+	close func() error
+}
+
+func (r readCloser) Close() error { return r.close() }

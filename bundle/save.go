@@ -1,0 +1,591 @@
+package bundle
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	"github.com/regclient/regclient/types/descriptor"
+	"github.com/regclient/regclient/types/errs"
+	"github.com/regclient/regclient/types/manifest"
+	"github.com/regclient/regclient/types/mediatype"
+	"github.com/regclient/regclient/types/platform"
+	"github.com/regclient/regclient/types/ref"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/ferry-oss/ferry/meta"
+)
+
+// SaveOptions configure Save.
+type SaveOptions struct {
+	// Platforms keeps only these children of multi-platform indexes; empty
+	// keeps all.
+	Platforms []platform.Platform
+	// Jobs bounds concurrent fetches (default 4).
+	Jobs int
+	// Retries is how often a failed fetch is retried (default 0).
+	Retries int
+	// RetryDelay is the first backoff delay, doubled per retry (default 1s).
+	RetryDelay time.Duration
+	// KeepGoing writes a meta of the images that succeeded, marked partial.
+	KeepGoing bool
+	Log       *slog.Logger
+	Progress  Progress
+}
+
+// ImageError is the failure of one image.
+type ImageError struct {
+	Image string
+	Err   error
+}
+
+func (e ImageError) Error() string { return e.Image + ": " + e.Err.Error() }
+func (e ImageError) Unwrap() error { return e.Err }
+
+// FailedError lists every image that failed; it wraps ErrImagesFailed.
+type FailedError struct{ Images []ImageError }
+
+func (e *FailedError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d image(s) failed:", len(e.Images))
+	for _, f := range e.Images {
+		b.WriteString("\n  ")
+		b.WriteString(f.Error())
+	}
+	return b.String()
+}
+
+func (e *FailedError) Unwrap() []error {
+	out := []error{ErrImagesFailed}
+	for _, f := range e.Images {
+		out = append(out, f.Err)
+	}
+	return out
+}
+
+// SaveResult summarizes a save.
+type SaveResult struct {
+	Meta       *meta.Meta
+	MetaPath   string
+	Blobs      int
+	BlobBytes  int64
+	Skipped    int // blobs skipped because a base bundle has them
+	Failed     []ImageError
+	Duration   time.Duration
+}
+
+type srcBlob struct {
+	desc descriptor.Descriptor
+	src  ref.Ref // a repository at the source that has it
+	tgt  ref.Ref
+}
+
+type imagePlan struct {
+	spec      ImageSpec
+	top       manifest.Manifest
+	srcDigest digest.Digest
+	manifests []manifest.Manifest // children first
+	blobs     []srcBlob
+	platforms []string
+}
+
+// Save copies images from src into the bundle w: it resolves every image
+// first, then streams the blobs each image needs (each once, skipping base
+// blobs) with bounded concurrency, then the manifests, then commits the
+// bundle. When an image fails and KeepGoing is off, nothing is committed,
+// w is aborted and a *FailedError is returned.
+func Save(ctx context.Context, src Source, w *Writer, images []ImageSpec, opts SaveOptions) (*SaveResult, error) {
+	start := time.Now()
+	if opts.Jobs < 1 {
+		opts.Jobs = 4
+	}
+	if opts.RetryDelay <= 0 {
+		opts.RetryDelay = time.Second
+	}
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	prog := orNop(opts.Progress)
+	res := &SaveResult{}
+	committed := false
+	defer func() {
+		if !committed {
+			w.Abort()
+		}
+	}()
+	if len(images) == 0 {
+		return nil, fmt.Errorf("%w: no images to save", ErrBadList)
+	}
+
+	// 1. Resolve every image and its manifests.
+	plans := make([]*imagePlan, len(images))
+	failures := map[int]error{}
+	var mu sync.Mutex
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(opts.Jobs)
+	for i, spec := range images {
+		g.Go(func() error {
+			p, err := planImage(gctx, src, spec, opts)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				failures[i] = err
+				opts.Log.Warn("image failed", "image", spec.String(), "err", err)
+			} else {
+				plans[i] = p
+				opts.Log.Info("resolved", "image", spec.String(), "digest", p.top.GetDescriptor().Digest, "manifests", len(p.manifests), "blobs", len(p.blobs))
+			}
+			return nil
+		})
+	}
+	_ = g.Wait()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if len(failures) > 0 && !opts.KeepGoing {
+		return nil, failedErr(images, failures)
+	}
+
+	// 2. Blobs: unique, not in a base bundle, largest first.
+	var todo []srcBlob
+	users := map[digest.Digest][]int{}
+	seen := map[digest.Digest]bool{}
+	for i, p := range plans {
+		if p == nil {
+			continue
+		}
+		for _, b := range p.blobs {
+			users[b.desc.Digest] = append(users[b.desc.Digest], i)
+			if seen[b.desc.Digest] {
+				continue
+			}
+			seen[b.desc.Digest] = true
+			if ok, _ := w.BlobExists(ctx, b.tgt, b.desc); ok {
+				res.Skipped++
+				continue
+			}
+			todo = append(todo, b)
+		}
+	}
+	sort.SliceStable(todo, func(i, j int) bool { return todo[i].desc.Size > todo[j].desc.Size })
+	var total int64
+	for _, b := range todo {
+		total += b.desc.Size
+	}
+	prog.SetTotal(total, len(todo))
+	opts.Log.Info("fetching blobs", "blobs", len(todo), "bytes", total, "skipped", res.Skipped)
+
+	bctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	g, gctx = errgroup.WithContext(bctx)
+	g.SetLimit(opts.Jobs)
+	blobErr := map[digest.Digest]error{}
+	for _, b := range todo {
+		g.Go(func() error {
+			err := copyBlob(gctx, src, w, b, opts, prog)
+			if err != nil {
+				mu.Lock()
+				blobErr[b.desc.Digest] = err
+				mu.Unlock()
+				if !opts.KeepGoing {
+					cancel()
+				}
+				return nil
+			}
+			mu.Lock()
+			res.Blobs++
+			res.BlobBytes += b.desc.Size
+			mu.Unlock()
+			return nil
+		})
+	}
+	_ = g.Wait()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	for dg, err := range blobErr {
+		for _, i := range users[dg] {
+			if errors.Is(err, context.Canceled) && failures[i] != nil {
+				continue
+			}
+			if _, ok := failures[i]; !ok || errors.Is(failures[i], context.Canceled) {
+				failures[i] = err
+			}
+			plans[i] = nil
+		}
+	}
+	if len(failures) > 0 && !opts.KeepGoing {
+		return nil, failedErr(images, failures)
+	}
+
+	// 3. Manifests, children first, then the image records.
+	for i, p := range plans {
+		if p == nil {
+			continue
+		}
+		if err := putManifests(ctx, w, p); err != nil {
+			failures[i] = err
+			continue
+		}
+		desc := p.top.GetDescriptor()
+		w.AddImage(meta.Image{
+			Source:       p.spec.String(),
+			Repository:   p.spec.Repository,
+			Tag:          p.spec.Tag,
+			Digest:       desc.Digest,
+			MediaType:    desc.MediaType,
+			SourceDigest: p.srcDigest,
+			Platforms:    p.platforms,
+		})
+	}
+	fe := failedErr(images, failures)
+	if fe != nil {
+		if !opts.KeepGoing {
+			return nil, fe
+		}
+		for _, f := range fe.Images {
+			w.AddFailure(f.Image, f.Err)
+		}
+		res.Failed = fe.Images
+	}
+	m, err := w.CommitMeta(ctx)
+	if err != nil {
+		if fe != nil {
+			return nil, errors.Join(err, fe)
+		}
+		return nil, err
+	}
+	committed = true
+	res.Meta, res.MetaPath, res.Duration = m, w.MetaPath(), time.Since(start)
+	if fe != nil {
+		return res, fe
+	}
+	return res, nil
+}
+
+func failedErr(images []ImageSpec, failures map[int]error) *FailedError {
+	if len(failures) == 0 {
+		return nil
+	}
+	fe := &FailedError{}
+	for i := range images {
+		if err, ok := failures[i]; ok {
+			fe.Images = append(fe.Images, ImageError{Image: images[i].String(), Err: err})
+		}
+	}
+	return fe
+}
+
+func putManifests(ctx context.Context, w *Writer, p *imagePlan) error {
+	tgt := ref.Ref{Scheme: "reg", Registry: "bundle", Repository: p.spec.Repository}
+	for _, m := range p.manifests {
+		if err := w.ManifestPut(ctx, tgt.SetDigest(m.GetDescriptor().Digest.String()), m); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// planImage resolves one image: its top manifest (an index filtered to the
+// wanted platforms), every child manifest, and the blobs they reference.
+func planImage(ctx context.Context, src Source, spec ImageSpec, opts SaveOptions) (*imagePlan, error) {
+	p := &imagePlan{spec: spec}
+	top, err := getManifest(ctx, src, spec.Source, opts)
+	if err != nil {
+		return nil, err
+	}
+	p.srcDigest = top.GetDescriptor().Digest
+	tgt := ref.Ref{Scheme: "reg", Registry: "bundle", Repository: spec.Repository}
+	top, err = p.walk(ctx, src, top, spec.Source, tgt, opts, 0)
+	if err != nil {
+		return nil, err
+	}
+	p.top = top
+	if top.GetDescriptor().Digest == p.srcDigest {
+		p.srcDigest = ""
+	}
+	return p, nil
+}
+
+func (p *imagePlan) walk(ctx context.Context, src Source, m manifest.Manifest, srcRef, tgt ref.Ref, opts SaveOptions, depth int) (manifest.Manifest, error) {
+	if depth > 4 {
+		return nil, fmt.Errorf("%w: indexes nested too deep", ErrUnsupported)
+	}
+	desc := m.GetDescriptor()
+	switch mm := m.(type) {
+	case manifest.Indexer:
+		dl, err := mm.GetManifestList()
+		if err != nil {
+			return nil, err
+		}
+		kept := dl
+		if len(opts.Platforms) > 0 {
+			kept = nil
+			for _, c := range dl {
+				if c.Platform != nil && matchAny(*c.Platform, opts.Platforms) {
+					kept = append(kept, c)
+				}
+			}
+			if len(kept) == 0 {
+				var have []string
+				for _, c := range dl {
+					if c.Platform != nil {
+						have = append(have, c.Platform.String())
+					}
+				}
+				return nil, fmt.Errorf("%w: index %s has %s, wanted %s", ErrPlatformMismatch, desc.Digest, strings.Join(have, ", "), platformList(opts.Platforms))
+			}
+		}
+		for _, c := range kept {
+			cm, err := getManifest(ctx, src, srcRef.SetDigest(c.Digest.String()), opts)
+			if err != nil {
+				return nil, fmt.Errorf("child %s: %w", c.Digest, err)
+			}
+			if _, err := p.walk(ctx, src, cm, srcRef, tgt, opts, depth+1); err != nil {
+				return nil, err
+			}
+			if c.Platform != nil && depth == 0 {
+				p.platforms = append(p.platforms, c.Platform.String())
+			}
+		}
+		if len(kept) != len(dl) {
+			raw, err := m.RawBody()
+			if err != nil {
+				return nil, err
+			}
+			nm, err := manifest.New(manifest.WithRaw(raw), manifest.WithDesc(desc))
+			if err != nil {
+				return nil, err
+			}
+			if err := nm.(manifest.Indexer).SetManifestList(kept); err != nil {
+				return nil, fmt.Errorf("filtering index %s: %w", desc.Digest, err)
+			}
+			m = nm
+		}
+	case manifest.Imager:
+		cfg, err := mm.GetConfig()
+		if err != nil {
+			return nil, err
+		}
+		layers, err := mm.GetLayers()
+		if err != nil {
+			return nil, err
+		}
+		if depth == 0 && len(opts.Platforms) > 0 && mediatype.Base(cfg.MediaType) != mediatype.OCI1Empty {
+			plat, err := configPlatform(ctx, src, srcRef, cfg)
+			if err != nil {
+				return nil, err
+			}
+			if plat != nil {
+				if !matchAny(*plat, opts.Platforms) {
+					return nil, fmt.Errorf("%w: image is %s, wanted %s", ErrPlatformMismatch, plat, platformList(opts.Platforms))
+				}
+				p.platforms = append(p.platforms, plat.String())
+			}
+		}
+		for _, b := range append([]descriptor.Descriptor{cfg}, layers...) {
+			if len(b.URLs) > 0 {
+				continue // foreign layer: not redistributed
+			}
+			p.blobs = append(p.blobs, srcBlob{desc: descriptor.Descriptor{MediaType: b.MediaType, Digest: b.Digest, Size: b.Size}, src: srcRef, tgt: tgt})
+		}
+	default:
+		return nil, fmt.Errorf("%w: manifest media type %s", ErrUnsupported, desc.MediaType)
+	}
+	p.manifests = append(p.manifests, m)
+	return m, nil
+}
+
+func configPlatform(ctx context.Context, src Source, r ref.Ref, cfg descriptor.Descriptor) (*platform.Platform, error) {
+	if cfg.Size > 4<<20 {
+		return nil, fmt.Errorf("config %s: %w: %d bytes", cfg.Digest, ErrUnsupported, cfg.Size)
+	}
+	rc, err := src.BlobGet(ctx, r, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("reading config %s: %w", cfg.Digest, err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(VerifyReader(rc, cfg))
+	if err != nil {
+		return nil, fmt.Errorf("reading config %s: %w", cfg.Digest, err)
+	}
+	var c struct {
+		OS           string `json:"os"`
+		Architecture string `json:"architecture"`
+		Variant      string `json:"variant"`
+	}
+	if err := json.Unmarshal(b, &c); err != nil || c.OS == "" {
+		return nil, nil // not an image config: no platform to check
+	}
+	plat, err := platform.Parse(c.OS + "/" + c.Architecture + optional("/", c.Variant))
+	if err != nil {
+		return nil, nil
+	}
+	return &plat, nil
+}
+
+func optional(sep, s string) string {
+	if s == "" {
+		return ""
+	}
+	return sep + s
+}
+
+func matchAny(p platform.Platform, want []platform.Platform) bool {
+	for _, w := range want {
+		if platform.Match(w, p) {
+			return true
+		}
+	}
+	return false
+}
+
+func platformList(ps []platform.Platform) string {
+	s := make([]string, len(ps))
+	for i, p := range ps {
+		s[i] = p.String()
+	}
+	return strings.Join(s, ",")
+}
+
+// getManifest fetches a manifest with retries.
+func getManifest(ctx context.Context, src Source, r ref.Ref, opts SaveOptions) (manifest.Manifest, error) {
+	var m manifest.Manifest
+	err := retry(ctx, opts.Retries, opts.RetryDelay, opts.Log, "manifest "+r.CommonName(), func() error {
+		var err error
+		m, err = src.ManifestGet(ctx, r)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("fetching manifest %s: %w", r.CommonName(), err)
+	}
+	return m, nil
+}
+
+// copyBlob streams one blob from src into w, reopening the source on
+// transient errors and resuming where it broke off.
+func copyBlob(ctx context.Context, src Source, w *Writer, b srcBlob, opts SaveOptions, prog Progress) error {
+	t := prog.Begin(b.desc.Digest.Encoded()[:12], b.desc.Size)
+	rr := &resumeReader{ctx: ctx, open: func() (io.ReadCloser, error) {
+		var rc io.ReadCloser
+		err := retry(ctx, opts.Retries, opts.RetryDelay, opts.Log, "blob "+b.desc.Digest.String(), func() error {
+			var err error
+			rc, err = src.BlobGet(ctx, b.src, b.desc)
+			return err
+		})
+		return rc, err
+	}, retries: opts.Retries, delay: opts.RetryDelay, log: opts.Log, name: b.desc.Digest.String()}
+	defer rr.Close()
+	err := w.BlobPut(ctx, b.tgt, b.desc, &trackReader{r: rr, t: t})
+	t.Done(err)
+	if err != nil {
+		return fmt.Errorf("fetching blob %s: %w", b.desc.Digest, err)
+	}
+	return nil
+}
+
+// retryable reports whether err may go away on a retry.
+func retryable(ctx context.Context, err error) bool {
+	if err == nil || ctx.Err() != nil {
+		return false
+	}
+	for _, perm := range []error{ErrDigestMismatch, ErrSizeMismatch, errs.ErrDigestMismatch, errs.ErrNotFound, errs.ErrHTTPUnauthorized, errs.ErrInvalidReference, errs.ErrUnsupportedMediaType, errs.ErrParsingFailed, ErrPlatformMismatch, context.Canceled, context.DeadlineExceeded} {
+		if errors.Is(err, perm) {
+			return false
+		}
+	}
+	return true
+}
+
+func retry(ctx context.Context, retries int, delay time.Duration, log *slog.Logger, what string, fn func() error) error {
+	for attempt := 0; ; attempt++ {
+		err := fn()
+		if err == nil || attempt >= retries || !retryable(ctx, err) {
+			return err
+		}
+		log.Warn("retrying", "what", what, "attempt", attempt+1, "err", err)
+		select {
+		case <-time.After(delay << attempt):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// resumeReader reads a blob; when the stream breaks it reopens the source,
+// discards what was already delivered and goes on.
+type resumeReader struct {
+	ctx     context.Context
+	open    func() (io.ReadCloser, error)
+	rc      io.ReadCloser
+	off     int64
+	retries int
+	tries   int
+	delay   time.Duration
+	log     *slog.Logger
+	name    string
+}
+
+func (r *resumeReader) Read(p []byte) (int, error) {
+	for {
+		if r.rc == nil {
+			rc, err := r.open()
+			if err != nil {
+				return 0, err
+			}
+			if r.off > 0 {
+				if _, err := io.CopyN(io.Discard, rc, r.off); err != nil {
+					rc.Close()
+					if r.again(err) {
+						continue
+					}
+					return 0, err
+				}
+			}
+			r.rc = rc
+		}
+		n, err := r.rc.Read(p)
+		r.off += int64(n)
+		if err == nil || err == io.EOF || n > 0 {
+			if err != nil && err != io.EOF && n > 0 {
+				// deliver n now; the error comes back on the next read
+				err = nil
+			}
+			return n, err
+		}
+		r.rc.Close()
+		r.rc = nil
+		if !r.again(err) {
+			return 0, err
+		}
+	}
+}
+
+func (r *resumeReader) again(err error) bool {
+	if r.tries >= r.retries || !retryable(r.ctx, err) {
+		return false
+	}
+	r.tries++
+	r.log.Warn("resuming blob", "blob", r.name, "offset", r.off, "attempt", r.tries, "err", err)
+	select {
+	case <-time.After(r.delay << (r.tries - 1)):
+		return true
+	case <-r.ctx.Done():
+		return false
+	}
+}
+
+func (r *resumeReader) Close() error {
+	if r.rc != nil {
+		return r.rc.Close()
+	}
+	return nil
+}

@@ -1,0 +1,425 @@
+package bundle_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	"github.com/regclient/regclient/types/descriptor"
+	"github.com/regclient/regclient/types/platform"
+	"github.com/regclient/regclient/types/ref"
+
+	"github.com/ferry-oss/ferry/bundle"
+	"github.com/ferry-oss/ferry/meta"
+	"github.com/ferry-oss/ferry/registry"
+	"github.com/ferry-oss/ferry/registry/regtest"
+)
+
+// env is a source registry seeded with the fixtures and a client for it.
+type env struct {
+	host string
+	reg  *registry.Registry
+	imgs map[string]*regtest.Image
+}
+
+func newReg(t testing.TB, hosts ...string) *registry.Registry {
+	t.Helper()
+	reg, err := registry.New(registry.Options{Registries: hosts, Retries: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return reg
+}
+
+func seeded(t testing.TB) *env {
+	t.Helper()
+	host, stop := regtest.Olareg()
+	t.Cleanup(stop)
+	e := &env{host: host, reg: newReg(t, host), imgs: regtest.Fixtures()}
+	for name, img := range e.imgs {
+		r, err := ref.New(host + "/" + name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := regtest.Push(context.Background(), e.reg, r, img); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return e
+}
+
+func (e *env) specs(t testing.TB, names ...string) []bundle.ImageSpec {
+	t.Helper()
+	var out []bundle.ImageSpec
+	for _, n := range names {
+		s, err := bundle.ParseImage(n, e.host)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+type saveCase struct {
+	images    []string
+	platforms []string
+	codec     bundle.Codec
+	bases     []string
+	split     int64
+	single    bool
+	jobs      int
+}
+
+func save(t testing.TB, src bundle.Source, specs []bundle.ImageSpec, dir string, c saveCase) (*bundle.SaveResult, error) {
+	t.Helper()
+	var plats []platform.Platform
+	for _, p := range c.platforms {
+		pp, err := platform.Parse(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		plats = append(plats, pp)
+	}
+	w, err := bundle.NewWriter(bundle.WriterOptions{Dir: dir, Codec: c.codec, Parts: max(c.jobs, 2), SplitSize: c.split, Single: c.single, Platforms: c.platforms, Bases: c.bases, Tool: "ferry test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bundle.Save(context.Background(), src, w, specs, bundle.SaveOptions{Platforms: plats, Jobs: max(c.jobs, 2), Retries: 2, RetryDelay: time.Millisecond})
+}
+
+func TestSaveVerifyUpload(t *testing.T) {
+	e := seeded(t)
+	cases := map[string]saveCase{
+		"all platforms":  {images: []string{"library/multi:1"}},
+		"one platform":   {images: []string{"library/multi:1"}, platforms: []string{"linux/arm64"}},
+		"two platforms":  {images: []string{"library/multi:1"}, platforms: []string{"linux/amd64", "linux/arm/v7"}},
+		"shared layers":  {images: []string{"team/app:1", "team/tools:1", "library/base:1"}},
+		"zstd":           {images: []string{"team/app:1", "library/multi:1"}, codec: bundle.CodecZstd},
+		"gzip":           {images: []string{"team/app:1"}, codec: bundle.CodecGzip},
+		"xz":             {images: []string{"team/app:1"}, codec: bundle.CodecXz},
+		"lz4":            {images: []string{"team/app:1"}, codec: bundle.CodecLz4},
+		"single":         {images: []string{"team/app:1", "library/multi:1"}, single: true},
+		"split":          {images: []string{"team/app:1", "library/multi:1"}, split: 1, jobs: 1},
+		"rename":         {images: []string{"team/app:1 -> mirror/app:stable"}},
+		"single-plat ok": {images: []string{"team/app:1"}, platforms: []string{"linux/amd64"}},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			res, err := save(t, e.reg, e.specs(t, c.images...), dir, c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := res.Meta
+			// Every blob stored once, parts are complete, no partial left.
+			seen := map[digest.Digest]bool{}
+			for _, b := range m.Blobs {
+				if seen[b.Digest] {
+					t.Errorf("blob %s stored twice", b.Digest)
+				}
+				seen[b.Digest] = true
+			}
+			left, _ := filepath.Glob(filepath.Join(dir, "*.partial"))
+			if len(left) > 0 {
+				t.Errorf("partial files left: %v", left)
+			}
+			if c.single && len(m.Parts) != 1 {
+				t.Errorf("single: %d parts", len(m.Parts))
+			}
+			if c.split == 1 && len(m.Parts) < len(m.Blobs) {
+				t.Errorf("split: %d parts for %d blobs", len(m.Parts), len(m.Blobs))
+			}
+			for _, p := range m.Parts {
+				if !strings.HasSuffix(p.Name, ".tar"+c.codec.Ext()) {
+					t.Errorf("part %s: want extension .tar%s", p.Name, c.codec.Ext())
+				}
+			}
+			bd, err := bundle.Open(res.MetaPath)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := bd.Verify(context.Background(), 2, nil); err != nil {
+				t.Fatalf("verify: %v", err)
+			}
+			// Upload to an empty registry; digests must match the meta.
+			thost, stop := regtest.Olareg()
+			defer stop()
+			treg := newReg(t, thost)
+			tgt, _ := ref.NewHost(thost)
+			ur, err := bundle.Upload(context.Background(), bd, treg, bundle.UploadOptions{Target: bundle.RegistryTarget(tgt, "ns", nil), Jobs: 2})
+			if err != nil {
+				t.Fatalf("upload: %v", err)
+			}
+			if ur.BlobsPushed != len(m.Blobs) {
+				t.Errorf("pushed %d blobs, bundle has %d", ur.BlobsPushed, len(m.Blobs))
+			}
+			for _, img := range m.Images {
+				r, _ := ref.New(thost + "/ns/" + img.Repository + ":" + img.Tag)
+				got, err := treg.ManifestGet(context.Background(), r)
+				if err != nil {
+					t.Fatalf("%s: %v", r.CommonName(), err)
+				}
+				if got.GetDescriptor().Digest != img.Digest {
+					t.Errorf("%s: digest %s, meta says %s", r.CommonName(), got.GetDescriptor().Digest, img.Digest)
+				}
+			}
+			// A second upload sends nothing again.
+			ur, err = bundle.Upload(context.Background(), bd, treg, bundle.UploadOptions{Target: bundle.RegistryTarget(tgt, "ns", nil), Jobs: 2})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ur.BlobsPushed != 0 {
+				t.Errorf("re-upload pushed %d blobs", ur.BlobsPushed)
+			}
+		})
+	}
+}
+
+func TestPlatformFilter(t *testing.T) {
+	e := seeded(t)
+	src := e.imgs["library/multi:1"]
+	tests := []struct {
+		platforms []string
+		want      int
+		err       error
+	}{
+		{nil, 3, nil},
+		{[]string{"linux/arm64"}, 1, nil},
+		{[]string{"linux/amd64", "linux/arm/v7"}, 2, nil},
+		{[]string{"windows/amd64"}, 0, bundle.ErrPlatformMismatch},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.platforms, ","), func(t *testing.T) {
+			res, err := save(t, e.reg, e.specs(t, "library/multi:1"), t.TempDir(), saveCase{platforms: tt.platforms})
+			if tt.err != nil {
+				if !errors.Is(err, tt.err) || !errors.Is(err, bundle.ErrImagesFailed) {
+					t.Fatalf("err %v, want %v", err, tt.err)
+				}
+				if !strings.Contains(err.Error(), "library/multi:1") {
+					t.Errorf("error does not name the image: %v", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			img := res.Meta.Images[0]
+			if len(img.Platforms) != tt.want {
+				t.Errorf("platforms %v, want %d", img.Platforms, tt.want)
+			}
+			if (tt.want == 3) != (img.Digest == src.Digest()) {
+				t.Errorf("digest %s, source %s: a filtered index must get a new digest, an unfiltered one keep it", img.Digest, src.Digest())
+			}
+			if tt.want < 3 && img.SourceDigest != src.Digest() {
+				t.Errorf("sourceDigest %s, want %s", img.SourceDigest, src.Digest())
+			}
+			// manifests: index + kept children
+			if len(res.Meta.Manifests) != tt.want+1 {
+				t.Errorf("%d manifests, want %d", len(res.Meta.Manifests), tt.want+1)
+			}
+		})
+	}
+	// a single-platform image that does not match is an error naming it
+	_, err := save(t, e.reg, e.specs(t, "team/app:1"), t.TempDir(), saveCase{platforms: []string{"linux/arm64"}})
+	if !errors.Is(err, bundle.ErrPlatformMismatch) || !strings.Contains(err.Error(), "team/app:1") {
+		t.Fatalf("err %v, want platform mismatch naming team/app:1", err)
+	}
+}
+
+func TestIncremental(t *testing.T) {
+	e := seeded(t)
+	dir := t.TempDir()
+	full, err := save(t, e.reg, e.specs(t, "library/base:1"), dir, saveCase{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1100 * time.Millisecond) // bundle ids are per second
+	incr, err := save(t, e.reg, e.specs(t, "team/app:1", "team/tools:1"), dir, saveCase{bases: []string{full.MetaPath}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := incr.Meta
+	if m.Type != meta.TypeIncremental || len(m.Bases) != 1 || m.Bases[0].ID != full.Meta.ID {
+		t.Fatalf("type %s bases %+v", m.Type, m.Bases)
+	}
+	base := full.Meta.Blobs
+	for _, b := range m.Blobs {
+		if slices.ContainsFunc(base, func(x meta.Blob) bool { return x.Digest == b.Digest }) {
+			t.Errorf("increment stores base blob %s", b.Digest)
+		}
+	}
+	if len(m.BaseBlobs) == 0 || incr.Skipped == 0 {
+		t.Fatalf("no base blobs recorded (skipped %d)", incr.Skipped)
+	}
+	// An increment of the increment skips blobs of both.
+	time.Sleep(1100 * time.Millisecond)
+	incr2, err := save(t, e.reg, e.specs(t, "team/app:1", "library/multi:1"), dir, saveCase{bases: []string{incr.MetaPath}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(incr2.Meta.Bases) != 2 {
+		t.Errorf("bases %+v, want the increment and its full", incr2.Meta.Bases)
+	}
+	for _, b := range incr2.Meta.Blobs {
+		if slices.ContainsFunc(m.Blobs, func(x meta.Blob) bool { return x.Digest == b.Digest }) || slices.ContainsFunc(base, func(x meta.Blob) bool { return x.Digest == b.Digest }) {
+			t.Errorf("second increment stores blob %s again", b.Digest)
+		}
+	}
+
+	// Upload: the increment onto an empty registry is refused, nothing pushed.
+	thost, stop := regtest.Olareg()
+	defer stop()
+	treg := newReg(t, thost)
+	tgt, _ := ref.NewHost(thost)
+	target := bundle.RegistryTarget(tgt, "", nil)
+	ib, err := bundle.Open(incr.MetaPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = bundle.Upload(context.Background(), ib, treg, bundle.UploadOptions{Target: target})
+	var bme *bundle.BaseMissingError
+	if !errors.Is(err, bundle.ErrBaseMissing) || !errors.As(err, &bme) || bme.Missing == 0 || !strings.Contains(err.Error(), full.Meta.ID) {
+		t.Fatalf("err %v, want base missing naming %s", err, full.Meta.ID)
+	}
+	for _, b := range m.Blobs {
+		r, _ := target(b.Repos[0])
+		if ok, _ := treg.BlobExists(context.Background(), r, descOf(b)); ok {
+			t.Errorf("blob %s pushed although the upload was refused", b.Digest)
+		}
+	}
+	// Full, then the increment (a new repository needs base blobs: mounted).
+	fb, _ := bundle.Open(full.MetaPath)
+	if _, err := bundle.Upload(context.Background(), fb, treg, bundle.UploadOptions{Target: target}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := bundle.Upload(context.Background(), ib, treg, bundle.UploadOptions{Target: target})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.BlobsMounted == 0 {
+		t.Errorf("no base blob mounted into the new repositories")
+	}
+	for _, img := range m.Images {
+		r, _ := ref.New(thost + "/" + img.Repository + ":" + img.Tag)
+		got, err := treg.ManifestGet(context.Background(), r)
+		if err != nil || got.GetDescriptor().Digest != img.Digest {
+			t.Fatalf("%s: %v", r.CommonName(), err)
+		}
+	}
+}
+
+func TestCorruptPart(t *testing.T) {
+	e := seeded(t)
+	for _, codec := range []bundle.Codec{bundle.CodecNone, bundle.CodecZstd} {
+		t.Run(string(codec), func(t *testing.T) {
+			dir := t.TempDir()
+			res, err := save(t, e.reg, e.specs(t, "team/app:1"), dir, saveCase{codec: codec, single: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			// flip a byte in the middle of the biggest blob's data
+			part := filepath.Join(dir, res.Meta.Parts[0].Name)
+			b, err := os.ReadFile(part)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b[len(b)/3] ^= 0xff
+			if err := os.WriteFile(part, b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			bd, err := bundle.Open(res.MetaPath)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = bd.Verify(context.Background(), 1, nil)
+			if err == nil || !strings.Contains(err.Error(), res.Meta.Parts[0].Name) {
+				t.Fatalf("verify: %v", err)
+			}
+			if !errors.Is(err, bundle.ErrPartCorrupt) && !errors.Is(err, bundle.ErrDigestMismatch) {
+				t.Errorf("verify err %v: want part corrupt or digest mismatch", err)
+			}
+			thost, stop := regtest.Olareg()
+			defer stop()
+			treg := newReg(t, thost)
+			tgt, _ := ref.NewHost(thost)
+			_, err = bundle.Upload(context.Background(), bd, treg, bundle.UploadOptions{Target: bundle.RegistryTarget(tgt, "", nil)})
+			if err == nil {
+				t.Fatal("upload of a corrupt part succeeded")
+			}
+			r, _ := ref.New(thost + "/team/app:1")
+			if _, err := treg.ManifestGet(context.Background(), r); err == nil {
+				t.Error("manifest pushed although a part was corrupt")
+			}
+		})
+	}
+}
+
+func TestMissingPart(t *testing.T) {
+	e := seeded(t)
+	dir := t.TempDir()
+	res, err := save(t, e.reg, e.specs(t, "team/app:1", "library/multi:1"), dir, saveCase{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := res.Meta.Parts[0].Name
+	if err := os.Remove(filepath.Join(dir, name)); err != nil {
+		t.Fatal(err)
+	}
+	bd, _ := bundle.Open(res.MetaPath)
+	err = bd.Verify(context.Background(), 2, nil)
+	if !errors.Is(err, bundle.ErrPartMissing) || !strings.Contains(err.Error(), name) {
+		t.Fatalf("verify: %v", err)
+	}
+	thost, stop := regtest.Olareg()
+	defer stop()
+	tgt, _ := ref.NewHost(thost)
+	_, err = bundle.Upload(context.Background(), bd, newReg(t, thost), bundle.UploadOptions{Target: bundle.RegistryTarget(tgt, "", nil)})
+	if !errors.Is(err, bundle.ErrPartMissing) {
+		t.Fatalf("upload: %v", err)
+	}
+}
+
+func TestFailedImageWritesNoMeta(t *testing.T) {
+	e := seeded(t)
+	dir := t.TempDir()
+	_, err := save(t, e.reg, e.specs(t, "team/app:1", "nosuch/image:1"), dir, saveCase{})
+	var fe *bundle.FailedError
+	if !errors.As(err, &fe) || len(fe.Images) != 1 || !strings.Contains(fe.Images[0].Image, "nosuch/image:1") {
+		t.Fatalf("err %v", err)
+	}
+	if files, _ := os.ReadDir(dir); len(files) != 0 {
+		t.Errorf("files left after a failed save: %v", files)
+	}
+}
+
+func TestKeepGoingPartial(t *testing.T) {
+	e := seeded(t)
+	dir := t.TempDir()
+	specs := e.specs(t, "team/app:1", "nosuch/image:1")
+	w, err := bundle.NewWriter(bundle.WriterOptions{Dir: dir, Parts: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := bundle.Save(context.Background(), e.reg, w, specs, bundle.SaveOptions{KeepGoing: true, RetryDelay: time.Millisecond})
+	if !errors.Is(err, bundle.ErrImagesFailed) || res == nil {
+		t.Fatalf("err %v res %v", err, res)
+	}
+	m, err := meta.Load(res.MetaPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !m.Partial || len(m.Failed) != 1 || len(m.Images) != 1 {
+		t.Fatalf("partial %v failed %v images %d", m.Partial, m.Failed, len(m.Images))
+	}
+}
+
+func descOf(b meta.Blob) descriptor.Descriptor {
+	return descriptor.Descriptor{MediaType: b.MediaType, Digest: b.Digest, Size: b.Size}
+}

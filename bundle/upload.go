@@ -1,0 +1,400 @@
+package bundle
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	"github.com/regclient/regclient/types/descriptor"
+	"github.com/regclient/regclient/types/manifest"
+	"github.com/regclient/regclient/types/ref"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/ferry-oss/ferry/meta"
+)
+
+// UploadOptions configure Upload.
+type UploadOptions struct {
+	// Target maps a repository of the bundle to the reference of the
+	// repository at the sink (no tag or digest).
+	Target func(repo string) (ref.Ref, error)
+	// Jobs bounds how many parts are streamed at once (default 4).
+	Jobs int
+	// Retries is how often a part whose upload failed for a transient
+	// reason is streamed again; blobs that landed are not sent again.
+	Retries    int
+	RetryDelay time.Duration
+	Log        *slog.Logger
+	Progress   Progress
+}
+
+// UploadResult summarizes an upload.
+type UploadResult struct {
+	Images       int
+	Manifests    int
+	BlobsPushed  int
+	BlobsSkipped int
+	BlobsMounted int
+	BytesPushed  int64
+	Duration     time.Duration
+}
+
+// BaseMissingError says which base blobs are missing at the target.
+type BaseMissingError struct {
+	Missing int
+	Bases   []meta.Base
+}
+
+func (e *BaseMissingError) Error() string {
+	var names []string
+	for _, b := range e.Bases {
+		names = append(names, fmt.Sprintf("%s (%s)", b.ID, b.Meta))
+	}
+	return fmt.Sprintf("%d blob(s) that this incremental bundle skipped are missing at the target; upload base bundle(s) first: %s", e.Missing, strings.Join(names, ", "))
+}
+
+func (e *BaseMissingError) Unwrap() error { return ErrBaseMissing }
+
+// Upload pushes a bundle into sink: it checks the parts are present, checks
+// that every base blob is at the target (nothing is sent if one is not),
+// streams every part (checking each blob's digest and each part's sha256)
+// pushing blobs the target lacks, and only when every part passed pushes
+// the manifests (children first, then indexes, then tags) and commits.
+func Upload(ctx context.Context, bd *Bundle, sink Sink, opts UploadOptions) (*UploadResult, error) {
+	start := time.Now()
+	if opts.Jobs < 1 {
+		opts.Jobs = 4
+	}
+	if opts.RetryDelay <= 0 {
+		opts.RetryDelay = time.Second
+	}
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	if opts.Target == nil {
+		return nil, errors.New("upload: no target")
+	}
+	m := bd.Meta
+	prog := orNop(opts.Progress)
+	res := &UploadResult{}
+	if m.Partial {
+		opts.Log.Warn("bundle is partial: some images failed at save", "failed", len(m.Failed))
+	}
+	if err := bd.CheckParts(); err != nil {
+		return nil, err
+	}
+	targets := map[string]ref.Ref{}
+	target := func(repo string) ref.Ref {
+		if r, ok := targets[repo]; ok {
+			return r
+		}
+		r, _ := opts.Target(repo) // a base bundle's repository; zero on error
+		return r
+	}
+	for _, repo := range bundleRepos(m) {
+		r, err := opts.Target(repo)
+		if err != nil {
+			return nil, fmt.Errorf("target for %s: %w", repo, err)
+		}
+		targets[repo] = r
+	}
+
+	// 1. Base blobs: all must be at the target (in some repository) before
+	// anything is sent.
+	if err := checkBase(ctx, bd, sink, target, res); err != nil {
+		return nil, err
+	}
+
+	// 2. Blobs, part by part.
+	prog.SetTotal(m.TotalBlobBytes(), len(m.Blobs))
+	var pushed, skipped, mounted atomic.Int64
+	var bytes atomic.Int64
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(opts.Jobs)
+	for _, p := range m.Parts {
+		g.Go(func() error {
+			return retry(gctx, opts.Retries, opts.RetryDelay, opts.Log, "part "+p.Name, func() error {
+				return bd.ReadPart(gctx, p, func(b *meta.Blob, r io.Reader) error {
+					d := descriptor.Descriptor{MediaType: b.MediaType, Digest: b.Digest, Size: b.Size}
+					repos := b.Repos
+					if len(repos) == 0 {
+						return nil // stored but unused (a failed image of a partial bundle)
+					}
+					first := target(repos[0])
+					ok, err := sink.BlobExists(gctx, first, d)
+					if err != nil {
+						return fmt.Errorf("checking blob %s: %w", d.Digest, err)
+					}
+					if ok {
+						skipped.Add(1)
+					} else {
+						t := prog.Begin(d.Digest.Encoded()[:12], d.Size)
+						err := sink.BlobPut(gctx, first, d, &trackReader{r: r, t: t})
+						t.Done(err)
+						if err != nil {
+							return fmt.Errorf("pushing blob %s to %s: %w", d.Digest, first.CommonName(), err)
+						}
+						pushed.Add(1)
+						bytes.Add(d.Size)
+					}
+					for _, repo := range repos[1:] {
+						tr := target(repo)
+						if ok, err := sink.BlobExists(gctx, tr, d); err == nil && ok {
+							continue
+						}
+						if err := sink.BlobMount(gctx, first, tr, d); err != nil {
+							return fmt.Errorf("mounting blob %s into %s: %w", d.Digest, tr.CommonName(), err)
+						}
+						mounted.Add(1)
+					}
+					return nil
+				})
+			})
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	res.BlobsPushed, res.BlobsSkipped, res.BlobsMounted = int(pushed.Load()), res.BlobsSkipped+int(skipped.Load()), res.BlobsMounted+int(mounted.Load())
+	res.BytesPushed = bytes.Load()
+
+	// 3. Manifests: per image, children first; tags last.
+	var mu sync.Mutex
+	g, gctx = errgroup.WithContext(ctx)
+	g.SetLimit(opts.Jobs)
+	for _, img := range m.Images {
+		g.Go(func() error {
+			n, err := pushImage(gctx, bd, sink, target(img.Repository), img)
+			if err != nil {
+				return fmt.Errorf("image %s: %w", img.Source, err)
+			}
+			mu.Lock()
+			res.Manifests += n
+			res.Images++
+			mu.Unlock()
+			opts.Log.Info("pushed", "image", img.Source, "target", target(img.Repository).SetTag(img.Tag).CommonName(), "digest", img.Digest)
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	if err := sink.Commit(ctx); err != nil {
+		return nil, err
+	}
+	res.Duration = time.Since(start)
+	return res, nil
+}
+
+// pushImage pushes the manifests of one image in dependency order and then
+// its tag. It returns how many manifests it put.
+func pushImage(ctx context.Context, bd *Bundle, sink Sink, tgt ref.Ref, img meta.Image) (int, error) {
+	var order []manifest.Manifest
+	seen := map[digest.Digest]bool{}
+	var walk func(dg digest.Digest, depth int) error
+	walk = func(dg digest.Digest, depth int) error {
+		if seen[dg] {
+			return nil
+		}
+		seen[dg] = true
+		mf := bd.Meta.ManifestByDigest(dg)
+		if mf == nil {
+			return fmt.Errorf("manifest %s: %w", dg, ErrBlobMissing)
+		}
+		mm, err := parseManifest(*mf)
+		if err != nil {
+			return err
+		}
+		_, children, err := references(mm)
+		if err != nil {
+			return fmt.Errorf("manifest %s: %w", dg, err)
+		}
+		if depth > 4 && len(children) > 0 {
+			return fmt.Errorf("manifest %s: %w: indexes nested too deep", dg, ErrUnsupported)
+		}
+		for _, c := range children {
+			if err := walk(c.Digest, depth+1); err != nil {
+				return err
+			}
+		}
+		order = append(order, mm)
+		return nil
+	}
+	if err := walk(img.Digest, 0); err != nil {
+		return 0, err
+	}
+	for _, mm := range order {
+		dg := mm.GetDescriptor().Digest
+		if err := sink.ManifestPut(ctx, tgt.SetDigest(dg.String()), mm); err != nil {
+			return 0, fmt.Errorf("pushing manifest %s: %w", dg, err)
+		}
+	}
+	if img.Tag != "" {
+		top := order[len(order)-1]
+		if err := sink.ManifestPut(ctx, tgt.SetTag(img.Tag), top); err != nil {
+			return 0, fmt.Errorf("pushing tag %s: %w", img.Tag, err)
+		}
+	}
+	return len(order), nil
+}
+
+// checkBase makes sure every base blob is at the target in each repository
+// that needs it, mounting it from another repository where it is present
+// there. Nothing is mounted unless every base blob was found somewhere.
+func checkBase(ctx context.Context, bd *Bundle, sink Sink, target func(string) ref.Ref, res *UploadResult) error {
+	m := bd.Meta
+	if len(m.BaseBlobs) == 0 {
+		return nil
+	}
+	type mount struct {
+		from, to ref.Ref
+		d        descriptor.Descriptor
+	}
+	var mounts []mount
+	missing := map[string]int{}
+	var mu sync.Mutex
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(8)
+	for _, bb := range m.BaseBlobs {
+		g.Go(func() error {
+			d := descriptor.Descriptor{MediaType: bb.MediaType, Digest: bb.Digest, Size: bb.Size}
+			var have []ref.Ref
+			var lack []ref.Ref
+			for _, repo := range bb.Repos {
+				tr := target(repo)
+				ok, err := sink.BlobExists(gctx, tr, d)
+				if err != nil {
+					return fmt.Errorf("checking base blob %s: %w", d.Digest, err)
+				}
+				if ok {
+					have = append(have, tr)
+				} else {
+					lack = append(lack, tr)
+				}
+			}
+			if len(lack) > 0 && len(have) == 0 {
+				for _, repo := range bb.BaseRepos {
+					tr := target(repo)
+					if tr.Repository == "" {
+						continue
+					}
+					if ok, err := sink.BlobExists(gctx, tr, d); err == nil && ok {
+						have = append(have, tr)
+						break
+					}
+				}
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if len(lack) > 0 && len(have) == 0 {
+				missing[bb.Base]++
+				return nil
+			}
+			res.BlobsSkipped++
+			for _, to := range lack {
+				mounts = append(mounts, mount{from: have[0], to: to, d: d})
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	if len(missing) > 0 {
+		e := &BaseMissingError{}
+		for _, b := range m.Bases {
+			if n := missing[b.ID]; n > 0 {
+				e.Missing += n
+				e.Bases = append(e.Bases, b)
+			}
+		}
+		sort.Slice(e.Bases, func(i, j int) bool { return e.Bases[i].ID < e.Bases[j].ID })
+		return e
+	}
+	for _, mt := range mounts {
+		if err := sink.BlobMount(ctx, mt.from, mt.to, mt.d); err != nil {
+			return fmt.Errorf("mounting base blob %s into %s: %w", mt.d.Digest, mt.to.CommonName(), err)
+		}
+		res.BlobsMounted++
+	}
+	return nil
+}
+
+// bundleRepos lists every repository the bundle mentions.
+func bundleRepos(m *meta.Meta) []string {
+	set := map[string]bool{}
+	for _, img := range m.Images {
+		set[img.Repository] = true
+	}
+	for _, b := range m.Blobs {
+		for _, r := range b.Repos {
+			set[r] = true
+		}
+	}
+	for _, b := range m.BaseBlobs {
+		for _, r := range b.Repos {
+			set[r] = true
+		}
+	}
+	out := make([]string, 0, len(set))
+	for r := range set {
+		out = append(out, r)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// RegistryTarget maps a bundle repository to host/namespace/repository,
+// after applying renames (bundle repository -> target repository).
+func RegistryTarget(host ref.Ref, namespace string, renames map[string]string) func(string) (ref.Ref, error) {
+	return func(repo string) (ref.Ref, error) {
+		if to, ok := renames[repo]; ok {
+			repo = to
+		}
+		if namespace != "" {
+			repo = namespace + "/" + repo
+		}
+		if !meta.ValidRepository(repo) {
+			return ref.Ref{}, fmt.Errorf("%w: target repository %q", ErrBadList, repo)
+		}
+		r := host
+		r.Scheme, r.Repository, r.Tag, r.Digest = "reg", repo, "", ""
+		r.Reference = r.Registry + "/" + repo
+		return r, nil
+	}
+}
+
+// Renames turns "SRC -> DST" list entries into renames of the bundle's
+// repositories: SRC is matched against each image's source reference, or
+// its source repository.
+func Renames(m *meta.Meta, specs []ImageSpec) (map[string]string, error) {
+	out := map[string]string{}
+	for _, s := range specs {
+		matched := false
+		for _, img := range m.Images {
+			src, err := ref.New(img.Source)
+			if err != nil {
+				continue
+			}
+			if img.Source == s.Source.CommonName() || (src.Registry == s.Source.Registry && src.Repository == s.Source.Repository) {
+				if prev, ok := out[img.Repository]; ok && prev != s.Repository {
+					return nil, fmt.Errorf("%w: %s renamed to both %s and %s", ErrBadList, img.Repository, prev, s.Repository)
+				}
+				out[img.Repository] = s.Repository
+				matched = true
+			}
+		}
+		if !matched {
+			return nil, fmt.Errorf("%w: %s matches no image of the bundle", ErrBadList, s.Source.CommonName())
+		}
+	}
+	return out, nil
+}

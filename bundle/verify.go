@@ -1,0 +1,68 @@
+package bundle
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/opencontainers/go-digest"
+	"github.com/regclient/regclient/types/descriptor"
+)
+
+// VerifyReader returns a reader of r that fails with ErrSizeMismatch when r
+// holds more or fewer than d.Size bytes, and with ErrDigestMismatch at EOF
+// when the bytes do not hash to d.Digest. Nothing past d.Size is read.
+func VerifyReader(r io.Reader, d descriptor.Descriptor) io.Reader {
+	return &verifyReader{r: r, d: d, v: d.Digest.Verifier(), remain: d.Size}
+}
+
+type verifyReader struct {
+	r      io.Reader
+	d      descriptor.Descriptor
+	v      digest.Verifier
+	remain int64
+	err    error
+}
+
+func (vr *verifyReader) Read(p []byte) (int, error) {
+	if vr.err != nil {
+		return 0, vr.err
+	}
+	if vr.remain <= 0 {
+		// Expect EOF: probe one byte to catch an oversize stream.
+		var one [1]byte
+		n, err := io.ReadFull(vr.r, one[:])
+		if n > 0 {
+			vr.err = fmt.Errorf("blob %s: %w: more than %d bytes", vr.d.Digest, ErrSizeMismatch, vr.d.Size)
+			return 0, vr.err
+		}
+		if err != nil && err != io.EOF && err != io.ErrUnexpectedEOF {
+			vr.err = err
+			return 0, err
+		}
+		if !vr.v.Verified() {
+			vr.err = fmt.Errorf("blob %s: %w", vr.d.Digest, ErrDigestMismatch)
+			return 0, vr.err
+		}
+		vr.err = io.EOF
+		return 0, io.EOF
+	}
+	if int64(len(p)) > vr.remain {
+		p = p[:vr.remain]
+	}
+	n, err := vr.r.Read(p)
+	if n > 0 {
+		_, _ = vr.v.Write(p[:n])
+		vr.remain -= int64(n)
+	}
+	if err == io.EOF {
+		if vr.remain > 0 {
+			vr.err = fmt.Errorf("blob %s: %w: %d bytes short of %d", vr.d.Digest, ErrSizeMismatch, vr.remain, vr.d.Size)
+			return n, vr.err
+		}
+		err = nil // checked on the next call
+	}
+	if err != nil {
+		vr.err = err
+	}
+	return n, err
+}

@@ -1,0 +1,583 @@
+package bundle
+
+import (
+	"context"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	"github.com/regclient/regclient/types/descriptor"
+	"github.com/regclient/regclient/types/manifest"
+	"github.com/regclient/regclient/types/mediatype"
+	"github.com/regclient/regclient/types/ref"
+
+	"github.com/ferry-oss/ferry/meta"
+)
+
+// WriterOptions configure a bundle Writer.
+type WriterOptions struct {
+	// Dir is the output directory; it must exist.
+	Dir string
+	// Prefix starts every file name of the bundle (default "ferry").
+	Prefix string
+	// Codec compresses whole parts.
+	Codec Codec
+	// Parts is how many parts are written at once (one per worker); 1
+	// with Single.
+	Parts int
+	// SplitSize starts a new part at the next blob boundary once a part
+	// reaches this many bytes; 0 means no limit.
+	SplitSize int64
+	// Single writes exactly one part.
+	Single bool
+	// Platforms is recorded in the meta file.
+	Platforms []string
+	// Bases are the meta files of earlier bundles whose blobs are skipped.
+	Bases []string
+	// Tool is the tool name and version recorded in the meta file.
+	Tool string
+	// Now returns the creation time (default time.Now).
+	Now func() time.Time
+	// Log receives debug messages (default discard).
+	Log *slog.Logger
+}
+
+type slot struct{ pw *partWriter }
+
+type partRec struct {
+	seq      int
+	pw       *partWriter
+	finished bool
+	size     int64
+	sha      string
+}
+
+// Writer writes a bundle. It is the bundle's Sink: BlobPut and
+// ManifestPut stream into tar parts, Commit finishes the parts, renames
+// them from *.partial to their final names and writes the meta file last.
+// Abort removes everything written. Writer is safe for concurrent use by
+// BlobPut and ManifestPut callers.
+type Writer struct {
+	opts    WriterOptions
+	id      string
+	created time.Time
+	slots   chan *slot
+
+	mu        sync.Mutex
+	parts     []*partRec
+	blobs     map[digest.Digest]*meta.Blob
+	manifests []*meta.Manifest
+	mindex    map[digest.Digest]*meta.Manifest
+	repos     map[digest.Digest][]string // blob -> repositories that need it
+	base      map[digest.Digest]*meta.BaseBlob
+	bases     []meta.Base
+	images    []meta.Image
+	failed    []meta.FailedItem
+	done      bool
+}
+
+var _ Sink = (*Writer)(nil)
+
+// NewWriter prepares a bundle in opts.Dir. Base meta files are loaded now.
+func NewWriter(opts WriterOptions) (*Writer, error) {
+	if opts.Prefix == "" {
+		opts.Prefix = "ferry"
+	}
+	if !meta.ValidID(opts.Prefix) {
+		return nil, fmt.Errorf("invalid prefix %q", opts.Prefix)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	if opts.Single || opts.Parts < 1 {
+		opts.Parts = 1
+	}
+	if opts.Single {
+		opts.SplitSize = 0
+	}
+	if opts.Codec == "" {
+		opts.Codec = CodecNone
+	}
+	w := &Writer{
+		opts:    opts,
+		created: opts.Now().UTC().Truncate(time.Second),
+		slots:   make(chan *slot, opts.Parts),
+		blobs:   map[digest.Digest]*meta.Blob{},
+		mindex:  map[digest.Digest]*meta.Manifest{},
+		repos:   map[digest.Digest][]string{},
+		base:    map[digest.Digest]*meta.BaseBlob{},
+	}
+	for range opts.Parts {
+		w.slots <- &slot{}
+	}
+	if err := w.loadBases(); err != nil {
+		return nil, err
+	}
+	typ := meta.TypeFull
+	if len(w.bases) > 0 {
+		typ = meta.TypeIncremental
+	}
+	w.id = fmt.Sprintf("%s_%s_%s", opts.Prefix, typ, w.created.Format("20060102T150405Z"))
+	if _, err := os.Stat(w.MetaPath()); err == nil {
+		return nil, fmt.Errorf("bundle %s exists already in %s", w.id, opts.Dir)
+	}
+	return w, nil
+}
+
+func (w *Writer) loadBases() error {
+	seen := map[string]bool{}
+	for _, file := range w.opts.Bases {
+		bm, err := meta.Load(file)
+		if err != nil {
+			return fmt.Errorf("loading base: %w", err)
+		}
+		sum, err := meta.FileSHA256(file)
+		if err != nil {
+			return fmt.Errorf("loading base: %w", err)
+		}
+		if !seen[bm.ID] {
+			seen[bm.ID] = true
+			w.bases = append(w.bases, meta.Base{ID: bm.ID, Meta: filepath.Base(file), SHA256: sum})
+		}
+		for _, b := range bm.Bases { // an increment's own bases are needed too
+			if !seen[b.ID] {
+				seen[b.ID] = true
+				w.bases = append(w.bases, b)
+			}
+		}
+		for _, b := range bm.Blobs {
+			if _, ok := w.base[b.Digest]; !ok {
+				w.base[b.Digest] = &meta.BaseBlob{Digest: b.Digest, Size: b.Size, MediaType: b.MediaType, Base: bm.ID, BaseRepos: b.Repos}
+			}
+		}
+		for _, b := range bm.BaseBlobs {
+			if _, ok := w.base[b.Digest]; !ok {
+				w.base[b.Digest] = &meta.BaseBlob{Digest: b.Digest, Size: b.Size, MediaType: b.MediaType, Base: b.Base, BaseRepos: b.BaseRepos}
+			}
+		}
+	}
+	return nil
+}
+
+// ID is the bundle id: <prefix>_<full|incr>_<UTC timestamp>.
+func (w *Writer) ID() string { return w.id }
+
+// MetaPath is where Commit writes the meta file.
+func (w *Writer) MetaPath() string { return filepath.Join(w.opts.Dir, meta.FileName(w.id)) }
+
+// BlobExists reports whether the bundle stores d or a base bundle carried it.
+func (w *Writer) BlobExists(_ context.Context, _ ref.Ref, d descriptor.Descriptor) (bool, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	_, stored := w.blobs[d.Digest]
+	_, based := w.base[d.Digest]
+	return stored || based, nil
+}
+
+// BlobMount is a no-op: a bundle records which repositories need a blob
+// from the manifests put into it.
+func (w *Writer) BlobMount(context.Context, ref.Ref, ref.Ref, descriptor.Descriptor) error {
+	return nil
+}
+
+// BlobPut streams d into a part. rdr is checked against d's size and digest;
+// on any error the blob is not recorded.
+func (w *Writer) BlobPut(ctx context.Context, _ ref.Ref, d descriptor.Descriptor, rdr io.Reader) error {
+	if err := d.Digest.Validate(); err != nil {
+		return fmt.Errorf("storing blob: %w", err)
+	}
+	part, err := w.put(ctx, d, rdr)
+	if err != nil {
+		return fmt.Errorf("storing blob %s: %w", d.Digest, err)
+	}
+	w.mu.Lock()
+	w.blobs[d.Digest] = &meta.Blob{Digest: d.Digest, Size: d.Size, MediaType: d.MediaType, Part: part}
+	w.mu.Unlock()
+	return nil
+}
+
+// put writes an entry into a free slot's part and returns the part's
+// (partial) name.
+func (w *Writer) put(ctx context.Context, d descriptor.Descriptor, rdr io.Reader) (string, error) {
+	var s *slot
+	select {
+	case s = <-w.slots:
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
+	defer func() { w.slots <- s }()
+	if s.pw != nil && w.opts.SplitSize > 0 && s.pw.size() >= w.opts.SplitSize {
+		if err := w.finishPart(s.pw); err != nil {
+			return "", err
+		}
+		s.pw = nil
+	}
+	if s.pw == nil {
+		pw, err := w.newPart()
+		if err != nil {
+			return "", err
+		}
+		s.pw = pw
+	}
+	if err := s.pw.add(BlobPath(d.Digest), d.Size, VerifyReader(ctxReader{ctx, rdr}, d)); err != nil {
+		return "", err
+	}
+	return filepath.Base(s.pw.path), nil
+}
+
+func (w *Writer) newPart() (*partWriter, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.done {
+		return nil, fmt.Errorf("bundle %s: writer closed", w.id)
+	}
+	seq := len(w.parts) + 1
+	pw, err := newPartWriter(filepath.Join(w.opts.Dir, partName(w.id, seq, w.opts.Codec)), w.opts.Codec, w.created)
+	if err != nil {
+		return nil, err
+	}
+	w.parts = append(w.parts, &partRec{seq: seq, pw: pw})
+	w.opts.Log.Debug("part started", "part", filepath.Base(pw.path))
+	return pw, nil
+}
+
+func (w *Writer) finishPart(pw *partWriter) error {
+	size, sum, err := pw.finish()
+	if err != nil {
+		return err
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, p := range w.parts {
+		if p.pw == pw {
+			p.finished, p.size, p.sha = true, size, sum
+		}
+	}
+	w.opts.Log.Debug("part finished", "part", filepath.Base(pw.path), "size", size)
+	return nil
+}
+
+// ManifestPut stores a manifest (once) and records which repository needs
+// it and the blobs it references. A put by tag only records the repository.
+func (w *Writer) ManifestPut(ctx context.Context, r ref.Ref, m manifest.Manifest) error {
+	raw, err := m.RawBody()
+	if err != nil {
+		return fmt.Errorf("storing manifest: %w", err)
+	}
+	d := m.GetDescriptor()
+	if d.Digest == "" {
+		d.Digest = digest.FromBytes(raw)
+	}
+	if d.Digest.Algorithm().FromBytes(raw) != d.Digest {
+		return fmt.Errorf("storing manifest %s: %w", d.Digest, ErrDigestMismatch)
+	}
+	w.mu.Lock()
+	mf, ok := w.mindex[d.Digest]
+	w.mu.Unlock()
+	if !ok {
+		d.Size = int64(len(raw))
+		part, err := w.put(ctx, d, bytesReader(raw))
+		if err != nil {
+			return fmt.Errorf("storing manifest %s: %w", d.Digest, err)
+		}
+		mf = &meta.Manifest{Digest: d.Digest, MediaType: d.MediaType, Size: d.Size, Part: part, Raw: raw}
+		w.mu.Lock()
+		if prev, dup := w.mindex[d.Digest]; dup {
+			mf = prev
+		} else {
+			w.mindex[d.Digest] = mf
+			w.manifests = append(w.manifests, mf)
+		}
+		w.mu.Unlock()
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	mf.Repos = addUnique(mf.Repos, r.Repository)
+	if im, ok := m.(manifest.Imager); ok {
+		cfg, err := im.GetConfig()
+		if err != nil {
+			return fmt.Errorf("storing manifest %s: %w", d.Digest, err)
+		}
+		layers, err := im.GetLayers()
+		if err != nil {
+			return fmt.Errorf("storing manifest %s: %w", d.Digest, err)
+		}
+		for _, b := range append([]descriptor.Descriptor{cfg}, layers...) {
+			if len(b.URLs) > 0 { // foreign layers are not copied
+				continue
+			}
+			w.repos[b.Digest] = addUnique(w.repos[b.Digest], r.Repository)
+		}
+	}
+	return nil
+}
+
+// AddImage records an image whose manifests were put.
+func (w *Writer) AddImage(img meta.Image) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.images = append(w.images, img)
+}
+
+// AddFailure records an image that could not be saved; the meta file is
+// then marked partial.
+func (w *Writer) AddFailure(source string, err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.failed = append(w.failed, meta.FailedItem{Source: source, Error: err.Error()})
+}
+
+// Commit writes the OCI layout files, finishes and renames every part and
+// writes the meta file last. It returns the meta file's path.
+func (w *Writer) Commit(ctx context.Context) error {
+	_, err := w.CommitMeta(ctx)
+	return err
+}
+
+// CommitMeta is Commit returning the written meta.
+func (w *Writer) CommitMeta(ctx context.Context) (*meta.Meta, error) {
+	// Take every slot: no put is running after this.
+	slots := make([]*slot, 0, w.opts.Parts)
+	for range w.opts.Parts {
+		select {
+		case s := <-w.slots:
+			slots = append(slots, s)
+		case <-ctx.Done():
+			for _, s := range slots {
+				w.slots <- s
+			}
+			return nil, ctx.Err()
+		}
+	}
+	m, err := w.buildMeta()
+	if err != nil {
+		w.abortLocked(slots)
+		return nil, err
+	}
+	// The OCI layout files go into the last open part (or a new one).
+	var last *slot
+	for _, s := range slots {
+		if s.pw != nil {
+			last = s
+		}
+	}
+	if last == nil {
+		pw, err := w.newPart()
+		if err != nil {
+			w.abortLocked(slots)
+			return nil, err
+		}
+		last = slots[0]
+		last.pw = pw
+	}
+	layout := []byte(`{"imageLayoutVersion":"1.0.0"}`)
+	idx, err := ociIndex(m)
+	if err == nil {
+		err = last.pw.add("oci-layout", int64(len(layout)), bytesReader(layout))
+	}
+	if err == nil {
+		err = last.pw.add("index.json", int64(len(idx)), bytesReader(idx))
+	}
+	for _, s := range slots {
+		if err == nil && s.pw != nil {
+			err = w.finishPart(s.pw)
+			s.pw = nil
+		}
+	}
+	if err == nil {
+		err = ctx.Err()
+	}
+	if err != nil {
+		w.abortLocked(slots)
+		return nil, err
+	}
+	w.mu.Lock()
+	w.done = true
+	parts := slices.Clone(w.parts)
+	w.mu.Unlock()
+	for _, p := range parts {
+		if err := os.Rename(p.pw.path+PartialSuffix, p.pw.path); err != nil {
+			w.abortLocked(slots)
+			return nil, fmt.Errorf("renaming part: %w", err)
+		}
+		m.Parts = append(m.Parts, meta.Part{Name: filepath.Base(p.pw.path), Size: p.size, SHA256: p.sha})
+	}
+	if err := m.Validate(); err != nil {
+		w.abortLocked(slots)
+		return nil, fmt.Errorf("bundle %s: %w", w.id, err)
+	}
+	if err := meta.Write(w.MetaPath(), m); err != nil {
+		w.abortLocked(slots)
+		return nil, fmt.Errorf("writing meta: %w", err)
+	}
+	for _, s := range slots {
+		w.slots <- s
+	}
+	return m, nil
+}
+
+func (w *Writer) buildMeta() (*meta.Meta, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	m := &meta.Meta{
+		SchemaVersion: meta.SchemaVersion,
+		Kind:          meta.Kind,
+		ID:            w.id,
+		Type:          meta.TypeFull,
+		Partial:       len(w.failed) > 0,
+		Tool:          w.opts.Tool,
+		Created:       w.created,
+		Platforms:     w.opts.Platforms,
+		Compression:   string(w.opts.Codec),
+		Bases:         w.bases,
+		Images:        slices.Clone(w.images),
+		Failed:        w.failed,
+	}
+	if len(w.bases) > 0 {
+		m.Type = meta.TypeIncremental
+	}
+	if len(m.Images) == 0 {
+		return nil, fmt.Errorf("bundle %s: %w: no image was saved", w.id, ErrImagesFailed)
+	}
+	sort.SliceStable(m.Images, func(i, j int) bool { return m.Images[i].Source < m.Images[j].Source })
+	platforms := map[digest.Digest]string{}
+	for _, mf := range w.manifests {
+		if !IsIndex(mf.MediaType) {
+			continue
+		}
+		mm, err := manifest.New(manifest.WithRaw(mf.Raw), manifest.WithDesc(descriptor.Descriptor{MediaType: mf.MediaType, Digest: mf.Digest, Size: mf.Size}))
+		if err != nil {
+			return nil, err
+		}
+		if ix, ok := mm.(manifest.Indexer); ok {
+			dl, _ := ix.GetManifestList()
+			for _, c := range dl {
+				if c.Platform != nil {
+					platforms[c.Digest] = c.Platform.String()
+				}
+			}
+		}
+	}
+	for _, mf := range w.manifests {
+		c := *mf
+		c.Platform = platforms[c.Digest]
+		m.Manifests = append(m.Manifests, c)
+	}
+	for dg, b := range w.blobs {
+		c := *b
+		c.Repos = w.repos[dg]
+		m.Blobs = append(m.Blobs, c)
+	}
+	sort.Slice(m.Blobs, func(i, j int) bool { return m.Blobs[i].Digest < m.Blobs[j].Digest })
+	for dg, repos := range w.repos {
+		if _, ok := w.blobs[dg]; ok {
+			continue
+		}
+		bb, ok := w.base[dg]
+		if !ok {
+			return nil, fmt.Errorf("bundle %s: %w: %s", w.id, ErrBlobMissing, dg)
+		}
+		c := *bb
+		c.Repos = repos
+		m.BaseBlobs = append(m.BaseBlobs, c)
+	}
+	sort.Slice(m.BaseBlobs, func(i, j int) bool { return m.BaseBlobs[i].Digest < m.BaseBlobs[j].Digest })
+	return m, nil
+}
+
+// Abort removes every part written so far. It waits for running puts.
+func (w *Writer) Abort() {
+	slots := make([]*slot, 0, w.opts.Parts)
+	for range w.opts.Parts {
+		slots = append(slots, <-w.slots)
+	}
+	w.abortLocked(slots)
+}
+
+func (w *Writer) abortLocked(slots []*slot) {
+	w.mu.Lock()
+	w.done = true
+	parts := slices.Clone(w.parts)
+	w.mu.Unlock()
+	for _, p := range parts {
+		if !p.finished {
+			p.pw.abort()
+		}
+		os.Remove(p.pw.path + PartialSuffix)
+		os.Remove(p.pw.path)
+	}
+	for _, s := range slots {
+		s.pw = nil
+		w.slots <- s
+	}
+}
+
+// ociIndex builds index.json for the OCI image layout view of the bundle.
+func ociIndex(m *meta.Meta) ([]byte, error) {
+	type desc struct {
+		MediaType   string            `json:"mediaType"`
+		Digest      digest.Digest     `json:"digest"`
+		Size        int64             `json:"size"`
+		Annotations map[string]string `json:"annotations,omitempty"`
+	}
+	idx := struct {
+		SchemaVersion int    `json:"schemaVersion"`
+		MediaType     string `json:"mediaType"`
+		Manifests     []desc `json:"manifests"`
+	}{SchemaVersion: 2, MediaType: mediatype.OCI1ManifestList, Manifests: []desc{}}
+	for _, img := range m.Images {
+		mf := m.ManifestByDigest(img.Digest)
+		if mf == nil {
+			continue
+		}
+		d := desc{MediaType: mf.MediaType, Digest: mf.Digest, Size: mf.Size}
+		if img.Tag != "" {
+			d.Annotations = map[string]string{
+				"org.opencontainers.image.ref.name": img.Tag,
+				"io.containerd.image.name":          img.Repository + ":" + img.Tag,
+			}
+		}
+		idx.Manifests = append(idx.Manifests, d)
+	}
+	return json.Marshal(idx)
+}
+
+func addUnique(list []string, s string) []string {
+	if s == "" || slices.Contains(list, s) {
+		return list
+	}
+	return append(list, s)
+}
+
+// ctxReader stops reading when ctx is done.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}
+
+func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }
+
+// IsIndex reports whether a manifest media type is an index (manifest list).
+func IsIndex(mt string) bool {
+	mt = mediatype.Base(mt)
+	return mt == mediatype.OCI1ManifestList || mt == mediatype.Docker2ManifestList
+}

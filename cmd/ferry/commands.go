@@ -1,0 +1,440 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/regclient/regclient/types/platform"
+	"github.com/regclient/regclient/types/ref"
+	"github.com/urfave/cli/v2"
+
+	"github.com/ferry-oss/ferry/bundle"
+	"github.com/ferry-oss/ferry/meta"
+	"github.com/ferry-oss/ferry/registry"
+)
+
+func saveCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name:      "save",
+		Usage:     "save images from registries into a bundle",
+		ArgsUsage: "[IMAGE ...]",
+		Description: `Resolves every image, then streams the blobs they need (each once) into tar
+parts and writes <prefix>_<full|incr>_<UTC time>_meta.yaml last.
+
+Examples:
+  ferry save localhost:5000/library/alpine:3.19 -o out
+  ferry save --list images.txt --platform linux/amd64,linux/arm64 --compress zstd -o out
+  ferry save --list images.txt --inc out/ferry_full_20261101T000000Z_meta.yaml -o out
+  echo 'localhost:5000/app:1 -> team/app:1' | ferry save --list - -o out`,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "list", Aliases: []string{"l", "lst"}, Usage: "image list file, - for stdin (one ref a line, 'SRC -> DST' renames, # comments)"},
+			&cli.StringFlag{Name: "src", Usage: "registry (or cfg name) that list entries are paths on"},
+			&cli.StringSliceFlag{Name: "platform", Aliases: []string{"p"}, Usage: "keep only these platforms of multi-platform images (repeatable, comma separated)"},
+			&cli.IntFlag{Name: "jobs", Aliases: []string{"j"}, Usage: "concurrent transfers and parts (default 4)"},
+			&cli.IntFlag{Name: "retries", Usage: "retries of a failed transfer (default 3)"},
+			&cli.StringFlag{Name: "split-size", Usage: "start a new part at the next blob once a part reaches this size (e.g. 2GiB)"},
+			&cli.BoolFlag{Name: "single", Usage: "write one part"},
+			&cli.StringFlag{Name: "compress", Usage: "part compression: none, zstd, gzip, xz, lz4 (default none)"},
+			&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Usage: "output directory (default .)"},
+			&cli.StringFlag{Name: "prefix", Usage: "bundle file name prefix (default ferry)"},
+			&cli.StringSliceFlag{Name: "inc", Usage: "base meta file: skip blobs it (or its bases) carried (repeatable)"},
+			&cli.BoolFlag{Name: "keep-going", Usage: "write a bundle of the images that succeeded, marked partial (still exits 1)"},
+			&cli.StringFlag{Name: "cache", Usage: "blob cache directory"},
+			&cli.BoolFlag{Name: "insecure", Usage: "skip TLS certificate checks for registries not in cfg.yaml"},
+			&cli.StringFlag{Name: "ca-file", Usage: "CA certificate (PEM) for registries not in cfg.yaml"},
+		},
+		Action: func(c *cli.Context) error { return e.save(c) },
+	}
+}
+
+func uploadCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name:      "upload",
+		Usage:     "verify a bundle while pushing it to a registry or loading it into Docker",
+		ArgsUsage: "META",
+		Description: `Checks parts and base blobs first, streams every part (checking each blob's
+digest and each part's sha256) pushing the blobs the target lacks, and only
+then pushes manifests: children, indexes, tags.
+
+Targets: REGISTRY[/NAMESPACE], a registries name from cfg.yaml, or
+docker[:///path/to/docker.sock].
+
+Examples:
+  ferry upload out/ferry_full_20261124T101500Z_meta.yaml --target registry.local:5000/mirror
+  ferry upload out/ferry_incr_20261125T101500Z_meta.yaml --target prod
+  ferry upload out/ferry_full_20261124T101500Z_meta.yaml --target docker --platform linux/amd64`,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "target", Aliases: []string{"t", "dst"}, Usage: "REGISTRY[/NAMESPACE] | cfg name | docker[:///path/to/docker.sock]"},
+			&cli.IntFlag{Name: "jobs", Aliases: []string{"j"}, Usage: "parts streamed at once (default 4)"},
+			&cli.IntFlag{Name: "retries", Usage: "retries of a failed part (default 3)"},
+			&cli.StringFlag{Name: "list", Aliases: []string{"l"}, Usage: "list with 'SRC -> DST' lines renaming repositories at the target"},
+			&cli.StringFlag{Name: "platform", Aliases: []string{"p"}, Usage: "docker target: the platform to load (default: this host's)"},
+			&cli.BoolFlag{Name: "insecure", Usage: "skip TLS certificate checks for a target not in cfg.yaml"},
+			&cli.StringFlag{Name: "ca-file", Usage: "CA certificate (PEM) for a target not in cfg.yaml"},
+		},
+		Action: func(c *cli.Context) error { return e.upload(c) },
+	}
+}
+
+func verifyCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name:      "verify",
+		Usage:     "check a bundle offline: parts, sizes, sha256, every digest, references",
+		ArgsUsage: "META",
+		Description: `Prints OK, or every problem with the part or blob it concerns (exit 1).
+
+Example:
+  ferry verify /media/usb/ferry_full_20261124T101500Z_meta.yaml`,
+		Flags: []cli.Flag{
+			&cli.IntFlag{Name: "jobs", Aliases: []string{"j"}, Value: 4, Usage: "parts read at once"},
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return usagef("verify takes one meta file")
+			}
+			bd, err := bundle.Open(c.Args().First())
+			if err != nil {
+				return err
+			}
+			p := e.progress()
+			err = bd.Verify(c.Context, c.Int("jobs"), p)
+			p.Stop()
+			if err != nil {
+				var problems []string
+				for _, line := range strings.Split(err.Error(), "\n") {
+					problems = append(problems, "  "+line)
+				}
+				return fmt.Errorf("%s: NOT OK:\n%s", bd.Meta.ID, strings.Join(problems, "\n"))
+			}
+			fmt.Fprintf(e.stdout, "%s: OK (%d parts, %d blobs, %s, %d images)\n", bd.Meta.ID, len(bd.Meta.Parts), len(bd.Meta.Blobs), formatSize(bd.Meta.TotalBlobBytes()), len(bd.Meta.Images))
+			return nil
+		},
+	}
+}
+
+func inspectCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name:      "inspect",
+		Usage:     "list a bundle's images, platforms, blobs, parts and base bundles",
+		ArgsUsage: "META",
+		Description: `Example:
+  ferry inspect out/ferry_full_20261124T101500Z_meta.yaml`,
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return usagef("inspect takes one meta file")
+			}
+			m, err := meta.Load(c.Args().First())
+			if err != nil {
+				return err
+			}
+			inspect(e.stdout, m)
+			return nil
+		},
+	}
+}
+
+func inspect(w io.Writer, m *meta.Meta) {
+	fmt.Fprintf(w, "bundle      %s (%s%s)\n", m.ID, m.Type, map[bool]string{true: ", PARTIAL", false: ""}[m.Partial])
+	fmt.Fprintf(w, "created     %s by %s\n", m.Created.Format("2006-01-02 15:04:05 MST"), m.Tool)
+	fmt.Fprintf(w, "platforms   %s\n", orAll(m.Platforms))
+	fmt.Fprintf(w, "compression %s\n", m.Compression)
+	var baseBytes int64
+	for _, b := range m.BaseBlobs {
+		baseBytes += b.Size
+	}
+	fmt.Fprintf(w, "blobs       %d stored (%s), %d in base bundles (%s), %d manifests\n", len(m.Blobs), formatSize(m.TotalBlobBytes()), len(m.BaseBlobs), formatSize(baseBytes), len(m.Manifests))
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "\nIMAGE\tTARGET\tDIGEST\tPLATFORMS\tBLOBS\tSIZE")
+	for _, img := range m.Images {
+		n, size := imageBlobs(m, img)
+		target := img.Repository
+		if img.Tag != "" {
+			target += ":" + img.Tag
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", img.Source, target, short(img.Digest.String()), orAll(img.Platforms), n, formatSize(size))
+	}
+	tw.Flush()
+	fmt.Fprintln(tw, "\nPART\tSIZE\tBLOBS\tSHA256")
+	for _, p := range m.Parts {
+		n := 0
+		for _, b := range m.Blobs {
+			if b.Part == p.Name {
+				n++
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\n", p.Name, formatSize(p.Size), n, p.SHA256)
+	}
+	tw.Flush()
+	if len(m.Bases) > 0 {
+		fmt.Fprintln(tw, "\nBASE BUNDLE\tMETA\tSHA256")
+		for _, b := range m.Bases {
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", b.ID, b.Meta, b.SHA256)
+		}
+		tw.Flush()
+	}
+	if len(m.Failed) > 0 {
+		fmt.Fprintln(w, "\nFAILED IMAGES")
+		for _, f := range m.Failed {
+			fmt.Fprintf(w, "  %s: %s\n", f.Source, f.Error)
+		}
+	}
+}
+
+// imageBlobs counts the distinct blobs (stored or base) an image needs.
+func imageBlobs(m *meta.Meta, img meta.Image) (int, int64) {
+	sizes := map[string]int64{}
+	for _, b := range m.Blobs {
+		if slices.Contains(b.Repos, img.Repository) {
+			sizes[b.Digest.String()] = b.Size
+		}
+	}
+	for _, b := range m.BaseBlobs {
+		if slices.Contains(b.Repos, img.Repository) {
+			sizes[b.Digest.String()] = b.Size
+		}
+	}
+	var total int64
+	for _, s := range sizes {
+		total += s
+	}
+	return len(sizes), total
+}
+
+func orAll(p []string) string {
+	if len(p) == 0 {
+		return "all"
+	}
+	return strings.Join(p, ",")
+}
+
+func short(d string) string {
+	if len(d) > 19 {
+		return d[:19]
+	}
+	return d
+}
+
+func configCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name:  "config",
+		Usage: "work with cfg.yaml",
+		Subcommands: []*cli.Command{{
+			Name:      "check",
+			Usage:     "validate a cfg.yaml: unknown fields, values, list files",
+			ArgsUsage: "[FILE]",
+			Description: `Example:
+  ferry config check cfg.yaml`,
+			Action: func(c *cli.Context) error {
+				file := c.Args().First()
+				if file == "" {
+					file = c.String("config")
+				}
+				if file == "" {
+					return usagef("config check takes a cfg.yaml (argument or --config)")
+				}
+				cfg, err := LoadConfig(file)
+				if err != nil {
+					return err
+				}
+				if _, err := cfg.ImageSpecs(nil, "", e.stdin); err != nil && cfg.List != "" {
+					return err
+				}
+				fmt.Fprintf(e.stdout, "%s: OK (%d registries)\n", file, len(cfg.Registries))
+				return nil
+			},
+		}},
+	}
+}
+
+func completionCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name:      "completion",
+		Usage:     "print a shell completion script (bash or zsh)",
+		ArgsUsage: "bash|zsh",
+		Description: `Example:
+  source <(ferry completion bash)`,
+		Action: func(c *cli.Context) error {
+			switch c.Args().First() {
+			case "bash":
+				fmt.Fprint(e.stdout, bashCompletion)
+			case "zsh":
+				fmt.Fprint(e.stdout, "autoload -U bashcompinit && bashcompinit\n"+bashCompletion)
+			default:
+				return usagef("completion takes bash or zsh")
+			}
+			return nil
+		},
+	}
+}
+
+const bashCompletion = `_ferry_complete() {
+  local cur opts
+  COMPREPLY=()
+  cur="${COMP_WORDS[COMP_CWORD]}"
+  if [[ "$cur" == -* ]]; then
+    opts=$("${COMP_WORDS[@]:0:$COMP_CWORD}" "$cur" --generate-bash-completion 2>/dev/null)
+  else
+    opts=$("${COMP_WORDS[@]:0:$COMP_CWORD}" --generate-bash-completion 2>/dev/null)
+  fi
+  COMPREPLY=($(compgen -W "${opts}" -- "${cur}"))
+  [[ ${#COMPREPLY[@]} -eq 0 ]] && COMPREPLY=($(compgen -f -- "${cur}"))
+  return 0
+}
+complete -o default -F _ferry_complete ferry
+`
+
+// ImageSpecs gathers images from args, the list flag, and cfg.yaml.
+func (c *Config) ImageSpecs(args []string, listFlag string, stdin io.Reader) ([]bundle.ImageSpec, error) {
+	srcRegistry := ""
+	if c.Source != "" {
+		srcRegistry = c.Source
+		if r, ok := c.Lookup(c.Source); ok {
+			srcRegistry = r.Registry
+		}
+	}
+	return gatherImages(args, listFlag, c.List, c.Images, srcRegistry, stdin)
+}
+
+func gatherImages(args []string, listFlag, cfgList string, cfgImages []string, srcRegistry string, stdin io.Reader) ([]bundle.ImageSpec, error) {
+	var specs []bundle.ImageSpec
+	add := func(lines []string) error {
+		got, err := bundle.ParseList(strings.NewReader(strings.Join(lines, "\n")), srcRegistry)
+		specs = append(specs, got...)
+		return err
+	}
+	if err := add(args); err != nil {
+		return nil, usageError{err}
+	}
+	for _, file := range []string{listFlag, cfgList} {
+		if file == "" {
+			continue
+		}
+		var r io.Reader = stdin
+		if file != "-" {
+			f, err := os.Open(file)
+			if err != nil {
+				return nil, usageError{err}
+			}
+			defer f.Close()
+			r = f
+		}
+		got, err := bundle.ParseList(r, srcRegistry)
+		if err != nil {
+			return nil, usageError{fmt.Errorf("%s: %w", file, err)}
+		}
+		specs = append(specs, got...)
+	}
+	if err := add(cfgImages); err != nil {
+		return nil, usageError{fmt.Errorf("cfg images: %w", err)}
+	}
+	// the same image twice is stored once
+	seen := map[string]bool{}
+	out := specs[:0]
+	for _, s := range specs {
+		k := s.String() + "|" + s.Repository + ":" + s.Tag
+		if !seen[k] {
+			seen[k] = true
+			out = append(out, s)
+		}
+	}
+	return out, nil
+}
+
+// parsePlatforms parses repeatable, comma separated platforms.
+func parsePlatforms(values []string) ([]platform.Platform, []string, error) {
+	var ps []platform.Platform
+	var names []string
+	for _, v := range values {
+		for _, s := range strings.Split(v, ",") {
+			s = strings.TrimSpace(s)
+			if s == "" {
+				continue
+			}
+			p, err := platform.Parse(s)
+			if err != nil {
+				return nil, nil, usagef("platform %q: %v", s, err)
+			}
+			ps = append(ps, p)
+			names = append(names, p.String())
+		}
+	}
+	return ps, names, nil
+}
+
+// registryFor builds the registry client for the hosts in play.
+func (e *env) registryFor(names []string, insecure bool, caFile string, jobs, retries int) (*registry.Registry, error) {
+	hosts := e.cfg.Hosts()
+	for _, n := range names {
+		if slices.ContainsFunc(hosts, func(h registry.Host) bool { return h.Registry == n }) {
+			continue
+		}
+		h := registry.Host{Registry: n, CAFile: caFile}
+		if insecure {
+			h.TLS = registry.TLSInsecure
+		} else if caFile != "" {
+			h.TLS = registry.TLSEnabled
+		}
+		hosts = append(hosts, h)
+	}
+	docker := true
+	if e.cfg.DockerConfig != nil {
+		docker = *e.cfg.DockerConfig
+	}
+	return registry.New(registry.Options{
+		Hosts: hosts, DockerConfig: docker, Retries: retries, Concurrency: jobs,
+		UserAgent: "ferry/" + version, Log: e.log,
+	})
+}
+
+func firstNonZero[T comparable](vals ...T) T {
+	var zero T
+	for _, v := range vals {
+		if v != zero {
+			return v
+		}
+	}
+	return zero
+}
+
+func (e *env) retries(c *cli.Context) int {
+	if c.IsSet("retries") {
+		return c.Int("retries")
+	}
+	if e.cfg.Retries != nil {
+		return *e.cfg.Retries
+	}
+	return 3
+}
+
+// parseTarget parses --target into a registry ref (host + namespace) or a
+// docker socket.
+func (e *env) parseTarget(s string) (reg ref.Ref, namespace, dockerSock string, isDocker bool, err error) {
+	if s == "" {
+		return ref.Ref{}, "", "", false, usagef("upload needs --target (or target in cfg.yaml)")
+	}
+	if s == "docker" || strings.HasPrefix(s, "docker://") || strings.HasPrefix(s, "docker:") {
+		sock := strings.TrimPrefix(strings.TrimPrefix(s, "docker"), ":")
+		sock = strings.TrimPrefix(sock, "//")
+		return ref.Ref{}, "", sock, true, nil
+	}
+	if rc, ok := e.cfg.Lookup(s); ok {
+		s = strings.TrimSuffix(rc.Registry+"/"+rc.Namespace, "/")
+	}
+	host, ns, _ := strings.Cut(s, "/")
+	ns = strings.Trim(ns, "/")
+	if ns != "" && !meta.ValidRepository(ns) {
+		return ref.Ref{}, "", "", false, usagef("target namespace %q is not a valid repository path", ns)
+	}
+	r, perr := ref.NewHost(host)
+	if perr != nil || strings.ContainsAny(host, "@ ") {
+		return ref.Ref{}, "", "", false, usagef("target %q: %v", s, perr)
+	}
+	return r, ns, "", false, nil
+}
+
+var errNothing = errors.New("nothing to do")

@@ -1,0 +1,220 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/ferry-oss/ferry/registry"
+)
+
+// Config is cfg.yaml. Every field is optional; flags override it.
+type Config struct {
+	// Registries configures hosts: credentials and TLS.
+	Registries []RegistryConfig `yaml:"registries"`
+	// Source is the default source (a registries name or a host) that list
+	// entries without a registry are read from.
+	Source string `yaml:"source"`
+	// Target is the default upload target: a registries name, a
+	// host[/namespace], or docker[:///path/to/docker.sock].
+	Target string `yaml:"target"`
+	// Images is an image list, as in a list file.
+	Images []string `yaml:"images"`
+	// List is an image list file.
+	List string `yaml:"list"`
+	// Platforms filters multi-platform indexes (default: keep all).
+	Platforms []string `yaml:"platforms"`
+	// Jobs is the number of concurrent transfers (default 4).
+	Jobs int `yaml:"jobs"`
+	// Retries is the number of retries of a failed transfer (default 3).
+	Retries *int `yaml:"retries"`
+	// Compression of tar parts: none, zstd, gzip, xz, lz4 (default none).
+	Compression string `yaml:"compression"`
+	// SplitSize starts a new part at a blob boundary (e.g. 2GiB).
+	SplitSize string `yaml:"splitSize"`
+	// Single writes one part.
+	Single bool `yaml:"single"`
+	// Output configures where bundles are written.
+	Output OutputConfig `yaml:"output"`
+	// Cache is the blob cache for save.
+	Cache CacheConfig `yaml:"cache"`
+	// DockerConfig reads credentials from the Docker config (default true).
+	DockerConfig *bool `yaml:"dockerConfig"`
+}
+
+// RegistryConfig is one registries entry.
+type RegistryConfig struct {
+	// Name is a short name usable as --src / --target (default: registry).
+	Name string `yaml:"name"`
+	// Registry is host[:port].
+	Registry string `yaml:"registry"`
+	// Namespace is prepended to repositories when this entry is a target.
+	Namespace string `yaml:"namespace"`
+	// TLS: enabled, insecure (no certificate check) or disabled (plain
+	// HTTP). Default: enabled, disabled for loopback hosts.
+	TLS string `yaml:"tls"`
+	// CAFile is a PEM file of the CA that signed the registry certificate.
+	CAFile string `yaml:"caFile"`
+	// User and Pass; ${VAR} is expanded from the environment.
+	User string `yaml:"user"`
+	Pass string `yaml:"pass"`
+}
+
+// OutputConfig says where save writes.
+type OutputConfig struct {
+	Dir    string `yaml:"dir"`
+	Prefix string `yaml:"prefix"`
+}
+
+// CacheConfig configures the blob cache.
+type CacheConfig struct {
+	Dir      string `yaml:"dir"`
+	KeepDays int    `yaml:"keepDays"`
+	KeepSize string `yaml:"keepSize"`
+}
+
+var errConfig = errors.New("config")
+
+// LoadConfig reads cfg.yaml strictly: unknown fields are errors naming the
+// field and its line.
+func LoadConfig(file string) (*Config, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", errConfig, err)
+	}
+	cfg, err := ParseConfig(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
+	return cfg, nil
+}
+
+// ParseConfig decodes and validates cfg.yaml content.
+func ParseConfig(b []byte) (*Config, error) {
+	var c Config
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("%w: %v", errConfig, err)
+	}
+	return &c, c.Validate()
+}
+
+// Validate checks values that flags would also check.
+func (c *Config) Validate() error {
+	names := map[string]bool{}
+	for i, r := range c.Registries {
+		if r.Registry == "" {
+			return fmt.Errorf("%w: registries[%d]: registry is required", errConfig, i)
+		}
+		n := r.key()
+		if names[n] {
+			return fmt.Errorf("%w: registries[%d]: name %q used twice", errConfig, i, n)
+		}
+		names[n] = true
+		switch r.TLS {
+		case registry.TLSAuto, registry.TLSEnabled, registry.TLSInsecure, registry.TLSDisabled:
+		default:
+			return fmt.Errorf("%w: registries[%d]: tls %q (want enabled, insecure or disabled)", errConfig, i, r.TLS)
+		}
+	}
+	if c.Jobs < 0 {
+		return fmt.Errorf("%w: jobs %d", errConfig, c.Jobs)
+	}
+	if c.Retries != nil && *c.Retries < 0 {
+		return fmt.Errorf("%w: retries %d", errConfig, *c.Retries)
+	}
+	if _, err := parseSize(c.SplitSize); err != nil {
+		return fmt.Errorf("%w: splitSize: %v", errConfig, err)
+	}
+	if _, err := parseSize(c.Cache.KeepSize); err != nil {
+		return fmt.Errorf("%w: cache.keepSize: %v", errConfig, err)
+	}
+	if c.Cache.KeepDays < 0 {
+		return fmt.Errorf("%w: cache.keepDays %d", errConfig, c.Cache.KeepDays)
+	}
+	return nil
+}
+
+func (r RegistryConfig) key() string {
+	if r.Name != "" {
+		return r.Name
+	}
+	return r.Registry
+}
+
+// Lookup finds a registries entry by name or registry host.
+func (c *Config) Lookup(name string) (RegistryConfig, bool) {
+	for _, r := range c.Registries {
+		if r.Name == name || (r.Name == "" && r.Registry == name) {
+			return r, true
+		}
+	}
+	for _, r := range c.Registries {
+		if r.Registry == name {
+			return r, true
+		}
+	}
+	return RegistryConfig{}, false
+}
+
+// Hosts turns the registries entries into registry hosts, expanding
+// ${VAR} in credentials.
+func (c *Config) Hosts() []registry.Host {
+	var out []registry.Host
+	for _, r := range c.Registries {
+		out = append(out, registry.Host{
+			Registry: r.Registry, TLS: r.TLS, CAFile: r.CAFile,
+			User: os.ExpandEnv(r.User), Pass: os.ExpandEnv(r.Pass),
+		})
+	}
+	return out
+}
+
+// parseSize parses sizes like 512MiB, 2GiB, 1.5GB, 1048576.
+func parseSize(s string) (int64, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return 0, nil
+	}
+	units := []struct {
+		suffix string
+		mult   float64
+	}{
+		{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40},
+		{"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"TB", 1e12},
+		{"K", 1 << 10}, {"M", 1 << 20}, {"G", 1 << 30}, {"T", 1 << 40}, {"B", 1},
+	}
+	mult := 1.0
+	for _, u := range units {
+		if strings.HasSuffix(strings.ToUpper(s), strings.ToUpper(u.suffix)) && (len(u.suffix) > 1 || !strings.HasSuffix(strings.ToUpper(s), "IB")) {
+			s, mult = strings.TrimSpace(s[:len(s)-len(u.suffix)]), u.mult
+			break
+		}
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil || f < 0 {
+		return 0, fmt.Errorf("size %q", s)
+	}
+	return int64(f * mult), nil
+}
+
+// formatSize renders bytes for humans.
+func formatSize(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}

@@ -1,0 +1,417 @@
+// Package meta defines the versioned meta.yaml schema that describes a ferry
+// bundle: which images it holds, the manifests and blobs they need, which tar
+// part stores each blob, the parts' sizes and checksums, and for an
+// incremental bundle the base bundles whose blobs it skipped.
+//
+// A meta file is untrusted input on the upload side: Parse checks the schema
+// version, rejects unknown fields and validates every digest, name and
+// reference before anything else looks at it.
+package meta
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"regexp"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	"gopkg.in/yaml.v3"
+)
+
+// SchemaVersion is the version of the meta.yaml schema this package writes.
+// Parse accepts versions 1 through SchemaVersion.
+const SchemaVersion = 1
+
+// Kind is the value of the kind field in every ferry meta file.
+const Kind = "ferry-bundle"
+
+// Bundle types.
+const (
+	TypeFull        = "full"
+	TypeIncremental = "incr"
+)
+
+// Sentinel errors.
+var (
+	ErrSchema      = errors.New("unsupported meta schema")
+	ErrInvalid     = errors.New("invalid meta file")
+	ErrMetaTooBig  = errors.New("meta file too large")
+	maxMetaSize    = int64(256 << 20)
+	partNameRe     = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+	repoRe         = regexp.MustCompile(`^[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*)*$`)
+	tagRe          = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$`)
+)
+
+// Meta is the content of a bundle's meta.yaml.
+type Meta struct {
+	SchemaVersion int          `yaml:"schemaVersion"`
+	Kind          string       `yaml:"kind"`
+	ID            string       `yaml:"id"`
+	Type          string       `yaml:"type"`
+	Partial       bool         `yaml:"partial,omitempty"`
+	Tool          string       `yaml:"tool"`
+	Created       time.Time    `yaml:"created"`
+	Platforms     []string     `yaml:"platforms,omitempty"`
+	Compression   string       `yaml:"compression"`
+	Parts         []Part       `yaml:"parts"`
+	Bases         []Base       `yaml:"bases,omitempty"`
+	Images        []Image      `yaml:"images"`
+	Manifests     []Manifest   `yaml:"manifests"`
+	Blobs         []Blob       `yaml:"blobs"`
+	BaseBlobs     []BaseBlob   `yaml:"baseBlobs,omitempty"`
+	Failed        []FailedItem `yaml:"failed,omitempty"`
+}
+
+// Part is one tar file of the bundle.
+type Part struct {
+	Name   string `yaml:"name"`
+	Size   int64  `yaml:"size"`
+	SHA256 string `yaml:"sha256"`
+}
+
+// Base names a bundle whose blobs this incremental bundle skipped.
+type Base struct {
+	ID     string `yaml:"id"`
+	Meta   string `yaml:"meta"`
+	SHA256 string `yaml:"sha256"`
+}
+
+// Image is one image of the bundle as the user asked for it.
+type Image struct {
+	// Source is the reference the image was read from.
+	Source string `yaml:"source"`
+	// Repository is the target repository path (no registry).
+	Repository string `yaml:"repository"`
+	// Tag is the tag to set at the target; empty for a digest-only image.
+	Tag string `yaml:"tag,omitempty"`
+	// Digest and MediaType describe the top manifest as stored in the bundle.
+	Digest    digest.Digest `yaml:"digest"`
+	MediaType string        `yaml:"mediaType"`
+	// SourceDigest is the top manifest's digest at the source; it differs
+	// from Digest when an index was filtered to fewer platforms.
+	SourceDigest digest.Digest `yaml:"sourceDigest,omitempty"`
+	Platforms    []string      `yaml:"platforms,omitempty"`
+}
+
+// Manifest is a manifest stored in the bundle. Raw holds its exact bytes
+// (base64 in YAML); it is also stored in a part as blobs/sha256/<hex>.
+type Manifest struct {
+	Digest    digest.Digest `yaml:"digest"`
+	MediaType string        `yaml:"mediaType"`
+	Size      int64         `yaml:"size"`
+	Platform  string        `yaml:"platform,omitempty"`
+	Part      string        `yaml:"part"`
+	Repos     []string      `yaml:"repos"`
+	Raw       Raw           `yaml:"raw"`
+}
+
+// Blob is a config or layer blob stored in one part of this bundle.
+type Blob struct {
+	Digest    digest.Digest `yaml:"digest"`
+	Size      int64         `yaml:"size"`
+	MediaType string        `yaml:"mediaType,omitempty"`
+	Part      string        `yaml:"part"`
+	Repos     []string      `yaml:"repos"`
+}
+
+// BaseBlob is a blob an image of this bundle needs that a base bundle
+// carried; it is not stored in this bundle.
+type BaseBlob struct {
+	Digest    digest.Digest `yaml:"digest"`
+	Size      int64         `yaml:"size"`
+	MediaType string        `yaml:"mediaType,omitempty"`
+	Base      string        `yaml:"base"`
+	// Repos are repositories that need the blob in this bundle.
+	Repos []string `yaml:"repos"`
+	// BaseRepos are the repositories the base bundle pushed it to.
+	BaseRepos []string `yaml:"baseRepos,omitempty"`
+}
+
+// FailedItem records an image a partial (--keep-going) save could not store.
+type FailedItem struct {
+	Source string `yaml:"source"`
+	Error  string `yaml:"error"`
+}
+
+// Raw is manifest bytes, stored base64 encoded so that they round-trip
+// exactly.
+type Raw []byte
+
+// MarshalYAML encodes r as base64.
+func (r Raw) MarshalYAML() (any, error) { return base64.StdEncoding.EncodeToString(r), nil }
+
+// UnmarshalYAML decodes base64.
+func (r *Raw) UnmarshalYAML(n *yaml.Node) error {
+	var s string
+	if err := n.Decode(&s); err != nil {
+		return err
+	}
+	b, err := base64.StdEncoding.DecodeString(s)
+	if err != nil {
+		return fmt.Errorf("line %d: manifest raw bytes: %w", n.Line, err)
+	}
+	*r = b
+	return nil
+}
+
+// Marshal encodes m as YAML.
+func Marshal(m *Meta) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := yaml.NewEncoder(&buf)
+	enc.SetIndent(2)
+	if err := enc.Encode(m); err != nil {
+		return nil, err
+	}
+	if err := enc.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// Parse decodes and validates a meta file. Unknown fields, unknown schema
+// versions and malformed content are errors.
+func Parse(b []byte) (*Meta, error) {
+	var m Meta
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&m); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("%w: empty document", ErrInvalid)
+		}
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	if m.Kind != Kind {
+		return nil, fmt.Errorf("%w: kind %q, want %q", ErrInvalid, m.Kind, Kind)
+	}
+	if m.SchemaVersion < 1 || m.SchemaVersion > SchemaVersion {
+		return nil, fmt.Errorf("%w: schemaVersion %d (this ferry reads 1 to %d)", ErrSchema, m.SchemaVersion, SchemaVersion)
+	}
+	if err := m.Validate(); err != nil {
+		return nil, err
+	}
+	return &m, nil
+}
+
+// Load reads and parses the meta file at path.
+func Load(file string) (*Meta, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxMetaSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", file, err)
+	}
+	if int64(len(b)) > maxMetaSize {
+		return nil, fmt.Errorf("reading %s: %w", file, ErrMetaTooBig)
+	}
+	m, err := Parse(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
+	return m, nil
+}
+
+// FileSHA256 returns the hex sha256 of a file, used to pin base meta files.
+func FileSHA256(file string) (string, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// Write stores m as path atomically: a temp file in the same directory is
+// written, synced and renamed over path.
+func Write(file string, m *Meta) error {
+	b, err := Marshal(m)
+	if err != nil {
+		return err
+	}
+	return WriteFileAtomic(file, b)
+}
+
+// WriteFileAtomic writes b to a temp file beside file and renames it.
+func WriteFileAtomic(file string, b []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(file), "."+filepath.Base(file)+".*.tmp")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name()) // no-op after a successful rename
+	if _, err := tmp.Write(b); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), file)
+}
+
+// Validate checks the internal consistency of m.
+func (m *Meta) Validate() error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: "+format, append([]any{ErrInvalid}, args...)...)
+	}
+	if m.Type != TypeFull && m.Type != TypeIncremental {
+		return bad("type %q", m.Type)
+	}
+	if !partNameRe.MatchString(m.ID) {
+		return bad("id %q", m.ID)
+	}
+	parts := map[string]bool{}
+	for _, p := range m.Parts {
+		if !partNameRe.MatchString(p.Name) || path.Base(p.Name) != p.Name {
+			return bad("part name %q", p.Name)
+		}
+		if parts[p.Name] {
+			return bad("part %q listed twice", p.Name)
+		}
+		parts[p.Name] = true
+		if p.Size < 0 {
+			return bad("part %s: size %d", p.Name, p.Size)
+		}
+		if b, err := hex.DecodeString(p.SHA256); err != nil || len(b) != sha256.Size {
+			return bad("part %s: sha256 %q", p.Name, p.SHA256)
+		}
+	}
+	bases := map[string]bool{}
+	for _, b := range m.Bases {
+		if !partNameRe.MatchString(b.ID) {
+			return bad("base id %q", b.ID)
+		}
+		bases[b.ID] = true
+	}
+	checkRepos := func(what string, repos []string) error {
+		for _, r := range repos {
+			if !repoRe.MatchString(r) || len(r) > 255 {
+				return bad("%s: repository %q", what, r)
+			}
+		}
+		return nil
+	}
+	seen := map[digest.Digest]bool{}
+	for i, mf := range m.Manifests {
+		if err := mf.Digest.Validate(); err != nil {
+			return bad("manifest %d: digest %q: %v", i, mf.Digest, err)
+		}
+		if mf.Size != int64(len(mf.Raw)) {
+			return bad("manifest %s: size %d but %d raw bytes", mf.Digest, mf.Size, len(mf.Raw))
+		}
+		if mf.Digest.Algorithm().FromBytes(mf.Raw) != mf.Digest {
+			return bad("manifest %s: raw bytes do not match the digest", mf.Digest)
+		}
+		if mf.Part != "" && !parts[mf.Part] {
+			return bad("manifest %s: unknown part %q", mf.Digest, mf.Part)
+		}
+		if err := checkRepos("manifest "+mf.Digest.String(), mf.Repos); err != nil {
+			return err
+		}
+		seen[mf.Digest] = true
+	}
+	for _, b := range m.Blobs {
+		if err := b.Digest.Validate(); err != nil {
+			return bad("blob digest %q: %v", b.Digest, err)
+		}
+		if b.Size < 0 {
+			return bad("blob %s: size %d", b.Digest, b.Size)
+		}
+		if !parts[b.Part] {
+			return bad("blob %s: unknown part %q", b.Digest, b.Part)
+		}
+		if err := checkRepos("blob "+b.Digest.String(), b.Repos); err != nil {
+			return err
+		}
+		if seen[b.Digest] {
+			return bad("blob %s listed twice", b.Digest)
+		}
+		seen[b.Digest] = true
+	}
+	for _, b := range m.BaseBlobs {
+		if err := b.Digest.Validate(); err != nil {
+			return bad("base blob digest %q: %v", b.Digest, err)
+		}
+		if !bases[b.Base] {
+			return bad("base blob %s: unknown base %q", b.Digest, b.Base)
+		}
+		if err := checkRepos("base blob "+b.Digest.String(), append(append([]string{}, b.Repos...), b.BaseRepos...)); err != nil {
+			return err
+		}
+	}
+	for _, img := range m.Images {
+		if err := img.Digest.Validate(); err != nil {
+			return bad("image %s: digest: %v", img.Source, err)
+		}
+		if !repoRe.MatchString(img.Repository) {
+			return bad("image %s: repository %q", img.Source, img.Repository)
+		}
+		if img.Tag != "" && !tagRe.MatchString(img.Tag) {
+			return bad("image %s: tag %q", img.Source, img.Tag)
+		}
+		if !seen[img.Digest] {
+			return bad("image %s: manifest %s not in the bundle", img.Source, img.Digest)
+		}
+	}
+	return nil
+}
+
+// ValidRepository reports whether s is a valid repository path.
+func ValidRepository(s string) bool { return repoRe.MatchString(s) && len(s) <= 255 }
+
+// ValidID reports whether s can be a bundle id, prefix or part name.
+func ValidID(s string) bool { return partNameRe.MatchString(s) && len(s) <= 200 }
+
+// ValidTag reports whether s is a valid tag.
+func ValidTag(s string) bool { return tagRe.MatchString(s) }
+
+// FileName returns the meta file name for a bundle id.
+func FileName(id string) string { return id + "_meta.yaml" }
+
+// Dir returns the directory holding the parts of a meta file.
+func Dir(metaFile string) string { return filepath.Dir(metaFile) }
+
+// ManifestByDigest returns the manifest with digest d, or nil.
+func (m *Meta) ManifestByDigest(d digest.Digest) *Manifest {
+	for i := range m.Manifests {
+		if m.Manifests[i].Digest == d {
+			return &m.Manifests[i]
+		}
+	}
+	return nil
+}
+
+// TotalBlobBytes is the sum of the sizes of the blobs stored in the bundle.
+func (m *Meta) TotalBlobBytes() int64 {
+	var n int64
+	for _, b := range m.Blobs {
+		n += b.Size
+	}
+	return n
+}
+
+// PartNames lists the names of the parts in order.
+func (m *Meta) PartNames() []string {
+	out := make([]string, 0, len(m.Parts))
+	for _, p := range m.Parts {
+		out = append(out, p.Name)
+	}
+	return out
+}

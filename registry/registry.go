@@ -1,0 +1,240 @@
+// Package registry connects ferry to OCI registries through regclient. A
+// Registry is both a bundle.Source (save reads from it) and a bundle.Sink
+// (upload writes to it). Credentials come from the host configuration
+// (cfg.yaml), the Docker config and its credential helpers; they are never
+// logged.
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	"github.com/regclient/regclient"
+	"github.com/regclient/regclient/config"
+	"github.com/regclient/regclient/types/descriptor"
+	"github.com/regclient/regclient/types/errs"
+	"github.com/regclient/regclient/types/manifest"
+	"github.com/regclient/regclient/types/ref"
+
+	"github.com/ferry-oss/ferry/bundle"
+)
+
+// Sentinel errors.
+var (
+	ErrConfig = errors.New("registry configuration")
+)
+
+// TLS modes of a host.
+const (
+	TLSAuto     = ""         // enabled, except plain HTTP for loopback hosts
+	TLSEnabled  = "enabled"  // HTTPS with certificate checks
+	TLSInsecure = "insecure" // HTTPS without certificate checks
+	TLSDisabled = "disabled" // plain HTTP
+)
+
+// Host configures one registry host.
+type Host struct {
+	// Registry is host[:port].
+	Registry string
+	// TLS is one of the TLS* modes.
+	TLS string
+	// CAFile is a PEM file with the CA (or self-signed certificate) that
+	// signed the registry's certificate.
+	CAFile string
+	// User and Pass log in with basic auth or a token service.
+	User string
+	Pass string
+}
+
+// Options configure New.
+type Options struct {
+	Hosts []Host
+	// Registries are hosts to use with default settings unless Hosts
+	// configures them (loopback hosts then use plain HTTP).
+	Registries []string
+	// DockerConfig reads credentials and certificates from the Docker
+	// config (~/.docker/config.json, credential helpers, certs.d).
+	DockerConfig bool
+	// Retries is how often regclient retries a request.
+	Retries int
+	// Concurrency is the number of requests to one host at once.
+	Concurrency int
+	UserAgent   string
+	Log         *slog.Logger
+}
+
+// Registry is a regclient-backed Source and Sink.
+type Registry struct {
+	rc  *regclient.RegClient
+	log *slog.Logger
+}
+
+var (
+	_ bundle.Source = (*Registry)(nil)
+	_ bundle.Sink   = (*Registry)(nil)
+)
+
+// New builds a Registry. Hosts not listed get defaults (TLSAuto).
+func New(opts Options) (*Registry, error) {
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	if opts.Concurrency < 1 {
+		opts.Concurrency = 4
+	}
+	rcOpts := []regclient.Opt{
+		regclient.WithSlog(quiet(opts.Log)),
+		regclient.WithRetryLimit(max(opts.Retries, 0) + 1),
+		regclient.WithRetryDelay(500*time.Millisecond, 10*time.Second),
+	}
+	if opts.UserAgent != "" {
+		rcOpts = append(rcOpts, regclient.WithUserAgent(opts.UserAgent))
+	}
+	if opts.DockerConfig {
+		rcOpts = append(rcOpts, regclient.WithDockerCreds(), regclient.WithDockerCerts())
+	}
+	var hosts []config.Host
+	all := append([]Host{}, opts.Hosts...)
+	for _, name := range opts.Registries {
+		if !slices.ContainsFunc(all, func(h Host) bool { return h.Registry == name }) {
+			all = append(all, Host{Registry: name})
+		}
+	}
+	for _, h := range all {
+		ch, err := h.config(opts.Concurrency)
+		if err != nil {
+			return nil, err
+		}
+		hosts = append(hosts, ch)
+	}
+	rcOpts = append(rcOpts, regclient.WithConfigHost(hosts...))
+	r := &Registry{log: opts.Log}
+	r.rc = regclient.New(rcOpts...)
+	return r, nil
+}
+
+func (h Host) config(concurrency int) (config.Host, error) {
+	if h.Registry == "" || strings.ContainsAny(h.Registry, "/ ") {
+		return config.Host{}, fmt.Errorf("%w: registry %q", ErrConfig, h.Registry)
+	}
+	ch := *config.HostNewName(h.Registry)
+	ch.ReqConcurrent = int64(concurrency)
+	switch h.TLS {
+	case TLSAuto:
+		if IsLoopback(h.Registry) {
+			ch.TLS = config.TLSDisabled
+		} else {
+			ch.TLS = config.TLSEnabled
+		}
+	case TLSEnabled:
+		ch.TLS = config.TLSEnabled
+	case TLSInsecure:
+		ch.TLS = config.TLSInsecure
+	case TLSDisabled:
+		ch.TLS = config.TLSDisabled
+	default:
+		return config.Host{}, fmt.Errorf("%w: %s: tls %q (want enabled, insecure or disabled)", ErrConfig, h.Registry, h.TLS)
+	}
+	if h.CAFile != "" {
+		pem, err := os.ReadFile(h.CAFile)
+		if err != nil {
+			return config.Host{}, fmt.Errorf("%w: %s: CA file: %v", ErrConfig, h.Registry, err)
+		}
+		ch.RegCert = string(pem)
+	}
+	ch.User, ch.Pass = h.User, h.Pass
+	return ch, nil
+}
+
+// IsLoopback reports whether a registry host[:port] is on this machine.
+func IsLoopback(registry string) bool {
+	host := registry
+	if h, _, err := net.SplitHostPort(registry); err == nil {
+		host = h
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(strings.Trim(host, "[]"))
+	return ip != nil && ip.IsLoopback()
+}
+
+// ManifestGet fetches a manifest and checks it against the digest in r.
+func (r *Registry) ManifestGet(ctx context.Context, rf ref.Ref) (manifest.Manifest, error) {
+	m, err := r.rc.ManifestGet(ctx, rf)
+	if err != nil {
+		return nil, err
+	}
+	raw, err := m.RawBody()
+	if err != nil {
+		return nil, err
+	}
+	d := m.GetDescriptor()
+	if d.Digest.Algorithm().FromBytes(raw) != d.Digest || (rf.Digest != "" && digest.Digest(rf.Digest) != d.Digest) {
+		return nil, fmt.Errorf("manifest %s: %w", rf.CommonName(), bundle.ErrDigestMismatch)
+	}
+	return m, nil
+}
+
+// BlobGet opens a blob; regclient checks its digest at EOF, and the
+// returned reader also enforces the size.
+func (r *Registry) BlobGet(ctx context.Context, rf ref.Ref, d descriptor.Descriptor) (io.ReadCloser, error) {
+	br, err := r.rc.BlobGet(ctx, rf, d)
+	if err != nil {
+		return nil, err
+	}
+	return struct {
+		io.Reader
+		io.Closer
+	}{bundle.VerifyReader(br, d), br}, nil
+}
+
+// BlobExists is a HEAD request; not found is (false, nil).
+func (r *Registry) BlobExists(ctx context.Context, rf ref.Ref, d descriptor.Descriptor) (bool, error) {
+	br, err := r.rc.BlobHead(ctx, rf, d)
+	if err != nil {
+		if errors.Is(err, errs.ErrNotFound) || errors.Is(err, errs.ErrHTTPStatus) {
+			return false, nil
+		}
+		return false, err
+	}
+	br.Close()
+	return true, nil
+}
+
+// BlobMount asks the registry to mount d from another repository.
+func (r *Registry) BlobMount(ctx context.Context, from, to ref.Ref, d descriptor.Descriptor) error {
+	return r.rc.BlobMount(ctx, from, to, d)
+}
+
+// BlobPut uploads d; the registry checks the digest before it commits.
+func (r *Registry) BlobPut(ctx context.Context, rf ref.Ref, d descriptor.Descriptor, rdr io.Reader) error {
+	got, err := r.rc.BlobPut(ctx, rf, d, rdr)
+	if err != nil {
+		return err
+	}
+	if got.Digest != d.Digest {
+		return fmt.Errorf("blob %s: registry stored %s: %w", d.Digest, got.Digest, bundle.ErrDigestMismatch)
+	}
+	return nil
+}
+
+// ManifestPut pushes a manifest by r's tag or digest.
+func (r *Registry) ManifestPut(ctx context.Context, rf ref.Ref, m manifest.Manifest) error {
+	return r.rc.ManifestPut(ctx, rf, m)
+}
+
+// Commit is a no-op: a registry makes each put visible as it lands.
+func (r *Registry) Commit(context.Context) error { return nil }
+
+// quiet lowers regclient's info messages to debug.
+func quiet(l *slog.Logger) *slog.Logger { return l.With("component", "regclient") }
