@@ -3,6 +3,7 @@ package bundle_test
 import (
 	"context"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	"github.com/regclient/regclient/types/descriptor"
+	"github.com/regclient/regclient/types/manifest"
 	"github.com/regclient/regclient/types/platform"
 	"github.com/regclient/regclient/types/ref"
 
@@ -422,4 +424,33 @@ func TestKeepGoingPartial(t *testing.T) {
 
 func descOf(b meta.Blob) descriptor.Descriptor {
 	return descriptor.Descriptor{MediaType: b.MediaType, Digest: b.Digest, Size: b.Size}
+}
+
+func mustPlatforms(t testing.TB, names ...string) []platform.Platform {
+	t.Helper()
+	var out []platform.Platform
+	for _, n := range names {
+		p, err := platform.Parse(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+// hostRewrite serves references to registry.test:5000 from the real host.
+type hostRewrite struct {
+	bundle.Source
+	host string
+}
+
+func (h hostRewrite) ManifestGet(ctx context.Context, r ref.Ref) (manifest.Manifest, error) {
+	r.Registry = h.host
+	return h.Source.ManifestGet(ctx, r)
+}
+
+func (h hostRewrite) BlobGet(ctx context.Context, r ref.Ref, d descriptor.Descriptor) (io.ReadCloser, error) {
+	r.Registry = h.host
+	return h.Source.BlobGet(ctx, r, d)
 }

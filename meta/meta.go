@@ -298,6 +298,9 @@ func (m *Meta) Validate() error {
 		if !partNameRe.MatchString(b.ID) {
 			return bad("base id %q", b.ID)
 		}
+		if h, err := hex.DecodeString(b.SHA256); err != nil || len(h) != sha256.Size {
+			return bad("base %s: sha256 %q", b.ID, b.SHA256)
+		}
 		bases[b.ID] = true
 	}
 	checkRepos := func(what string, repos []string) error {

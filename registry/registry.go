@@ -66,6 +66,8 @@ type Options struct {
 	DockerConfig bool
 	// Retries is how often regclient retries a request.
 	Retries int
+	// RetryDelay is the first backoff delay (default 500ms).
+	RetryDelay time.Duration
 	// Concurrency is the number of requests to one host at once.
 	Concurrency int
 	UserAgent   string
@@ -88,13 +90,16 @@ func New(opts Options) (*Registry, error) {
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
+	if opts.RetryDelay <= 0 {
+		opts.RetryDelay = 500 * time.Millisecond
+	}
 	if opts.Concurrency < 1 {
 		opts.Concurrency = 4
 	}
 	rcOpts := []regclient.Opt{
 		regclient.WithSlog(quiet(opts.Log)),
 		regclient.WithRetryLimit(max(opts.Retries, 0) + 1),
-		regclient.WithRetryDelay(500*time.Millisecond, 10*time.Second),
+		regclient.WithRetryDelay(opts.RetryDelay, 20*opts.RetryDelay),
 	}
 	if opts.UserAgent != "" {
 		rcOpts = append(rcOpts, regclient.WithUserAgent(opts.UserAgent))

@@ -8,10 +8,20 @@ import (
 	"strings"
 )
 
-// TestdataDir is the repository's testdata directory.
+// TestdataDir is the repository's testdata directory: found from this
+// source file, or (in a -trimpath binary) from the working directory up.
 func TestdataDir() string {
 	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..", "testdata")
+	dir := filepath.Join(filepath.Dir(file), "..", "..", "testdata")
+	if _, err := os.Stat(filepath.Join(dir, "rootfs")); err == nil {
+		return dir
+	}
+	for wd, _ := os.Getwd(); wd != filepath.Dir(wd); wd = filepath.Dir(wd) {
+		if _, err := os.Stat(filepath.Join(wd, "testdata", "rootfs")); err == nil {
+			return filepath.Join(wd, "testdata")
+		}
+	}
+	return dir
 }
 
 // RootfsLayer builds a gzip tar layer of testdata/rootfs/<name>; extra

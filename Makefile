@@ -1,0 +1,45 @@
+# ferry — run `make` for the list of targets.
+SHELL := bash
+GO ?= go
+BIN ?= bin
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X main.version=$(VERSION)
+FUZZTIME ?= 20s
+
+.DEFAULT_GOAL := help
+.PHONY: help build test test-short lint fuzz bench demo clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-11s %s\n", $$1, $$2}'
+
+build: ## build bin/ferry (and bin/ferry-seed, the demo's image seeder)
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ferry ./cmd/ferry
+	$(GO) build -trimpath -o $(BIN)/ferry-seed ./cmd/ferry-seed
+
+test: ## run every test: unit (olareg), integration (docker-registry, dockerd), e2e
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 20m ./...
+
+test-short: ## unit tests only (no external servers)
+	$(GO) test -count=1 -short ./...
+
+lint: ## gofmt, go vet, and staticcheck when installed
+	@out=$$(gofmt -l . | grep -v '^testdata/' || true); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	@if command -v staticcheck >/dev/null; then staticcheck ./...; else echo "staticcheck not installed: skipped"; fi
+
+fuzz: ## run each fuzz test for FUZZTIME
+	$(GO) test -run XXX -fuzz FuzzParse -fuzztime $(FUZZTIME) ./meta
+	$(GO) test -run XXX -fuzz FuzzReadPart -fuzztime $(FUZZTIME) ./bundle
+	$(GO) test -run XXX -fuzz FuzzParseList -fuzztime $(FUZZTIME) ./bundle
+	$(GO) test -run XXX -fuzz FuzzParseConfig -fuzztime $(FUZZTIME) ./cmd/ferry
+
+bench: ## save/upload of a ~500 MB image side by side with regctl and skopeo
+	bash testdata/scripts/bench.sh
+	$(GO) test -run XXX -bench . -benchtime 3x ./bundle ./cache
+
+demo: build ## loopback registries, seed, full + incremental save, upload, verify
+	bash testdata/scripts/demo.sh
+
+clean: ## remove build output
+	rm -rf $(BIN) .demo .bench

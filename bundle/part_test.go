@@ -1,0 +1,221 @@
+package bundle_test
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	"github.com/regclient/regclient/types/descriptor"
+
+	"github.com/ferry-oss/ferry/bundle"
+	"github.com/ferry-oss/ferry/meta"
+	"github.com/ferry-oss/ferry/registry/regtest"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+func TestVerifyReader(t *testing.T) {
+	data := []byte("hello, ferry")
+	d := descriptor.Descriptor{Digest: digest.FromBytes(data), Size: int64(len(data))}
+	tests := []struct {
+		name string
+		in   []byte
+		d    descriptor.Descriptor
+		err  error
+	}{
+		{"ok", data, d, nil},
+		{"short", data[:5], d, bundle.ErrSizeMismatch},
+		{"long", append(append([]byte{}, data...), '!'), d, bundle.ErrSizeMismatch},
+		{"flipped", []byte("hello, ferrY"), d, bundle.ErrDigestMismatch},
+		{"empty ok", nil, descriptor.Descriptor{Digest: digest.FromBytes(nil)}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := io.ReadAll(bundle.VerifyReader(bytes.NewReader(tt.in), tt.d))
+			if !errors.Is(err, tt.err) {
+				t.Fatalf("err %v, want %v", err, tt.err)
+			}
+			if err == nil && !bytes.Equal(got, tt.in) {
+				t.Fatal("bytes changed")
+			}
+		})
+	}
+}
+
+func TestCodecsRoundTrip(t *testing.T) {
+	payload := bytes.Repeat([]byte("ferry moves images "), 50000)
+	for _, c := range bundle.Codecs {
+		t.Run(string(c), func(t *testing.T) {
+			var buf bytes.Buffer
+			enc, err := c.NewEncoder(&buf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := enc.Write(payload); err != nil {
+				t.Fatal(err)
+			}
+			if err := enc.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if c != bundle.CodecNone && buf.Len() >= len(payload) {
+				t.Errorf("%s did not compress: %d bytes", c, buf.Len())
+			}
+			dec, err := c.NewDecoder(&buf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := io.ReadAll(dec)
+			if err != nil || !bytes.Equal(got, payload) {
+				t.Fatalf("round trip: %v", err)
+			}
+			if bundle.CodecFromName("x.tar"+c.Ext()) != c {
+				t.Errorf("CodecFromName(%q)", "x.tar"+c.Ext())
+			}
+		})
+	}
+	if _, err := bundle.ParseCodec("brotli"); !errors.Is(err, bundle.ErrCodec) {
+		t.Errorf("brotli: %v", err)
+	}
+}
+
+// TestGoldenMeta saves the fixtures deterministically (one part, fixed
+// clock) and compares meta.yaml with testdata/golden.
+func TestGoldenMeta(t *testing.T) {
+	e := seeded(t)
+	for _, c := range []bundle.Codec{bundle.CodecNone, bundle.CodecGzip} {
+		t.Run(string(c), func(t *testing.T) {
+			dir := t.TempDir()
+			w, err := bundle.NewWriter(bundle.WriterOptions{Dir: dir, Codec: c, Single: true, Tool: "ferry golden", Platforms: []string{"linux/amd64", "linux/arm64"},
+				Now: func() time.Time { return time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC) }})
+			if err != nil {
+				t.Fatal(err)
+			}
+			specs := e.specs(t, "library/multi:1", "team/app:1", "team/tools:1")
+			for i := range specs { // the golden file must not depend on the port
+				specs[i].Source.Registry = "registry.test:5000"
+			}
+			src := hostRewrite{e.reg, e.host}
+			res, err := bundle.Save(context.Background(), src, w, specs, bundle.SaveOptions{Jobs: 1, Platforms: mustPlatforms(t, "linux/amd64", "linux/arm64")})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := os.ReadFile(res.MetaPath)
+			if err != nil {
+				t.Fatal(err)
+			}
+			golden := filepath.Join(regtest.TestdataDir(), "golden", "meta-"+string(c)+".yaml")
+			if *update {
+				_ = os.MkdirAll(filepath.Dir(golden), 0o755)
+				if err := os.WriteFile(golden, got, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (run go test ./bundle -run TestGoldenMeta -update)", err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Errorf("meta differs from %s (rerun with -update if intended):\n%s", golden, got)
+			}
+		})
+	}
+}
+
+// FuzzReadPart feeds arbitrary bytes as a part: ReadPart must never panic,
+// and must only succeed when the part holds the listed blob intact.
+func FuzzReadPart(f *testing.F) {
+	blob := []byte("the only blob")
+	d := digest.FromBytes(blob)
+	var good bytes.Buffer
+	tw := tar.NewWriter(&good)
+	_ = tw.WriteHeader(&tar.Header{Name: bundle.BlobPath(d), Size: int64(len(blob)), Mode: 0o644, Typeflag: tar.TypeReg})
+	_, _ = tw.Write(blob)
+	_ = tw.Close()
+	f.Add(good.Bytes())
+	f.Add([]byte{})
+	f.Add(good.Bytes()[:700])
+	f.Fuzz(fuzzBody)
+}
+
+func fuzzBody(t *testing.T, part []byte) {
+	blob := []byte("the only blob")
+	d := digest.FromBytes(blob)
+	{
+		dir := t.TempDir()
+		name := "f_full_20260101T000000Z_1.tar"
+		if err := os.WriteFile(filepath.Join(dir, name), part, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		h := sha256.Sum256(part)
+		p := meta.Part{Name: name, Size: int64(len(part)), SHA256: hex.EncodeToString(h[:])}
+		bd := &bundle.Bundle{Dir: dir, Meta: &meta.Meta{Compression: "none", Parts: []meta.Part{p},
+			Blobs: []meta.Blob{{Digest: d, Size: int64(len(blob)), Part: name}}}}
+		var got []byte
+		err := bd.ReadPart(context.Background(), p, func(_ *meta.Blob, r io.Reader) error {
+			var err error
+			got, err = io.ReadAll(r)
+			return err
+		})
+		if err == nil && !bytes.Equal(got, blob) {
+			t.Fatalf("ReadPart succeeded with blob %q", got)
+		}
+		if err == nil && !bytes.Contains(part, blob) {
+			t.Fatal("ReadPart succeeded on a part without the blob")
+		}
+	}
+}
+
+func TestReadPartRejects(t *testing.T) {
+	blob := []byte("the only blob")
+	d := digest.FromBytes(blob)
+	mk := func(name string, data []byte, size int64) []byte {
+		var b bytes.Buffer
+		tw := tar.NewWriter(&b)
+		_ = tw.WriteHeader(&tar.Header{Name: name, Size: size, Mode: 0o644, Typeflag: tar.TypeReg})
+		_, _ = tw.Write(data)
+		_ = tw.Close()
+		return b.Bytes()
+	}
+	tests := []struct {
+		name string
+		part []byte
+		sha  string // "" = the part's own
+		err  error
+	}{
+		{"ok", mk(bundle.BlobPath(d), blob, int64(len(blob))), "", nil},
+		{"wrong content", mk(bundle.BlobPath(d), []byte("the only blub"), int64(len(blob))), "", bundle.ErrDigestMismatch},
+		{"missing blob", mk("blobs/sha256/"+strings.Repeat("0", 64), blob, int64(len(blob))), "", bundle.ErrBlobMissing},
+		{"sha mismatch", mk(bundle.BlobPath(d), blob, int64(len(blob))), strings.Repeat("ab", 32), bundle.ErrPartCorrupt},
+		{"garbage", []byte(strings.Repeat("garbage!", 100)), "", bundle.ErrPartCorrupt},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			name := "f_full_20260101T000000Z_1.tar"
+			_ = os.WriteFile(filepath.Join(dir, name), tt.part, 0o644)
+			h := sha256.Sum256(tt.part)
+			sha := hex.EncodeToString(h[:])
+			if tt.sha != "" {
+				sha = tt.sha
+			}
+			p := meta.Part{Name: name, Size: int64(len(tt.part)), SHA256: sha}
+			bd := &bundle.Bundle{Dir: dir, Meta: &meta.Meta{Compression: "none", Parts: []meta.Part{p},
+				Blobs: []meta.Blob{{Digest: d, Size: int64(len(blob)), Part: name}}}}
+			err := bd.ReadPart(context.Background(), p, func(*meta.Blob, io.Reader) error { return nil })
+			if !errors.Is(err, tt.err) {
+				t.Fatalf("err %v, want %v", err, tt.err)
+			}
+		})
+	}
+}

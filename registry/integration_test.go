@@ -1,0 +1,235 @@
+package registry_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/regclient/regclient/types/errs"
+	"github.com/regclient/regclient/types/ref"
+
+	"github.com/ferry-oss/ferry/bundle"
+	"github.com/ferry-oss/ferry/registry"
+	"github.com/ferry-oss/ferry/registry/regtest"
+)
+
+func client(t *testing.T, d *regtest.Distribution, opts regtest.DistributionOptions) *registry.Registry {
+	t.Helper()
+	h := registry.Host{Registry: d.Host, User: opts.User, Pass: opts.Pass}
+	if opts.TLS {
+		h.TLS, h.CAFile = registry.TLSEnabled, d.CAFile
+	}
+	reg, err := registry.New(registry.Options{Hosts: []registry.Host{h}, Retries: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return reg
+}
+
+func seed(t *testing.T, reg *registry.Registry, host string, names ...string) map[string]*regtest.Image {
+	t.Helper()
+	imgs := regtest.Fixtures()
+	for _, n := range names {
+		r, _ := ref.New(host + "/" + n)
+		if err := regtest.Push(context.Background(), reg, r, imgs[n]); err != nil {
+			t.Fatalf("seeding %s: %v", n, err)
+		}
+	}
+	return imgs
+}
+
+func saveBundle(t *testing.T, reg bundle.Source, host, dir string, names ...string) (*bundle.SaveResult, error) {
+	t.Helper()
+	var specs []bundle.ImageSpec
+	for _, n := range names {
+		s, err := bundle.ParseImage(n, host)
+		if err != nil {
+			t.Fatal(err)
+		}
+		specs = append(specs, s)
+	}
+	w, err := bundle.NewWriter(bundle.WriterOptions{Dir: dir, Parts: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bundle.Save(context.Background(), reg, w, specs, bundle.SaveOptions{Jobs: 2, Retries: 3, RetryDelay: 10 * time.Millisecond})
+}
+
+// TestDistributionVariants saves from and uploads to docker-registry: plain
+// HTTP, basic auth, and TLS with a self-signed certificate.
+func TestDistributionVariants(t *testing.T) {
+	variants := map[string]regtest.DistributionOptions{
+		"plain": {},
+		"auth":  {User: "ferry", Pass: "s3cret-pass"},
+		"tls":   {TLS: true},
+	}
+	names := []string{"library/multi:1", "team/app:1", "team/tools:1"}
+	for name, opts := range variants {
+		t.Run(name, func(t *testing.T) {
+			src := regtest.StartDistribution(t, opts)
+			dst := regtest.StartDistribution(t, opts)
+			sreg, dreg := client(t, src, opts), client(t, dst, opts)
+			seed(t, sreg, src.Host, names...)
+			if opts.User != "" {
+				// without credentials the registry refuses
+				anon, _ := registry.New(registry.Options{Registries: []string{src.Host}})
+				r, _ := ref.New(src.Host + "/team/app:1")
+				if _, err := anon.ManifestGet(context.Background(), r); err == nil {
+					t.Fatal("anonymous pull succeeded on an auth registry")
+				}
+			}
+			dir := t.TempDir()
+			res, err := saveBundle(t, sreg, src.Host, dir, names...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if opts.Pass != "" {
+				b, _ := os.ReadFile(res.MetaPath)
+				if strings.Contains(string(b), opts.Pass) {
+					t.Fatal("password written to meta.yaml")
+				}
+			}
+			bd, err := bundle.Open(res.MetaPath)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tgt, _ := ref.NewHost(dst.Host)
+			up, err := bundle.Upload(context.Background(), bd, dreg, bundle.UploadOptions{Target: bundle.RegistryTarget(tgt, "mirror", nil)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if up.BlobsPushed != len(res.Meta.Blobs) || up.Images != len(names) {
+				t.Errorf("pushed %d blobs, %d images", up.BlobsPushed, up.Images)
+			}
+			for _, img := range res.Meta.Images {
+				r, _ := ref.New(dst.Host + "/mirror/" + img.Repository + ":" + img.Tag)
+				m, err := dreg.ManifestGet(context.Background(), r)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if m.GetDescriptor().Digest != img.Digest {
+					t.Errorf("%s: %s, want %s", r.CommonName(), m.GetDescriptor().Digest, img.Digest)
+				}
+			}
+		})
+	}
+}
+
+// flaky is a proxy in front of a registry that misbehaves on blob GETs.
+type flaky struct {
+	mu    sync.Mutex
+	count map[string]int
+	mode  string // "500": first GET of a blob fails with 500; "cut": the body breaks off halfway; "corrupt": a byte is flipped
+	proxy *httputil.ReverseProxy
+}
+
+func (f *flaky) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet || !strings.Contains(r.URL.Path, "/blobs/sha256:") {
+		f.proxy.ServeHTTP(w, r)
+		return
+	}
+	f.mu.Lock()
+	f.count[r.URL.Path]++
+	n := f.count[r.URL.Path]
+	f.mu.Unlock()
+	switch {
+	case f.mode == "500" && n == 1:
+		http.Error(w, "injected failure", http.StatusInternalServerError)
+		return
+	case (f.mode == "cut" && n == 1) || f.mode == "corrupt":
+		rec := httptest.NewRecorder()
+		f.proxy.ServeHTTP(rec, r)
+		body := rec.Body.Bytes()
+		for k, v := range rec.Header() {
+			w.Header()[k] = v
+		}
+		if f.mode == "corrupt" && len(body) > 0 {
+			body[len(body)/2] ^= 0x01
+			w.WriteHeader(rec.Code)
+			_, _ = w.Write(body)
+			return
+		}
+		w.Header().Set("Content-Length", fmt.Sprint(len(body)))
+		w.WriteHeader(rec.Code)
+		_, _ = w.Write(body[:len(body)/2])
+		// break the connection mid-body
+		if hj, ok := w.(http.Hijacker); ok {
+			if conn, _, err := hj.Hijack(); err == nil {
+				conn.Close()
+			}
+		}
+		return
+	}
+	f.proxy.ServeHTTP(w, r)
+}
+
+func TestSourceFailures(t *testing.T) {
+	src := regtest.StartDistribution(t, regtest.DistributionOptions{})
+	sreg := client(t, src, regtest.DistributionOptions{})
+	seed(t, sreg, src.Host, "team/app:1")
+	u, _ := url.Parse("http://" + src.Host)
+	tests := []struct {
+		mode string
+		err  error
+	}{
+		{"500", nil},
+		{"cut", nil},
+		{"corrupt", bundle.ErrDigestMismatch},
+	}
+	for _, tt := range tests {
+		t.Run(tt.mode, func(t *testing.T) {
+			f := &flaky{count: map[string]int{}, mode: tt.mode, proxy: httputil.NewSingleHostReverseProxy(u)}
+			srv := httptest.NewServer(f)
+			defer srv.Close()
+			host := strings.TrimPrefix(srv.URL, "http://")
+			reg, err := registry.New(registry.Options{Registries: []string{host}, Retries: 3, RetryDelay: 10 * time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			dir := t.TempDir()
+			res, err := saveBundle(t, reg, host, dir, "team/app:1")
+			if tt.err != nil {
+				if !errors.Is(err, tt.err) && !errors.Is(err, errs.ErrDigestMismatch) {
+					t.Fatalf("err %v, want %v", err, tt.err)
+				}
+				if !errors.Is(err, bundle.ErrImagesFailed) {
+					t.Errorf("err %v does not say the image failed", err)
+				}
+				files, _ := filepath.Glob(filepath.Join(dir, "*"))
+				if len(files) != 0 {
+					t.Errorf("files left: %v", files)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.mu.Lock()
+			retried := 0
+			for _, n := range f.count {
+				if n > 1 {
+					retried++
+				}
+			}
+			f.mu.Unlock()
+			if retried == 0 {
+				t.Error("no blob was fetched twice: the failure was not injected")
+			}
+			bd, _ := bundle.Open(res.MetaPath)
+			if err := bd.Verify(context.Background(), 2, nil); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+

@@ -1,0 +1,209 @@
+package regtest
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// DistributionOptions choose a docker-registry variant.
+type DistributionOptions struct {
+	// User and Pass turn on htpasswd basic auth (needs apache2-utils).
+	User, Pass string
+	// TLS serves HTTPS with a self-signed certificate for 127.0.0.1.
+	TLS bool
+}
+
+// Distribution is a running Debian docker-registry (distribution 2.8).
+type Distribution struct {
+	Host   string // 127.0.0.1:port
+	CAFile string // with TLS: the self-signed certificate
+	Dir    string
+	cmd    *exec.Cmd
+}
+
+// Need returns the path of a binary a test needs; it skips the test when
+// it is missing, except under CI (CI=true), where .ci/run installs it and
+// a missing binary is a failure.
+func Need(t testing.TB, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err == nil {
+		return p
+	}
+	for _, dir := range []string{"/usr/bin", "/usr/sbin"} {
+		if _, err := os.Stat(filepath.Join(dir, name)); err == nil {
+			return filepath.Join(dir, name)
+		}
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("%s is not installed (.ci/run installs it)", name)
+	}
+	t.Skipf("%s is not installed", name)
+	return ""
+}
+
+// StartDistribution starts docker-registry on a free loopback port and
+// stops it (by PID) when the test ends.
+func StartDistribution(t testing.TB, opts DistributionOptions) *Distribution {
+	t.Helper()
+	bin := Need(t, "docker-registry")
+	dir := t.TempDir()
+	d, err := startDistribution(bin, dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(d.Stop)
+	return d
+}
+
+func startDistribution(bin, dir string, opts DistributionOptions) (*Distribution, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	addr := l.Addr().String()
+	l.Close()
+	d := &Distribution{Host: addr, Dir: dir}
+	cfg := fmt.Sprintf(`version: 0.1
+log:
+  level: error
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: %s
+  delete:
+    enabled: true
+http:
+  addr: %s
+`, filepath.Join(dir, "data"), addr)
+	if opts.TLS {
+		cert, key, err := selfSigned(dir)
+		if err != nil {
+			return nil, err
+		}
+		d.CAFile = cert
+		cfg += fmt.Sprintf("  tls:\n    certificate: %s\n    key: %s\n", cert, key)
+	}
+	if opts.User != "" {
+		htpasswd, err := exec.LookPath("htpasswd")
+		if err != nil {
+			return nil, fmt.Errorf("basic auth needs htpasswd (apache2-utils): %w", err)
+		}
+		out, err := exec.Command(htpasswd, "-Bbn", opts.User, opts.Pass).Output()
+		if err != nil {
+			return nil, fmt.Errorf("htpasswd: %w", err)
+		}
+		pw := filepath.Join(dir, "htpasswd")
+		if err := os.WriteFile(pw, out, 0o600); err != nil {
+			return nil, err
+		}
+		cfg += fmt.Sprintf("auth:\n  htpasswd:\n    realm: ferry\n    path: %s\n", pw)
+	}
+	cfgFile := filepath.Join(dir, "config.yml")
+	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
+		return nil, err
+	}
+	log, err := os.Create(filepath.Join(dir, "registry.log"))
+	if err != nil {
+		return nil, err
+	}
+	defer log.Close()
+	d.cmd = exec.Command(bin, "serve", cfgFile)
+	d.cmd.Stdout, d.cmd.Stderr = log, log
+	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := d.cmd.Start(); err != nil {
+		return nil, err
+	}
+	scheme := "http"
+	client := &http.Client{Timeout: time.Second}
+	if opts.TLS {
+		scheme = "https"
+		client.Transport = &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}} //#nosec G402 -- readiness probe only
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		resp, err := client.Get(scheme + "://" + addr + "/v2/")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusUnauthorized {
+				return d, nil
+			}
+		}
+		if time.Now().After(deadline) {
+			d.Stop()
+			b, _ := os.ReadFile(filepath.Join(dir, "registry.log"))
+			return nil, fmt.Errorf("docker-registry did not start: %v\n%s", err, strings.TrimSpace(string(b)))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Stop ends the registry by its PID.
+func (d *Distribution) Stop() {
+	if d.cmd == nil || d.cmd.Process == nil {
+		return
+	}
+	_ = d.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = d.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		_ = d.cmd.Process.Kill()
+		<-done
+	}
+	d.cmd = nil
+}
+
+// selfSigned writes a self-signed certificate for 127.0.0.1 and localhost.
+func selfSigned(dir string) (certFile, keyFile string, err error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return "", "", err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(time.Now().UnixNano()),
+		Subject:               pkix.Name{CommonName: "ferry test registry"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		IPAddresses:           []net.IP{net.ParseIP("127.0.0.1")},
+		DNSNames:              []string{"localhost"},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return "", "", err
+	}
+	kb, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return "", "", err
+	}
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		return "", "", err
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600); err != nil {
+		return "", "", err
+	}
+	return certFile, keyFile, nil
+}
