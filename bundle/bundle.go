@@ -97,10 +97,10 @@ type Tracker interface {
 type nopProgress struct{}
 type nopTracker struct{}
 
-func (nopProgress) SetTotal(int64, int)           {}
-func (nopProgress) Begin(string, int64) Tracker   { return nopTracker{} }
-func (nopTracker) Add(int64)                      {}
-func (nopTracker) Done(error)                     {}
+func (nopProgress) SetTotal(int64, int)         {}
+func (nopProgress) Begin(string, int64) Tracker { return nopTracker{} }
+func (nopTracker) Add(int64)                    {}
+func (nopTracker) Done(error)                   {}
 func orNop(p Progress) Progress {
 	if p == nil {
 		return nopProgress{}

@@ -117,4 +117,3 @@ func (c Codec) NewDecoder(r io.Reader) (io.ReadCloser, error) {
 	}
 	return nil, fmt.Errorf("%w: %q", ErrCodec, c)
 }
-

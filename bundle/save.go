@@ -73,13 +73,13 @@ func (e *FailedError) Unwrap() []error {
 
 // SaveResult summarizes a save.
 type SaveResult struct {
-	Meta       *meta.Meta
-	MetaPath   string
-	Blobs      int
-	BlobBytes  int64
-	Skipped    int // blobs skipped because a base bundle has them
-	Failed     []ImageError
-	Duration   time.Duration
+	Meta      *meta.Meta
+	MetaPath  string
+	Blobs     int
+	BlobBytes int64
+	Skipped   int // blobs skipped because a base bundle has them
+	Failed    []ImageError
+	Duration  time.Duration
 }
 
 type srcBlob struct {

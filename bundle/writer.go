@@ -1,8 +1,8 @@
 package bundle
 
 import (
-	"context"
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"

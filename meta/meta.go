@@ -41,13 +41,13 @@ const (
 
 // Sentinel errors.
 var (
-	ErrSchema      = errors.New("unsupported meta schema")
-	ErrInvalid     = errors.New("invalid meta file")
-	ErrMetaTooBig  = errors.New("meta file too large")
-	maxMetaSize    = int64(256 << 20)
-	partNameRe     = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
-	repoRe         = regexp.MustCompile(`^[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*)*$`)
-	tagRe          = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$`)
+	ErrSchema     = errors.New("unsupported meta schema")
+	ErrInvalid    = errors.New("invalid meta file")
+	ErrMetaTooBig = errors.New("meta file too large")
+	maxMetaSize   = int64(256 << 20)
+	partNameRe    = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+	repoRe        = regexp.MustCompile(`^[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*)*$`)
+	tagRe         = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$`)
 )
 
 // Meta is the content of a bundle's meta.yaml.

@@ -232,4 +232,3 @@ func TestSourceFailures(t *testing.T) {
 		})
 	}
 }
-

@@ -155,7 +155,6 @@ func (e *env) upload(c *cli.Context) error {
 	return nil
 }
 
-
 func orSlice(a, b []string) []string {
 	if len(a) > 0 {
 		return a

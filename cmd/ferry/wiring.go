@@ -10,7 +10,7 @@ import (
 )
 
 func (e *env) withCache(src bundle.Source, dir string) (bundle.Source, error) { return src, nil }
-func (e *env) cacheDone()                                                    {}
+func (e *env) cacheDone()                                                     {}
 func (e *env) dockerSink(c *cli.Context, m *meta.Meta, sock string) (bundle.Sink, error) {
 	return nil, errors.New("docker target: not built yet")
 }
