@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -453,4 +454,54 @@ func (h hostRewrite) ManifestGet(ctx context.Context, r ref.Ref) (manifest.Manif
 func (h hostRewrite) BlobGet(ctx context.Context, r ref.Ref, d descriptor.Descriptor) (io.ReadCloser, error) {
 	r.Registry = h.host
 	return h.Source.BlobGet(ctx, r, d)
+}
+
+// stallSource delivers a few bytes of every blob, then blocks until the
+// context ends, like a transfer interrupted by Ctrl-C.
+type stallSource struct {
+	bundle.Source
+	started chan struct{}
+	once    sync.Once
+}
+
+func (s *stallSource) BlobGet(ctx context.Context, r ref.Ref, d descriptor.Descriptor) (io.ReadCloser, error) {
+	rc, err := s.Source.BlobGet(ctx, r, d)
+	if err != nil {
+		return nil, err
+	}
+	return struct {
+		io.Reader
+		io.Closer
+	}{io.MultiReader(io.LimitReader(rc, 10), readerFunc(func([]byte) (int, error) {
+		s.once.Do(func() { close(s.started) })
+		<-ctx.Done()
+		return 0, ctx.Err()
+	})), rc}, nil
+}
+
+type readerFunc func([]byte) (int, error)
+
+func (f readerFunc) Read(p []byte) (int, error) { return f(p) }
+
+func TestInterruptLeavesNothing(t *testing.T) {
+	e := seeded(t)
+	dir := t.TempDir()
+	src := &stallSource{Source: e.reg, started: make(chan struct{})}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { <-src.started; cancel() }()
+	w, err := bundle.NewWriter(bundle.WriterOptions{Dir: dir, Parts: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = bundle.Save(ctx, src, w, e.specs(t, "team/app:1", "library/multi:1"), bundle.SaveOptions{Jobs: 2, Retries: 3, RetryDelay: time.Millisecond})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("err %v, want context.Canceled", err)
+	}
+	if files, _ := os.ReadDir(dir); len(files) != 0 {
+		var names []string
+		for _, f := range files {
+			names = append(names, f.Name())
+		}
+		t.Fatalf("an interrupted save left %v", names)
+	}
 }

@@ -98,8 +98,11 @@ func New(opts Options) (*Registry, error) {
 	}
 	rcOpts := []regclient.Opt{
 		regclient.WithSlog(quiet(opts.Log)),
-		regclient.WithRetryLimit(max(opts.Retries, 0) + 1),
-		regclient.WithRetryDelay(opts.RetryDelay, 20*opts.RetryDelay),
+		// ferry retries whole operations itself (bundle.SaveOptions.Retries,
+		// UploadOptions.Retries); regclient gets a short leash so the two
+		// do not multiply into minutes of waiting.
+		regclient.WithRetryLimit(min(max(opts.Retries, 0), 2)),
+		regclient.WithRetryDelay(opts.RetryDelay, 4*opts.RetryDelay),
 	}
 	if opts.UserAgent != "" {
 		rcOpts = append(rcOpts, regclient.WithUserAgent(opts.UserAgent))

@@ -356,6 +356,9 @@ func parsePlatforms(values []string) ([]platform.Platform, []string, error) {
 				continue
 			}
 			p, err := platform.Parse(s)
+			if n := strings.Count(s, "/"); err == nil && (n < 1 || n > 2 || strings.Contains(s, "//")) {
+				err = errors.New("want os/arch[/variant]")
+			}
 			if err != nil {
 				return nil, nil, usagef("platform %q: %v", s, err)
 			}

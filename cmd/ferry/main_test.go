@@ -1,0 +1,253 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/regclient/regclient/types/ref"
+
+	"github.com/ferry-oss/ferry/meta"
+	"github.com/ferry-oss/ferry/registry"
+	"github.com/ferry-oss/ferry/registry/regtest"
+)
+
+// ferry runs the command in-process and returns exit code, stdout, stderr.
+func ferry(t *testing.T, stdin string, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code := run(context.Background(), append([]string{"ferry"}, args...), strings.NewReader(stdin), &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+func TestUsageErrors(t *testing.T) {
+	dir := t.TempDir()
+	tests := []struct {
+		name string
+		args []string
+		code int
+		msg  string
+	}{
+		{"unknown flag", []string{"save", "--bogus"}, exitUsage, "bogus"},
+		{"no images", []string{"save", "-o", dir}, exitUsage, "no images"},
+		{"bad codec", []string{"save", "--compress", "brotli", "localhost:5000/a:1", "-o", dir}, exitUsage, "brotli"},
+		{"bad platform", []string{"save", "--platform", "linux/amd64/v9/x", "localhost:5000/a:1", "-o", dir}, exitUsage, "platform"},
+		{"single and split", []string{"save", "--single", "--split-size", "1GiB", "localhost:5000/a:1", "-o", dir}, exitUsage, "exclude"},
+		{"bad list line", []string{"save", "--list", "-", "-o", dir}, exitUsage, "line 1"},
+		{"verify no arg", []string{"verify"}, exitUsage, "one meta file"},
+		{"upload no target", []string{"upload", "x_meta.yaml"}, exitFailure, "x_meta.yaml"},
+		{"missing meta", []string{"verify", filepath.Join(dir, "nope_meta.yaml")}, exitFailure, "no such file"},
+		{"config missing", []string{"--config", filepath.Join(dir, "nope.yaml"), "inspect", "x"}, exitUsage, "nope.yaml"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, _, stderr := ferry(t, "bad line -> \n", tt.args...)
+			if code != tt.code {
+				t.Fatalf("exit %d, want %d; stderr:\n%s", code, tt.code, stderr)
+			}
+			if !strings.Contains(stderr, tt.msg) {
+				t.Errorf("stderr does not mention %q:\n%s", tt.msg, stderr)
+			}
+		})
+	}
+}
+
+func TestHelpAndVersion(t *testing.T) {
+	code, out, _ := ferry(t, "", "--version")
+	if code != 0 || !strings.Contains(out, version) {
+		t.Fatalf("--version: %d %q", code, out)
+	}
+	for _, cmd := range []string{"save", "upload", "verify", "inspect", "completion"} {
+		code, out, _ := ferry(t, "", cmd, "--help")
+		if code != 0 || !strings.Contains(out, "Example") {
+			t.Errorf("%s --help: exit %d, no example:\n%s", cmd, code, out)
+		}
+	}
+	code, out, _ = ferry(t, "", "completion", "bash")
+	if code != 0 || !strings.Contains(out, "complete -o default -F _ferry_complete ferry") {
+		t.Errorf("completion bash: %d\n%s", code, out)
+	}
+	code, out, _ = ferry(t, "", "save", "--generate-bash-completion")
+	if code != 0 {
+		t.Errorf("completion candidates: exit %d", code)
+	}
+	_ = out
+}
+
+func TestConfigCheck(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.yaml")
+	example, err := os.ReadFile(filepath.Join("..", "..", "cfg.yaml.example"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = os.WriteFile(good, example, 0o644)
+	if code, out, errOut := ferry(t, "", "config", "check", good); code != 0 || !strings.Contains(out, "OK") {
+		t.Fatalf("example config: %d %s %s", code, out, errOut)
+	}
+	tests := []struct {
+		name, yaml, msg string
+	}{
+		{"unknown field", "jobs: 2\nregistries:\n  - registry: a:5000\n    passwd: x\n", "line 4: field passwd not found"},
+		{"bad tls", "registries:\n  - registry: a:5000\n    tls: maybe\n", "tls \"maybe\""},
+		{"bad size", "splitSize: lots\n", "splitSize"},
+		{"dup name", "registries:\n  - {name: a, registry: x:1}\n  - {name: a, registry: y:1}\n", "used twice"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := filepath.Join(dir, tt.name+".yaml")
+			_ = os.WriteFile(f, []byte(tt.yaml), 0o644)
+			code, _, stderr := ferry(t, "", "config", "check", f)
+			if code == 0 || !strings.Contains(stderr, tt.msg) {
+				t.Fatalf("exit %d, stderr %q, want mention of %q", code, stderr, tt.msg)
+			}
+		})
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	tests := map[string]int64{"": 0, "1024": 1024, "2GiB": 2 << 30, "1.5GB": 1500000000, "512MiB": 512 << 20, "10M": 10 << 20, "7B": 7}
+	for in, want := range tests {
+		got, err := parseSize(in)
+		if err != nil || got != want {
+			t.Errorf("parseSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"x", "-1", "1XB"} {
+		if _, err := parseSize(bad); err == nil {
+			t.Errorf("parseSize(%q) accepted", bad)
+		}
+	}
+}
+
+func FuzzParseConfig(f *testing.F) {
+	f.Add([]byte("registries:\n  - name: a\n    registry: a:5000\njobs: 2\n"))
+	f.Add([]byte("splitSize: 2GiB\ncache: {dir: /tmp/x, keepSize: 1G}\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, err := ParseConfig(b)
+		if err != nil {
+			return
+		}
+		if c.Jobs < 0 {
+			t.Fatal("negative jobs accepted")
+		}
+	})
+}
+
+// TestEndToEnd drives the binary's commands against two docker-registry
+// instances with basic auth: save (list on stdin, a rename), inspect,
+// verify, upload, and checks the digests at the target with skopeo.
+func TestEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs docker-registry")
+	}
+	auth := regtest.DistributionOptions{User: "ferry", Pass: "e2e-Secret-99"}
+	src := regtest.StartDistribution(t, auth)
+	dst := regtest.StartDistribution(t, auth)
+	sreg, err := registry.New(registry.Options{Hosts: []registry.Host{{Registry: src.Host, User: auth.User, Pass: auth.Pass}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	imgs := regtest.Fixtures()
+	for _, n := range []string{"library/multi:1", "team/app:1"} {
+		r, _ := ref.New(src.Host + "/" + n)
+		if err := regtest.Push(context.Background(), sreg, r, imgs[n]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir := t.TempDir()
+	t.Setenv("E2E_PASS", auth.Pass)
+	cfg := filepath.Join(dir, "cfg.yaml")
+	_ = os.WriteFile(cfg, []byte(`registries:
+  - name: src
+    registry: `+src.Host+`
+    user: ferry
+    pass: ${E2E_PASS}
+  - name: dst
+    registry: `+dst.Host+`
+    namespace: mirror
+    user: ferry
+    pass: ${E2E_PASS}
+dockerConfig: false
+`), 0o644)
+	out := filepath.Join(dir, "out")
+	list := src.Host + "/library/multi:1\n" + src.Host + "/team/app:1 -> apps/app:v1\n"
+	code, stdout, stderr := ferry(t, list, "--config", cfg, "--no-progress", "save", "--list", "-", "--platform", "linux/amd64,linux/arm64", "--compress", "zstd", "-o", out)
+	if code != 0 {
+		t.Fatalf("save: %d\n%s\n%s", code, stdout, stderr)
+	}
+	if strings.Contains(stderr+stdout, auth.Pass) {
+		t.Fatal("password in the output")
+	}
+	metas, _ := filepath.Glob(filepath.Join(out, "*_meta.yaml"))
+	if len(metas) != 1 {
+		t.Fatalf("meta files: %v", metas)
+	}
+	raw, _ := os.ReadFile(metas[0])
+	if bytes.Contains(raw, []byte(auth.Pass)) {
+		t.Fatal("password in meta.yaml")
+	}
+	m, err := meta.Load(metas[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, _ = ferry(t, "", "inspect", metas[0])
+	if code != 0 || !strings.Contains(stdout, "apps/app:v1") || !strings.Contains(stdout, "linux/amd64,linux/arm64") {
+		t.Fatalf("inspect: %d\n%s", code, stdout)
+	}
+	code, stdout, stderr = ferry(t, "", "verify", metas[0])
+	if code != 0 || !strings.Contains(stdout, "OK") {
+		t.Fatalf("verify: %d\n%s\n%s", code, stdout, stderr)
+	}
+	code, stdout, stderr = ferry(t, "", "--config", cfg, "--no-progress", "upload", metas[0], "--target", "dst")
+	if code != 0 {
+		t.Fatalf("upload: %d\n%s\n%s", code, stdout, stderr)
+	}
+	if strings.Contains(stderr+stdout, auth.Pass) {
+		t.Fatal("password in the output")
+	}
+	skopeo := regtest.Need(t, "skopeo")
+	for _, img := range m.Images {
+		name := "docker://" + dst.Host + "/mirror/" + img.Repository + ":" + img.Tag
+		cmd := exec.Command(skopeo, "inspect", "--raw", "--tls-verify=false", "--creds", auth.User+":"+auth.Pass, name)
+		rawM, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("skopeo inspect %s: %v", name, err)
+		}
+		if got := digestOf(rawM); got != img.Digest.String() {
+			t.Errorf("%s: skopeo sees %s, meta says %s", name, got, img.Digest)
+		}
+		var parsed map[string]any
+		if err := json.Unmarshal(rawM, &parsed); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	// A corrupted part: verify and upload fail with exit 1 and name the part.
+	part := filepath.Join(out, m.Parts[0].Name)
+	b, _ := os.ReadFile(part)
+	b[len(b)/2] ^= 0xff
+	_ = os.WriteFile(part, b, 0o644)
+	code, _, stderr = ferry(t, "", "verify", metas[0])
+	if code != exitFailure || !strings.Contains(stderr, m.Parts[0].Name) {
+		t.Fatalf("verify of a corrupt bundle: exit %d\n%s", code, stderr)
+	}
+	// A failed image: exit 1, a summary naming it, no meta file.
+	out2 := filepath.Join(dir, "out2")
+	code, _, stderr = ferry(t, "", "--config", cfg, "--no-progress", "save", "-o", out2, src.Host+"/team/app:1", src.Host+"/no/such:1")
+	if code != exitFailure || !strings.Contains(stderr, src.Host+"/no/such:1") || !strings.Contains(stderr, "no bundle was written") {
+		t.Fatalf("failed save: exit %d\n%s", code, stderr)
+	}
+	if files, _ := os.ReadDir(out2); len(files) != 0 {
+		t.Fatalf("files left by a failed save: %v", files)
+	}
+}
+
+func digestOf(b []byte) string {
+	return "sha256:" + sha256hex(b)
+}
+
