@@ -250,4 +250,3 @@ dockerConfig: false
 func digestOf(b []byte) string {
 	return "sha256:" + sha256hex(b)
 }
-
