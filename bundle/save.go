@@ -497,7 +497,7 @@ func retryable(ctx context.Context, err error) bool {
 	if err == nil || ctx.Err() != nil {
 		return false
 	}
-	for _, perm := range []error{ErrDigestMismatch, ErrSizeMismatch, errs.ErrDigestMismatch, errs.ErrNotFound, errs.ErrHTTPUnauthorized, errs.ErrInvalidReference, errs.ErrUnsupportedMediaType, errs.ErrParsingFailed, ErrPlatformMismatch, context.Canceled, context.DeadlineExceeded} {
+	for _, perm := range []error{ErrDigestMismatch, ErrSizeMismatch, ErrPartCorrupt, ErrPartMissing, ErrBlobMissing, ErrBaseMissing, ErrUnsupported, ErrCodec, errs.ErrDigestMismatch, errs.ErrSizeLimitExceeded, errs.ErrNotFound, errs.ErrHTTPUnauthorized, errs.ErrInvalidReference, errs.ErrUnsupportedMediaType, errs.ErrParsingFailed, ErrPlatformMismatch, context.Canceled, context.DeadlineExceeded} {
 		if errors.Is(err, perm) {
 			return false
 		}

@@ -33,7 +33,7 @@ type env struct {
 
 func newReg(t testing.TB, hosts ...string) *registry.Registry {
 	t.Helper()
-	reg, err := registry.New(registry.Options{Registries: hosts, Retries: 1})
+	reg, err := registry.New(registry.Options{Registries: hosts, Retries: 1, RetryDelay: 10 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -193,24 +193,17 @@ func (r *Registry) ManifestGet(ctx context.Context, rf ref.Ref) (manifest.Manife
 	return m, nil
 }
 
-// BlobGet opens a blob; regclient checks its digest at EOF, and the
-// returned reader also enforces the size.
+// BlobGet opens a blob; regclient's reader checks its size and digest at
+// EOF (and the bundle Writer checks both again as it stores the blob).
 func (r *Registry) BlobGet(ctx context.Context, rf ref.Ref, d descriptor.Descriptor) (io.ReadCloser, error) {
-	br, err := r.rc.BlobGet(ctx, rf, d)
-	if err != nil {
-		return nil, err
-	}
-	return struct {
-		io.Reader
-		io.Closer
-	}{bundle.VerifyReader(br, d), br}, nil
+	return r.rc.BlobGet(ctx, rf, d)
 }
 
 // BlobExists is a HEAD request; not found is (false, nil).
 func (r *Registry) BlobExists(ctx context.Context, rf ref.Ref, d descriptor.Descriptor) (bool, error) {
 	br, err := r.rc.BlobHead(ctx, rf, d)
 	if err != nil {
-		if errors.Is(err, errs.ErrNotFound) || errors.Is(err, errs.ErrHTTPStatus) {
+		if errors.Is(err, errs.ErrNotFound) {
 			return false, nil
 		}
 		return false, err
