@@ -38,6 +38,25 @@ func (c *countHash) Write(p []byte) (int, error) {
 	return n, err
 }
 
+// writebackFile kicks off asynchronous writeback every writebackChunk
+// bytes written to the file.
+type writebackFile struct {
+	f       *os.File
+	n, kick int64
+}
+
+const writebackChunk = 16 << 20
+
+func (w *writebackFile) Write(p []byte) (int, error) {
+	n, err := w.f.Write(p)
+	w.n += int64(n)
+	if w.n-w.kick >= writebackChunk {
+		startWriteback(w.f, w.kick, w.n-w.kick)
+		w.kick = w.n
+	}
+	return n, err
+}
+
 // partWriter writes one tar part: file <- bufio <- hash/count <- codec <- tar.
 type partWriter struct {
 	path  string // final path, without PartialSuffix
@@ -56,7 +75,7 @@ func newPartWriter(path string, codec Codec, mtime time.Time) (*partWriter, erro
 	if err != nil {
 		return nil, fmt.Errorf("creating part: %w", err)
 	}
-	pw := &partWriter{path: path, f: f, buf: bufio.NewWriterSize(f, 1<<20), mtime: mtime}
+	pw := &partWriter{path: path, f: f, buf: bufio.NewWriterSize(&writebackFile{f: f}, 1<<20), mtime: mtime}
 	pw.ch = &countHash{w: pw.buf, h: sha256.New()}
 	pw.enc, err = codec.NewEncoder(pw.ch)
 	if err != nil {

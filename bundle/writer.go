@@ -231,7 +231,7 @@ func (w *Writer) put(ctx context.Context, d descriptor.Descriptor, rdr io.Reader
 		}
 		s.pw = pw
 	}
-	if err := s.pw.add(BlobPath(d.Digest), d.Size, VerifyReader(ctxReader{ctx, rdr}, d)); err != nil {
+	if err := s.pw.add(BlobPath(d.Digest), d.Size, checkedReader(ctxReaderOf(ctx, rdr), d)); err != nil {
 		return "", err
 	}
 	return filepath.Base(s.pw.path), nil
@@ -559,6 +559,14 @@ func addUnique(list []string, s string) []string {
 		return list
 	}
 	return append(list, s)
+}
+
+// ctxReaderOf wraps r in a ctxReader, keeping a Verified mark.
+func ctxReaderOf(ctx context.Context, r io.Reader) io.Reader {
+	if v, ok := r.(verified); ok {
+		return verified{ctxReader{ctx, v.Reader}}
+	}
+	return ctxReader{ctx, r}
 }
 
 // ctxReader stops reading when ctx is done.
