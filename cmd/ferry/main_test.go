@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/regclient/regclient/types/ref"
 
@@ -249,4 +251,21 @@ dockerConfig: false
 
 func digestOf(b []byte) string {
 	return "sha256:" + sha256hex(b)
+}
+
+func TestProgressSummary(t *testing.T) {
+	p := &progress{start: time.Now().Add(-10 * time.Second), stop: make(chan struct{})}
+	p.SetTotal(1000<<20, 4)
+	p.start = time.Now().Add(-10 * time.Second)
+	tr := p.Begin("abc", 500<<20)
+	tr.Add(100 << 20)
+	s := p.summary()
+	// 100 MiB in 10 s: 10 MiB/s, 900 MiB left: ETA about 1m30s
+	if !strings.Contains(s, "100.0 MiB / 1000.0 MiB") || !strings.Contains(s, "ETA 1m30s") {
+		t.Fatalf("summary %q", s)
+	}
+	tr.Done(errors.New("x"))
+	if p.done.Load() != 0 {
+		t.Errorf("a failed transfer's bytes still count: %d", p.done.Load())
+	}
 }

@@ -119,7 +119,7 @@ func (p *progress) summary() string {
 	rate := float64(done) / max(el.Seconds(), 0.001)
 	s := fmt.Sprintf("%s / %s  %s/s  %d/%d blobs", formatSize(done), formatSize(total), formatSize(int64(rate)), p.finished.Load(), p.items.Load())
 	if rate > 0 && total > done {
-		eta := time.Duration(float64(total-done)/rate) * time.Second / time.Second * time.Second
+		eta := time.Duration(float64(total-done) / rate * float64(time.Second))
 		s += "  ETA " + eta.Round(time.Second).String()
 	}
 	return s
