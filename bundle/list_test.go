@@ -71,3 +71,5 @@ func FuzzParseList(f *testing.F) {
 		}
 	})
 }
+
+func stringsReader(s string) *strings.Reader { return strings.NewReader(s) }
