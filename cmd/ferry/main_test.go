@@ -269,3 +269,42 @@ func TestProgressSummary(t *testing.T) {
 		t.Errorf("a failed transfer's bytes still count: %d", p.done.Load())
 	}
 }
+
+// TestUploadDocker loads a bundle into a real dockerd through the CLI.
+func TestUploadDocker(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts dockerd")
+	}
+	d := regtest.StartDockerd(t)
+	host, stop := regtest.Olareg()
+	defer stop()
+	reg, _ := registry.New(registry.Options{Registries: []string{host}})
+	imgs := regtest.Fixtures()
+	r, _ := ref.New(host + "/library/multi:1")
+	if err := regtest.Push(context.Background(), reg, r, imgs["library/multi:1"]); err != nil {
+		t.Fatal(err)
+	}
+	out := t.TempDir()
+	if code, _, stderr := ferry(t, "", "--no-progress", "save", host+"/library/multi:1", "-o", out); code != 0 {
+		t.Fatalf("save: %s", stderr)
+	}
+	metas, _ := filepath.Glob(filepath.Join(out, "*_meta.yaml"))
+	code, stdout, stderr := ferry(t, "", "--no-progress", "upload", metas[0], "--target", "docker://"+d.Socket, "--platform", "linux/arm/v7")
+	if code != 0 {
+		t.Fatalf("upload: %d\n%s\n%s", code, stdout, stderr)
+	}
+	resp, err := d.Client().Get("http://docker/images/multi:1/json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var info struct{ Architecture, Variant string }
+	_ = json.NewDecoder(resp.Body).Decode(&info)
+	if info.Architecture != "arm" || info.Variant != "v7" {
+		t.Fatalf("loaded %+v, want arm/v7", info)
+	}
+	code, _, stderr = ferry(t, "", "--no-progress", "upload", metas[0], "--target", "docker://"+d.Socket, "--platform", "linux/s390x")
+	if code != exitFailure || !strings.Contains(stderr, "s390x") {
+		t.Fatalf("missing platform: %d %s", code, stderr)
+	}
+}
