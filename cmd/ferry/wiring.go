@@ -9,7 +9,7 @@ import (
 )
 
 func (e *env) withCache(src bundle.Source, dir string) (bundle.Source, error) { return src, nil }
-func (e *env) cacheDone()                                                    {}
+func (e *env) cacheDone()                                                     {}
 
 // dockerSink connects to the Docker engine at sock (default: DOCKER_HOST
 // or /var/run/docker.sock).
@@ -27,4 +27,3 @@ func (e *env) dockerSink(c *cli.Context, m *meta.Meta, sock string) (bundle.Sink
 	}
 	return docker.New(c.Context, m, opts)
 }
-
