@@ -18,6 +18,8 @@ import (
 	"syscall"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/ferry-oss/ferry/cache"
 	"golang.org/x/term"
 )
 
@@ -78,6 +80,7 @@ type env struct {
 	log            *slog.Logger
 	cfg            *Config
 	term           bool
+	cache          *cache.Cache
 }
 
 func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {

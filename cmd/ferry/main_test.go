@@ -308,3 +308,24 @@ func TestUploadDocker(t *testing.T) {
 		t.Fatalf("missing platform: %d %s", code, stderr)
 	}
 }
+
+// TestSaveWithCache: the second save of the same images reads every blob
+// from the cache.
+func TestSaveWithCache(t *testing.T) {
+	host, stop := regtest.Olareg()
+	defer stop()
+	reg, _ := registry.New(registry.Options{Registries: []string{host}})
+	imgs := regtest.Fixtures()
+	r, _ := ref.New(host + "/team/app:1")
+	if err := regtest.Push(context.Background(), reg, r, imgs["team/app:1"]); err != nil {
+		t.Fatal(err)
+	}
+	cacheDir := filepath.Join(t.TempDir(), "cache")
+	for i, want := range []string{"0 hit(s), 3 miss(es)", "3 hit(s), 0 miss(es)"} {
+		out := t.TempDir()
+		code, stdout, stderr := ferry(t, "", "--no-progress", "save", host+"/team/app:1", "-o", out, "--cache", cacheDir)
+		if code != 0 || !strings.Contains(stdout, want) {
+			t.Fatalf("save %d: exit %d, want %q:\n%s\n%s", i, code, want, stdout, stderr)
+		}
+	}
+}

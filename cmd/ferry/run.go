@@ -95,10 +95,10 @@ func (e *env) save(c *cli.Context) error {
 		}
 		return cli.Exit("save failed", exitFailure)
 	}
+	e.cacheDone()
 	if err != nil {
 		return err
 	}
-	e.cacheDone()
 	fmt.Fprintf(e.stdout, "saved %d image(s), %d blob(s) (%s, %d skipped as in base bundles) in %s into %d part(s)\n%s\n",
 		len(res.Meta.Images), res.Blobs, formatSize(res.BlobBytes), res.Skipped, res.Duration.Round(time.Millisecond), len(res.Meta.Parts), res.MetaPath)
 	return nil
