@@ -36,7 +36,7 @@ fuzz: ## run each fuzz test for FUZZTIME
 
 bench: ## save/upload of a ~500 MB image side by side with regctl and skopeo
 	bash testdata/scripts/bench.sh
-	$(GO) test -run XXX -bench . -benchtime 3x ./bundle ./cache
+	$(GO) test -run XXX -bench 'Codec|WarmVsCold' -benchtime 1x ./bundle ./cache
 
 demo: build ## loopback registries, seed, full + incremental save, upload, verify
 	bash testdata/scripts/demo.sh

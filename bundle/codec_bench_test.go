@@ -34,7 +34,7 @@ func benchData(kind string, n int) []byte {
 // the ratio metric is compressed/original size.
 func BenchmarkCodec(b *testing.B) {
 	for _, kind := range []string{"layer", "text"} {
-		data := benchData(kind, 32<<20)
+		data := benchData(kind, 8<<20)
 		for _, c := range bundle.Codecs {
 			var enc bytes.Buffer
 			b.Run(kind+"/"+string(c)+"/encode", func(b *testing.B) {
