@@ -4,17 +4,20 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/opencontainers/go-digest"
 	"github.com/regclient/regclient/types/errs"
 	"github.com/regclient/regclient/types/ref"
 
@@ -230,5 +233,101 @@ func TestSourceFailures(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
+	}
+}
+
+// TestIncrementalDistribution: full then incremental upload into
+// docker-registry; the increment alone onto an empty registry is refused
+// before anything is pushed.
+func TestIncrementalDistribution(t *testing.T) {
+	src := regtest.StartDistribution(t, regtest.DistributionOptions{})
+	dst := regtest.StartDistribution(t, regtest.DistributionOptions{})
+	sreg, dreg := client(t, src, regtest.DistributionOptions{}), client(t, dst, regtest.DistributionOptions{})
+	seed(t, sreg, src.Host, "library/base:1", "team/app:1", "team/tools:1")
+	dir := t.TempDir()
+	full, err := saveBundle(t, sreg, src.Host, dir, "library/base:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1100 * time.Millisecond) // bundle ids carry the second
+	specs := []bundle.ImageSpec{}
+	for _, n := range []string{"team/app:1", "team/tools:1 -> other/tools:1"} {
+		s, _ := bundle.ParseImage(n, src.Host)
+		specs = append(specs, s)
+	}
+	w, err := bundle.NewWriter(bundle.WriterOptions{Dir: dir, Parts: 2, Bases: []string{full.MetaPath}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	incr, err := bundle.Save(context.Background(), sreg, w, specs, bundle.SaveOptions{Jobs: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tgt, _ := ref.NewHost(dst.Host)
+	opts := bundle.UploadOptions{Target: bundle.RegistryTarget(tgt, "mirror", nil)}
+	ib, _ := bundle.Open(incr.MetaPath)
+	_, err = bundle.Upload(context.Background(), ib, dreg, opts)
+	if !errors.Is(err, bundle.ErrBaseMissing) || !strings.Contains(err.Error(), full.Meta.ID) {
+		t.Fatalf("increment onto an empty registry: %v", err)
+	}
+	// nothing was pushed: the registry has no repository
+	resp, err := http.Get("http://" + dst.Host + "/v2/_catalog")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), `"repositories":[]`) {
+		t.Fatalf("refused upload left content: %s", body)
+	}
+	fb, _ := bundle.Open(full.MetaPath)
+	if _, err := bundle.Upload(context.Background(), fb, dreg, opts); err != nil {
+		t.Fatal(err)
+	}
+	res, err := bundle.Upload(context.Background(), ib, dreg, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.BlobsMounted == 0 {
+		t.Error("base blobs were not mounted into the new repositories")
+	}
+	for _, img := range incr.Meta.Images {
+		r, _ := ref.New(dst.Host + "/mirror/" + img.Repository + ":" + img.Tag)
+		m, err := dreg.ManifestGet(context.Background(), r)
+		if err != nil || m.GetDescriptor().Digest != img.Digest {
+			t.Fatalf("%s: %v", r.CommonName(), err)
+		}
+	}
+}
+
+// TestOCILayout: the parts of a full bundle unpacked into one directory
+// are an OCI image layout that skopeo reads.
+func TestOCILayout(t *testing.T) {
+	skopeo := regtest.Need(t, "skopeo")
+	host, stop := regtest.Olareg()
+	defer stop()
+	reg, _ := registry.New(registry.Options{Registries: []string{host}})
+	seed(t, reg, host, "team/app:1", "library/multi:1")
+	dir := t.TempDir()
+	res, err := saveBundle(t, reg, host, dir, "team/app:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	layout := t.TempDir()
+	for _, p := range res.Meta.Parts {
+		if out, err := exec.Command("tar", "-xf", filepath.Join(dir, p.Name), "-C", layout).CombinedOutput(); err != nil {
+			t.Fatalf("untar %s: %v %s", p.Name, err, out)
+		}
+	}
+	out, err := exec.Command(skopeo, "inspect", "--raw", "oci:"+layout+":1").Output()
+	if err != nil {
+		t.Fatalf("skopeo inspect: %v", err)
+	}
+	if got := digest.FromBytes(out); got != res.Meta.Images[0].Digest {
+		t.Fatalf("skopeo reads %s, meta says %s", got, res.Meta.Images[0].Digest)
+	}
+	// and copies it, checking every blob
+	if out, err := exec.Command(skopeo, "copy", "-q", "oci:"+layout+":1", "dir:"+t.TempDir()).CombinedOutput(); err != nil {
+		t.Fatalf("skopeo copy from the layout: %v %s", err, out)
 	}
 }
