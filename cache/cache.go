@@ -47,9 +47,8 @@ type Options struct {
 
 // Cache is a blob cache directory.
 type Cache struct {
-	opts           Options
-	hits, misses   atomic.Int64
-	bytesFromCache atomic.Int64
+	opts         Options
+	hits, misses atomic.Int64
 }
 
 // Open prepares the cache directory.
@@ -200,7 +199,6 @@ type fill struct {
 	tmp  *os.File
 	path string
 	d    descriptor.Descriptor
-	done bool
 }
 
 func (f *fill) Read(p []byte) (int, error) {

@@ -20,6 +20,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	"github.com/regclient/regclient"
 	"github.com/regclient/regclient/config"
+	"github.com/regclient/regclient/scheme/reg"
 	"github.com/regclient/regclient/types/descriptor"
 	"github.com/regclient/regclient/types/errs"
 	"github.com/regclient/regclient/types/manifest"
@@ -101,8 +102,10 @@ func New(opts Options) (*Registry, error) {
 		// ferry retries whole operations itself (bundle.SaveOptions.Retries,
 		// UploadOptions.Retries); regclient gets a short leash so the two
 		// do not multiply into minutes of waiting.
-		regclient.WithRetryLimit(min(max(opts.Retries, 0), 2)),
-		regclient.WithRetryDelay(opts.RetryDelay, 4*opts.RetryDelay),
+		regclient.WithRegOpts(
+			reg.WithRetryLimit(min(max(opts.Retries, 0), 2)),
+			reg.WithDelay(opts.RetryDelay, 4*opts.RetryDelay),
+		),
 	}
 	if opts.UserAgent != "" {
 		rcOpts = append(rcOpts, regclient.WithUserAgent(opts.UserAgent))

@@ -439,5 +439,3 @@ func (e *env) parseTarget(s string) (reg ref.Ref, namespace, dockerSock string, 
 	}
 	return r, ns, "", false, nil
 }
-
-var errNothing = errors.New("nothing to do")

@@ -62,6 +62,9 @@ func Need(t testing.TB, name string) string {
 // stops it (by PID) when the test ends.
 func StartDistribution(t testing.TB, opts DistributionOptions) *Distribution {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("-short: no docker-registry")
+	}
 	bin := Need(t, "docker-registry")
 	dir := t.TempDir()
 	d, err := startDistribution(bin, dir, opts)
