@@ -275,12 +275,12 @@ func (bd *Bundle) CheckRefs() error {
 	}
 	var problems []error
 	for _, mf := range bd.Meta.Manifests {
-		m, err := parseManifest(mf)
+		m, err := ParseManifest(mf)
 		if err != nil {
 			problems = append(problems, err)
 			continue
 		}
-		refs, children, err := references(m)
+		refs, children, err := References(m)
 		if err != nil {
 			problems = append(problems, fmt.Errorf("manifest %s: %w", mf.Digest, err))
 			continue
@@ -299,9 +299,9 @@ func (bd *Bundle) CheckRefs() error {
 	return errors.Join(problems...)
 }
 
-// parseManifest turns a meta manifest into a regclient manifest, checking
-// its digest.
-func parseManifest(mf meta.Manifest) (manifest.Manifest, error) {
+// ParseManifest turns a manifest of a meta file into a regclient manifest,
+// checking its digest.
+func ParseManifest(mf meta.Manifest) (manifest.Manifest, error) {
 	m, err := manifest.New(manifest.WithRaw(mf.Raw), manifest.WithDesc(descriptor.Descriptor{MediaType: mf.MediaType, Digest: mf.Digest, Size: mf.Size}))
 	if err != nil {
 		return nil, fmt.Errorf("manifest %s: %w", mf.Digest, err)
@@ -309,9 +309,10 @@ func parseManifest(mf meta.Manifest) (manifest.Manifest, error) {
 	return m, nil
 }
 
-// references returns the blobs (config, layers) and child manifests m
-// refers to. Foreign layers (with URLs) are left out.
-func references(m manifest.Manifest) (blobs, children []descriptor.Descriptor, err error) {
+// References returns the blobs and child manifests m refers to: for an
+// image manifest its config (first) and layers, foreign layers (with URLs)
+// left out; for an index its child manifests.
+func References(m manifest.Manifest) (blobs, children []descriptor.Descriptor, err error) {
 	switch mm := m.(type) {
 	case manifest.Indexer:
 		children, err = mm.GetManifestList()
@@ -354,7 +355,7 @@ func (bd *Bundle) ManifestGet(_ context.Context, r ref.Ref) (manifest.Manifest, 
 	if mf == nil {
 		return nil, fmt.Errorf("manifest %s: %w", r.CommonName(), ErrBlobMissing)
 	}
-	return parseManifest(*mf)
+	return ParseManifest(*mf)
 }
 
 // BlobGet returns a blob of the bundle; the part is read up to the blob and

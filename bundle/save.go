@@ -371,14 +371,11 @@ func (p *imagePlan) walk(ctx context.Context, src Source, m manifest.Manifest, s
 			m = nm
 		}
 	case manifest.Imager:
-		cfg, err := mm.GetConfig()
+		blobs, _, err := References(m)
 		if err != nil {
 			return nil, err
 		}
-		layers, err := mm.GetLayers()
-		if err != nil {
-			return nil, err
-		}
+		cfg := blobs[0]
 		if depth == 0 && len(opts.Platforms) > 0 && mediatype.Base(cfg.MediaType) != mediatype.OCI1Empty {
 			plat, err := configPlatform(ctx, src, srcRef, cfg)
 			if err != nil {
@@ -391,10 +388,7 @@ func (p *imagePlan) walk(ctx context.Context, src Source, m manifest.Manifest, s
 				p.platforms = append(p.platforms, plat.String())
 			}
 		}
-		for _, b := range append([]descriptor.Descriptor{cfg}, layers...) {
-			if len(b.URLs) > 0 {
-				continue // foreign layer: not redistributed
-			}
+		for _, b := range blobs {
 			p.blobs = append(p.blobs, srcBlob{desc: descriptor.Descriptor{MediaType: b.MediaType, Digest: b.Digest, Size: b.Size}, src: srcRef, tgt: tgt})
 		}
 	default:

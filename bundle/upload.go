@@ -209,11 +209,11 @@ func pushImage(ctx context.Context, bd *Bundle, sink Sink, tgt ref.Ref, img meta
 		if mf == nil {
 			return fmt.Errorf("manifest %s: %w", dg, ErrBlobMissing)
 		}
-		mm, err := parseManifest(*mf)
+		mm, err := ParseManifest(*mf)
 		if err != nil {
 			return err
 		}
-		_, children, err := references(mm)
+		_, children, err := References(mm)
 		if err != nil {
 			return fmt.Errorf("manifest %s: %w", dg, err)
 		}

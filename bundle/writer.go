@@ -305,21 +305,12 @@ func (w *Writer) ManifestPut(ctx context.Context, r ref.Ref, m manifest.Manifest
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	mf.Repos = addUnique(mf.Repos, r.Repository)
-	if im, ok := m.(manifest.Imager); ok {
-		cfg, err := im.GetConfig()
-		if err != nil {
-			return fmt.Errorf("storing manifest %s: %w", d.Digest, err)
-		}
-		layers, err := im.GetLayers()
-		if err != nil {
-			return fmt.Errorf("storing manifest %s: %w", d.Digest, err)
-		}
-		for _, b := range append([]descriptor.Descriptor{cfg}, layers...) {
-			if len(b.URLs) > 0 { // foreign layers are not copied
-				continue
-			}
-			w.repos[b.Digest] = addUnique(w.repos[b.Digest], r.Repository)
-		}
+	blobs, _, err := References(m)
+	if err != nil {
+		return fmt.Errorf("storing manifest %s: %w", d.Digest, err)
+	}
+	for _, b := range blobs {
+		w.repos[b.Digest] = addUnique(w.repos[b.Digest], r.Repository)
 	}
 	return nil
 }
@@ -568,6 +559,10 @@ func ctxReaderOf(ctx context.Context, r io.Reader) io.Reader {
 	}
 	return ctxReader{ctx, r}
 }
+
+// ContextReader returns a reader of r that fails with ctx's error once ctx
+// is done, so that a long copy stops on cancellation.
+func ContextReader(ctx context.Context, r io.Reader) io.Reader { return ctxReader{ctx, r} }
 
 // ctxReader stops reading when ctx is done.
 type ctxReader struct {

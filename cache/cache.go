@@ -143,7 +143,7 @@ func (c *Cache) openVerified(ctx context.Context, p string, d descriptor.Descrip
 		err = fmt.Errorf("%w: size %d, want %d", ErrCorrupt, st.Size(), d.Size)
 	}
 	if err == nil {
-		_, err = io.Copy(io.Discard, bundle.VerifyReader(ctxReader{ctx, f}, d))
+		_, err = io.Copy(io.Discard, bundle.VerifyReader(bundle.ContextReader(ctx, f), d))
 		if err != nil && ctx.Err() == nil {
 			err = fmt.Errorf("%w: %w", ErrCorrupt, err)
 		}
@@ -156,18 +156,6 @@ func (c *Cache) openVerified(ctx context.Context, p string, d descriptor.Descrip
 		return nil, err
 	}
 	return f, nil
-}
-
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }
 
 // hit reads a cache entry; on a digest mismatch the entry is removed.

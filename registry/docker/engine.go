@@ -127,25 +127,20 @@ func New(ctx context.Context, m *meta.Meta, opts Options) (*Engine, error) {
 		if _, ok := e.images[chosen.Digest]; ok {
 			continue
 		}
-		mm, err := parse(*chosen)
+		mm, err := bundle.ParseManifest(*chosen)
 		if err != nil {
 			return nil, err
 		}
-		im, ok := mm.(manifest.Imager)
-		if !ok {
+		if _, ok := mm.(manifest.Imager); !ok {
 			return nil, fmt.Errorf("image %s: %s is not an image manifest", img.Source, chosen.Digest)
 		}
-		cfg, err := im.GetConfig()
+		blobs, _, err := bundle.References(mm)
 		if err != nil {
 			return nil, err
 		}
-		layers, err := im.GetLayers()
-		if err != nil {
-			return nil, err
-		}
-		it := &image{manifest: chosen.Digest, config: cfg.Digest}
-		e.wanted[cfg.Digest] = true
-		for _, l := range layers {
+		it := &image{manifest: chosen.Digest, config: blobs[0].Digest}
+		e.wanted[it.config] = true
+		for _, l := range blobs[1:] {
 			it.layers = append(it.layers, l.Digest)
 			e.wanted[l.Digest] = true
 		}
@@ -155,13 +150,9 @@ func New(ctx context.Context, m *meta.Meta, opts Options) (*Engine, error) {
 	return e, nil
 }
 
-func parse(mf meta.Manifest) (manifest.Manifest, error) {
-	return manifest.New(manifest.WithRaw(mf.Raw), manifest.WithDesc(descriptor.Descriptor{MediaType: mf.MediaType, Digest: mf.Digest, Size: mf.Size}))
-}
-
 // choosePlatform returns the image manifest to load for a top manifest.
 func choosePlatform(m *meta.Meta, top meta.Manifest, want platform.Platform) (*meta.Manifest, error) {
-	mm, err := parse(top)
+	mm, err := bundle.ParseManifest(top)
 	if err != nil {
 		return nil, err
 	}

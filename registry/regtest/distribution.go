@@ -163,16 +163,22 @@ func (d *Distribution) Stop() {
 	if d.cmd == nil || d.cmd.Process == nil {
 		return
 	}
-	_ = d.cmd.Process.Signal(syscall.SIGTERM)
+	stopProcess(d.cmd, 5*time.Second)
+	d.cmd = nil
+}
+
+// stopProcess sends SIGTERM to a process started with its own process
+// group, waits up to grace, then kills the whole group.
+func stopProcess(cmd *exec.Cmd, grace time.Duration) {
+	_ = cmd.Process.Signal(syscall.SIGTERM)
 	done := make(chan struct{})
-	go func() { _ = d.cmd.Wait(); close(done) }()
+	go func() { _ = cmd.Wait(); close(done) }()
 	select {
 	case <-done:
-	case <-time.After(5 * time.Second):
-		_ = d.cmd.Process.Kill()
+	case <-time.After(grace):
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		<-done
 	}
-	d.cmd = nil
 }
 
 // selfSigned writes a self-signed certificate for 127.0.0.1 and localhost.

@@ -84,15 +84,7 @@ func (d *Dockerd) Stop() {
 	if d.cmd == nil {
 		return
 	}
-	_ = d.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { _ = d.cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(20 * time.Second):
-		_ = syscall.Kill(-d.cmd.Process.Pid, syscall.SIGKILL)
-		<-done
-	}
+	stopProcess(d.cmd, 20*time.Second)
 	d.cmd = nil
 	// the data root may hold mounts from overlay layers
 	_ = exec.Command("sh", "-c", fmt.Sprintf("grep -o ' %s[^ ]*' /proc/mounts | sort -r | xargs -r -n1 umount -l", d.Dir)).Run()

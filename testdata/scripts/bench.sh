@@ -18,15 +18,10 @@ export PATH=$PATH:/usr/sbin:/sbin:$(go env GOPATH)/bin
 LAYERS=${BENCH_LAYERS:-5}
 LAYER_SIZE=${BENCH_LAYER_SIZE:-104857600}
 RUNS=${RUNS:-3}
-DIR=${BENCH_DIR:-$(mktemp -d /tmp/ferry-bench.XXXXXX)}
+WORK=${BENCH_DIR:-$(mktemp -d /tmp/ferry-bench.XXXXXX)}
+DIR=$WORK
 mkdir -p "$DIR"
-pids=()
-
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  if [ "${KEEP:-0}" != 1 ]; then rm -rf "$DIR"; else echo "kept $DIR"; fi
-}
+source testdata/scripts/lib.sh
 trap cleanup EXIT INT TERM
 
 missing=()
@@ -42,32 +37,6 @@ fi
 echo "building ferry"
 go build -trimpath -o "$DIR/ferry" ./cmd/ferry
 go build -trimpath -o "$DIR/ferry-seed" ./cmd/ferry-seed
-
-free_port() {
-  local p
-  for p in $(seq "$1" $(( $1 + 300 ))); do
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return; fi
-  done
-  echo "no free port" >&2; exit 1
-}
-
-# start_registry NAME PORT: a docker-registry with its own storage
-start_registry() {
-  local d="$DIR/reg-$1"
-  rm -rf "$d"; mkdir -p "$d/data"
-  printf 'version: 0.1\nlog: {level: error, accesslog: {disabled: true}}\nstorage: {filesystem: {rootdirectory: %s}, delete: {enabled: true}}\nhttp: {addr: 127.0.0.1:%s}\n' "$d/data" "$2" > "$d/config.yml"
-  docker-registry serve "$d/config.yml" >"$d/log" 2>&1 &
-  pids+=($!)
-  echo $! > "$d/pid"
-  for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$2") 2>/dev/null && return; sleep 0.05; done
-  echo "registry $1 did not start" >&2; cat "$d/log" >&2; exit 1
-}
-
-stop_registry() {
-  [ -f "$DIR/reg-$1/pid" ] || return 0
-  local pid; pid=$(cat "$DIR/reg-$1/pid")
-  kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
-}
 
 SRC_PORT=$(free_port 5710); SRC=127.0.0.1:$SRC_PORT
 start_registry src "$SRC_PORT"
