@@ -1,6 +1,7 @@
 package bundle_test
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"testing"
@@ -73,3 +74,18 @@ func FuzzParseList(f *testing.F) {
 }
 
 func stringsReader(s string) *strings.Reader { return strings.NewReader(s) }
+
+func TestSaveRejectsTargetClash(t *testing.T) {
+	specs, err := bundle.ParseList(strings.NewReader("localhost:5000/a/app:1 -> x/app:1\nlocalhost:5000/b/app:1 -> x/app:1\n"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := bundle.NewWriter(bundle.WriterOptions{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = bundle.Save(context.Background(), nil, w, specs, bundle.SaveOptions{})
+	if !errors.Is(err, bundle.ErrBadList) || !strings.Contains(err.Error(), "x/app:1") {
+		t.Fatalf("err %v", err)
+	}
+}

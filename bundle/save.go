@@ -124,6 +124,17 @@ func Save(ctx context.Context, src Source, w *Writer, images []ImageSpec, opts S
 	if len(images) == 0 {
 		return nil, fmt.Errorf("%w: no images to save", ErrBadList)
 	}
+	targets := map[string]string{}
+	for _, s := range images {
+		if s.Tag == "" {
+			continue
+		}
+		t := s.Repository + ":" + s.Tag
+		if prev, ok := targets[t]; ok && prev != s.String() {
+			return nil, fmt.Errorf("%w: %s and %s would both be %s at the target", ErrBadList, prev, s.String(), t)
+		}
+		targets[t] = s.String()
+	}
 
 	// 1. Resolve every image and its manifests.
 	plans := make([]*imagePlan, len(images))

@@ -206,7 +206,7 @@ dockerConfig: false
 	if code != 0 || !strings.Contains(stdout, "OK") {
 		t.Fatalf("verify: %d\n%s\n%s", code, stdout, stderr)
 	}
-	code, stdout, stderr = ferry(t, "", "--config", cfg, "--no-progress", "upload", metas[0], "--target", "dst")
+	code, stdout, stderr = ferry(t, "", "--config", cfg, "--no-progress", "-v", "upload", metas[0], "--target", "dst")
 	if code != 0 {
 		t.Fatalf("upload: %d\n%s\n%s", code, stdout, stderr)
 	}

@@ -82,6 +82,9 @@ func (e *env) save(c *cli.Context) error {
 		Log: e.log, Progress: p,
 	})
 	p.Stop()
+	if errors.Is(err, bundle.ErrBadList) {
+		return usageError{err}
+	}
 	var fe *bundle.FailedError
 	if errors.As(err, &fe) {
 		fmt.Fprintf(e.stderr, "\nFAILED: %d of %d image(s):\n", len(fe.Images), len(images))
