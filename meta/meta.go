@@ -315,7 +315,8 @@ func (m *Meta) Validate() error {
 		}
 		return nil
 	}
-	seen := map[digest.Digest]bool{}
+	seen := map[digest.Digest]bool{}      // manifests and blobs: each once
+	manifests := map[digest.Digest]bool{} // images must point at one of these
 	for i, mf := range m.Manifests {
 		if err := mf.Digest.Validate(); err != nil {
 			return bad("manifest %d: digest %q: %v", i, mf.Digest, err)
@@ -332,7 +333,11 @@ func (m *Meta) Validate() error {
 		if err := checkRepos("manifest "+mf.Digest.String(), mf.Repos); err != nil {
 			return err
 		}
+		if seen[mf.Digest] {
+			return bad("manifest %s listed twice", mf.Digest)
+		}
 		seen[mf.Digest] = true
+		manifests[mf.Digest] = true
 	}
 	for _, b := range m.Blobs {
 		if err := b.Digest.Validate(); err != nil {
@@ -373,7 +378,7 @@ func (m *Meta) Validate() error {
 		if img.Tag != "" && !tagRe.MatchString(img.Tag) {
 			return bad("image %s: tag %q", img.Source, img.Tag)
 		}
-		if !seen[img.Digest] {
+		if !manifests[img.Digest] {
 			return bad("image %s: manifest %s not in the bundle", img.Source, img.Digest)
 		}
 	}
