@@ -7,16 +7,19 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 FUZZTIME ?= 20s
 
 .DEFAULT_GOAL := help
-.PHONY: help build test test-short lint fuzz bench demo clean
+.PHONY: help deps build test test-short lint fuzz bench demo clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-11s %s\n", $$1, $$2}'
+
+deps: ## install the Debian packages demo and tests use (when missing and root)
+	@bash testdata/scripts/deps.sh
 
 build: ## build bin/ferry (and bin/ferry-seed, the demo's image seeder)
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ferry ./cmd/ferry
 	$(GO) build -trimpath -o $(BIN)/ferry-seed ./cmd/ferry-seed
 
-test: ## run every test: unit (olareg), integration (docker-registry, dockerd), e2e
+test: deps ## run every test: unit (olareg), integration (docker-registry, dockerd), e2e
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 20m ./...
 
@@ -34,11 +37,11 @@ fuzz: ## run each fuzz test for FUZZTIME
 	$(GO) test -run XXX -fuzz FuzzParseList -fuzztime $(FUZZTIME) ./bundle
 	$(GO) test -run XXX -fuzz FuzzParseConfig -fuzztime $(FUZZTIME) ./cmd/ferry
 
-bench: ## save/upload of a ~500 MB image side by side with regctl and skopeo
+bench: deps ## save/upload of a ~500 MB image side by side with regctl and skopeo
 	bash testdata/scripts/bench.sh
 	$(GO) test -run XXX -bench 'Codec|WarmVsCold' -benchtime 1x ./bundle ./cache
 
-demo: build ## loopback registries, seed, full + incremental save, upload, verify
+demo: deps build ## loopback registries, seed, full + incremental save, upload, verify
 	bash testdata/scripts/demo.sh
 
 clean: ## remove build output

@@ -241,7 +241,8 @@ func configCommand(e *env) *cli.Command {
 				if err != nil {
 					return err
 				}
-				if _, err := cfg.ImageSpecs(nil, "", e.stdin); err != nil && cfg.List != "" {
+				// the images and the list file must parse too
+				if _, err := cfg.ImageSpecs(nil, "", e.stdin); err != nil {
 					return err
 				}
 				fmt.Fprintf(e.stdout, "%s: OK (%d registries)\n", file, len(cfg.Registries))

@@ -99,6 +99,8 @@ func TestConfigCheck(t *testing.T) {
 		{"bad tls", "registries:\n  - registry: a:5000\n    tls: maybe\n", "tls \"maybe\""},
 		{"bad size", "splitSize: lots\n", "splitSize"},
 		{"dup name", "registries:\n  - {name: a, registry: x:1}\n  - {name: a, registry: y:1}\n", "used twice"},
+		{"bad image", "images:\n  - 'a:1 -> BAD/Name'\n", "BAD/Name"},
+		{"missing list", "list: /nonexistent/list.txt\n", "list.txt"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
