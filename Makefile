@@ -32,10 +32,10 @@ lint: ## gofmt, go vet, and staticcheck when installed
 	@if command -v staticcheck >/dev/null; then staticcheck ./...; else echo "staticcheck not installed: skipped"; fi
 
 fuzz: ## run each fuzz test for FUZZTIME
-	$(GO) test -run XXX -fuzz FuzzParse -fuzztime $(FUZZTIME) ./meta
-	$(GO) test -run XXX -fuzz FuzzReadPart -fuzztime $(FUZZTIME) ./bundle
-	$(GO) test -run XXX -fuzz FuzzParseList -fuzztime $(FUZZTIME) ./bundle
-	$(GO) test -run XXX -fuzz FuzzParseConfig -fuzztime $(FUZZTIME) ./cmd/ferry
+	$(GO) test -run XXX -fuzz FuzzParse -fuzztime $(FUZZTIME) -fuzzminimizetime 10x ./meta
+	$(GO) test -run XXX -fuzz FuzzReadPart -fuzztime $(FUZZTIME) -fuzzminimizetime 10x ./bundle
+	$(GO) test -run XXX -fuzz FuzzParseList -fuzztime $(FUZZTIME) -fuzzminimizetime 10x ./bundle
+	$(GO) test -run XXX -fuzz FuzzParseConfig -fuzztime $(FUZZTIME) -fuzzminimizetime 10x ./cmd/ferry
 
 bench: deps ## save/upload of a ~500 MB image side by side with regctl and skopeo
 	bash testdata/scripts/bench.sh
