@@ -505,3 +505,41 @@ func TestInterruptLeavesNothing(t *testing.T) {
 		t.Fatalf("an interrupted save left %v", names)
 	}
 }
+
+// TestBundleAsSource re-bundles a bundle: the Bundle is a Source whose
+// manifests come from the meta file and blobs from the parts.
+func TestBundleAsSource(t *testing.T) {
+	e := seeded(t)
+	first, err := save(t, e.reg, e.specs(t, "team/app:1", "library/multi:1"), t.TempDir(), saveCase{codec: bundle.CodecZstd})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bd, err := bundle.Open(first.MetaPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	specs := []bundle.ImageSpec{}
+	for _, n := range []string{"bundle.local/team/app:1", "bundle.local/library/multi:1"} {
+		s, _ := bundle.ParseImage(n, "")
+		specs = append(specs, s)
+	}
+	second, err := save(t, bd, specs, t.TempDir(), saveCase{platforms: []string{"linux/amd64"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, img := range second.Meta.Images {
+		if img.Repository == "team/app" && img.Digest != e.imgs["team/app:1"].Digest() {
+			t.Errorf("team/app re-bundled as %s", img.Digest)
+		}
+		if img.Repository == "library/multi" && len(img.Platforms) != 1 {
+			t.Errorf("multi re-bundled with platforms %v", img.Platforms)
+		}
+	}
+	b2, _ := bundle.Open(second.MetaPath)
+	if err := b2.Verify(context.Background(), 2, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bd.BlobGet(context.Background(), ref.Ref{}, descriptor.Descriptor{Digest: digest.FromString("nope")}); !errors.Is(err, bundle.ErrBlobMissing) {
+		t.Errorf("missing blob: %v", err)
+	}
+}
