@@ -397,9 +397,6 @@ func ValidTag(s string) bool { return tagRe.MatchString(s) }
 // FileName returns the meta file name for a bundle id.
 func FileName(id string) string { return id + "_meta.yaml" }
 
-// Dir returns the directory holding the parts of a meta file.
-func Dir(metaFile string) string { return filepath.Dir(metaFile) }
-
 // ManifestByDigest returns the manifest with digest d, or nil.
 func (m *Meta) ManifestByDigest(d digest.Digest) *Manifest {
 	for i := range m.Manifests {
@@ -419,11 +416,3 @@ func (m *Meta) TotalBlobBytes() int64 {
 	return n
 }
 
-// PartNames lists the names of the parts in order.
-func (m *Meta) PartNames() []string {
-	out := make([]string, 0, len(m.Parts))
-	for _, p := range m.Parts {
-		out = append(out, p.Name)
-	}
-	return out
-}
