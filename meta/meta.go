@@ -415,4 +415,3 @@ func (m *Meta) TotalBlobBytes() int64 {
 	}
 	return n
 }
-
