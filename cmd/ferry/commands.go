@@ -34,6 +34,7 @@ Examples:
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "list", Aliases: []string{"l", "lst"}, Usage: "image list file, - for stdin (one ref a line, 'SRC -> DST' renames, # comments)"},
 			&cli.StringFlag{Name: "src", Usage: "registry (or cfg name) that list entries are paths on"},
+			&cli.StringSliceFlag{Name: "img", Usage: "an image, like an IMAGE argument (repeatable; image-transmit's -img)"},
 			&cli.StringSliceFlag{Name: "platform", Aliases: []string{"p"}, Usage: "keep only these platforms of multi-platform images (repeatable, comma separated)"},
 			&cli.IntFlag{Name: "jobs", Aliases: []string{"j"}, Usage: "concurrent transfers and parts (default 4)"},
 			&cli.IntFlag{Name: "retries", Usage: "retries of a failed transfer (default 3)"},

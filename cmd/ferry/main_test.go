@@ -331,3 +331,31 @@ func TestSaveWithCache(t *testing.T) {
 		}
 	}
 }
+
+// TestImageTransmitFlags: the ancestor's single-dash flags work.
+func TestImageTransmitFlags(t *testing.T) {
+	host, stop := regtest.Olareg()
+	defer stop()
+	reg, _ := registry.New(registry.Options{Registries: []string{host}})
+	imgs := regtest.Fixtures()
+	for _, n := range []string{"team/app:1", "library/base:1"} {
+		r, _ := ref.New(host + "/" + n)
+		if err := regtest.Push(context.Background(), reg, r, imgs[n]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir := t.TempDir()
+	list := filepath.Join(dir, "list.txt")
+	_ = os.WriteFile(list, []byte("library/base:1\n"), 0o644)
+	out := filepath.Join(dir, "out")
+	code, stdout, stderr := ferry(t, "", "--no-progress", "save", "-src", host, "-lst", list, "-img", "team/app:1", "-out", out)
+	if code != 0 || !strings.Contains(stdout, "saved 2 image(s)") {
+		t.Fatalf("save: %d\n%s\n%s", code, stdout, stderr)
+	}
+	metas, _ := filepath.Glob(filepath.Join(out, "*_meta.yaml"))
+	dst, stop2 := regtest.Olareg()
+	defer stop2()
+	if code, stdout, stderr := ferry(t, "", "--no-progress", "upload", metas[0], "-dst", dst+"/x"); code != 0 {
+		t.Fatalf("upload: %d\n%s\n%s", code, stdout, stderr)
+	}
+}

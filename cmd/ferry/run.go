@@ -17,7 +17,7 @@ func (e *env) save(c *cli.Context) error {
 	if r, ok := cfg.Lookup(src); ok {
 		src = r.Registry
 	}
-	images, err := gatherImages(c.Args().Slice(), c.String("list"), cfg.List, cfg.Images, src, e.stdin)
+	images, err := gatherImages(append(c.Args().Slice(), c.StringSlice("img")...), c.String("list"), cfg.List, cfg.Images, src, e.stdin)
 	if err != nil {
 		return err
 	}
