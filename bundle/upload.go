@@ -134,6 +134,13 @@ func Upload(ctx context.Context, bd *Bundle, sink Sink, opts UploadOptions) (*Up
 						return fmt.Errorf("checking blob %s: %w", d.Digest, err)
 					}
 					if ok {
+						// still read (and so checked) from the part: progress counts it
+						t := prog.Begin(d.Digest.Encoded()[:12], d.Size)
+						_, err := io.Copy(io.Discard, &trackReader{r: r, t: t})
+						t.Done(err)
+						if err != nil {
+							return err
+						}
 						skipped.Add(1)
 					} else {
 						t := prog.Begin(d.Digest.Encoded()[:12], d.Size)
