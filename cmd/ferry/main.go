@@ -80,6 +80,7 @@ type env struct {
 	log            *slog.Logger
 	cfg            *Config
 	term           bool
+	logOut         *logWriter
 	cache          *cache.Cache
 }
 
@@ -116,7 +117,8 @@ Exit codes: 0 success, 1 failure, 2 usage error.`,
 			if c.Bool("quiet") {
 				level = slog.LevelWarn
 			}
-			e.log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+			e.logOut = &logWriter{w: stderr}
+			e.log = slog.New(slog.NewTextHandler(e.logOut, &slog.HandlerOptions{Level: level}))
 			if f, ok := stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) && !c.Bool("quiet") && !c.Bool("no-progress") {
 				e.term = true
 			}
@@ -149,7 +151,9 @@ Exit codes: 0 success, 1 failure, 2 usage error.`,
 // progress returns a progress renderer for the command, or nil.
 func (e *env) progress() *progress {
 	if e.term {
-		return newProgress(e.stderr, e.log)
+		p := newProgress(e.stderr, e.log)
+		e.logOut.setProgress(p)
+		return p
 	}
 	return newProgress(nil, e.log)
 }

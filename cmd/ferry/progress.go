@@ -155,15 +155,40 @@ func (p *progress) render(final bool) {
 	}
 	fmt.Fprintf(&b, "\x1b[2K%s %s\n", bar(p.done.Load(), p.total.Load(), 30), p.summary())
 	lines++
-	// clear lines left over from a taller previous frame
-	for i := lines; i < p.lines; i++ {
-		b.WriteString("\x1b[2K\n")
-	}
-	if p.lines > lines {
-		fmt.Fprintf(&b, "\x1b[%dA", p.lines-lines)
-	}
+	b.WriteString("\x1b[J") // erase what a taller previous frame left below
 	p.lines = lines
 	io.WriteString(p.out, b.String())
+}
+
+// logWriter is where log lines go: while bars are drawn it erases them
+// first, so a log line never lands in the middle of the bars; the next
+// frame draws them again below it.
+type logWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+	p  *progress
+}
+
+func (l *logWriter) setProgress(p *progress) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.p = p
+}
+
+func (l *logWriter) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	p := l.p
+	l.mu.Unlock()
+	if p == nil {
+		return l.w.Write(b)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.lines > 0 {
+		fmt.Fprintf(l.w, "\x1b[%dA\x1b[J", p.lines) // up, erase to the end of the screen
+		p.lines = 0
+	}
+	return l.w.Write(b)
 }
 
 func bar(n, total int64, width int) string {
