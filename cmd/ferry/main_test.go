@@ -359,3 +359,24 @@ func TestImageTransmitFlags(t *testing.T) {
 		t.Fatalf("upload: %d\n%s\n%s", code, stdout, stderr)
 	}
 }
+
+func TestLogWriterErasesBars(t *testing.T) {
+	var out bytes.Buffer
+	p := &progress{out: &out, stop: make(chan struct{})}
+	p.SetTotal(100, 1)
+	tr := p.Begin("blob", 100)
+	tr.Add(50)
+	p.render(false) // two lines: the blob and the total
+	lw := &logWriter{w: &out}
+	lw.setProgress(p)
+	out.Reset()
+	_, _ = lw.Write([]byte("level=INFO msg=hello\n"))
+	if got := out.String(); got != "\x1b[2A\x1b[Jlevel=INFO msg=hello\n" {
+		t.Fatalf("log write %q", got)
+	}
+	out.Reset()
+	_, _ = lw.Write([]byte("again\n")) // no bars drawn since: nothing to erase
+	if out.String() != "again\n" {
+		t.Fatalf("second write %q", out.String())
+	}
+}
