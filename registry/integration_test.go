@@ -19,6 +19,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	"github.com/regclient/regclient/types/errs"
+	"github.com/regclient/regclient/types/platform"
 	"github.com/regclient/regclient/types/ref"
 
 	"github.com/ferry-oss/ferry/bundle"
@@ -329,5 +330,70 @@ func TestOCILayout(t *testing.T) {
 	// and copies it, checking every blob
 	if out, err := exec.Command(skopeo, "copy", "-q", "oci:"+layout+":1", "dir:"+t.TempDir()).CombinedOutput(); err != nil {
 		t.Fatalf("skopeo copy from the layout: %v %s", err, out)
+	}
+}
+
+// TestSaveMatrixDistribution saves from docker-registry with each codec
+// and platform filter; every bundle must verify, shared blobs stored once.
+func TestSaveMatrixDistribution(t *testing.T) {
+	src := regtest.StartDistribution(t, regtest.DistributionOptions{})
+	reg := client(t, src, regtest.DistributionOptions{})
+	seed(t, reg, src.Host, "library/multi:1", "team/app:1", "team/tools:1")
+	type tc struct {
+		codec     bundle.Codec
+		platforms []string
+		children  int
+	}
+	var cases []tc
+	for _, c := range bundle.Codecs {
+		cases = append(cases, tc{codec: c, platforms: []string{"linux/arm64"}, children: 1})
+	}
+	cases = append(cases, tc{codec: bundle.CodecNone, platforms: []string{"linux/amd64", "linux/arm/v7"}, children: 2}, tc{codec: bundle.CodecZstd, children: 3})
+	for _, c := range cases {
+		t.Run(string(c.codec)+"/"+strings.Join(c.platforms, "+"), func(t *testing.T) {
+			var plats []platform.Platform
+			for _, p := range c.platforms {
+				pp, _ := platform.Parse(p)
+				plats = append(plats, pp)
+			}
+			var specs []bundle.ImageSpec
+			for _, n := range []string{"library/multi:1", "team/app:1", "team/tools:1"} {
+				s, _ := bundle.ParseImage(n, src.Host)
+				specs = append(specs, s)
+			}
+			w, err := bundle.NewWriter(bundle.WriterOptions{Dir: t.TempDir(), Codec: c.codec, Parts: 2})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(plats) > 0 && plats[0].Architecture == "arm64" {
+				specs = specs[:1] // the single-platform images are amd64
+			}
+			res, err := bundle.Save(context.Background(), reg, w, specs, bundle.SaveOptions{Platforms: plats, Jobs: 2})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, img := range res.Meta.Images {
+				if img.Repository == "library/multi" && len(img.Platforms) != c.children {
+					t.Errorf("multi kept %v, want %d platforms", img.Platforms, c.children)
+				}
+			}
+			seen := map[string]bool{}
+			for _, b := range res.Meta.Blobs {
+				if seen[b.Digest.String()] {
+					t.Errorf("blob %s stored twice", b.Digest)
+				}
+				seen[b.Digest.String()] = true
+				if len(specs) == 3 && b.MediaType != "application/vnd.oci.image.config.v1+json" && len(b.Repos) == 3 {
+					seen["shared"] = true
+				}
+			}
+			if len(specs) == 3 && c.children == 3 && !seen["shared"] {
+				t.Error("no layer is shared by the three images: the base layer should be")
+			}
+			bd, _ := bundle.Open(res.MetaPath)
+			if err := bd.Verify(context.Background(), 2, nil); err != nil {
+				t.Fatal(err)
+			}
+		})
 	}
 }
