@@ -208,8 +208,8 @@ func (w *Writer) BlobPut(ctx context.Context, _ ref.Ref, d descriptor.Descriptor
 	return nil
 }
 
-// put writes an entry into a free slot's part and returns the part's
-// (partial) name.
+// put writes an entry into a free slot's part and returns the part's name
+// (its final name: the file is still *.partial until Commit).
 func (w *Writer) put(ctx context.Context, d descriptor.Descriptor, rdr io.Reader) (string, error) {
 	var s *slot
 	select {
