@@ -1,15 +1,26 @@
 // Package cache is an on-disk, content-addressed blob cache for ferry save.
 //
-// Layout: <dir>/blobs/sha256/<hex> for entries, <dir>/tmp for entries
+// Layout: <Dir>/blobs/sha256/<hex> for entries, <Dir>/tmp for entries
 // being filled. A blob enters the cache only after the upstream stream
-// reached EOF with a verified size and digest (temp file, fsync, rename).
-// A hit is read through bundle.VerifyReader: a corrupt entry is detected,
-// removed and never makes it into a bundle; the next read goes upstream.
-// Entries are pruned by age (keepDays) and total size (keepSize), least
-// recently used first; a hit refreshes the entry's modification time.
+// reached EOF with a verified size and digest (temp file, fsync, rename),
+// so an entry is either complete or absent; concurrent fills of one digest
+// use their own temp files and the last rename wins (both are identical).
+//
+// A hit is checked before its first byte is served: an entry of the wrong
+// size or digest is removed and the blob is fetched upstream instead, so a
+// corrupt entry costs a download, never a failed save. (ferry save cannot
+// take bytes back: its retries resume at an offset and treat a digest
+// mismatch as permanent.) The bytes served are checked again with
+// bundle.VerifyReader; should the entry change while it is read, the read
+// fails with an error wrapping both ErrCorrupt and bundle.ErrDigestMismatch
+// (or bundle.ErrSizeMismatch) and the entry is removed.
+//
+// Entries are pruned by age (KeepDays) and total size (KeepSize), least
+// recently used first; a hit refreshes the entry's modification time, which
+// is its "last used" time. Prune also removes temp files older than a day.
 //
 // A cache error is never fatal: it is logged and the upstream bytes are
-// served as if there were no cache.
+// served as if there were no cache. Blobs are streamed, never buffered.
 package cache
 
 import (
@@ -22,6 +33,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -33,25 +45,33 @@ import (
 	"github.com/ferry-oss/ferry/bundle"
 )
 
-// ErrCorrupt marks a cache entry whose bytes did not match its digest.
+// ErrCorrupt marks a cache entry whose bytes did not match its descriptor.
 var ErrCorrupt = errors.New("corrupt cache entry")
+
+// staleTemp is the age above which Prune removes a temp file: a fill that
+// old was left behind by a crashed or killed process.
+const staleTemp = 24 * time.Hour
 
 // Options configure a Cache.
 type Options struct {
-	Dir      string
-	KeepDays int   // prune entries unused for longer; 0: no age limit
-	KeepSize int64 // prune LRU entries above this total; 0: no size limit
-	Log      *slog.Logger
-	Now      func() time.Time
+	Dir      string           // cache root: Dir/blobs/sha256/<hex>, temp files in Dir/tmp
+	KeepDays int              // Prune removes entries unused for more days; 0: no age limit
+	KeepSize int64            // Prune removes LRU entries above this many bytes; 0: no size limit
+	Log      *slog.Logger     // nil: no logging
+	Now      func() time.Time // nil: time.Now
 }
 
-// Cache is a blob cache directory.
+// Cache is a blob cache directory. Its methods are safe for concurrent use.
 type Cache struct {
 	opts         Options
 	hits, misses atomic.Int64
+	warned       atomic.Bool // a write failure was logged at Warn level
+	mkdir        sync.Mutex
 }
 
-// Open prepares the cache directory.
+// Open prepares the cache directory. Only an empty Dir is an error: a
+// directory that cannot be created or written is logged, and the cache
+// then passes every blob through from upstream.
 func Open(opts Options) (*Cache, error) {
 	if opts.Dir == "" {
 		return nil, errors.New("cache: no directory")
@@ -63,11 +83,8 @@ func Open(opts Options) (*Cache, error) {
 		opts.Now = time.Now
 	}
 	c := &Cache{opts: opts}
-	for _, d := range []string{c.blobDir(), c.tmpDir()} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			// not fatal: every put will fail and be logged
-			opts.Log.Warn("cache directory unusable; continuing without cache", "dir", opts.Dir, "err", err)
-		}
+	if err := c.makeDirs(); err != nil {
+		c.writeFailed("cache directory unusable; continuing without caching", "dir", opts.Dir, "err", err)
 	}
 	return c, nil
 }
@@ -75,6 +92,13 @@ func Open(opts Options) (*Cache, error) {
 func (c *Cache) blobDir() string { return filepath.Join(c.opts.Dir, "blobs", "sha256") }
 func (c *Cache) tmpDir() string  { return filepath.Join(c.opts.Dir, "tmp") }
 
+func (c *Cache) makeDirs() error {
+	c.mkdir.Lock()
+	defer c.mkdir.Unlock()
+	return errors.Join(os.MkdirAll(c.blobDir(), 0o755), os.MkdirAll(c.tmpDir(), 0o755))
+}
+
+// path is the entry of d; only valid sha256 digests are cached.
 func (c *Cache) path(d digest.Digest) (string, bool) {
 	if d.Validate() != nil || d.Algorithm() != digest.SHA256 {
 		return "", false
@@ -82,7 +106,17 @@ func (c *Cache) path(d digest.Digest) (string, bool) {
 	return filepath.Join(c.blobDir(), d.Encoded()), true
 }
 
-// Counts returns cache hits and misses since Open.
+// writeFailed logs a failure to fill the cache: the first at Warn level,
+// the others (usually the same cause, once per blob) at Debug level.
+func (c *Cache) writeFailed(msg string, args ...any) {
+	if c.warned.CompareAndSwap(false, true) {
+		c.opts.Log.Warn(msg, args...)
+		return
+	}
+	c.opts.Log.Debug(msg, args...)
+}
+
+// Counts returns the cache hits and misses of BlobGet since Open.
 func (c *Cache) Counts() (hits, misses int64) { return c.hits.Load(), c.misses.Load() }
 
 // Source wraps upstream: blobs come from the cache when present, and fill
@@ -106,45 +140,65 @@ func (s *source) BlobGet(ctx context.Context, r ref.Ref, d descriptor.Descriptor
 	if !ok {
 		return s.up.BlobGet(ctx, r, d)
 	}
-	if f, err := c.openVerified(ctx, p, d); err == nil {
+	f, err := c.openVerified(ctx, p, d)
+	switch {
+	case err == nil:
 		now := c.opts.Now()
-		_ = os.Chtimes(p, now, now) // last used
+		_ = os.Chtimes(p, now, now) // last used, for Prune
 		c.hits.Add(1)
-		return &hit{c: c, f: f, path: p, r: bundle.VerifyReader(f, d)}, nil
-	} else if errors.Is(err, ErrCorrupt) {
-		c.opts.Log.Warn("corrupt cache entry dropped; fetching it again", "blob", d.Digest, "err", err)
+		return &hit{c: c, f: f, path: p, d: d, r: bundle.VerifyReader(f, d)}, nil
+	case ctx.Err() != nil:
+		return nil, ctx.Err()
+	case errors.Is(err, ErrCorrupt):
+		c.opts.Log.Warn("corrupt cache entry dropped; fetching the blob again", "blob", d.Digest, "err", err)
 		_ = os.Remove(p)
-	} else if !errors.Is(err, fs.ErrNotExist) {
-		c.opts.Log.Warn("cache entry unreadable; fetching upstream", "blob", d.Digest, "err", err)
+	case !errors.Is(err, fs.ErrNotExist):
+		c.opts.Log.Warn("cache entry unreadable; fetching the blob", "blob", d.Digest, "err", err)
 	}
 	c.misses.Add(1)
 	rc, err := s.up.BlobGet(ctx, r, d)
 	if err != nil {
 		return nil, err
 	}
-	tmp, err := os.CreateTemp(c.tmpDir(), d.Digest.Encoded()+".*")
+	tmp, err := c.createTemp(d)
 	if err != nil {
-		c.opts.Log.Warn("cache not filled", "blob", d.Digest, "err", err)
-		return rc, nil
+		c.writeFailed("cache not filled", "blob", d.Digest, "err", err)
+		return rc, nil // upstream checks its own bytes (Source contract)
 	}
 	return &fill{c: c, rc: rc, r: bundle.VerifyReader(rc, d), tmp: tmp, path: p, d: d}, nil
 }
 
+// createTemp creates a temp file for d, recreating the directories once if
+// they went away since Open.
+func (c *Cache) createTemp(d descriptor.Descriptor) (*os.File, error) {
+	tmp, err := os.CreateTemp(c.tmpDir(), d.Digest.Encoded()+".*")
+	if errors.Is(err, fs.ErrNotExist) {
+		if err = c.makeDirs(); err == nil {
+			tmp, err = os.CreateTemp(c.tmpDir(), d.Digest.Encoded()+".*")
+		}
+	}
+	return tmp, err
+}
+
 // openVerified opens an entry after checking its size and digest, so that
-// a corrupt entry is dropped before a single byte of it is served (a
-// stream into a bundle cannot take bytes back).
+// a corrupt entry is dropped before a single byte of it is served. The
+// entry is read twice (once here, once by the caller); the second read
+// usually comes from the page cache.
 func (c *Cache) openVerified(ctx context.Context, p string, d descriptor.Descriptor) (*os.File, error) {
 	f, err := os.Open(p)
 	if err != nil {
 		return nil, err
 	}
 	st, err := f.Stat()
+	if err == nil && !st.Mode().IsRegular() {
+		err = fmt.Errorf("%w: not a regular file", ErrCorrupt)
+	}
 	if err == nil && st.Size() != d.Size {
-		err = fmt.Errorf("%w: size %d, want %d", ErrCorrupt, st.Size(), d.Size)
+		err = fmt.Errorf("%w: %w: size %d, want %d", ErrCorrupt, bundle.ErrSizeMismatch, st.Size(), d.Size)
 	}
 	if err == nil {
 		_, err = io.Copy(io.Discard, bundle.VerifyReader(bundle.ContextReader(ctx, f), d))
-		if err != nil && ctx.Err() == nil {
+		if corruption(err) {
 			err = fmt.Errorf("%w: %w", ErrCorrupt, err)
 		}
 	}
@@ -158,33 +212,46 @@ func (c *Cache) openVerified(ctx context.Context, p string, d descriptor.Descrip
 	return f, nil
 }
 
-// hit reads a cache entry; on a digest mismatch the entry is removed.
+// corruption reports whether err is a VerifyReader failure (as opposed to
+// an I/O error or a cancellation).
+func corruption(err error) bool {
+	return errors.Is(err, bundle.ErrDigestMismatch) || errors.Is(err, bundle.ErrSizeMismatch)
+}
+
+// hit reads a cache entry. The entry was verified when it was opened; if
+// it changes while it is read, the read fails and the entry is removed.
 type hit struct {
-	c    *Cache
-	f    *os.File
-	path string
-	r    io.Reader
+	c       *Cache
+	f       *os.File
+	path    string
+	d       descriptor.Descriptor
+	r       io.Reader
+	dropped bool
 }
 
 func (h *hit) Read(p []byte) (int, error) {
 	n, err := h.r.Read(p)
-	if err != nil && err != io.EOF {
-		h.c.opts.Log.Warn("corrupt cache entry dropped", "path", h.path, "err", err)
-		_ = os.Remove(h.path)
-		return n, fmt.Errorf("%w: %w", ErrCorrupt, err)
+	if corruption(err) {
+		if !h.dropped {
+			h.dropped = true
+			h.c.opts.Log.Warn("corrupt cache entry dropped", "blob", h.d.Digest, "err", err)
+			_ = os.Remove(h.path)
+		}
+		err = fmt.Errorf("%w: %w", ErrCorrupt, err)
 	}
 	return n, err
 }
 
 func (h *hit) Close() error { return h.f.Close() }
 
-// fill tees upstream bytes into a temp file and renames it into place at
-// a verified EOF. Cache write errors only stop the filling.
+// fill tees upstream bytes into a temp file and renames it into place at a
+// verified EOF. A cache write error only stops the filling; any other
+// error, or Close before EOF, removes the temp file.
 type fill struct {
 	c    *Cache
 	rc   io.ReadCloser
-	r    io.Reader
-	tmp  *os.File
+	r    io.Reader // VerifyReader of rc
+	tmp  *os.File  // nil once committed or discarded
 	path string
 	d    descriptor.Descriptor
 }
@@ -193,18 +260,24 @@ func (f *fill) Read(p []byte) (int, error) {
 	n, err := f.r.Read(p)
 	if n > 0 && f.tmp != nil {
 		if _, werr := f.tmp.Write(p[:n]); werr != nil {
-			f.c.opts.Log.Warn("cache write failed; blob not cached", "blob", f.d.Digest, "err", werr)
+			f.c.writeFailed("cache write failed; blob not cached", "blob", f.d.Digest, "err", werr)
 			f.discard()
 		}
 	}
-	if err == io.EOF && f.tmp != nil {
-		f.commit()
+	switch {
+	case err == io.EOF:
+		f.commit() // VerifyReader returns EOF only after size and digest matched
+	case err != nil:
+		f.discard()
 	}
 	return n, err
 }
 
 func (f *fill) commit() {
 	tmp := f.tmp
+	if tmp == nil {
+		return
+	}
 	f.tmp = nil
 	err := tmp.Sync()
 	if cerr := tmp.Close(); err == nil {
@@ -214,8 +287,15 @@ func (f *fill) commit() {
 		err = os.Rename(tmp.Name(), f.path)
 	}
 	if err != nil {
-		f.c.opts.Log.Warn("cache entry not kept", "blob", f.d.Digest, "err", err)
+		f.c.writeFailed("cache entry not kept", "blob", f.d.Digest, "err", err)
 		_ = os.Remove(tmp.Name())
+		return
+	}
+	now := f.c.opts.Now()
+	_ = os.Chtimes(f.path, now, now)
+	if dir, err := os.Open(f.c.blobDir()); err == nil { // make the rename durable
+		_ = dir.Sync()
+		dir.Close()
 	}
 }
 
@@ -259,21 +339,22 @@ func (c *Cache) entries() ([]entry, error) {
 	for _, de := range des {
 		info, err := de.Info()
 		if err != nil || !info.Mode().IsRegular() {
-			continue
+			continue // removed meanwhile, or not ours
 		}
 		out = append(out, entry{path: filepath.Join(c.blobDir(), de.Name()), size: info.Size(), mtime: info.ModTime()})
 	}
 	return out, nil
 }
 
-// Prune removes entries unused for more than KeepDays, then the least
-// recently used ones until the total is at most KeepSize, and temp files
-// older than a day.
+// Prune removes temp files older than a day, then entries unused for more
+// than KeepDays, then the least recently used entries until the total is
+// at most KeepSize. It returns the entries removed and their bytes (temp
+// files are not counted).
 func (c *Cache) Prune() (removed int, freed int64, err error) {
 	now := c.opts.Now()
 	if tmps, terr := os.ReadDir(c.tmpDir()); terr == nil {
 		for _, t := range tmps {
-			if info, ierr := t.Info(); ierr == nil && now.Sub(info.ModTime()) > 24*time.Hour {
+			if info, ierr := t.Info(); ierr == nil && info.Mode().IsRegular() && now.Sub(info.ModTime()) > staleTemp {
 				_ = os.Remove(filepath.Join(c.tmpDir(), t.Name()))
 			}
 		}
@@ -282,24 +363,30 @@ func (c *Cache) Prune() (removed int, freed int64, err error) {
 	if err != nil {
 		return 0, 0, err
 	}
-	sort.Slice(list, func(i, j int) bool { return list[i].mtime.Before(list[j].mtime) })
+	sort.SliceStable(list, func(i, j int) bool { return list[i].mtime.Before(list[j].mtime) })
 	var total int64
 	for _, e := range list {
 		total += e.size
 	}
+	maxAge := time.Duration(c.opts.KeepDays) * 24 * time.Hour
+	// Oldest first: the entries over the age limit come first, so one pass
+	// prunes by age, then by size.
 	for _, e := range list {
-		old := c.opts.KeepDays > 0 && now.Sub(e.mtime) > time.Duration(c.opts.KeepDays)*24*time.Hour
+		old := c.opts.KeepDays > 0 && now.Sub(e.mtime) > maxAge
 		big := c.opts.KeepSize > 0 && total > c.opts.KeepSize
 		if !old && !big {
-			continue
+			break
 		}
-		if rerr := os.Remove(e.path); rerr != nil {
+		switch rerr := os.Remove(e.path); {
+		case rerr == nil:
+			removed++
+			freed += e.size
+			total -= e.size
+		case errors.Is(rerr, fs.ErrNotExist): // removed meanwhile (a corrupt hit)
+			total -= e.size
+		default:
 			err = errors.Join(err, rerr)
-			continue
 		}
-		removed++
-		freed += e.size
-		total -= e.size
 	}
 	return removed, freed, err
 }

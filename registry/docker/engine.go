@@ -1,16 +1,24 @@
 // Package docker loads images into a local Docker engine: Engine is a
-// bundle.Sink that streams a docker-load tar (blobs plus manifest.json)
-// straight into the Engine API's POST /images/load over the engine's unix
-// socket. Nothing is staged on disk and no blob is held in memory.
+// bundle.Sink that streams a docker-load tar (blobs/sha256/<hex> entries,
+// then manifest.json) straight into the Engine API's POST /images/load over
+// the engine's unix socket. Nothing is staged on disk and no blob is held in
+// memory: BlobPut copies the (already digest-checked) blob reader into an
+// io.Pipe whose other end is the body of the load request.
 //
-// A Docker engine stores one platform per image, so Engine picks one child
-// of every index (Options.Platform, default the host's) and asks only for
-// the blobs those images need.
+// A Docker engine stores one platform per image, so New picks one image
+// manifest for every image of the bundle (Options.Platform, default the
+// host's) and Engine asks Upload only for the blobs those images need.
+//
+// manifest.json is always the last entry, written by Commit: a stream that
+// breaks earlier never holds a manifest.json and Docker loads nothing from
+// it. Once Commit has sent the whole stream, Docker may finish the load
+// even if Commit's context is canceled while it waits for the answer.
 package docker
 
 import (
 	"archive/tar"
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -28,6 +36,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	"github.com/regclient/regclient/types/descriptor"
 	"github.com/regclient/regclient/types/manifest"
+	"github.com/regclient/regclient/types/mediatype"
 	"github.com/regclient/regclient/types/platform"
 	"github.com/regclient/regclient/types/ref"
 
@@ -35,272 +44,331 @@ import (
 	"github.com/ferry-oss/ferry/meta"
 )
 
-// ErrEngine wraps every error the engine reported.
+// ErrEngine wraps every error the Docker engine reported, and a failure to
+// reach it.
 var ErrEngine = errors.New("docker engine")
+
+// pingTimeout bounds New's check that the engine answers.
+const pingTimeout = 30 * time.Second
 
 // Options configure New.
 type Options struct {
-	// Socket is the engine's unix socket (default DefaultSocket()).
+	// Socket is the path of the engine's unix socket (a unix:// prefix is
+	// accepted). Empty means DefaultSocket().
 	Socket string
-	// Platform picks the child of each index to load (default: the
-	// host's platform, or the only child).
+	// Platform picks the child of each index to load. Nil means the host's
+	// platform, or the index's only image when it has just one.
 	Platform *platform.Platform
-	Log      *slog.Logger
+	// Log receives what Docker said ("Loaded image: ..."); nil discards.
+	Log *slog.Logger
 }
 
-// DefaultSocket is $DOCKER_HOST when it is a unix:// address, else
-// /var/run/docker.sock.
+// DefaultSocket is the socket path of $DOCKER_HOST when it is a unix://
+// address, else /var/run/docker.sock.
 func DefaultSocket() string {
-	if h := os.Getenv("DOCKER_HOST"); strings.HasPrefix(h, "unix://") {
-		return strings.TrimPrefix(h, "unix://")
+	if h, ok := strings.CutPrefix(os.Getenv("DOCKER_HOST"), "unix://"); ok && h != "" {
+		return h
 	}
 	return "/var/run/docker.sock"
 }
 
+// image is one image manifest that will be loaded.
 type image struct {
 	manifest digest.Digest // the chosen image manifest
 	config   digest.Digest
 	layers   []digest.Digest
-	tags     []string
+	sources  []string // the bundle images it serves, for messages
+	put      bool     // ManifestPut received it (or an index resolving to it)
+	tags     []string // docker RepoTags
 }
 
-// Engine is a bundle.Sink for a Docker engine.
+// Engine is a bundle.Sink that loads images into a Docker engine. Its
+// methods are safe for concurrent use; BlobPut calls are serialized.
 type Engine struct {
-	ctx    context.Context // New's: bounds the load request
 	socket string
 	client *http.Client
 	log    *slog.Logger
 
+	// The plan, fixed by New.
 	wanted map[digest.Digest]bool          // blobs the chosen images need
 	images map[digest.Digest]*image        // chosen image manifest -> image
-	choose map[digest.Digest]digest.Digest // top manifest (index or image) -> chosen image manifest
-	order  []digest.Digest
+	choose map[digest.Digest]digest.Digest // top or nested index / image manifest -> chosen image manifest
+	order  []digest.Digest                 // chosen image manifests in bundle order
 
-	mu      sync.Mutex
-	written map[digest.Digest]bool
-	pw      *io.PipeWriter
-	tw      *tar.Writer
-	bw      *bufio.Writer
-	done    chan error // result of the load request
-	cancel  context.CancelFunc
+	// The load request lives as long as New's context, until Commit or
+	// Close: Upload's per-call contexts end between its phases.
+	reqCtx    context.Context
+	reqCancel context.CancelFunc
+
+	mu        sync.Mutex
+	written   map[digest.Digest]bool
+	pw        *io.PipeWriter // the request body's writing end; nil until the first BlobPut
+	bw        *bufio.Writer
+	tw        *tar.Writer
+	done      chan error // result of the load request
+	failed    error      // sticky: the stream was aborted
+	committed bool
 }
 
 var _ bundle.Sink = (*Engine)(nil)
 
-// New checks that the engine answers and plans which manifest of every
-// image of m to load.
+// New checks that the engine at opts.Socket answers and plans which image
+// manifest of every image of m to load and which blobs that needs. The load
+// request, started by the first BlobPut, lives at most as long as ctx.
 func New(ctx context.Context, m *meta.Meta, opts Options) (*Engine, error) {
-	if opts.Socket == "" {
-		opts.Socket = DefaultSocket()
+	sock, err := socketPath(opts.Socket)
+	if err != nil {
+		return nil, fmt.Errorf("loading into docker: %w", err)
 	}
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
 	e := &Engine{
-		ctx: ctx, socket: opts.Socket, log: opts.Log,
+		socket: sock, log: opts.Log,
 		wanted: map[digest.Digest]bool{}, images: map[digest.Digest]*image{},
 		choose: map[digest.Digest]digest.Digest{}, written: map[digest.Digest]bool{},
 	}
 	e.client = &http.Client{Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer
-			return d.DialContext(ctx, "unix", opts.Socket)
+			return d.DialContext(ctx, "unix", sock)
 		},
+		DisableCompression: true,
+		DisableKeepAlives:  true, // two requests: no idle connection left behind
 	}}
+	if err := e.plan(m, opts.Platform); err != nil {
+		return nil, fmt.Errorf("loading into docker: %w", err)
+	}
 	if err := e.ping(ctx); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("loading into docker: %w", err)
 	}
-	want := platform.Local()
-	if opts.Platform != nil {
-		want = *opts.Platform
-	}
-	for _, img := range m.Images {
-		mf := m.ManifestByDigest(img.Digest)
-		if mf == nil {
-			return nil, fmt.Errorf("image %s: manifest %s not in the bundle", img.Source, img.Digest)
-		}
-		chosen, err := choosePlatform(m, *mf, want)
-		if err != nil {
-			return nil, fmt.Errorf("image %s: %w", img.Source, err)
-		}
-		e.choose[img.Digest] = chosen.Digest
-		if _, ok := e.images[chosen.Digest]; ok {
-			continue
-		}
-		mm, err := bundle.ParseManifest(*chosen)
-		if err != nil {
-			return nil, err
-		}
-		if _, ok := mm.(manifest.Imager); !ok {
-			return nil, fmt.Errorf("image %s: %s is not an image manifest", img.Source, chosen.Digest)
-		}
-		blobs, _, err := bundle.References(mm)
-		if err != nil {
-			return nil, err
-		}
-		it := &image{manifest: chosen.Digest, config: blobs[0].Digest}
-		e.wanted[it.config] = true
-		for _, l := range blobs[1:] {
-			it.layers = append(it.layers, l.Digest)
-			e.wanted[l.Digest] = true
-		}
-		e.images[chosen.Digest] = it
-		e.order = append(e.order, chosen.Digest)
-	}
+	e.reqCtx, e.reqCancel = context.WithCancel(ctx)
 	return e, nil
 }
 
-// choosePlatform returns the image manifest to load for a top manifest.
-func choosePlatform(m *meta.Meta, top meta.Manifest, want platform.Platform) (*meta.Manifest, error) {
-	mm, err := bundle.ParseManifest(top)
-	if err != nil {
-		return nil, err
-	}
-	ix, ok := mm.(manifest.Indexer)
-	if !ok {
-		return &top, nil
-	}
-	dl, err := ix.GetManifestList()
-	if err != nil {
-		return nil, err
-	}
-	var have []string
-	var pick *descriptor.Descriptor
-	for i, d := range dl {
-		if d.Platform == nil || m.ManifestByDigest(d.Digest) == nil {
-			continue
+// socketPath resolves Options.Socket.
+func socketPath(s string) (string, error) {
+	if s == "" {
+		if h := os.Getenv("DOCKER_HOST"); h != "" && !strings.HasPrefix(h, "unix://") {
+			return "", fmt.Errorf("DOCKER_HOST=%s: only a unix:// socket is supported; name the socket explicitly", h)
 		}
-		have = append(have, d.Platform.String())
-		if platform.Match(want, *d.Platform) {
-			pick = &dl[i]
-			break
-		}
+		return DefaultSocket(), nil
 	}
-	if pick == nil {
-		for i, d := range dl { // a compatible one (e.g. arm64 for arm64/v8)
-			if d.Platform != nil && m.ManifestByDigest(d.Digest) != nil && platform.Compatible(want, *d.Platform) {
-				pick = &dl[i]
-				break
-			}
-		}
+	if p, ok := strings.CutPrefix(s, "unix://"); ok {
+		s = p
 	}
-	if pick == nil {
-		return nil, fmt.Errorf("%w: no %s in the bundle (it has %s); choose one with --platform", bundle.ErrPlatformMismatch, want, strings.Join(have, ", "))
+	if s == "" || strings.Contains(s, "://") {
+		return "", fmt.Errorf("docker socket %q: want the path of a unix socket", s)
 	}
-	child := m.ManifestByDigest(pick.Digest)
-	return choosePlatform(m, *child, want)
+	return s, nil
 }
 
+// ping checks that the engine answers GET /_ping.
 func (e *Engine) ping(ctx context.Context) error {
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://docker/_ping", nil)
+	ctx, cancel := context.WithTimeout(ctx, pingTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://docker/_ping", nil)
+	if err != nil {
+		return err
+	}
 	resp, err := e.client.Do(req)
 	if err != nil {
-		return fmt.Errorf("%w at %s: %v", ErrEngine, e.socket, err)
+		return fmt.Errorf("%w at %s is not reachable (is dockerd running, and may this user use its socket?): %v", ErrEngine, e.socket, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		return fmt.Errorf("%w at %s: ping: %s %s", ErrEngine, e.socket, resp.Status, strings.TrimSpace(string(b)))
+		return fmt.Errorf("%w at %s: ping: %s: %s", ErrEngine, e.socket, resp.Status, engineMessage(b))
 	}
 	return nil
 }
 
-// BlobExists is true for blobs no chosen image needs (so they are not
-// sent) and for blobs already written.
+// plan chooses one image manifest per image of m and the blobs it needs.
+func (e *Engine) plan(m *meta.Meta, want *platform.Platform) error {
+	stored := map[digest.Digest]bool{}
+	for _, b := range m.Blobs {
+		stored[b.Digest] = true
+	}
+	for _, img := range m.Images {
+		mf := m.ManifestByDigest(img.Digest)
+		if mf == nil {
+			return fmt.Errorf("image %s: manifest %s: %w", img.Source, img.Digest, bundle.ErrBlobMissing)
+		}
+		chosen, path, err := choosePlatform(m, *mf, want, 0)
+		if err != nil {
+			return fmt.Errorf("image %s: %w", img.Source, err)
+		}
+		for _, dg := range path {
+			e.choose[dg] = chosen.Digest
+		}
+		if it, ok := e.images[chosen.Digest]; ok {
+			it.sources = append(it.sources, img.Source)
+			continue
+		}
+		it, err := imageOf(*chosen)
+		if err != nil {
+			return fmt.Errorf("image %s: %w", img.Source, err)
+		}
+		it.sources = []string{img.Source}
+		for _, dg := range append([]digest.Digest{it.config}, it.layers...) {
+			if !stored[dg] {
+				what := "is not in the bundle"
+				for _, bb := range m.BaseBlobs {
+					if bb.Digest == dg {
+						what = "was left to base bundle " + bb.Base + " (incremental bundle); docker load needs every layer, so load a full bundle"
+					}
+				}
+				return fmt.Errorf("image %s: blob %s %s: %w", img.Source, dg, what, bundle.ErrBlobMissing)
+			}
+			e.wanted[dg] = true
+		}
+		e.images[chosen.Digest] = it
+		e.order = append(e.order, chosen.Digest)
+	}
+	return nil
+}
+
+// imageOf reads the config and layers of an image manifest, refusing what
+// docker load cannot take.
+func imageOf(mf meta.Manifest) (*image, error) {
+	mm, err := bundle.ParseManifest(mf)
+	if err != nil {
+		return nil, err
+	}
+	im, ok := mm.(manifest.Imager)
+	if !ok {
+		return nil, fmt.Errorf("manifest %s (%s) is not an image manifest: %w", mf.Digest, mf.MediaType, bundle.ErrUnsupported)
+	}
+	cfg, err := im.GetConfig()
+	if err != nil {
+		return nil, fmt.Errorf("manifest %s: %w", mf.Digest, err)
+	}
+	if cfg.MediaType != mediatype.OCI1ImageConfig && cfg.MediaType != mediatype.Docker2ImageConfig {
+		return nil, fmt.Errorf("manifest %s is not a container image (config media type %q): %w", mf.Digest, cfg.MediaType, bundle.ErrUnsupported)
+	}
+	layers, err := im.GetLayers()
+	if err != nil {
+		return nil, fmt.Errorf("manifest %s: %w", mf.Digest, err)
+	}
+	it := &image{manifest: mf.Digest, config: cfg.Digest, layers: []digest.Digest{}}
+	for _, l := range layers {
+		if len(l.URLs) > 0 {
+			return nil, fmt.Errorf("manifest %s: foreign layer %s is not in the bundle: %w", mf.Digest, l.Digest, bundle.ErrUnsupported)
+		}
+		it.layers = append(it.layers, l.Digest)
+	}
+	return it, nil
+}
+
+// choosePlatform returns the image manifest to load for a top manifest and
+// the digests of the manifests on the way to it (top first).
+func choosePlatform(m *meta.Meta, top meta.Manifest, want *platform.Platform, depth int) (*meta.Manifest, []digest.Digest, error) {
+	mm, err := bundle.ParseManifest(top)
+	if err != nil {
+		return nil, nil, err
+	}
+	ix, ok := mm.(manifest.Indexer)
+	if !ok {
+		return &top, []digest.Digest{top.Digest}, nil
+	}
+	if depth > 4 {
+		return nil, nil, fmt.Errorf("manifest %s: %w: indexes nested too deep", top.Digest, bundle.ErrUnsupported)
+	}
+	dl, err := ix.GetManifestList()
+	if err != nil {
+		return nil, nil, fmt.Errorf("manifest %s: %w", top.Digest, err)
+	}
+	host := platform.Local()
+	if want != nil {
+		host = *want
+	}
+	// candidates: children stored in the bundle that are not attestations
+	var cands []descriptor.Descriptor
+	var have []string
+	for _, d := range dl {
+		if m.ManifestByDigest(d.Digest) == nil || (d.Platform != nil && d.Platform.OS == "unknown") {
+			continue
+		}
+		cands = append(cands, d)
+		if d.Platform != nil {
+			have = append(have, d.Platform.String())
+		} else {
+			have = append(have, "(no platform)")
+		}
+	}
+	var pick *descriptor.Descriptor
+	for i, d := range cands {
+		if d.Platform != nil && platform.Match(host, *d.Platform) {
+			pick = &cands[i]
+			break
+		}
+	}
+	if pick == nil { // the best compatible one (e.g. arm64 for arm64/v8, amd64 for amd64/v3)
+		cmpr := platform.NewCompare(host)
+		var best platform.Platform
+		for i, d := range cands {
+			if d.Platform != nil && cmpr.Better(*d.Platform, best) {
+				pick, best = &cands[i], *d.Platform
+			}
+		}
+	}
+	if pick == nil && want == nil && len(cands) == 1 {
+		pick = &cands[0] // no choice to make
+	}
+	if pick == nil {
+		if len(have) == 0 {
+			have = []string{"none"}
+		}
+		return nil, nil, fmt.Errorf("%w: no %s image in index %s (the bundle has %s); choose one with --platform", bundle.ErrPlatformMismatch, host, top.Digest, strings.Join(have, ", "))
+	}
+	chosen, path, err := choosePlatform(m, *m.ManifestByDigest(pick.Digest), want, depth+1)
+	if err != nil {
+		return nil, nil, err
+	}
+	return chosen, append([]digest.Digest{top.Digest}, path...), nil
+}
+
+// BlobExists is true for blobs no chosen image needs (so that Upload does
+// not send them) and for blobs already written into the load stream.
 func (e *Engine) BlobExists(_ context.Context, _ ref.Ref, d descriptor.Descriptor) (bool, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return !e.wanted[d.Digest] || e.written[d.Digest], nil
 }
 
-// BlobMount succeeds for a blob already written: repositories do not
-// matter to a Docker engine.
+// BlobMount succeeds for a blob BlobExists reports: repositories do not
+// matter to a Docker engine. Any other blob must be put.
 func (e *Engine) BlobMount(_ context.Context, _, _ ref.Ref, d descriptor.Descriptor) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.written[d.Digest] || !e.wanted[d.Digest] {
 		return nil
 	}
-	return fmt.Errorf("docker: mounting %s: %w", d.Digest, bundle.ErrUnsupported)
+	return fmt.Errorf("loading into docker: mounting %s: %w", d.Digest, bundle.ErrUnsupported)
 }
 
-// start begins the load request; the tar stream is its body. The request
-// lives as long as New's context (per-call contexts end between calls).
-func (e *Engine) start() {
-	ctx := e.ctx
-	pr, pw := io.Pipe()
-	e.pw = pw
-	e.bw = bufio.NewWriterSize(pw, 256<<10)
-	e.tw = tar.NewWriter(e.bw)
-	e.done = make(chan error, 1)
-	lctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	e.cancel = cancel
-	go func() {
-		// stop the request when the caller's context ends
-		select {
-		case <-ctx.Done():
-			cancel()
-		case <-lctx.Done():
-		}
-	}()
-	go func() {
-		req, _ := http.NewRequestWithContext(lctx, http.MethodPost, "http://docker/images/load?quiet=1", pr)
-		req.Header.Set("Content-Type", "application/x-tar")
-		resp, err := e.client.Do(req)
-		if err != nil {
-			pr.CloseWithError(err)
-			e.done <- fmt.Errorf("%w: load: %v", ErrEngine, err)
-			return
-		}
-		defer resp.Body.Close()
-		err = readLoadResponse(resp)
-		pr.CloseWithError(errors.New("docker load ended"))
-		e.done <- err
-	}()
-}
-
-// readLoadResponse reads the JSON message stream of /images/load and
-// returns what Docker said when it failed.
-func readLoadResponse(resp *http.Response) error {
-	body := io.LimitReader(resp.Body, 16<<20)
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(body)
-		return fmt.Errorf("%w: load: %s: %s", ErrEngine, resp.Status, strings.TrimSpace(string(b)))
-	}
-	dec := json.NewDecoder(body)
-	for {
-		var msg struct {
-			Stream      string `json:"stream"`
-			Error       string `json:"error"`
-			ErrorDetail *struct {
-				Message string `json:"message"`
-			} `json:"errorDetail"`
-		}
-		if err := dec.Decode(&msg); err == io.EOF {
-			return nil
-		} else if err != nil {
-			return fmt.Errorf("%w: load: reading the response: %v", ErrEngine, err)
-		}
-		if msg.ErrorDetail != nil && msg.ErrorDetail.Message != "" {
-			return fmt.Errorf("%w: load: %s", ErrEngine, msg.ErrorDetail.Message)
-		}
-		if msg.Error != "" {
-			return fmt.Errorf("%w: load: %s", ErrEngine, msg.Error)
-		}
-	}
-}
-
-// BlobPut writes a wanted blob into the load stream.
+// BlobPut writes a wanted blob into the load stream as blobs/sha256/<hex>.
+// When rdr fails (or ctx ends) part way, the stream is aborted: Docker
+// gets a broken request and loads nothing, and the Engine fails from then
+// on. Blobs no chosen image needs, or already written, are read and
+// dropped.
 func (e *Engine) BlobPut(ctx context.Context, _ ref.Ref, d descriptor.Descriptor, rdr io.Reader) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if !e.wanted[d.Digest] || e.written[d.Digest] {
-		_, err := io.Copy(io.Discard, rdr)
+	if err := e.usable(); err != nil {
 		return err
+	}
+	if !e.wanted[d.Digest] || e.written[d.Digest] {
+		if _, err := io.Copy(io.Discard, rdr); err != nil {
+			return fmt.Errorf("loading into docker: blob %s: %w", d.Digest, err)
+		}
+		return nil
 	}
 	if e.pw == nil {
 		e.start()
 	}
+	pw := e.pw
+	stop := context.AfterFunc(ctx, func() { pw.CloseWithError(context.Cause(ctx)) })
 	err := e.tw.WriteHeader(&tar.Header{Name: bundle.BlobPath(d.Digest), Size: d.Size, Mode: 0o644, Typeflag: tar.TypeReg, ModTime: time.Unix(0, 0)})
 	if err == nil {
 		var n int64
@@ -309,78 +377,226 @@ func (e *Engine) BlobPut(ctx context.Context, _ ref.Ref, d descriptor.Descriptor
 			err = fmt.Errorf("%w: %d of %d bytes", bundle.ErrSizeMismatch, n, d.Size)
 		}
 	}
+	if !stop() {
+		err = context.Cause(ctx) // the stream was closed under us
+	}
 	if err != nil {
-		// Docker must not load a half-sent image: break the stream.
-		e.pw.CloseWithError(err)
-		return fmt.Errorf("loading blob %s into docker: %w", d.Digest, err)
+		e.abort(err)
+		return fmt.Errorf("loading into docker: blob %s: %w", d.Digest, err)
 	}
 	e.written[d.Digest] = true
 	return nil
 }
 
-// ManifestPut records the repository tags of the chosen images.
+// usable reports why the Engine can take nothing more. e.mu is held.
+func (e *Engine) usable() error {
+	switch {
+	case e.failed != nil:
+		return fmt.Errorf("loading into docker: the load was aborted: %w", e.failed)
+	case e.committed:
+		return errors.New("loading into docker: already committed")
+	}
+	return nil
+}
+
+// abort breaks the load stream so that Docker loads nothing. e.mu is held.
+func (e *Engine) abort(err error) {
+	if e.failed == nil {
+		e.failed = err
+	}
+	if e.pw != nil {
+		e.pw.CloseWithError(err)
+	}
+}
+
+// start begins the load request; the tar stream is its body. e.mu is held.
+func (e *Engine) start() {
+	pr, pw := io.Pipe()
+	e.pw = pw
+	e.bw = bufio.NewWriterSize(pw, 256<<10)
+	e.tw = tar.NewWriter(e.bw)
+	e.done = make(chan error, 1)
+	go func() {
+		err := e.load(pr)
+		// Unblock a writer when Docker ended the request early, with what
+		// it said.
+		pr.CloseWithError(cmp.Or(err, errors.New("docker ended the load request")))
+		e.done <- err
+	}()
+}
+
+// load runs POST /images/load with body as the tar stream.
+func (e *Engine) load(body io.Reader) error {
+	req, err := http.NewRequestWithContext(e.reqCtx, http.MethodPost, "http://docker/images/load?quiet=1", body)
+	if err != nil {
+		return err
+	}
+	// Not optional: Docker parses a form-encoded body (curl's default) as
+	// a form and then loads from an empty stream.
+	req.Header.Set("Content-Type", "application/x-tar")
+	resp, err := e.client.Do(req)
+	if err != nil {
+		return fmt.Errorf("%w: load request: %v", ErrEngine, err)
+	}
+	defer resp.Body.Close()
+	return e.readLoadResponse(resp)
+}
+
+// readLoadResponse reads the JSON message stream of /images/load (Docker
+// answers 200 and reports a failure as a message) and returns what Docker
+// said when it failed.
+func (e *Engine) readLoadResponse(resp *http.Response) error {
+	body := io.LimitReader(resp.Body, 64<<20)
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(body, 64<<10))
+		return fmt.Errorf("%w: load: %s: %s", ErrEngine, resp.Status, engineMessage(b))
+	}
+	dec := json.NewDecoder(body)
+	var problems []string
+	for {
+		var msg struct {
+			Stream      string `json:"stream"`
+			Status      string `json:"status"`
+			Error       string `json:"error"`
+			ErrorDetail *struct {
+				Message string `json:"message"`
+			} `json:"errorDetail"`
+		}
+		if err := dec.Decode(&msg); err == io.EOF {
+			break
+		} else if err != nil {
+			return fmt.Errorf("%w: load: reading the answer: %v", ErrEngine, err)
+		}
+		switch {
+		case msg.ErrorDetail != nil && msg.ErrorDetail.Message != "":
+			problems = append(problems, msg.ErrorDetail.Message)
+		case msg.Error != "":
+			problems = append(problems, msg.Error)
+		case strings.TrimSpace(msg.Stream+msg.Status) != "":
+			e.log.Info("docker said", "message", strings.TrimSpace(msg.Stream+msg.Status))
+		}
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("%w: load: %s", ErrEngine, strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+// engineMessage returns the message of an Engine API error body
+// ({"message": "..."}), or the body.
+func engineMessage(b []byte) string {
+	var msg struct{ Message string }
+	if json.Unmarshal(b, &msg) == nil && msg.Message != "" {
+		return msg.Message
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// ManifestPut records which images to load and their tags. Docker computes
+// its own manifests, so nothing is sent; an index is resolved to the image
+// manifest New chose from it. A tag r.Repository:r.Tag becomes a RepoTag,
+// prefixed with r.Registry unless that is docker.io (where library/ is
+// dropped as Docker does).
 func (e *Engine) ManifestPut(_ context.Context, r ref.Ref, m manifest.Manifest) error {
-	if r.Tag == "" {
-		return nil // manifests themselves are not loaded; Docker computes its own
-	}
 	dg := m.GetDescriptor().Digest
-	chosen, ok := e.choose[dg]
-	if !ok {
-		chosen = dg
-	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	img, ok := e.images[chosen]
+	if err := e.usable(); err != nil {
+		return err
+	}
+	chosen, ok := e.choose[dg]
 	if !ok {
-		return fmt.Errorf("docker: tag %s: manifest %s was not planned", r.Tag, dg)
+		if r.Tag != "" {
+			return fmt.Errorf("loading into docker: tag %s: manifest %s is not one New chose to load", r.Tag, dg)
+		}
+		return nil // e.g. an index's child of another platform
 	}
-	name := r.Repository
-	if r.Registry != "" && r.Registry != "docker.io" {
-		name = r.Registry + "/" + name
-	} else {
-		name = strings.TrimPrefix(name, "library/")
+	img := e.images[chosen]
+	img.put = true
+	if r.Tag == "" {
+		return nil
 	}
-	tag := name + ":" + r.Tag
-	if !slices.Contains(img.tags, tag) {
+	if tag := repoTag(r); !slices.Contains(img.tags, tag) {
 		img.tags = append(img.tags, tag)
 	}
 	return nil
 }
 
-// Commit writes manifest.json, ends the stream and waits for Docker.
+// repoTag is the name Docker shows for r: repository:tag, with the
+// registry in front unless it is Docker Hub (whose library/ namespace is
+// also dropped).
+func repoTag(r ref.Ref) string {
+	name := r.Repository
+	switch r.Registry {
+	case "", "docker.io", "index.docker.io", "registry-1.docker.io":
+		name = strings.TrimPrefix(name, "library/")
+	default:
+		name = r.Registry + "/" + name
+	}
+	return name + ":" + r.Tag
+}
+
+// loadEntry is one image of a docker-load manifest.json.
+type loadEntry struct {
+	Config   string
+	RepoTags []string
+	Layers   []string
+}
+
+// Commit writes manifest.json (every image whose manifest was put, with
+// its tags) as the last entry, ends the stream and waits for Docker's
+// answer. It fails if a blob those images need was never written. If ctx
+// is canceled the request is aborted; Docker may still finish a load whose
+// stream was complete.
 func (e *Engine) Commit(ctx context.Context) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	for dg := range e.wanted {
-		if !e.written[dg] {
-			if e.pw != nil {
-				e.pw.CloseWithError(errors.New("incomplete"))
-			}
-			return fmt.Errorf("loading into docker: %w: %s (an incremental bundle needs its base loaded in the same run)", bundle.ErrBlobMissing, dg)
-		}
+	if err := e.usable(); err != nil {
+		return err
 	}
-	if e.pw == nil {
-		e.start()
-	}
-	type entry struct {
-		Config   string
-		RepoTags []string
-		Layers   []string
-	}
-	var mj []entry
+	var mj []loadEntry
+	var missing []string
 	for _, dg := range e.order {
 		img := e.images[dg]
-		en := entry{Config: bundle.BlobPath(img.config), RepoTags: img.tags}
+		if !img.put {
+			continue
+		}
+		en := loadEntry{Config: bundle.BlobPath(img.config), RepoTags: slices.Sorted(slices.Values(img.tags)), Layers: []string{}}
+		for _, b := range append([]digest.Digest{img.config}, img.layers...) {
+			if !e.written[b] {
+				missing = append(missing, fmt.Sprintf("%s (of %s)", b, strings.Join(img.sources, ", ")))
+			}
+		}
 		for _, l := range img.layers {
 			en.Layers = append(en.Layers, bundle.BlobPath(l))
 		}
 		mj = append(mj, en)
 	}
-	b, err := json.Marshal(mj)
-	if err != nil {
-		return err
+	if len(missing) > 0 {
+		err := fmt.Errorf("%w: %d blob(s) never written: %s", bundle.ErrBlobMissing, len(missing), strings.Join(missing, ", "))
+		e.abort(err)
+		e.finish()
+		return fmt.Errorf("loading into docker: %w", err)
 	}
-	err = e.tw.WriteHeader(&tar.Header{Name: "manifest.json", Size: int64(len(b)), Mode: 0o644, Typeflag: tar.TypeReg, ModTime: time.Unix(0, 0)})
+	if len(mj) == 0 {
+		e.abort(errors.New("nothing to load"))
+		e.finish()
+		e.committed = true
+		return nil
+	}
+	if e.pw == nil {
+		e.start() // images whose blobs all came before: not with Upload, but allowed
+	}
+	pw := e.pw
+	stop := context.AfterFunc(ctx, func() {
+		pw.CloseWithError(context.Cause(ctx))
+		e.reqCancel()
+	})
+	defer stop()
+	b, err := json.Marshal(mj)
+	if err == nil {
+		err = e.tw.WriteHeader(&tar.Header{Name: "manifest.json", Size: int64(len(b)), Mode: 0o644, Typeflag: tar.TypeReg, ModTime: time.Unix(0, 0)})
+	}
 	if err == nil {
 		_, err = e.tw.Write(b)
 	}
@@ -391,24 +607,47 @@ func (e *Engine) Commit(ctx context.Context) error {
 		err = e.bw.Flush()
 	}
 	if err != nil {
-		e.pw.CloseWithError(err)
-		<-e.done
+		e.abort(err)
+		e.finish()
 		return fmt.Errorf("loading into docker: %w", err)
 	}
 	e.pw.Close()
-	select {
-	case err = <-e.done:
-	case <-ctx.Done():
-		e.cancel()
-		<-e.done
-		return ctx.Err()
-	}
-	e.cancel()
+	err = <-e.done
+	e.committed = true
+	e.reqCancel()
 	if err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("loading into docker: %w (docker may still finish the load: the whole stream was sent)", context.Cause(ctx))
+		}
+		e.failed = err
 		return fmt.Errorf("loading into docker: %w", err)
 	}
-	for _, dg := range e.order {
-		e.log.Info("loaded into docker", "image", strings.Join(e.images[dg].tags, ","), "id", e.images[dg].config)
+	for _, en := range mj {
+		e.log.Info("loaded into docker", "tags", strings.Join(en.RepoTags, ","), "id", "sha256:"+strings.TrimPrefix(en.Config, "blobs/sha256/"))
 	}
+	return nil
+}
+
+// finish ends a started request after abort and waits for it. e.mu is held.
+func (e *Engine) finish() {
+	e.reqCancel()
+	if e.done != nil {
+		<-e.done
+		e.done = nil
+	}
+}
+
+// Close aborts a load that was started but not committed, so that Docker
+// loads nothing, and releases the request. Call it when the transfer
+// failed before Commit; after Commit it does nothing.
+func (e *Engine) Close() error {
+	e.reqCancel() // unblocks a BlobPut waiting on Docker
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.committed {
+		return nil
+	}
+	e.abort(errors.New("load aborted: the engine was closed"))
+	e.finish()
 	return nil
 }

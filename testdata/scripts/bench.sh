@@ -1,110 +1,285 @@
 #!/usr/bin/env bash
-# make bench: ferry's save and upload side by side with regctl and skopeo on
-# the same ~500 MB, 5-layer image and a loopback docker-registry.
+# make bench: ferry's save and upload side by side with regctl, skopeo and
+# (when installed) crane, on the same big image and loopback docker-registry
+# instances.
 #
-#   save:   ferry save            vs regctl image export, skopeo copy docker:// -> oci-archive:
-#   upload: ferry upload (empty)  vs regctl image import, skopeo copy oci-archive: -> docker://
+#   save:   registry -> files   ferry save (bundle dir)    regctl image export (tar)
+#                               skopeo copy (oci-archive)  crane pull --format=oci (layout dir)
+#   upload: files -> registry   the output of each tool's save, pushed into an
+#                               EMPTY registry (a fresh one for every run)
 #
-# Each tool runs once to warm up, then RUNS times; the median wall time and
-# the largest peak RSS are reported, with the ratio peer/ferry (above 1:
-# ferry is faster). Targets: ferry's wall time at most the fastest peer's,
-# peak RSS under 64 MB, bundle within 0.5% of the blob bytes.
+# Every run is checked (untimed): the saved files and the uploaded image
+# must carry the seeded manifest digest. skopeo gets --preserve-digests, as
+# by default it gzips the uncompressed layers (a different image, and CPU
+# time the others do not spend).
 #
-# Settings: BENCH_LAYERS (5), BENCH_LAYER_SIZE (104857600), RUNS (3),
-# BENCH_DIR (a temp dir, removed unless KEEP=1).
+# The page cache cannot be dropped, so each tool runs once to warm up, then
+# BENCH_RUNS times; the table shows the median wall time, the largest peak
+# RSS (GNU time) and peer/ferry (above 1: ferry is faster). Targets, per op:
+# ferry's wall time at most the fastest peer's, ferry's peak RSS under 64 MB;
+# and the bundle (parts + meta.yaml) within 0.5% of the blob bytes. A missed
+# target is reported (MISS), not an error: the exit status is non-zero only
+# when something broke.
+#
+# Settings (environment):
+#   BENCH_LAYERS      layers of the image (5)
+#   BENCH_LAYER_SIZE  bytes per layer (104857600)
+#   BENCH_RUNS        measured runs per tool and op (3)
+#   BENCH_DIR         work dir (/tmp/ferry-bench), removed at the end unless KEEP=1
+
+# measure's PREP and CHECK arguments are eval'd: single quotes on purpose.
+# shellcheck disable=SC2016
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-export PATH=$PATH:/usr/sbin:/sbin:$(go env GOPATH)/bin
+
 LAYERS=${BENCH_LAYERS:-5}
 LAYER_SIZE=${BENCH_LAYER_SIZE:-104857600}
-RUNS=${RUNS:-3}
-WORK=${BENCH_DIR:-$(mktemp -d /tmp/ferry-bench.XXXXXX)}
-DIR=$WORK
-mkdir -p "$DIR"
-source testdata/scripts/lib.sh
-trap cleanup EXIT INT TERM
-
-missing=()
-for tool in docker-registry skopeo regctl; do command -v "$tool" >/dev/null || missing+=("$tool"); done
-[ -x /usr/bin/time ] || missing+=("/usr/bin/time (apt-get install time)")
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "bench needs: ${missing[*]}" >&2
-  echo "  apt-get install -y docker-registry skopeo time" >&2
-  echo "  go install github.com/regclient/regclient/cmd/regctl@v0.11.7" >&2
-  exit 1
-fi
-
-echo "building ferry"
-go build -trimpath -o "$DIR/ferry" ./cmd/ferry
-go build -trimpath -o "$DIR/ferry-seed" ./cmd/ferry-seed
-
-SRC_PORT=$(free_port 5710); SRC=127.0.0.1:$SRC_PORT
-start_registry src "$SRC_PORT"
-DST_PORT=$(free_port $(( SRC_PORT + 1 ))); DST=127.0.0.1:$DST_PORT
+RUNS=${BENCH_RUNS:-${RUNS:-3}}
+WORK=${BENCH_DIR:-/tmp/ferry-bench}
 IMG=bench/big:1
-echo "seeding $SRC/$IMG: $LAYERS layers of $LAYER_SIZE bytes"
-"$DIR/ferry-seed" --registry "$SRC" --big "$IMG" --layers "$LAYERS" --layer-size "$LAYER_SIZE" >/dev/null
+RSS_LIMIT_MB=64
+OVERHEAD_LIMIT_PCT=0.5
 
-# regctl keeps its registry settings in $HOME/.regctl
-export HOME="$DIR/home"; mkdir -p "$HOME"
-regctl registry set "$SRC" --tls disabled >/dev/null 2>&1 || true
-regctl registry set "$DST" --tls disabled >/dev/null 2>&1 || true
+die() { echo "bench: $*" >&2; exit 1; }
 
-declare -A WALL RSS
-# measure OP TOOL PREP -- CMD...: PREP runs before every run, untimed (in
-# this shell, so registries it starts are cleaned up); records the median
-# wall time and the largest peak RSS (KB) of RUNS runs after a warm-up.
-measure() {
-  local op=$1 tool=$2 prep=$3; shift 4
-  local walls=() rss=0 i out
-  for i in $(seq 0 "$RUNS"); do
-    eval "$prep"
-    if ! /usr/bin/time -o "$DIR/time" -f '%e %M' "$@" >/dev/null 2>"$DIR/err"; then
-      echo "FAILED: $*" >&2; cat "$DIR/err" >&2; exit 1
-    fi
-    out=$(tail -n1 "$DIR/time")
-    [ "$i" = 0 ] && continue # warm-up
-    walls+=("${out% *}")
-    if [ "${out#* }" -gt "$rss" ]; then rss=${out#* }; fi
-  done
-  WALL[$op/$tool]=$(printf '%s\n' "${walls[@]}" | sort -n | sed -n "$(( (RUNS + 1) / 2 ))p")
-  RSS[$op/$tool]=$rss
-  echo "  $op $tool: ${WALL[$op/$tool]} s, $((rss / 1024)) MB"
+# ---------------------------------------------------------------- tools
+
+# check_tools: every tool the bench needs, looked up in PATH plus
+# $(go env GOPATH)/bin; stops with install hints when one is missing.
+# crane is optional: without it its rows are left out.
+check_tools() {
+  command -v go >/dev/null || die "go is not in PATH"
+  local gopath missing=() hints=()
+  gopath=$(go env GOPATH)
+  export PATH=$PATH:/usr/sbin:/sbin:$gopath/bin
+  command -v docker-registry >/dev/null || { missing+=(docker-registry); hints+=("apt-get install -y docker-registry"); }
+  command -v skopeo >/dev/null || { missing+=(skopeo); hints+=("apt-get install -y skopeo"); }
+  [ -x /usr/bin/time ] || { missing+=(/usr/bin/time); hints+=("apt-get install -y time"); }
+  command -v regctl >/dev/null || { missing+=(regctl); hints+=("go install github.com/regclient/regclient/cmd/regctl@v0.11.7"); }
+  if command -v crane >/dev/null; then HAVE_CRANE=1; else
+    HAVE_CRANE=0
+    echo "bench: crane not found (go install github.com/google/go-containerregistry/cmd/crane@latest): its rows are skipped" >&2
+  fi
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "bench: missing: ${missing[*]}" >&2
+    printf '  %s\n' "${hints[@]}" >&2
+    exit 1
+  fi
 }
 
-echo "save: $RUNS runs each after a warm-up"
-OUT="$DIR/out"
-measure save ferry 'rm -rf "$OUT"; mkdir -p "$OUT"' -- "$DIR/ferry" -q --no-progress save "$SRC/$IMG" -o "$OUT"
-measure save regctl 'rm -f "$DIR/regctl.tar"' -- regctl image export "$SRC/$IMG" "$DIR/regctl.tar"
-measure save skopeo 'rm -f "$DIR/skopeo.tar"' -- skopeo copy -q --src-tls-verify=false "docker://$SRC/$IMG" "oci-archive:$DIR/skopeo.tar"
+# ---------------------------------------------------------------- work dir and processes
+
+# prepare_work: creates WORK; refuses a non-empty directory this script did
+# not create, as it is removed at the end.
+prepare_work() {
+  if [ -d "$WORK" ] && [ -n "$(ls -A "$WORK")" ] && [ ! -f "$WORK/.ferry-bench" ]; then
+    die "$WORK exists and is not a bench dir: set BENCH_DIR to another path"
+  fi
+  rm -rf "$WORK"
+  mkdir -p "$WORK/home"
+  touch "$WORK/.ferry-bench"
+}
+
+# lib.sh: free_port, start_registry, stop_registry, cleanup (stops every
+# registry started here by PID, removes WORK unless KEEP=1).
+source testdata/scripts/lib.sh
+cleaned=""
+on_exit() {
+  [ -n "$cleaned" ] && return
+  cleaned=1
+  cleanup
+}
+# set_traps: installed once WORK is ours (cleanup removes it).
+set_traps() {
+  trap on_exit EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+}
+
+# fresh_registry NAME PORT: stops registry NAME if it runs and starts it
+# again on empty storage (the stopped PID is dropped from cleanup's list).
+fresh_registry() {
+  local f="$WORK/reg-$1/pid" old="" p keep=()
+  [ -f "$f" ] && old=$(cat "$f")
+  stop_registry "$1"
+  if [ -n "$old" ]; then
+    for p in "${pids[@]}"; do [ "$p" = "$old" ] || keep+=("$p"); done
+    pids=(${keep[@]+"${keep[@]}"})
+  fi
+  start_registry "$1" "$2"
+}
+
+# ---------------------------------------------------------------- measuring
+
+declare -A WALL RSS OUTSIZE
+TOOLS=(ferry regctl skopeo)
+
+# measure OP TOOL PREP CHECK -- CMD...: runs CMD once to warm up, then RUNS
+# times. PREP runs before every run and CHECK after it, both untimed and in
+# this shell (so registries PREP starts are this shell's children). Records
+# the median wall time (s) and the largest peak RSS (KB) of the measured runs.
+measure() {
+  local op=$1 tool=$2 prep=$3 check=$4; shift 5
+  local walls=() rss=0 i t0 t1 w r
+  for i in $(seq 0 "$RUNS"); do
+    eval "$prep"
+    t0=$EPOCHREALTIME
+    if ! /usr/bin/time -o "$WORK/time" -f '%M' "$@" >"$WORK/out.log" 2>"$WORK/err.log"; then
+      echo "bench: $op $tool failed: $*" >&2
+      cat "$WORK/err.log" >&2
+      exit 1
+    fi
+    t1=$EPOCHREALTIME
+    # wall time from bash's clock (microseconds; GNU time's %e has 10 ms)
+    w=$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.3f", b - a}')
+    r=$(tail -n1 "$WORK/time")
+    if [ -n "$check" ] && ! eval "$check" >"$WORK/check.log" 2>&1; then
+      echo "bench: $op $tool: output check failed ($check)" >&2
+      cat "$WORK/check.log" >&2
+      exit 1
+    fi
+    if [ "$i" = 0 ]; then
+      echo "  $op $tool: warm-up ${w}s"
+      continue
+    fi
+    echo "  $op $tool: run $i ${w}s $((r / 1024)) MB"
+    walls+=("$w")
+    if [ "$r" -gt "$rss" ]; then rss=$r; fi
+  done
+  WALL[$op/$tool]=$(printf '%s\n' "${walls[@]}" | sort -n | awk '{v[NR]=$1} END{m=int((NR+1)/2); printf "%.3f", (NR%2) ? v[m] : (v[m]+v[m+1])/2}')
+  RSS[$op/$tool]=$rss
+}
+
+# bytes PATH...: total size in bytes of the files at or under PATHs.
+bytes() { find "$@" -type f -printf '%s\n' | awk '{s+=$1} END{printf "%.0f\n", s}'; }
+
+# has_digest PATH: PATH (a ferry bundle dir, an OCI layout dir or tar) holds
+# the seeded image's manifest digest.
+has_digest() {
+  local index
+  if [ -d "$1" ]; then
+    grep -qs "$DIGEST" "$1"/*_meta.yaml "$1"/index.json
+  else
+    index=$(tar -xOf "$1" --occurrence=1 index.json)
+    [[ $index == *"$DIGEST"* ]]
+  fi
+}
+
+# meta_blob_bytes META: the sum of blobs[].size in a meta file.
+meta_blob_bytes() {
+  awk '/^[^ #-]/ {inblobs = ($0 ~ /^blobs:/); next}
+       inblobs && /^[ -]*size:/ {sub(/^[ -]*size:[ ]*/, ""); s += $0}
+       END {printf "%.0f\n", s}' "$1"
+}
+
+# ---------------------------------------------------------------- run
+
+check_tools
+prepare_work
+set_traps
+if [ "$HAVE_CRANE" = 1 ]; then TOOLS+=(crane); fi
+
+echo "building ferry and ferry-seed into $WORK"
+go build -trimpath -o "$WORK/ferry" ./cmd/ferry
+go build -trimpath -o "$WORK/ferry-seed" ./cmd/ferry-seed
+FERRY=("$WORK/ferry" -q --no-progress)
+
+SRC_PORT=$(free_port 5710)
+start_registry src "$SRC_PORT"
+SRC=127.0.0.1:$SRC_PORT
+DST_PORT=$(free_port $((SRC_PORT + 1)))
+DST=127.0.0.1:$DST_PORT
+echo "source registry $SRC, target registry $DST (fresh for every upload run)"
+echo "seeding $SRC/$IMG: $LAYERS layers of $LAYER_SIZE bytes"
+DIGEST=$("$WORK/ferry-seed" --registry "$SRC" --big "$IMG" --layers "$LAYERS" --layer-size "$LAYER_SIZE" | awk '{print $2}')
+[[ $DIGEST == sha256:* ]] || die "ferry-seed printed no digest"
+
+# regctl: plain HTTP through --host; its config dir ($HOME/.regctl) is a
+# scratch one so the user's is neither read nor written.
+REGCTL=(env HOME="$WORK/home" regctl)
+regctl_host() { echo "reg=$1,tls=disabled"; }
+
+OUT=$WORK/ferry-out
+echo
+echo "save $SRC/$IMG: a warm-up and $RUNS runs each"
+measure save ferry 'rm -rf "$OUT"; mkdir -p "$OUT"' 'has_digest "$OUT"' -- \
+  "${FERRY[@]}" save "$SRC/$IMG" -o "$OUT"
+measure save regctl 'rm -f "$WORK/regctl.tar"' 'has_digest "$WORK/regctl.tar"' -- \
+  "${REGCTL[@]}" --host "$(regctl_host "$SRC")" image export "$SRC/$IMG" "$WORK/regctl.tar"
+measure save skopeo 'rm -f "$WORK/skopeo.tar"' 'has_digest "$WORK/skopeo.tar"' -- \
+  skopeo copy -q --preserve-digests --src-tls-verify=false "docker://$SRC/$IMG" "oci-archive:$WORK/skopeo.tar"
+if [ "$HAVE_CRANE" = 1 ]; then
+  measure save crane 'rm -rf "$WORK/crane.oci"' 'has_digest "$WORK/crane.oci"' -- \
+    crane pull --insecure --format=oci "$SRC/$IMG" "$WORK/crane.oci"
+fi
 
 META=$(ls "$OUT"/*_meta.yaml)
-BLOB_BYTES=$(awk '/^blobs:/{b=1;next} /^[a-zA-Z]/{b=0} b && $1=="size:"{s+=$2} END{print s}' "$META")
-BUNDLE_BYTES=$(cat "$OUT"/* | wc -c)
-
-echo "upload into an empty registry: $RUNS runs each after a warm-up"
-fresh='stop_registry dst 2>/dev/null || true; start_registry dst "$DST_PORT"'
-measure upload ferry "$fresh" -- "$DIR/ferry" -q --no-progress upload "$META" --target "$DST"
-measure upload regctl "$fresh" -- regctl image import "$DST/$IMG" "$DIR/regctl.tar"
-measure upload skopeo "$fresh" -- skopeo copy -q --dest-tls-verify=false "oci-archive:$DIR/skopeo.tar" "docker://$DST/$IMG"
+BLOB_BYTES=$(meta_blob_bytes "$META")
+[ "$BLOB_BYTES" -gt 0 ] || die "no blob sizes in $META"
+OUTSIZE[ferry]=$(bytes "$OUT")
+OUTSIZE[regctl]=$(bytes "$WORK/regctl.tar")
+OUTSIZE[skopeo]=$(bytes "$WORK/skopeo.tar")
+if [ "$HAVE_CRANE" = 1 ]; then OUTSIZE[crane]=$(bytes "$WORK/crane.oci"); fi
 
 echo
-echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'); image: $LAYERS x $LAYER_SIZE bytes"
-printf '%-7s %-7s %10s %10s %14s\n' op tool "wall s" "RSS MB" "peer/ferry"
+echo "upload into an empty $DST: a warm-up and $RUNS runs each"
+fresh='fresh_registry dst "$DST_PORT"'
+# every upload must leave the image with the digest the bundle recorded
+check='"$WORK/ferry-seed" --registry "$DST" --check "$META"'
+measure upload ferry "$fresh" "$check" -- \
+  "${FERRY[@]}" upload "$META" --target "$DST"
+measure upload regctl "$fresh" "$check" -- \
+  "${REGCTL[@]}" --host "$(regctl_host "$DST")" image import "$DST/$IMG" "$WORK/regctl.tar"
+measure upload skopeo "$fresh" "$check" -- \
+  skopeo copy -q --preserve-digests --dest-tls-verify=false "oci-archive:$WORK/skopeo.tar" "docker://$DST/$IMG"
+if [ "$HAVE_CRANE" = 1 ]; then
+  measure upload crane "$fresh" "$check" -- \
+    crane push --insecure "$WORK/crane.oci" "$DST/$IMG"
+fi
+
+# ---------------------------------------------------------------- report
+
+mb() { awk -v b="$1" 'BEGIN{printf "%.1f", b / 1048576}'; }
+version() {
+  case $1 in
+    ferry) "$WORK/ferry" --version 2>&1 | awk '{print $NF; exit}' ;;
+    regctl) regctl version --format '{{.VCSTag}}' 2>/dev/null || echo "?" ;;
+    skopeo) skopeo --version | awk '{print $3}' ;;
+    crane) crane version 2>/dev/null || echo "?" ;;
+  esac
+}
+
+echo
+echo "machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name:[[:space:]]*//p' | head -n1), $(free -g | awk '/^Mem:/{print $2}') GB RAM; $(go version | awk '{print $3}')"
+echo "image:   $LAYERS layers x $LAYER_SIZE bytes (uncompressed tar, incompressible), $BLOB_BYTES blob bytes"
+tools=""
+for t in "${TOOLS[@]}"; do tools+="${tools:+, }$t $(version "$t")"; done
+echo "tools:   $tools"
+echo "median of $RUNS runs after a warm-up; RSS: largest peak of those runs"
+echo
+printf '%-7s %-7s %8s %8s %11s %10s\n' tool op "wall s" "RSS MB" "peer/ferry" "output MB"
 results=()
-verdict() { if [ "$1" = 1 ]; then echo "PASS $2"; else echo "MISS $2"; fi; }
+verdict() { if [ "$1" = 1 ]; then results+=("PASS $2"); else results+=("MISS $2"); fi; }
 for op in save upload; do
   fw=${WALL[$op/ferry]}
-  best=""
-  for tool in ferry regctl skopeo; do
-    w=${WALL[$op/$tool]}; r=${RSS[$op/$tool]}
-    printf '%-7s %-7s %10.2f %10.1f %14s\n' "$op" "$tool" "$w" "$(awk "BEGIN{print $r/1024}")" "$(awk "BEGIN{printf \"%.2f\", $w/$fw}")"
-    if [ "$tool" != ferry ] && { [ -z "$best" ] || awk "BEGIN{exit !($w < $best)}"; }; then best=$w; fi
+  best="" best_tool=""
+  for tool in "${TOOLS[@]}"; do
+    w=${WALL[$op/$tool]}
+    ratio=$(awk -v w="$w" -v f="$fw" 'BEGIN{if (f > 0) printf "%.2f", w / f; else print "-"}')
+    size=""
+    if [ "$op" = save ]; then size=$(mb "${OUTSIZE[$tool]}"); fi
+    printf '%-7s %-7s %8s %8s %11s %10s\n' "$tool" "$op" "$w" "$(mb $((RSS[$op/$tool] * 1024)))" "$ratio" "$size"
+    if [ "$tool" != ferry ] && { [ -z "$best" ] || awk -v w="$w" -v b="$best" 'BEGIN{exit !(w < b)}'; }; then
+      best=$w best_tool=$tool
+    fi
   done
-  results+=("$(verdict "$(awk "BEGIN{print ($fw <= $best) ? 1 : 0}")" "$op: ferry ${fw}s vs fastest peer ${best}s")")
-  results+=("$(verdict "$(awk "BEGIN{print (${RSS[$op/ferry]} < 65536) ? 1 : 0}")" "$op: ferry peak RSS $(awk "BEGIN{printf \"%.1f\", ${RSS[$op/ferry]}/1024}") MB < 64 MB")")
+  verdict "$(awk -v f="$fw" -v b="$best" 'BEGIN{print (f <= b) ? 1 : 0}')" \
+    "$op: ferry wall ${fw}s <= fastest peer ($best_tool ${best}s)"
+  verdict "$(( RSS[$op/ferry] < RSS_LIMIT_MB * 1024 ? 1 : 0 ))" \
+    "$op: ferry peak RSS $(mb $((RSS[$op/ferry] * 1024))) MB < $RSS_LIMIT_MB MB"
 done
-overhead=$(awk "BEGIN{printf \"%.3f\", ($BUNDLE_BYTES - $BLOB_BYTES) * 100 / $BLOB_BYTES}")
-results+=("$(verdict "$(awk "BEGIN{print ($overhead <= 0.5) ? 1 : 0}")" "bundle: $BUNDLE_BYTES bytes for $BLOB_BYTES blob bytes, overhead ${overhead}% <= 0.5%")")
+overhead=$(awk -v o="${OUTSIZE[ferry]}" -v b="$BLOB_BYTES" 'BEGIN{printf "%.3f", (o - b) * 100 / b}')
+verdict "$(awk -v o="$overhead" -v l="$OVERHEAD_LIMIT_PCT" 'BEGIN{print (o <= l) ? 1 : 0}')" \
+  "bundle: ${OUTSIZE[ferry]} bytes (parts + meta.yaml) for $BLOB_BYTES blob bytes: overhead ${overhead}% <= ${OVERHEAD_LIMIT_PCT}%"
 echo
 printf '%s\n' "${results[@]}"
