@@ -23,15 +23,16 @@ type ImageSpec struct {
 func (s ImageSpec) String() string { return s.Source.CommonName() }
 
 // ParseImage parses "SRC" or "SRC -> DST". DST is a repository path with an
-// optional tag; without one the source tag is kept. When registry is set,
-// SRC is a path on that registry.
+// optional tag; without one the source tag is kept. When registry is set
+// and SRC does not name a registry itself (see NamesRegistry), SRC is a
+// path on that registry.
 func ParseImage(line, registry string) (ImageSpec, error) {
 	src, dst, renamed := strings.Cut(line, "->")
 	src, dst = strings.TrimSpace(src), strings.TrimSpace(dst)
 	if src == "" || (renamed && dst == "") || strings.ContainsAny(src, " \t") || strings.ContainsAny(dst, " \t") {
 		return ImageSpec{}, fmt.Errorf("%w: %q", ErrBadList, line)
 	}
-	if registry != "" {
+	if registry != "" && !NamesRegistry(src) {
 		src = strings.TrimSuffix(registry, "/") + "/" + strings.TrimPrefix(src, "/")
 	}
 	r, err := ref.New(src)
@@ -63,6 +64,18 @@ func ParseImage(line, registry string) (ImageSpec, error) {
 		}
 	}
 	return spec, nil
+}
+
+// NamesRegistry reports whether a reference starts with a registry host:
+// its first path component (before the first "/") contains a "." or a ":",
+// or is "localhost", the rule Docker uses. Such a reference is never
+// prefixed with a default source registry.
+func NamesRegistry(s string) bool {
+	first, _, ok := strings.Cut(s, "/")
+	if !ok {
+		return false
+	}
+	return first == "localhost" || strings.ContainsAny(first, ".:")
 }
 
 // ParseList reads an image list: one reference a line, optional

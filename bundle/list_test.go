@@ -57,6 +57,37 @@ func TestParseImageErrors(t *testing.T) {
 	}
 }
 
+// TestParseImageSource: a default source registry (--src, cfg.yaml
+// source) prefixes paths, never a reference that names its own registry.
+func TestParseImageSource(t *testing.T) {
+	const dg = "sha256:0123456789012345678901234567890123456789012345678901234567890123"
+	tests := []struct {
+		line, source, wantRef, wantRepo string
+	}{
+		{"team/app:1", "", "docker.io/team/app:1", "team/app"},
+		{"team/app:1", "127.0.0.1:5000", "127.0.0.1:5000/team/app:1", "team/app"},
+		{"/team/app:1", "127.0.0.1:5000/", "127.0.0.1:5000/team/app:1", "team/app"},
+		{"app:1", "reg.example.com", "reg.example.com/app:1", "app"},
+		{"app@" + dg, "reg.example.com", "reg.example.com/app@" + dg, "app"},
+		{"127.0.0.1:5001/team/app:1", "127.0.0.1:5000", "127.0.0.1:5001/team/app:1", "team/app"},
+		{"quay.io/org/tool:2", "127.0.0.1:5000", "quay.io/org/tool:2", "org/tool"},
+		{"localhost/team/app:1", "127.0.0.1:5000", "localhost/team/app:1", "team/app"},
+		{"localhost:5002/a:1 -> b/c", "127.0.0.1:5000", "localhost:5002/a:1", "b/c"},
+		{"library/alpine:3 -> mirror/alpine", "harbor.local", "harbor.local/library/alpine:3", "mirror/alpine"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.line+"@"+tt.source, func(t *testing.T) {
+			s, err := bundle.ParseImage(tt.line, tt.source)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := s.Source.CommonName(); got != tt.wantRef || s.Repository != tt.wantRepo {
+				t.Errorf("got %s -> %s, want %s -> %s", got, s.Repository, tt.wantRef, tt.wantRepo)
+			}
+		})
+	}
+}
+
 func FuzzParseList(f *testing.F) {
 	f.Add("localhost:5000/a/b:1 -> c/d:2\n# x\n")
 	f.Add("a@sha256:0123456789012345678901234567890123456789012345678901234567890123")

@@ -118,6 +118,13 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("%w: registries[%d]: name %q used twice", errConfig, i, n)
 		}
 		names[n] = true
+		if r.Name != "" && r.Name != r.Registry {
+			for j, o := range c.Registries {
+				if j != i && o.Registry == r.Name {
+					return fmt.Errorf("%w: registries[%d]: name %q is the registry of registries[%d]: a lookup by that host would be ambiguous", errConfig, i, r.Name, j)
+				}
+			}
+		}
 		switch r.TLS {
 		case registry.TLSAuto, registry.TLSEnabled, registry.TLSInsecure, registry.TLSDisabled:
 		default:
@@ -149,10 +156,16 @@ func (r RegistryConfig) key() string {
 	return r.Registry
 }
 
-// Lookup finds a registries entry by name or registry host.
+// Lookup finds a registries entry by its name, or else by its registry
+// host (host[:port]). An empty name matches nothing: an entry without a
+// name is found by its registry, never by "" (the value of an unset
+// --src, source or target).
 func (c *Config) Lookup(name string) (RegistryConfig, bool) {
+	if name == "" {
+		return RegistryConfig{}, false
+	}
 	for _, r := range c.Registries {
-		if r.Name == name || (r.Name == "" && r.Registry == name) {
+		if r.key() == name {
 			return r, true
 		}
 	}
