@@ -3,6 +3,7 @@ module github.com/ferry-oss/ferry
 go 1.26.0
 
 require (
+	github.com/hiddeco/sshsig v0.2.0
 	github.com/klauspost/compress v1.20.4
 	github.com/olareg/olareg v0.2.2
 	github.com/opencontainers/go-digest v1.0.0
@@ -10,6 +11,7 @@ require (
 	github.com/regclient/regclient v0.11.7
 	github.com/ulikunitz/xz v0.5.17
 	github.com/urfave/cli/v2 v2.27.7
+	golang.org/x/crypto v0.58.0
 	golang.org/x/sync v0.25.0
 	golang.org/x/sys v0.50.0
 	golang.org/x/term v0.48.0
@@ -24,5 +26,4 @@ require (
 	github.com/sirupsen/logrus v1.10.2 // indirect
 	github.com/sudo-bmitch/oci-digest v0.1.2 // indirect
 	github.com/xrash/smetrics v0.0.0-20240521201337-686a1a2994c1 // indirect
-	golang.org/x/crypto v0.58.0 // indirect
 )

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the demo and the tests use, when it is missing: Debian's
 # docker-registry (distribution), apache2-utils (htpasswd), docker.io
-# (dockerd), skopeo, and GNU time (for make bench). Needs root and apt;
+# (dockerd), skopeo, openssh-client (ssh-keygen, for signature tests) and GNU
+# time (for make bench). Needs root and apt;
 # otherwise it says what to install and the tests skip what is missing
 # (under CI=true they fail instead).
 set -euo pipefail
@@ -11,6 +12,7 @@ command -v docker-registry >/dev/null || need+=(docker-registry)
 command -v htpasswd >/dev/null || need+=(apache2-utils)
 command -v dockerd >/dev/null || need+=(docker.io)
 command -v skopeo >/dev/null || need+=(skopeo)
+command -v ssh-keygen >/dev/null || need+=(openssh-client)
 [ -x /usr/bin/time ] || need+=(time)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
