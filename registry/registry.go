@@ -77,8 +77,9 @@ type Options struct {
 
 // Registry is a regclient-backed Source and Sink.
 type Registry struct {
-	rc  *regclient.RegClient
-	log *slog.Logger
+	rc   *regclient.RegClient
+	log  *slog.Logger
+	tags tagCache // repository tag lists for Referrers (referrers.go)
 }
 
 var (

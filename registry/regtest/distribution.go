@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"math/big"
@@ -27,7 +28,13 @@ type DistributionOptions struct {
 	User, Pass string
 	// TLS serves HTTPS with a self-signed certificate for 127.0.0.1.
 	TLS bool
+	// V3 runs distribution v3 (its `registry` binary, which has the OCI
+	// 1.1 referrers API) instead of Debian's docker-registry 2.8.
+	V3 bool
 }
+
+// distributionV3 is the go install path of distribution v3's registry.
+const distributionV3 = "github.com/distribution/distribution/v3/cmd/registry@v3.1.2"
 
 // Distribution is a running Debian docker-registry (distribution 2.8).
 type Distribution struct {
@@ -58,6 +65,33 @@ func Need(t testing.TB, name string) string {
 	return ""
 }
 
+// NeedGoBinary returns the path of a binary installed with go install
+// (pkg names it, for the message): $(go env GOPATH)/bin first, then PATH.
+// Like Need, it skips the test when the binary is missing, except under CI.
+func NeedGoBinary(t testing.TB, name, pkg string) string {
+	t.Helper()
+	gopath := os.Getenv("GOPATH")
+	if gopath == "" {
+		if out, err := exec.Command("go", "env", "GOPATH").Output(); err == nil {
+			gopath = strings.TrimSpace(string(out))
+		}
+	}
+	if gopath != "" {
+		p := filepath.Join(strings.Split(gopath, string(os.PathListSeparator))[0], "bin", name)
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	if p, err := exec.LookPath(name); err == nil {
+		return p
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("%s is not installed (go install %s; .ci/run installs it)", name, pkg)
+	}
+	t.Skipf("%s is not installed (go install %s)", name, pkg)
+	return ""
+}
+
 // StartDistribution starts docker-registry on a free loopback port and
 // stops it (by PID) when the test ends.
 func StartDistribution(t testing.TB, opts DistributionOptions) *Distribution {
@@ -65,7 +99,12 @@ func StartDistribution(t testing.TB, opts DistributionOptions) *Distribution {
 	if testing.Short() {
 		t.Skip("-short: no docker-registry")
 	}
-	bin := Need(t, "docker-registry")
+	bin := ""
+	if opts.V3 {
+		bin = NeedGoBinary(t, "registry", distributionV3)
+	} else {
+		bin = Need(t, "docker-registry")
+	}
 	dir := t.TempDir()
 	d, err := startDistribution(bin, dir, opts)
 	if err != nil {
@@ -129,6 +168,7 @@ http:
 	}
 	defer log.Close()
 	d.cmd = exec.Command(bin, "serve", cfgFile)
+	d.cmd.Env = append(os.Environ(), "OTEL_TRACES_EXPORTER=none") // v3 exports traces otherwise
 	d.cmd.Stdout, d.cmd.Stderr = log, log
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := d.cmd.Start(); err != nil {
@@ -215,4 +255,34 @@ func selfSigned(dir string) (certFile, keyFile string, err error) {
 		return "", "", err
 	}
 	return certFile, keyFile, nil
+}
+
+// Tags lists the tags of repo of d straight from its HTTP API (see TagsAt).
+func Tags(t testing.TB, d *Distribution, repo string) []string {
+	t.Helper()
+	if d.CAFile != "" {
+		return TagsAt(t, "https://"+d.Host, repo)
+	}
+	return TagsAt(t, "http://"+d.Host, repo)
+}
+
+// TagsAt lists the tags of repo at a registry's base URL straight from its
+// HTTP API (no ferry code in between). The registry must not require auth;
+// TLS certificates are not checked (loopback test registries).
+func TagsAt(t testing.TB, base, repo string) []string {
+	t.Helper()
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} //#nosec G402 -- test helper on loopback
+	resp, err := client.Get(base + "/v2/" + repo + "/tags/list")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusNotFound {
+		return nil
+	}
+	var tl struct{ Tags []string }
+	if err := json.NewDecoder(resp.Body).Decode(&tl); err != nil {
+		t.Fatalf("tags of %s: %s: %v", repo, resp.Status, err)
+	}
+	return tl.Tags
 }

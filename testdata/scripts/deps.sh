@@ -14,6 +14,15 @@ command -v dockerd >/dev/null || need+=(docker.io)
 command -v skopeo >/dev/null || need+=(skopeo)
 command -v ssh-keygen >/dev/null || need+=(openssh-client)
 [ -x /usr/bin/time ] || need+=(time)
+# Go tools the tests use, from the Go module proxy: distribution v3 (its
+# `registry` has the OCI referrers API).
+if command -v go >/dev/null; then
+  gobin=$(go env GOPATH)/bin
+  if [ ! -x "$gobin/registry" ]; then
+    echo "installing distribution v3 (go install github.com/distribution/distribution/v3/cmd/registry@v3.1.2)"
+    go install github.com/distribution/distribution/v3/cmd/registry@v3.1.2
+  fi
+fi
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
   echo "missing: ${need[*]} (apt-get install ${need[*]}); tests that need them are skipped" >&2

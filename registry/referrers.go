@@ -1,0 +1,118 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/regclient/regclient/types/descriptor"
+	"github.com/regclient/regclient/types/errs"
+	"github.com/regclient/regclient/types/ref"
+
+	"github.com/ferry-oss/ferry/bundle"
+)
+
+var _ bundle.ReferrerSource = (*Registry)(nil)
+
+// cosignSuffixes are the tag suffixes cosign uses for artifacts of a
+// manifest digest: sha256-<hex>.sig, .att and .sbom.
+var cosignSuffixes = []string{".sig", ".att", ".sbom"}
+
+// tagCache holds one tag list per repository, so that looking for cosign
+// tags costs one listing per repository, not three requests per manifest.
+type tagCache struct {
+	mu   sync.Mutex
+	tags map[string]*tagEntry
+}
+
+type tagEntry struct {
+	once sync.Once
+	set  map[string]bool
+	err  error
+}
+
+// Referrers lists what refers to manifest d in repository rf: the OCI 1.1
+// referrers (through the registry's referrers API, or the OCI fallback tag
+// sha256-<hex> where the registry has no such API; regclient does both),
+// then the cosign tags sha256-<hex>.sig, .att and .sbom present in the
+// repository. Each manifest is returned once.
+func (r *Registry) Referrers(ctx context.Context, rf ref.Ref, d descriptor.Descriptor) ([]bundle.Referrer, error) {
+	subject := rf.SetDigest(d.Digest.String())
+	rl, err := r.rc.ReferrerList(ctx, subject)
+	if err != nil && !errors.Is(err, errs.ErrNotFound) {
+		return nil, fmt.Errorf("listing referrers of %s: %w", subject.CommonName(), err)
+	}
+	var out []bundle.Referrer
+	seen := map[string]bool{}
+	for _, rd := range rl.Descriptors {
+		if seen[rd.Digest.String()] {
+			continue
+		}
+		seen[rd.Digest.String()] = true
+		out = append(out, bundle.Referrer{Desc: rd})
+	}
+	tags, err := r.repoTags(ctx, rf)
+	if err != nil {
+		return nil, fmt.Errorf("listing tags of %s for cosign artifacts: %w", rf.CommonName(), err)
+	}
+	base := strings.Replace(d.Digest.String(), ":", "-", 1)
+	for _, suf := range cosignSuffixes {
+		tag := base + suf
+		if !tags[tag] {
+			continue
+		}
+		m, err := r.rc.ManifestHead(ctx, rf.SetTag(tag))
+		if errors.Is(err, errs.ErrNotFound) {
+			continue // removed since the listing
+		}
+		if err != nil {
+			return nil, fmt.Errorf("reading %s: %w", rf.SetTag(tag).CommonName(), err)
+		}
+		desc := m.GetDescriptor()
+		if desc.Digest == "" || desc.Size == 0 {
+			// a registry that answers HEAD without digest or size
+			full, err := r.rc.ManifestGet(ctx, rf.SetTag(tag))
+			if err != nil {
+				return nil, fmt.Errorf("reading %s: %w", rf.SetTag(tag).CommonName(), err)
+			}
+			desc = full.GetDescriptor()
+		}
+		out = append(out, bundle.Referrer{Desc: desc, Tag: tag})
+	}
+	return out, nil
+}
+
+// repoTags returns the tags of rf's repository, listed once per Registry.
+func (r *Registry) repoTags(ctx context.Context, rf ref.Ref) (map[string]bool, error) {
+	key := rf.Registry + "/" + rf.Repository
+	r.tags.mu.Lock()
+	if r.tags.tags == nil {
+		r.tags.tags = map[string]*tagEntry{}
+	}
+	e, ok := r.tags.tags[key]
+	if !ok {
+		e = &tagEntry{}
+		r.tags.tags[key] = e
+	}
+	r.tags.mu.Unlock()
+	e.once.Do(func() {
+		tl, err := r.rc.TagList(ctx, ref.Ref{Scheme: rf.Scheme, Registry: rf.Registry, Repository: rf.Repository})
+		if errors.Is(err, errs.ErrNotFound) {
+			e.set = map[string]bool{}
+			return
+		}
+		if err != nil {
+			e.err = err
+			return
+		}
+		names, err := tl.GetTags()
+		e.set = map[string]bool{}
+		for _, t := range names {
+			e.set[t] = true
+		}
+		e.err = err
+	})
+	return e.set, e.err
+}
