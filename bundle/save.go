@@ -37,8 +37,16 @@ type SaveOptions struct {
 	RetryDelay time.Duration
 	// KeepGoing writes a meta of the images that succeeded, marked partial.
 	KeepGoing bool
-	Log       *slog.Logger
-	Progress  Progress
+	// Referrers also saves what refers to each saved manifest (SBOMs,
+	// signatures, attestations: OCI referrers and cosign tags) when the
+	// Source is a ReferrerSource; see Referrer.
+	Referrers bool
+	// ArtifactTypes keeps only referrers of these artifact types (a
+	// cosign tag's suffix, ".sig", ".att" or ".sbom", also matches); empty
+	// keeps all.
+	ArtifactTypes []string
+	Log           *slog.Logger
+	Progress      Progress
 }
 
 // ImageError is the failure of one image.
@@ -92,10 +100,22 @@ type imagePlan struct {
 	spec      ImageSpec
 	top       manifest.Manifest
 	srcDigest digest.Digest
-	manifests []manifest.Manifest // children first
+	manifests []manifest.Manifest // children first, referrers after their subject
 	blobs     []srcBlob
 	platforms []string
+	tagged    []taggedReferrer   // cosign-style referrers, tagged at the target
+	referred  map[digest.Digest]bool
 }
+
+// taggedReferrer is a referrer that needs a tag at the target.
+type taggedReferrer struct {
+	tag  string
+	desc descriptor.Descriptor
+}
+
+// maxReferrerLevel bounds referrers of referrers (a signature of an SBOM
+// is level 2).
+const maxReferrerLevel = 2
 
 // Save copies images from src into the bundle w: it resolves every image
 // first, then streams the blobs each image needs (each once, skipping base
@@ -238,6 +258,7 @@ func Save(ctx context.Context, src Source, w *Writer, images []ImageSpec, opts S
 	}
 
 	// 3. Manifests, children first, then the image records.
+	taggedSeen := map[string]bool{}
 	for i, p := range plans {
 		if p == nil {
 			continue
@@ -256,6 +277,20 @@ func Save(ctx context.Context, src Source, w *Writer, images []ImageSpec, opts S
 			SourceDigest: p.srcDigest,
 			Platforms:    p.platforms,
 		})
+		for _, tr := range p.tagged {
+			key := p.spec.Repository + ":" + tr.tag
+			if taggedSeen[key] {
+				continue // the same image saved twice (two tags of one digest)
+			}
+			taggedSeen[key] = true
+			w.AddImage(meta.Image{
+				Source:     p.spec.Source.SetTag(tr.tag).CommonName(),
+				Repository: p.spec.Repository,
+				Tag:        tr.tag,
+				Digest:     tr.desc.Digest,
+				MediaType:  tr.desc.MediaType,
+			})
+		}
 	}
 	fe := failedErr(images, failures)
 	if fe != nil {
@@ -406,7 +441,85 @@ func (p *imagePlan) walk(ctx context.Context, src Source, m manifest.Manifest, s
 		return nil, fmt.Errorf("%w: manifest media type %s", ErrUnsupported, desc.MediaType)
 	}
 	p.manifests = append(p.manifests, m)
+	if m.GetDescriptor().Digest != desc.Digest {
+		// A filtered index is a new manifest: what refers to the source's
+		// index names a digest the target will not have.
+		opts.Log.Info("referrers of a filtered index are not carried (their subject is the unfiltered index)", "image", p.spec.String(), "index", desc.Digest)
+	} else if err := p.addReferrers(ctx, src, desc, srcRef, tgt, opts, 1); err != nil {
+		return nil, err
+	}
 	return m, nil
+}
+
+// addReferrers adds what refers to the manifest d (and, up to
+// maxReferrerLevel, what refers to those) after it: their manifests and
+// blobs, never filtered by platform, and their tags when they are
+// cosign-style.
+func (p *imagePlan) addReferrers(ctx context.Context, src Source, d descriptor.Descriptor, srcRef, tgt ref.Ref, opts SaveOptions, level int) error {
+	rs, ok := src.(ReferrerSource)
+	if !opts.Referrers || !ok || level > maxReferrerLevel {
+		return nil
+	}
+	var list []Referrer
+	err := retry(ctx, opts.Retries, opts.RetryDelay, opts.Log, "referrers of "+d.Digest.String(), func() error {
+		var err error
+		list, err = rs.Referrers(ctx, srcRef, d)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("referrers of %s (leave them out with --referrers=false): %w", d.Digest, err)
+	}
+	ropts := opts
+	ropts.Platforms = nil // platform filters never drop referrers
+	for _, r := range list {
+		if !wantArtifact(r, opts.ArtifactTypes) {
+			continue
+		}
+		if p.referred == nil {
+			p.referred = map[digest.Digest]bool{}
+		}
+		if p.referred[r.Desc.Digest] {
+			continue
+		}
+		p.referred[r.Desc.Digest] = true
+		rm, err := getManifest(ctx, src, srcRef.SetDigest(r.Desc.Digest.String()), opts)
+		if err != nil {
+			return fmt.Errorf("referrer %s of %s: %w", r.Desc.Digest, d.Digest, err)
+		}
+		if err := p.walkReferrer(ctx, src, rm, srcRef, tgt, ropts, level); err != nil {
+			return fmt.Errorf("referrer %s of %s: %w", r.Desc.Digest, d.Digest, err)
+		}
+		if r.Tag != "" {
+			rd := rm.GetDescriptor()
+			p.tagged = append(p.tagged, taggedReferrer{tag: r.Tag, desc: descriptor.Descriptor{MediaType: rd.MediaType, Digest: rd.Digest, Size: rd.Size}})
+		}
+		opts.Log.Debug("referrer", "image", p.spec.String(), "subject", d.Digest, "referrer", r.Desc.Digest, "artifactType", r.Desc.ArtifactType, "tag", r.Tag)
+	}
+	return nil
+}
+
+// walkReferrer adds a referrer manifest like a child (depth 1: it adds no
+// platforms to the image), then its own referrers one level down.
+func (p *imagePlan) walkReferrer(ctx context.Context, src Source, m manifest.Manifest, srcRef, tgt ref.Ref, opts SaveOptions, level int) error {
+	o := opts
+	o.Referrers = false // walk does not recurse into referrers here
+	if _, err := p.walk(ctx, src, m, srcRef, tgt, o, 1); err != nil {
+		return err
+	}
+	return p.addReferrers(ctx, src, m.GetDescriptor(), srcRef, tgt, opts, level+1)
+}
+
+// wantArtifact applies SaveOptions.ArtifactTypes.
+func wantArtifact(r Referrer, types []string) bool {
+	if len(types) == 0 {
+		return true
+	}
+	for _, t := range types {
+		if t == r.Desc.ArtifactType || (r.Tag != "" && strings.HasSuffix(r.Tag, t)) {
+			return true
+		}
+	}
+	return false
 }
 
 func configPlatform(ctx context.Context, src Source, r ref.Ref, cfg descriptor.Descriptor) (*platform.Platform, error) {

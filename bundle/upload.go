@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"sort"
 	"strings"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -173,13 +174,18 @@ func Upload(ctx context.Context, bd *Bundle, sink Sink, opts UploadOptions) (*Up
 	res.BlobsPushed, res.BlobsSkipped, res.BlobsMounted = int(pushed.Load()), res.BlobsSkipped+int(skipped.Load()), res.BlobsMounted+int(mounted.Load())
 	res.BytesPushed = bytes.Load()
 
-	// 3. Manifests: per image, children first; tags last.
+	// 3. Manifests: per image, children first, referrers after their
+	// subject; tags last.
+	referrers, err := ReferrersOf(m)
+	if err != nil {
+		return nil, err
+	}
 	var mu sync.Mutex
 	g, gctx = errgroup.WithContext(ctx)
 	g.SetLimit(opts.Jobs)
 	for _, img := range m.Images {
 		g.Go(func() error {
-			n, err := pushImage(gctx, bd, sink, target(img.Repository), img)
+			n, err := pushImage(gctx, bd, sink, target(img.Repository), img, referrers)
 			if err != nil {
 				return fmt.Errorf("image %s: %w", img.Source, err)
 			}
@@ -203,7 +209,7 @@ func Upload(ctx context.Context, bd *Bundle, sink Sink, opts UploadOptions) (*Up
 
 // pushImage pushes the manifests of one image in dependency order and then
 // its tag. It returns how many manifests it put.
-func pushImage(ctx context.Context, bd *Bundle, sink Sink, tgt ref.Ref, img meta.Image) (int, error) {
+func pushImage(ctx context.Context, bd *Bundle, sink Sink, tgt ref.Ref, img meta.Image, referrers map[digest.Digest][]digest.Digest) (int, error) {
 	var order []manifest.Manifest
 	seen := map[digest.Digest]bool{}
 	var walk func(dg digest.Digest, depth int) error
@@ -233,6 +239,11 @@ func pushImage(ctx context.Context, bd *Bundle, sink Sink, tgt ref.Ref, img meta
 			}
 		}
 		order = append(order, mm)
+		for _, r := range referrers[dg] { // after their subject, before the tag
+			if err := walk(r, 0); err != nil {
+				return fmt.Errorf("referrer %s of %s: %w", r, dg, err)
+			}
+		}
 		return nil
 	}
 	if err := walk(img.Digest, 0); err != nil {
@@ -245,7 +256,7 @@ func pushImage(ctx context.Context, bd *Bundle, sink Sink, tgt ref.Ref, img meta
 		}
 	}
 	if img.Tag != "" {
-		top := order[len(order)-1]
+		top := order[slices.IndexFunc(order, func(mm manifest.Manifest) bool { return mm.GetDescriptor().Digest == img.Digest })]
 		if err := sink.ManifestPut(ctx, tgt.SetTag(img.Tag), top); err != nil {
 			return 0, fmt.Errorf("pushing tag %s: %w", img.Tag, err)
 		}
