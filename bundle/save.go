@@ -103,7 +103,7 @@ type imagePlan struct {
 	manifests []manifest.Manifest // children first, referrers after their subject
 	blobs     []srcBlob
 	platforms []string
-	tagged    []taggedReferrer   // cosign-style referrers, tagged at the target
+	tagged    []taggedReferrer // cosign-style referrers, tagged at the target
 	referred  map[digest.Digest]bool
 }
 
