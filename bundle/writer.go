@@ -49,6 +49,9 @@ type WriterOptions struct {
 	Now func() time.Time
 	// Log receives debug messages (default discard).
 	Log *slog.Logger
+	// SignMeta, when set, signs the meta file's bytes; the signature is
+	// written next to it (sign.SigPath) before the meta file itself.
+	SignMeta func(metaBytes []byte) ([]byte, error)
 }
 
 type slot struct{ pw *partWriter }
@@ -409,7 +412,7 @@ func (w *Writer) CommitMeta(ctx context.Context) (*meta.Meta, error) {
 		w.abortLocked(slots)
 		return nil, fmt.Errorf("bundle %s: %w", w.id, err)
 	}
-	if err := meta.Write(w.MetaPath(), m); err != nil {
+	if err := w.writeMeta(m); err != nil {
 		w.abortLocked(slots)
 		return nil, fmt.Errorf("writing meta: %w", err)
 	}
