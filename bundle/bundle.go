@@ -37,6 +37,16 @@ var (
 	ErrImagesFailed     = errors.New("images failed")
 	ErrUnsupported      = errors.New("unsupported")
 	ErrBadList          = errors.New("bad image list")
+	ErrLimit            = errors.New("limit exceeded")
+)
+
+// Limits on what a source may hand to save and sync: beyond them a
+// manifest is refused (ErrLimit) before anything it lists is fetched.
+// Manifest bytes are limited by the registry client (8 MiB).
+const (
+	MaxChildren  = 1000 // manifests in one index
+	MaxLayers    = 1000 // layers of one image
+	MaxReferrers = 1000 // referrers of one manifest
 )
 
 // Source is where images are read from: a registry, or a bundle.

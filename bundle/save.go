@@ -372,6 +372,9 @@ func (p *imagePlan) walk(ctx context.Context, src Source, m manifest.Manifest, s
 		if err != nil {
 			return nil, err
 		}
+		if len(dl) > MaxChildren {
+			return nil, fmt.Errorf("index %s lists %d manifests: %w (at most %d)", desc.Digest, len(dl), ErrLimit, MaxChildren)
+		}
 		kept := dl
 		if len(opts.Platforms) > 0 {
 			kept = nil
@@ -421,6 +424,9 @@ func (p *imagePlan) walk(ctx context.Context, src Source, m manifest.Manifest, s
 		if err != nil {
 			return nil, err
 		}
+		if len(blobs)-1 > MaxLayers {
+			return nil, fmt.Errorf("image %s has %d layers: %w (at most %d)", desc.Digest, len(blobs)-1, ErrLimit, MaxLayers)
+		}
 		cfg := blobs[0]
 		if depth == 0 && len(opts.Platforms) > 0 && mediatype.Base(cfg.MediaType) != mediatype.OCI1Empty {
 			plat, err := configPlatform(ctx, src, srcRef, cfg)
@@ -468,6 +474,9 @@ func (p *imagePlan) addReferrers(ctx context.Context, src Source, d descriptor.D
 	})
 	if err != nil {
 		return fmt.Errorf("referrers of %s (leave them out with --referrers=false): %w", d.Digest, err)
+	}
+	if len(list) > MaxReferrers {
+		return fmt.Errorf("%s has %d referrers: %w (at most %d; leave them out with --referrers=false)", d.Digest, len(list), ErrLimit, MaxReferrers)
 	}
 	ropts := opts
 	ropts.Platforms = nil // platform filters never drop referrers
@@ -617,7 +626,7 @@ func retryable(ctx context.Context, err error) bool {
 	if err == nil || ctx.Err() != nil {
 		return false
 	}
-	for _, perm := range []error{ErrDigestMismatch, ErrSizeMismatch, ErrPartCorrupt, ErrPartMissing, ErrBlobMissing, ErrBaseMissing, ErrUnsupported, ErrCodec, errs.ErrDigestMismatch, errs.ErrSizeLimitExceeded, errs.ErrNotFound, errs.ErrHTTPUnauthorized, errs.ErrInvalidReference, errs.ErrUnsupportedMediaType, errs.ErrParsingFailed, ErrPlatformMismatch, context.Canceled, context.DeadlineExceeded} {
+	for _, perm := range []error{ErrLimit, ErrDigestMismatch, ErrSizeMismatch, ErrPartCorrupt, ErrPartMissing, ErrBlobMissing, ErrBaseMissing, ErrUnsupported, ErrCodec, errs.ErrDigestMismatch, errs.ErrSizeLimitExceeded, errs.ErrNotFound, errs.ErrHTTPUnauthorized, errs.ErrInvalidReference, errs.ErrUnsupportedMediaType, errs.ErrParsingFailed, ErrPlatformMismatch, context.Canceled, context.DeadlineExceeded} {
 		if errors.Is(err, perm) {
 			return false
 		}

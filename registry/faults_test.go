@@ -200,6 +200,7 @@ func TestSaveHostileManifests(t *testing.T) {
 		want string
 	}{
 		{"layer size lies", regtest.Replace(mediatype.OCI1Manifest, lying), layer.Desc.Digest.String()},
+		{"10000 children", regtest.Replace(mediatype.OCI1ManifestList, huge), "limit exceeded"},
 		{"100 MB manifest", regtest.Replace(mediatype.OCI1Manifest, big), "too large"},
 	}
 	for _, tt := range tests {
@@ -214,6 +215,14 @@ func TestSaveHostileManifests(t *testing.T) {
 			}
 			if d := time.Since(start); d > 10*time.Second {
 				t.Errorf("took %v to refuse", d)
+			}
+			if tt.name == "10000 children" {
+				if !errors.Is(err, bundle.ErrLimit) {
+					t.Errorf("err %v is not ErrLimit", err)
+				}
+				if n := len(p.Requests("/manifests/sha256:")); n != 0 {
+					t.Errorf("%d children fetched before the index was refused", n)
+				}
 			}
 			noFiles(t, dir)
 		})
