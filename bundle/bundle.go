@@ -38,6 +38,7 @@ var (
 	ErrUnsupported      = errors.New("unsupported")
 	ErrBadList          = errors.New("bad image list")
 	ErrLimit            = errors.New("limit exceeded")
+	ErrIdleTimeout      = errors.New("idle timeout")
 )
 
 // Limits on what a source may hand to save and sync: beyond them a

@@ -37,6 +37,9 @@ type SaveOptions struct {
 	RetryDelay time.Duration
 	// KeepGoing writes a meta of the images that succeeded, marked partial.
 	KeepGoing bool
+	// IdleTimeout ends a blob download that waits longer than this for
+	// a byte and retries it (it resumes where it broke off); 0: no limit.
+	IdleTimeout time.Duration
 	// Referrers also saves what refers to each saved manifest (SBOMs,
 	// signatures, attestations: OCI referrers and cosign tags) when the
 	// Source is a ReferrerSource; see Referrer.
@@ -601,11 +604,11 @@ func getManifest(ctx context.Context, src Source, r ref.Ref, opts SaveOptions) (
 // transient errors and resuming where it broke off.
 func copyBlob(ctx context.Context, src Source, w *Writer, b srcBlob, opts SaveOptions, prog Progress) error {
 	t := prog.Begin(b.desc.Digest.Encoded()[:12], b.desc.Size)
-	rr := &resumeReader{ctx: ctx, open: func() (io.ReadCloser, error) {
+	rr := &resumeReader{ctx: ctx, idle: opts.IdleTimeout, open: func(actx context.Context) (io.ReadCloser, error) {
 		var rc io.ReadCloser
-		err := retry(ctx, opts.Retries, opts.RetryDelay, opts.Log, "blob "+b.desc.Digest.String(), func() error {
+		err := retry(actx, opts.Retries, opts.RetryDelay, opts.Log, "blob "+b.desc.Digest.String(), func() error {
 			var err error
-			rc, err = src.BlobGet(ctx, b.src, b.desc)
+			rc, err = src.BlobGet(actx, b.src, b.desc)
 			return err
 		})
 		return rc, err
@@ -650,10 +653,13 @@ func retry(ctx context.Context, retries int, delay time.Duration, log *slog.Logg
 }
 
 // resumeReader reads a blob; when the stream breaks it reopens the source,
-// discards what was already delivered and goes on.
+// discards what was already delivered and goes on. With idle set, an
+// attempt that waits longer than idle for a byte (opening included) is
+// ended with ErrIdleTimeout and retried like a broken stream.
 type resumeReader struct {
 	ctx     context.Context
-	open    func() (io.ReadCloser, error)
+	open    func(ctx context.Context) (io.ReadCloser, error)
+	idle    time.Duration
 	rc      io.ReadCloser
 	off     int64
 	retries int
@@ -661,27 +667,82 @@ type resumeReader struct {
 	delay   time.Duration
 	log     *slog.Logger
 	name    string
+
+	actx   context.Context // the current attempt's
+	cancel context.CancelCauseFunc
+	timer  *time.Timer
+}
+
+// attempt starts an attempt context, watched by the idle timer.
+func (r *resumeReader) attempt() {
+	r.endAttempt()
+	r.actx, r.cancel = context.WithCancelCause(r.ctx)
+	if r.idle > 0 {
+		cancel := r.cancel
+		r.timer = time.AfterFunc(r.idle, func() { cancel(ErrIdleTimeout) })
+	}
+}
+
+func (r *resumeReader) endAttempt() {
+	if r.timer != nil {
+		r.timer.Stop()
+		r.timer = nil
+	}
+	if r.cancel != nil {
+		r.cancel(nil)
+		r.cancel = nil
+	}
+}
+
+// watch runs fn with the idle timer armed, and names an idle timeout as
+// such (the read itself only saw a canceled context).
+func (r *resumeReader) watch(fn func() error) error {
+	if r.timer != nil {
+		r.timer.Reset(r.idle)
+	}
+	err := fn()
+	if r.timer != nil {
+		r.timer.Stop()
+	}
+	if err != nil && err != io.EOF && errors.Is(context.Cause(r.actx), ErrIdleTimeout) && r.ctx.Err() == nil {
+		err = fmt.Errorf("%w: no data for %v", ErrIdleTimeout, r.idle)
+	}
+	return err
 }
 
 func (r *resumeReader) Read(p []byte) (int, error) {
 	for {
 		if r.rc == nil {
-			rc, err := r.open()
-			if err != nil {
-				return 0, err
-			}
-			if r.off > 0 {
-				if _, err := io.CopyN(io.Discard, rc, r.off); err != nil {
-					rc.Close()
-					if r.again(err) {
-						continue
+			r.attempt()
+			var rc io.ReadCloser
+			err := r.watch(func() error {
+				var err error
+				rc, err = r.open(r.actx)
+				if err == nil && r.off > 0 {
+					if _, err = io.CopyN(io.Discard, rc, r.off); err != nil {
+						rc.Close()
 					}
-					return 0, err
 				}
+				return err
+			})
+			if err != nil {
+				if r.off > 0 && r.again(err) {
+					continue
+				}
+				if errors.Is(err, ErrIdleTimeout) && r.again(err) {
+					continue
+				}
+				r.endAttempt()
+				return 0, err
 			}
 			r.rc = rc
 		}
-		n, err := r.rc.Read(p)
+		var n int
+		err := r.watch(func() error {
+			var err error
+			n, err = r.rc.Read(p)
+			return err
+		})
 		r.off += int64(n)
 		if err == nil || err == io.EOF || n > 0 {
 			if err != nil && err != io.EOF && n > 0 {
@@ -693,6 +754,7 @@ func (r *resumeReader) Read(p []byte) (int, error) {
 		r.rc.Close()
 		r.rc = nil
 		if !r.again(err) {
+			r.endAttempt()
 			return 0, err
 		}
 	}
@@ -713,6 +775,7 @@ func (r *resumeReader) again(err error) bool {
 }
 
 func (r *resumeReader) Close() error {
+	defer r.endAttempt()
 	if r.rc != nil {
 		return r.rc.Close()
 	}

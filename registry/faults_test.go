@@ -276,3 +276,38 @@ func TestRedirectCredentials(t *testing.T) {
 		t.Error("password in meta")
 	}
 }
+
+// TestSaveStalledSource: a body that stalls (a byte every 2 s) is ended by
+// the idle timeout and the blob is fetched again; the save succeeds
+// quickly, with the source's digest.
+func TestSaveStalledSource(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs docker-registry")
+	}
+	p, reg, img := faultSource(t, regtest.DistributionOptions{}, 3)
+	layer := biggest(img)
+	p.Add(regtest.Fault{Method: "GET", Path: "/blobs/" + layer.Desc.Digest.String(), Times: 1, Action: regtest.Stall(layer.Desc.Size/2, 2*time.Second)})
+	spec, err := bundle.ParseImage("team/app:1", p.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := bundle.NewWriter(bundle.WriterOptions{Dir: t.TempDir(), Parts: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	res, err := bundle.Save(context.Background(), reg, w, []bundle.ImageSpec{spec}, bundle.SaveOptions{Jobs: 2, Retries: 2, RetryDelay: 10 * time.Millisecond, IdleTimeout: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 1800*time.Millisecond {
+		t.Errorf("save took %v: the stall was waited out, not timed out", d)
+	}
+	if res.Meta.Images[0].Digest != img.Digest() {
+		t.Errorf("digest %s, want %s", res.Meta.Images[0].Digest, img.Digest())
+	}
+	reqs := p.Requests("/blobs/" + layer.Desc.Digest.String())
+	if len(reqs) < 2 || !reqs[0].Faulted {
+		t.Errorf("requests %+v: want the stalled one, then a retry", reqs)
+	}
+}
