@@ -44,6 +44,7 @@ var (
 	ErrSchema     = errors.New("unsupported meta schema")
 	ErrInvalid    = errors.New("invalid meta file")
 	ErrMetaTooBig = errors.New("meta file too large")
+	ErrNotRegular = errors.New("not a regular file")
 	maxMetaSize   = int64(256 << 20)
 	partNameRe    = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
 	repoRe        = regexp.MustCompile(`^[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*)*$`)
@@ -200,9 +201,45 @@ func Parse(b []byte) (*Meta, error) {
 	return &m, nil
 }
 
+// OpenRegular opens a file that must be a regular file: a directory, a FIFO
+// or a device is refused before it is opened (a FIFO would block, /dev/zero
+// never ends), and the opened file is checked again.
+func OpenRegular(file string) (*os.File, error) {
+	st, err := os.Stat(file)
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s: %w (%s)", file, ErrNotRegular, fileKind(st.Mode()))
+	}
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, err
+	}
+	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
+		f.Close()
+		return nil, fmt.Errorf("%s: %w (it changed while it was opened)", file, ErrNotRegular)
+	}
+	return f, nil
+}
+
+func fileKind(m os.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&os.ModeNamedPipe != 0:
+		return "a FIFO"
+	case m&os.ModeDevice != 0:
+		return "a device"
+	case m&os.ModeSocket != 0:
+		return "a socket"
+	}
+	return "not a regular file"
+}
+
 // Load reads and parses the meta file at path.
 func Load(file string) (*Meta, error) {
-	f, err := os.Open(file)
+	f, err := OpenRegular(file)
 	if err != nil {
 		return nil, err
 	}
@@ -223,7 +260,7 @@ func Load(file string) (*Meta, error) {
 
 // FileSHA256 returns the hex sha256 of a file, used to pin base meta files.
 func FileSHA256(file string) (string, error) {
-	f, err := os.Open(file)
+	f, err := OpenRegular(file)
 	if err != nil {
 		return "", err
 	}
