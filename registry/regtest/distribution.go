@@ -28,9 +28,12 @@ type DistributionOptions struct {
 	User, Pass string
 	// TLS serves HTTPS with a self-signed certificate for 127.0.0.1.
 	TLS bool
-	// V3 runs distribution v3 (its `registry` binary, which has the OCI
-	// 1.1 referrers API) instead of Debian's docker-registry 2.8.
+	// V3 runs distribution v3 (its `registry` binary) instead of
+	// Debian's docker-registry 2.8.
 	V3 bool
+	// StorageSize, when set, puts the registry's storage on a tmpfs of
+	// this many bytes (a full disk at the target; needs root).
+	StorageSize int64
 }
 
 // distributionV3 is the go install path of distribution v3's registry.
@@ -42,6 +45,7 @@ type Distribution struct {
 	CAFile string // with TLS: the self-signed certificate
 	Dir    string
 	cmd    *exec.Cmd
+	mount  string // the tmpfs of StorageSize, unmounted by Stop
 }
 
 // Need returns the path of a binary a test needs; it skips the test when
@@ -106,6 +110,12 @@ func StartDistribution(t testing.TB, opts DistributionOptions) *Distribution {
 		bin = Need(t, "docker-registry")
 	}
 	dir := t.TempDir()
+	if opts.StorageSize > 0 && os.Geteuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("a tmpfs for the registry storage needs root")
+		}
+		t.Skip("a tmpfs for the registry storage needs root")
+	}
 	d, err := startDistribution(bin, dir, opts)
 	if err != nil {
 		t.Fatal(err)
@@ -114,7 +124,7 @@ func StartDistribution(t testing.TB, opts DistributionOptions) *Distribution {
 	return d
 }
 
-func startDistribution(bin, dir string, opts DistributionOptions) (*Distribution, error) {
+func startDistribution(bin, dir string, opts DistributionOptions) (_ *Distribution, err error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
@@ -122,6 +132,18 @@ func startDistribution(bin, dir string, opts DistributionOptions) (*Distribution
 	addr := l.Addr().String()
 	l.Close()
 	d := &Distribution{Host: addr, Dir: dir}
+	if opts.StorageSize > 0 {
+		data := filepath.Join(dir, "data")
+		if err := MountTmpfs(data, opts.StorageSize); err != nil {
+			return nil, err
+		}
+		d.mount = data
+		defer func() {
+			if err != nil {
+				d.Stop() // unmounts
+			}
+		}()
+	}
 	cfg := fmt.Sprintf(`version: 0.1
 log:
   level: error
@@ -198,13 +220,41 @@ http:
 	}
 }
 
-// Stop ends the registry by its PID.
+// Stop ends the registry by its PID (and unmounts its tmpfs).
 func (d *Distribution) Stop() {
-	if d.cmd == nil || d.cmd.Process == nil {
-		return
+	if d.cmd != nil && d.cmd.Process != nil {
+		stopProcess(d.cmd, 5*time.Second)
+		d.cmd = nil
 	}
-	stopProcess(d.cmd, 5*time.Second)
-	d.cmd = nil
+	if d.mount != "" {
+		_ = syscall.Unmount(d.mount, 0)
+		d.mount = ""
+	}
+}
+
+// MountTmpfs mounts a tmpfs of size bytes at dir (created if missing), for
+// tests of a full disk. It needs root; the caller unmounts it.
+func MountTmpfs(dir string, size int64) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, fmt.Sprintf("size=%d", size)); err != nil {
+		return fmt.Errorf("mounting a tmpfs at %s (needs root): %w", dir, err)
+	}
+	return nil
+}
+
+// NeedTmpfs mounts a tmpfs of size bytes at dir for the test and unmounts
+// it at the end; without the privilege it skips the test, except under CI.
+func NeedTmpfs(t testing.TB, dir string, size int64) {
+	t.Helper()
+	if err := MountTmpfs(dir, size); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal(err)
+		}
+		t.Skip(err)
+	}
+	t.Cleanup(func() { _ = syscall.Unmount(dir, 0) })
 }
 
 // stopProcess sends SIGTERM to a process started with its own process

@@ -1,0 +1,79 @@
+package registry_test
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/regclient/regclient/types/ref"
+
+	"github.com/ferry-oss/ferry/bundle"
+	"github.com/ferry-oss/ferry/registry"
+	"github.com/ferry-oss/ferry/registry/regtest"
+)
+
+// bigSource is docker-registry holding a 6 MiB image (3 layers).
+func bigSource(t *testing.T) (*regtest.Distribution, *registry.Registry, *regtest.Image) {
+	t.Helper()
+	src := regtest.StartDistribution(t, regtest.DistributionOptions{})
+	reg := client(t, src, regtest.DistributionOptions{})
+	img := regtest.NewBigImage(7, 3, 2<<20)
+	r, _ := ref.New(src.Host + "/big/img:1")
+	if err := regtest.Push(context.Background(), reg, r, img); err != nil {
+		t.Fatal(err)
+	}
+	return src, reg, img
+}
+
+// TestSaveDiskFull: the output directory fills up mid-save: a clear error,
+// no meta file and no part (.partial or not) left behind.
+func TestSaveDiskFull(t *testing.T) {
+	src, reg, _ := bigSource(t)
+	out := filepath.Join(t.TempDir(), "usb")
+	regtest.NeedTmpfs(t, out, 3<<20)
+	_, err := saveBundle(t, reg, src.Host, out, "big/img:1")
+	if !errors.Is(err, syscall.ENOSPC) && (err == nil || !strings.Contains(err.Error(), "no space left")) {
+		t.Fatalf("err %v, want no space left on device", err)
+	}
+	noFiles(t, out)
+}
+
+// TestUploadTargetDiskFull: the target registry's storage fills up: the
+// upload fails naming a blob, and no tag is pushed.
+func TestUploadTargetDiskFull(t *testing.T) {
+	src, reg, img := bigSource(t)
+	dir := t.TempDir()
+	res, err := saveBundle(t, reg, src.Host, dir, "big/img:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := regtest.StartDistribution(t, regtest.DistributionOptions{StorageSize: 3 << 20})
+	dreg, err := registry.New(registry.Options{Registries: []string{dst.Host}, Retries: 1, RetryDelay: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bd, err := bundle.Open(res.MetaPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	th, _ := ref.NewHost(dst.Host)
+	_, err = bundle.Upload(context.Background(), bd, dreg, bundle.UploadOptions{Target: bundle.RegistryTarget(th, "", nil), Retries: 1})
+	if err == nil {
+		t.Fatal("upload into a full registry succeeded")
+	}
+	named := false
+	for _, b := range img.Big {
+		named = named || strings.Contains(err.Error(), b.Desc.Digest.String())
+	}
+	if !named {
+		t.Errorf("error does not name the blob: %v", err)
+	}
+	if tags := regtest.Tags(t, dst, "big/img"); len(tags) != 0 {
+		t.Errorf("tags %v pushed by a failed upload", tags)
+	}
+	t.Logf("error: %v", err)
+}
