@@ -54,6 +54,9 @@ type Host struct {
 	// User and Pass log in with basic auth or a token service.
 	User string
 	Pass string
+	// TrustedRealms are token realm hosts (host[:port]) other than the
+	// registry's own that may receive its credentials (see CheckRealms).
+	TrustedRealms []string
 }
 
 // Options configure New.
@@ -77,9 +80,11 @@ type Options struct {
 
 // Registry is a regclient-backed Source and Sink.
 type Registry struct {
-	rc   *regclient.RegClient
-	log  *slog.Logger
-	tags tagCache // repository tag lists for Referrers (referrers.go)
+	rc     *regclient.RegClient
+	log    *slog.Logger
+	tags   tagCache // repository tag lists for Referrers (referrers.go)
+	hosts  []Host   // every configured host, for CheckRealms (realm.go)
+	docker bool     // Docker config credentials are in use
 }
 
 var (
@@ -129,7 +134,7 @@ func New(opts Options) (*Registry, error) {
 		hosts = append(hosts, ch)
 	}
 	rcOpts = append(rcOpts, regclient.WithConfigHost(hosts...))
-	r := &Registry{log: opts.Log}
+	r := &Registry{log: opts.Log, hosts: all, docker: opts.DockerConfig}
 	r.rc = regclient.New(rcOpts...)
 	return r, nil
 }

@@ -1,0 +1,131 @@
+package registry_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/regclient/regclient/types/ref"
+
+	"github.com/ferry-oss/ferry/registry"
+)
+
+// realmRegistry is a registry stub whose Bearer challenge names a token
+// realm elsewhere; the realm records the Authorization headers it gets.
+type realmRegistry struct {
+	reg, realm *httptest.Server
+	mu         sync.Mutex
+	realmAuth  []string // Authorization headers the realm received
+}
+
+func newRealmRegistry(t *testing.T, realmHost func(realm *httptest.Server) string) *realmRegistry {
+	rr := &realmRegistry{}
+	rr.realm = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rr.mu.Lock()
+		rr.realmAuth = append(rr.realmAuth, r.Header.Get("Authorization"))
+		rr.mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"token":"t0k3n","access_token":"t0k3n"}`))
+	}))
+	t.Cleanup(rr.realm.Close)
+	rr.reg = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer t0k3n" {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="`+realmHost(rr.realm)+`/token",service="stub",scope="repository:team/app:pull"`)
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusUnauthorized)
+			_, _ = w.Write([]byte(`{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}`))
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusNotFound)
+		_, _ = w.Write([]byte(`{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}`))
+	}))
+	t.Cleanup(rr.reg.Close)
+	return rr
+}
+
+// TestRegclientSendsCredentialsToAnyRealm documents regclient's behaviour
+// (and Docker's): the registry's credentials go to whatever token realm its
+// challenge names, here another host over plain HTTP. This is why ferry
+// checks realms first (CheckRealms).
+func TestRegclientSendsCredentialsToAnyRealm(t *testing.T) {
+	rr := newRealmRegistry(t, func(r *httptest.Server) string { return strings.Replace(r.URL, "127.0.0.1", "localhost", 1) })
+	host := strings.TrimPrefix(rr.reg.URL, "http://")
+	reg, err := registry.New(registry.Options{Hosts: []registry.Host{{Registry: host, User: "ferry", Pass: "realm-Secret-42"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, _ := ref.New(host + "/team/app:1")
+	_, _ = reg.ManifestGet(context.Background(), r)
+	rr.mu.Lock()
+	defer rr.mu.Unlock()
+	if len(rr.realmAuth) == 0 || !strings.HasPrefix(rr.realmAuth[0], "Basic ") {
+		t.Fatalf("realm got %q: regclient no longer sends credentials to a foreign realm; CheckRealms may be relaxed", rr.realmAuth)
+	}
+}
+
+// TestCheckRealms: a realm on another host, or over plain HTTP for an HTTPS
+// registry, is refused before any credential is sent, unless cfg.yaml
+// trusts it; the registry's own host (another port) is trusted.
+func TestCheckRealms(t *testing.T) {
+	tests := []struct {
+		name    string
+		tls     bool
+		realm   func(r *httptest.Server) string
+		trusted func(r *httptest.Server) []string
+		creds   bool
+		want    string // "" : accepted
+	}{
+		{"another host", false, func(r *httptest.Server) string { return strings.Replace(r.URL, "127.0.0.1", "localhost", 1) }, nil, true, "another host"},
+		{"another host, trusted", false, func(r *httptest.Server) string { return strings.Replace(r.URL, "127.0.0.1", "localhost", 1) },
+			func(r *httptest.Server) []string { return []string{strings.Replace(strings.TrimPrefix(r.URL, "http://"), "127.0.0.1", "localhost", 1)} }, true, ""},
+		{"same host, another port", false, func(r *httptest.Server) string { return r.URL }, nil, true, ""},
+		{"plain http realm for https registry", true, func(r *httptest.Server) string { return r.URL }, nil, true, "plain HTTP"},
+		{"no credentials", false, func(r *httptest.Server) string { return strings.Replace(r.URL, "127.0.0.1", "localhost", 1) }, nil, false, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rr := newRealmRegistry(t, tt.realm)
+			if tt.tls {
+				rr.reg.Close()
+				h := rr.reg.Config.Handler
+				rr.reg = httptest.NewTLSServer(h)
+				t.Cleanup(rr.reg.Close)
+			}
+			host := strings.TrimPrefix(strings.TrimPrefix(rr.reg.URL, "http://"), "https://")
+			h := registry.Host{Registry: host}
+			if tt.creds {
+				h.User, h.Pass = "ferry", "realm-Secret-42"
+			}
+			if tt.tls {
+				h.TLS = registry.TLSInsecure
+			}
+			if tt.trusted != nil {
+				h.TrustedRealms = tt.trusted(rr.realm)
+			}
+			reg, err := registry.New(registry.Options{Hosts: []registry.Host{h}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = reg.CheckRealms(context.Background(), []string{host})
+			if tt.want == "" {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+			} else if !errors.Is(err, registry.ErrUntrustedRealm) || !strings.Contains(err.Error(), tt.want) || !strings.Contains(err.Error(), "trustedRealms") {
+				t.Fatalf("err %v, want ErrUntrustedRealm mentioning %q and the fix", err, tt.want)
+			}
+			rr.mu.Lock()
+			defer rr.mu.Unlock()
+			for _, a := range rr.realmAuth {
+				if a != "" {
+					t.Errorf("CheckRealms sent Authorization %q to the realm", a)
+				}
+			}
+		})
+	}
+}
