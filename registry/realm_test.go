@@ -82,7 +82,9 @@ func TestCheckRealms(t *testing.T) {
 	}{
 		{"another host", false, func(r *httptest.Server) string { return strings.Replace(r.URL, "127.0.0.1", "localhost", 1) }, nil, true, "another host"},
 		{"another host, trusted", false, func(r *httptest.Server) string { return strings.Replace(r.URL, "127.0.0.1", "localhost", 1) },
-			func(r *httptest.Server) []string { return []string{strings.Replace(strings.TrimPrefix(r.URL, "http://"), "127.0.0.1", "localhost", 1)} }, true, ""},
+			func(r *httptest.Server) []string {
+				return []string{strings.Replace(strings.TrimPrefix(r.URL, "http://"), "127.0.0.1", "localhost", 1)}
+			}, true, ""},
 		{"same host, another port", false, func(r *httptest.Server) string { return r.URL }, nil, true, ""},
 		{"plain http realm for https registry", true, func(r *httptest.Server) string { return r.URL }, nil, true, "plain HTTP"},
 		{"no credentials", false, func(r *httptest.Server) string { return strings.Replace(r.URL, "127.0.0.1", "localhost", 1) }, nil, false, ""},
