@@ -273,3 +273,37 @@ func (f *filterWriter) Flush() {
 		fl.Flush()
 	}
 }
+
+// Hangup reads up to n bytes of the request body, then closes the
+// connection without an answer: a target that dies in the middle of an
+// upload.
+func Hangup(n int64) Action {
+	return func(w http.ResponseWriter, r *http.Request, _ http.Handler) {
+		_, _ = io.CopyN(io.Discard, r.Body, n)
+		if hj, ok := w.(http.Hijacker); ok {
+			if conn, _, err := hj.Hijack(); err == nil {
+				conn.Close()
+				return
+			}
+		}
+		panic(http.ErrAbortHandler)
+	}
+}
+
+// After passes the first n matching requests through and applies act to
+// the ones after them.
+func After(n int, act Action) Action {
+	var mu sync.Mutex
+	seen := 0
+	return func(w http.ResponseWriter, r *http.Request, next http.Handler) {
+		mu.Lock()
+		seen++
+		pass := seen <= n
+		mu.Unlock()
+		if pass {
+			next.ServeHTTP(w, r)
+			return
+		}
+		act(w, r, next)
+	}
+}
