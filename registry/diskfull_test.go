@@ -77,3 +77,26 @@ func TestUploadTargetDiskFull(t *testing.T) {
 	}
 	t.Logf("error: %v", err)
 }
+
+// TestSaveReadOnlyOutput: an output directory that cannot be written fails
+// the save with the file system's reason and leaves nothing.
+func TestSaveReadOnlyOutput(t *testing.T) {
+	src, reg, _ := bigSource(t)
+	out := filepath.Join(t.TempDir(), "ro")
+	regtest.NeedTmpfs(t, out, 1<<20)
+	if err := syscall.Mount("", out, "", syscall.MS_REMOUNT|syscall.MS_RDONLY, ""); err != nil {
+		t.Fatal(err)
+	}
+	spec, err := bundle.ParseImage("big/img:1", src.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := bundle.NewWriter(bundle.WriterOptions{Dir: out, Parts: 1})
+	if err == nil {
+		_, err = bundle.Save(context.Background(), reg, w, []bundle.ImageSpec{spec}, bundle.SaveOptions{Jobs: 1})
+	}
+	if !errors.Is(err, syscall.EROFS) {
+		t.Fatalf("err %v, want read-only file system", err)
+	}
+	noFiles(t, out)
+}
