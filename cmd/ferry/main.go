@@ -140,6 +140,7 @@ Exit codes: 0 success, 1 failure, 2 usage error.`,
 			inspectCommand(e),
 			configCommand(e),
 			completionCommand(e),
+			serveCommand(e),
 		},
 	}
 	for _, cmd := range app.Commands {
