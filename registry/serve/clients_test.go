@@ -1,0 +1,185 @@
+package serve_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/ferry-oss/ferry/bundle"
+	"github.com/ferry-oss/ferry/registry/regtest"
+)
+
+// run runs a tool and returns its trimmed stdout; it fails the test with
+// the tool's stderr.
+func run(t *testing.T, env []string, name string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	cmd.Env = append(os.Environ(), env...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", filepath.Base(name), strings.Join(args, " "), err, stderr.String())
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// served is an increment with its base, served under a namespace: what
+// the clients pull.
+func served(t *testing.T) (*source, string) {
+	t.Helper()
+	src := newSource(t)
+	dir := t.TempDir()
+	full := src.save(t, dir, bundle.CodecZstd, nil, "library/base:1", "library/multi:1")
+	incr := src.save(t, dir, bundle.CodecNone, []string{full}, "team/app:1", "big/one:1")
+	return src, start(t, "mirror", full, incr)
+}
+
+// pulled lists the images the client tests pull: name at serve -> image.
+var pulled = []string{"library/base:1", "library/multi:1", "team/app:1", "big/one:1"}
+
+// TestClients pulls every image with crane, skopeo and regctl (each checks
+// every blob's digest) and compares the digests they see with the source.
+func TestClients(t *testing.T) {
+	crane := regtest.Need(t, "crane")
+	skopeo := regtest.Need(t, "skopeo")
+	regctl := regtest.Need(t, "regctl")
+	src, host := served(t)
+	home := []string{"HOME=" + t.TempDir()} // no user config for regctl, crane
+	run(t, home, regctl, "registry", "set", host, "--tls", "disabled")
+	for _, name := range pulled {
+		img := src.imgs[name]
+		want := img.Digest().String()
+		r := host + "/mirror/" + name
+		t.Run(name, func(t *testing.T) {
+			if got := run(t, home, crane, "digest", "--insecure", r); got != want {
+				t.Errorf("crane digest %s, want %s", got, want)
+			}
+			out := filepath.Join(t.TempDir(), "crane")
+			run(t, home, crane, "pull", "--insecure", "--format=oci", r, out)
+			if len(img.Big) == 0 { // crane validate reads every layer as gzip
+				run(t, home, crane, "validate", "--insecure", "--remote", r)
+			}
+
+			raw := run(t, nil, skopeo, "inspect", "--raw", "--tls-verify=false", "docker://"+r)
+			if got := digest.FromString(raw).String(); got != want {
+				t.Errorf("skopeo inspect --raw: %s, want %s", got, want)
+			}
+			run(t, nil, skopeo, "copy", "-q", "--all", "--src-tls-verify=false", "docker://"+r, "oci:"+filepath.Join(t.TempDir(), "sk")+":x")
+
+			if got := run(t, home, regctl, "image", "digest", r); got != want {
+				t.Errorf("regctl image digest %s, want %s", got, want)
+			}
+			run(t, home, regctl, "image", "export", r, filepath.Join(t.TempDir(), "regctl.tar"))
+			tags := run(t, home, regctl, "tag", "ls", host+"/mirror/"+strings.Split(name, ":")[0])
+			if tags != strings.Split(name, ":")[1] {
+				t.Errorf("regctl tag ls: %q", tags)
+			}
+		})
+	}
+	repos := run(t, home, regctl, "repo", "ls", host)
+	if want := "mirror/big/one\nmirror/library/base\nmirror/library/multi\nmirror/team/app"; repos != want {
+		t.Errorf("regctl repo ls:\n%s\nwant\n%s", repos, want)
+	}
+	// a push is refused with the OCI error
+	cmd := exec.Command(crane, "copy", "--insecure", host+"/mirror/team/app:1", host+"/mirror/team/copy:1")
+	cmd.Env = append(os.Environ(), home...)
+	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "UNSUPPORTED") {
+		t.Errorf("crane copy into serve: %v\n%s", err, out)
+	}
+}
+
+// TestDockerPull pulls from ferry serve into a real Docker engine: the
+// image Id is the config digest, RepoDigests the manifest digest served.
+func TestDockerPull(t *testing.T) {
+	docker := regtest.Need(t, "docker")
+	src, host := served(t)
+	d := regtest.StartDockerd(t)
+	env := []string{"DOCKER_HOST=unix://" + d.Socket, "HOME=" + t.TempDir()}
+	for _, name := range []string{"team/app:1", "library/multi:1"} {
+		r := host + "/mirror/" + name
+		run(t, env, docker, "pull", "-q", r)
+		img := src.imgs[name]
+		cfg := img.Blobs[0].Desc.Digest // multi: its first child, linux/amd64
+		out := run(t, env, docker, "image", "inspect", "--format", "{{.Id}} {{json .RepoDigests}}", r)
+		id, digests, _ := strings.Cut(out, " ")
+		if id != cfg.String() {
+			t.Errorf("%s: docker image Id %s, want config %s", name, id, cfg)
+		}
+		var rd []string
+		_ = json.Unmarshal([]byte(digests), &rd)
+		if want := strings.Split(r, ":1")[0] + "@" + img.Digest().String(); len(rd) != 1 || rd[0] != want {
+			t.Errorf("%s: RepoDigests %v, want %s", name, rd, want)
+		}
+	}
+}
+
+// TestContainerdPull pulls with containerd's ctr (plain HTTP) from a
+// containerd started for the test, when ctr and containerd are installed.
+func TestContainerdPull(t *testing.T) {
+	ctr := regtest.Need(t, "ctr")
+	containerd := regtest.Need(t, "containerd")
+	if os.Geteuid() != 0 {
+		t.Skip("containerd needs root")
+	}
+	src, host := served(t)
+	dir, err := os.MkdirTemp("/tmp", "fc") // short: unix socket paths are limited
+	if err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(dir, "c.sock")
+	cfg := filepath.Join(dir, "config.toml")
+	_ = os.WriteFile(cfg, []byte(fmt.Sprintf(`version = 2
+root = %q
+state = %q
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+[grpc]
+  address = %q
+`, filepath.Join(dir, "root"), filepath.Join(dir, "state"), sock)), 0o644)
+	logf, _ := os.Create(filepath.Join(dir, "containerd.log"))
+	cmd := exec.Command(containerd, "--config", cfg)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(15 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+		logf.Close()
+		_ = exec.Command("sh", "-c", fmt.Sprintf("grep -o ' %s[^ ]*' /proc/mounts | sort -r | xargs -r -n1 umount -l", dir)).Run()
+		_ = os.RemoveAll(dir)
+	})
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if exec.Command(ctr, "--address", sock, "version").Run() == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			b, _ := os.ReadFile(filepath.Join(dir, "containerd.log"))
+			t.Fatalf("containerd did not start:\n%s", b)
+		}
+	}
+	for _, name := range []string{"team/app:1", "library/multi:1"} {
+		r := host + "/mirror/" + name
+		run(t, nil, ctr, "--address", sock, "images", "pull", "--plain-http", "--snapshotter", "native", r)
+		out := run(t, nil, ctr, "--address", sock, "images", "ls")
+		if want := src.imgs[name].Digest().String(); !strings.Contains(out, r) || !strings.Contains(out, want) {
+			t.Errorf("ctr images ls has no %s at %s:\n%s", r, want, out)
+		}
+	}
+}
