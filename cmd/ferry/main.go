@@ -141,6 +141,7 @@ Exit codes: 0 success, 1 failure, 2 usage error.`,
 			configCommand(e),
 			completionCommand(e),
 			serveCommand(e),
+			exportCommand(e),
 		},
 	}
 	for _, cmd := range app.Commands {

@@ -2,14 +2,11 @@ package serve_test
 
 import (
 	"encoding/json"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/opencontainers/go-digest"
 
@@ -34,12 +31,12 @@ func run(t *testing.T, env []string, name string, args ...string) string {
 
 // served is an increment with its base, served under a namespace: what
 // the clients pull.
-func served(t *testing.T) (*source, string) {
+func served(t *testing.T) (*regtest.Source, string) {
 	t.Helper()
-	src := newSource(t)
+	src := regtest.NewSource(t)
 	dir := t.TempDir()
-	full := src.save(t, dir, bundle.CodecZstd, nil, "library/base:1", "library/multi:1")
-	incr := src.save(t, dir, bundle.CodecNone, []string{full}, "team/app:1", "big/one:1")
+	full := src.Save(t, dir, bundle.CodecZstd, nil, "library/base:1", "library/multi:1")
+	incr := src.Save(t, dir, bundle.CodecNone, []string{full}, "team/app:1", "big/one:1")
 	return src, start(t, "mirror", full, incr)
 }
 
@@ -56,7 +53,7 @@ func TestClients(t *testing.T) {
 	home := []string{"HOME=" + t.TempDir()} // no user config for regctl, crane
 	run(t, home, regctl, "registry", "set", host, "--tls", "disabled")
 	for _, name := range pulled {
-		img := src.imgs[name]
+		img := src.Images[name]
 		want := img.Digest().String()
 		r := host + "/mirror/" + name
 		t.Run(name, func(t *testing.T) {
@@ -107,7 +104,7 @@ func TestDockerPull(t *testing.T) {
 	for _, name := range []string{"team/app:1", "library/multi:1"} {
 		r := host + "/mirror/" + name
 		run(t, env, docker, "pull", "-q", r)
-		img := src.imgs[name]
+		img := src.Images[name]
 		cfg := img.Blobs[0].Desc.Digest // multi: its first child, linux/amd64
 		out := run(t, env, docker, "image", "inspect", "--format", "{{.Id}} {{json .RepoDigests}}", r)
 		id, digests, _ := strings.Cut(out, " ")
@@ -123,62 +120,15 @@ func TestDockerPull(t *testing.T) {
 }
 
 // TestContainerdPull pulls with containerd's ctr (plain HTTP) from a
-// containerd started for the test, when ctr and containerd are installed.
+// containerd started for the test.
 func TestContainerdPull(t *testing.T) {
-	ctr := regtest.Need(t, "ctr")
-	containerd := regtest.Need(t, "containerd")
-	if os.Geteuid() != 0 {
-		t.Skip("containerd needs root")
-	}
 	src, host := served(t)
-	dir, err := os.MkdirTemp("/tmp", "fc") // short: unix socket paths are limited
-	if err != nil {
-		t.Fatal(err)
-	}
-	sock := filepath.Join(dir, "c.sock")
-	cfg := filepath.Join(dir, "config.toml")
-	_ = os.WriteFile(cfg, []byte(fmt.Sprintf(`version = 2
-root = %q
-state = %q
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
-[grpc]
-  address = %q
-`, filepath.Join(dir, "root"), filepath.Join(dir, "state"), sock)), 0o644)
-	logf, _ := os.Create(filepath.Join(dir, "containerd.log"))
-	cmd := exec.Command(containerd, "--config", cfg)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(15 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-		logf.Close()
-		_ = exec.Command("sh", "-c", fmt.Sprintf("grep -o ' %s[^ ]*' /proc/mounts | sort -r | xargs -r -n1 umount -l", dir)).Run()
-		_ = os.RemoveAll(dir)
-	})
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		if exec.Command(ctr, "--address", sock, "version").Run() == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			b, _ := os.ReadFile(filepath.Join(dir, "containerd.log"))
-			t.Fatalf("containerd did not start:\n%s", b)
-		}
-	}
+	c := regtest.StartContainerd(t)
 	for _, name := range []string{"team/app:1", "library/multi:1"} {
 		r := host + "/mirror/" + name
-		run(t, nil, ctr, "--address", sock, "images", "pull", "--plain-http", "--snapshotter", "native", r)
-		out := run(t, nil, ctr, "--address", sock, "images", "ls")
-		if want := src.imgs[name].Digest().String(); !strings.Contains(out, r) || !strings.Contains(out, want) {
+		c.Ctr(t, "images", "pull", "--plain-http", "--snapshotter", "native", r)
+		out := c.Ctr(t, "images", "ls")
+		if want := src.Images[name].Digest().String(); !strings.Contains(out, r) || !strings.Contains(out, want) {
 			t.Errorf("ctr images ls has no %s at %s:\n%s", r, want, out)
 		}
 	}

@@ -36,9 +36,9 @@ func TestConformance(t *testing.T) {
 		t.Fatalf("building the conformance suite: %v\n%s", err, out)
 	}
 
-	src := newSource(t)
+	src := regtest.NewSource(t)
 	dir := t.TempDir()
-	mp := src.save(t, dir, bundle.CodecZstd, nil, "library/multi:1", "library/base:1 -> library/multi:base", "team/app:1")
+	mp := src.Save(t, dir, bundle.CodecZstd, nil, "library/multi:1", "library/base:1 -> library/multi:base", "team/app:1")
 	m, _ := meta.Load(mp)
 	host := start(t, "", mp)
 	var tags, manifests, blobs []string

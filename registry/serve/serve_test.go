@@ -26,60 +26,6 @@ import (
 	"github.com/ferry-oss/ferry/registry/serve"
 )
 
-// source is an olareg registry seeded with the fixtures and a big image
-// (one 1 MiB layer: larger than what serve holds back).
-type source struct {
-	host string
-	reg  *registry.Registry
-	imgs map[string]*regtest.Image
-}
-
-func newSource(t *testing.T) *source {
-	t.Helper()
-	host, stop := regtest.Olareg()
-	t.Cleanup(stop)
-	reg, err := registry.New(registry.Options{Registries: []string{host}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	imgs := regtest.Fixtures()
-	imgs["big/one:1"] = regtest.NewBigImage(7, 1, 1<<20)
-	for n, img := range imgs {
-		r, _ := ref.New(host + "/" + n)
-		if err := regtest.Push(context.Background(), reg, r, img); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return &source{host: host, reg: reg, imgs: imgs}
-}
-
-var clock = time.Date(2026, 11, 1, 2, 0, 0, 0, time.UTC)
-
-// save writes a bundle of the named images (list lines) into dir; bases
-// make it an increment.
-func (s *source) save(t *testing.T, dir string, codec bundle.Codec, bases []string, lines ...string) string {
-	t.Helper()
-	var specs []bundle.ImageSpec
-	for _, l := range lines {
-		sp, err := bundle.ParseImage(l, s.host)
-		if err != nil {
-			t.Fatal(err)
-		}
-		specs = append(specs, sp)
-	}
-	clock = clock.Add(time.Hour)
-	now := clock
-	w, err := bundle.NewWriter(bundle.WriterOptions{Dir: dir, Parts: 2, Codec: codec, Bases: bases, Now: func() time.Time { return now }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := bundle.Save(context.Background(), s.reg, w, specs, bundle.SaveOptions{Jobs: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return res.MetaPath
-}
-
 // start serves the bundles on a free loopback port until the test ends and
 // returns host:port.
 func start(t *testing.T, ns string, metas ...string) string {
@@ -142,9 +88,9 @@ func errorCode(b []byte) string {
 }
 
 func TestAPI(t *testing.T) {
-	src := newSource(t)
+	src := regtest.NewSource(t)
 	dir := t.TempDir()
-	mp := src.save(t, dir, bundle.CodecZstd, nil, "team/app:1", "library/multi:1", "big/one:1", "team/tools:1 -> other/tools:v2")
+	mp := src.Save(t, dir, bundle.CodecZstd, nil, "team/app:1", "library/multi:1", "big/one:1", "team/tools:1 -> other/tools:v2")
 	m, err := meta.Load(mp)
 	if err != nil {
 		t.Fatal(err)
@@ -189,7 +135,7 @@ func TestAPI(t *testing.T) {
 		}
 	}
 	// blobs: GET, HEAD, ranges
-	img := src.imgs["big/one:1"]
+	img := src.Images["big/one:1"]
 	big := img.Big[0].Desc
 	want, _ := io.ReadAll(img.Big[0].Reader())
 	blobURL := base + "mirror/big/one/blobs/" + big.Digest.String()
@@ -230,7 +176,7 @@ func TestAPI(t *testing.T) {
 		}
 	}
 	// a blob of another repository is not in this one
-	app := src.imgs["team/app:1"]
+	app := src.Images["team/app:1"]
 	if r := do(t, "GET", base+"mirror/team/app/blobs/"+app.Blobs[2].Desc.Digest.String()); r.status != 200 {
 		t.Errorf("app layer: %d", r.status)
 	}
@@ -245,7 +191,7 @@ func TestAPI(t *testing.T) {
 		{"GET", "team/app/manifests/1", 404, "NAME_UNKNOWN"}, // without the namespace
 		{"GET", "mirror/team/app/manifests/2", 404, "MANIFEST_UNKNOWN"},
 		{"GET", "mirror/team/app/manifests/" + unknown, 404, "MANIFEST_UNKNOWN"},
-		{"GET", "mirror/team/app/manifests/" + src.imgs["big/one:1"].Digest().String(), 404, "MANIFEST_UNKNOWN"},
+		{"GET", "mirror/team/app/manifests/" + src.Images["big/one:1"].Digest().String(), 404, "MANIFEST_UNKNOWN"},
 		{"GET", "mirror/team/app/manifests/sha256:baddigeststring", 400, "DIGEST_INVALID"},
 		{"GET", "mirror/team/app/blobs/" + unknown, 404, "BLOB_UNKNOWN"},
 		{"GET", "mirror/team/app/blobs/" + big.Digest.String(), 404, "BLOB_UNKNOWN"},
@@ -266,7 +212,7 @@ func TestAPI(t *testing.T) {
 	// ferry's own client and compare every blob
 	reg, _ := registry.New(registry.Options{Registries: []string{host}})
 	for name, rn := range map[string]string{"team/app:1": "mirror/team/app:1", "library/multi:1": "mirror/library/multi:1", "team/tools:1": "mirror/other/tools:v2"} {
-		img := src.imgs[name]
+		img := src.Images[name]
 		rr, _ := ref.New(host + "/" + rn)
 		mm, err := reg.ManifestGet(context.Background(), rr)
 		if err != nil || mm.GetDescriptor().Digest != img.Digest() {
@@ -288,10 +234,10 @@ func TestAPI(t *testing.T) {
 
 // TestIncrement serves an increment with its base; alone it is refused.
 func TestIncrement(t *testing.T) {
-	src := newSource(t)
+	src := regtest.NewSource(t)
 	dir := t.TempDir()
-	full := src.save(t, dir, bundle.CodecNone, nil, "library/base:1")
-	incr := src.save(t, dir, bundle.CodecGzip, []string{full}, "team/app:1", "team/tools:1")
+	full := src.Save(t, dir, bundle.CodecNone, nil, "library/base:1")
+	incr := src.Save(t, dir, bundle.CodecGzip, []string{full}, "team/app:1", "team/tools:1")
 	im, _ := meta.Load(incr)
 	if len(im.BaseBlobs) == 0 {
 		t.Fatal("the increment skipped nothing")
@@ -302,7 +248,7 @@ func TestIncrement(t *testing.T) {
 	host := start(t, "", incr, full)
 	reg, _ := registry.New(registry.Options{Registries: []string{host}})
 	for _, name := range []string{"team/app:1", "team/tools:1", "library/base:1"} {
-		img := src.imgs[name]
+		img := src.Images[name]
 		rr, _ := ref.New(host + "/" + name)
 		mm, err := reg.ManifestGet(context.Background(), rr)
 		if err != nil || mm.GetDescriptor().Digest != img.Digest() {
@@ -326,12 +272,12 @@ func TestIncrement(t *testing.T) {
 // gets an error (500 for a blob smaller than what is held back, a
 // truncated body for a big one), never a complete body with wrong bytes.
 func TestCorruptPart(t *testing.T) {
-	src := newSource(t)
+	src := regtest.NewSource(t)
 	dir := t.TempDir()
-	mp := src.save(t, dir, bundle.CodecNone, nil, "team/app:1", "big/one:1")
+	mp := src.Save(t, dir, bundle.CodecNone, nil, "team/app:1", "big/one:1")
 	m, _ := meta.Load(mp)
-	small := src.imgs["team/app:1"].Blobs[2] // the app layer
-	bigImg := src.imgs["big/one:1"]
+	small := src.Images["team/app:1"].Blobs[2] // the app layer
+	bigImg := src.Images["big/one:1"]
 	bigData, _ := io.ReadAll(bigImg.Big[0].Reader())
 	corrupt := func(data []byte) {
 		for _, p := range m.Parts {
