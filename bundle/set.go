@@ -1,11 +1,14 @@
 package bundle
 
 import (
+	"archive/tar"
 	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 
@@ -167,5 +170,33 @@ func (s *Set) BlobGet(ctx context.Context, r ref.Ref, d descriptor.Descriptor) (
 	if !ok {
 		return nil, fmt.Errorf("blob %s: %w", d.Digest, ErrBlobMissing)
 	}
-	return sb.bd.BlobGet(ctx, r, descriptor.Descriptor{MediaType: cmp.Or(d.MediaType, sb.b.MediaType), Digest: sb.b.Digest, Size: sb.b.Size})
+	d = descriptor.Descriptor{MediaType: cmp.Or(d.MediaType, sb.b.MediaType), Digest: sb.b.Digest, Size: sb.b.Size}
+	if Codec(sb.bd.Meta.Compression) == CodecNone {
+		return seekBlob(ctx, sb.bd, sb.b, d)
+	}
+	return sb.bd.BlobGet(ctx, r, d)
+}
+
+// seekBlob finds a blob in an uncompressed part reading only the tar
+// headers before it (archive/tar seeks over entry data when it reads from
+// a file), for parts without recorded offsets.
+func seekBlob(ctx context.Context, bd *Bundle, b *meta.Blob, d descriptor.Descriptor) (io.ReadCloser, error) {
+	f, err := os.Open(filepath.Join(bd.Dir, b.Part))
+	if err != nil {
+		return nil, fmt.Errorf("blob %s: part %s: %w", d.Digest, b.Part, ErrPartMissing)
+	}
+	tr := tar.NewReader(f)
+	for {
+		hdr, err := tr.Next()
+		if err != nil {
+			f.Close()
+			if err == io.EOF {
+				return nil, fmt.Errorf("blob %s: %w in part %s", d.Digest, ErrBlobMissing, b.Part)
+			}
+			return nil, fmt.Errorf("blob %s: part %s: %w: %v", d.Digest, b.Part, ErrPartCorrupt, err)
+		}
+		if dg, ok := digestFromPath(hdr.Name); ok && dg == b.Digest {
+			return readCloser{VerifyReader(ctxReader{ctx, tr}, d), f.Close}, nil
+		}
+	}
 }
