@@ -208,26 +208,31 @@ func TestAPI(t *testing.T) {
 			t.Errorf("%s %s: %d %s, want %d %s", tc.method, tc.path, r.status, r.body, tc.status, tc.code)
 		}
 	}
-	// the bundle is a Source of regclient's shape too: pull by tag through
-	// ferry's own client and compare every blob
-	reg, _ := registry.New(registry.Options{Registries: []string{host}})
+	// ferry's own (regclient) client pulls every image, blob by blob
 	for name, rn := range map[string]string{"team/app:1": "mirror/team/app:1", "library/multi:1": "mirror/library/multi:1", "team/tools:1": "mirror/other/tools:v2"} {
-		img := src.Images[name]
-		rr, _ := ref.New(host + "/" + rn)
-		mm, err := reg.ManifestGet(context.Background(), rr)
-		if err != nil || mm.GetDescriptor().Digest != img.Digest() {
-			t.Fatalf("%s: %v", rn, err)
+		pullAll(t, host, rn, src.Images[name])
+	}
+}
+
+// pullAll reads the manifest and every blob of img at host/name with
+// regclient and compares them with the source.
+func pullAll(t *testing.T, host, name string, img *regtest.Image) {
+	t.Helper()
+	reg, _ := registry.New(registry.Options{Registries: []string{host}})
+	rr, _ := ref.New(host + "/" + name)
+	mm, err := reg.ManifestGet(context.Background(), rr)
+	if err != nil || mm.GetDescriptor().Digest != img.Digest() {
+		t.Fatalf("%s: %v", name, err)
+	}
+	for _, b := range img.Blobs {
+		rc, err := reg.BlobGet(context.Background(), rr, b.Desc)
+		if err != nil {
+			t.Fatalf("%s blob %s: %v", name, b.Desc.Digest, err)
 		}
-		for _, b := range img.Blobs {
-			rc, err := reg.BlobGet(context.Background(), rr, b.Desc)
-			if err != nil {
-				t.Fatal(err)
-			}
-			got, err := io.ReadAll(rc)
-			rc.Close()
-			if err != nil || !bytes.Equal(got, b.Data) {
-				t.Fatalf("%s blob %s: %v", rn, b.Desc.Digest, err)
-			}
+		got, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil || !bytes.Equal(got, b.Data) {
+			t.Fatalf("%s blob %s: %v", name, b.Desc.Digest, err)
 		}
 	}
 }
@@ -246,25 +251,8 @@ func TestIncrement(t *testing.T) {
 		t.Fatalf("increment alone: %v", err)
 	}
 	host := start(t, "", incr, full)
-	reg, _ := registry.New(registry.Options{Registries: []string{host}})
 	for _, name := range []string{"team/app:1", "team/tools:1", "library/base:1"} {
-		img := src.Images[name]
-		rr, _ := ref.New(host + "/" + name)
-		mm, err := reg.ManifestGet(context.Background(), rr)
-		if err != nil || mm.GetDescriptor().Digest != img.Digest() {
-			t.Fatalf("%s: %v", name, err)
-		}
-		for _, b := range img.Blobs {
-			rc, err := reg.BlobGet(context.Background(), rr, b.Desc)
-			if err != nil {
-				t.Fatalf("%s blob %s: %v", name, b.Desc.Digest, err)
-			}
-			got, err := io.ReadAll(rc)
-			rc.Close()
-			if err != nil || !bytes.Equal(got, b.Data) {
-				t.Fatalf("%s blob %s: %v", name, b.Desc.Digest, err)
-			}
-		}
+		pullAll(t, host, name, src.Images[name])
 	}
 }
 
