@@ -171,15 +171,15 @@ func (s *Set) BlobGet(ctx context.Context, r ref.Ref, d descriptor.Descriptor) (
 		return nil, fmt.Errorf("blob %s: %w", d.Digest, ErrBlobMissing)
 	}
 	d = descriptor.Descriptor{MediaType: cmp.Or(d.MediaType, sb.b.MediaType), Digest: sb.b.Digest, Size: sb.b.Size}
-	if Codec(sb.bd.Meta.Compression) == CodecNone {
+	if Codec(sb.bd.Meta.Compression) == CodecNone && sb.bd.Meta.SchemaVersion < 2 {
 		return seekBlob(ctx, sb.bd, sb.b, d)
 	}
 	return sb.bd.BlobGet(ctx, r, d)
 }
 
-// seekBlob finds a blob in an uncompressed part reading only the tar
-// headers before it (archive/tar seeks over entry data when it reads from
-// a file), for parts without recorded offsets.
+// seekBlob finds a blob in an uncompressed part of a schema 1 bundle (no
+// recorded offsets) reading only the tar headers before it: archive/tar
+// seeks over entry data when it reads from a file.
 func seekBlob(ctx context.Context, bd *Bundle, b *meta.Blob, d descriptor.Descriptor) (io.ReadCloser, error) {
 	f, err := os.Open(filepath.Join(bd.Dir, b.Part))
 	if err != nil {
