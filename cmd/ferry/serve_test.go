@@ -3,6 +3,8 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"io"
 	"net/http"
 	"os"
@@ -28,39 +30,25 @@ func TestServeAndExport(t *testing.T) {
 		t.Fatalf("serve of an increment alone: %d %s", code, stderr)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	pr, pw := io.Pipe()
-	done := make(chan int, 1)
-	go func() {
-		done <- run(ctx, []string{"ferry", "-q", "serve", incr, full, "--addr", "127.0.0.1:0", "--namespace", "mirror"}, strings.NewReader(""), pw, io.Discard)
-		pw.Close()
-	}()
-	line, err := bufio.NewReader(pr).ReadString('\n')
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _, _ = io.Copy(io.Discard, pr) }()
-	_, addr, ok := strings.Cut(strings.TrimSpace(line), "http://")
-	addr, _, _ = strings.Cut(addr, " ")
-	if !ok {
-		t.Fatalf("serve said %q", line)
-	}
-	resp, err := http.Get("http://" + addr + "/v2/mirror/team/app/manifests/1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != 200 || resp.Header.Get("Docker-Content-Digest") != src.Images["team/app:1"].Digest().String() {
-		t.Fatalf("manifest from ferry serve: %d %v", resp.StatusCode, resp.Header)
-	}
+	addr, done := startServe(t, ctx, incr, full, "--namespace", "mirror")
+	get(t, http.DefaultClient, "http://"+addr+"/v2/mirror/team/app/manifests/1", src.Images["team/app:1"].Digest().String())
 	cancel() // SIGINT/SIGTERM in main
-	select {
-	case code := <-done:
-		if code != exitOK {
-			t.Fatalf("serve exited %d after a graceful stop", code)
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("serve did not stop")
+	stopped(t, done)
+
+	// HTTPS
+	cert, key, err := regtest.SelfSigned(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
 	}
+	pem, _ := os.ReadFile(cert)
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	ctx, cancel = context.WithCancel(context.Background())
+	addr, done = startServe(t, ctx, full, "--tls-cert", cert, "--tls-key", key)
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	get(t, client, "https://"+addr+"/v2/library/base/manifests/1", src.Images["library/base:1"].Digest().String())
+	cancel()
+	stopped(t, done)
 
 	// export
 	out := filepath.Join(t.TempDir(), "app.tar")
@@ -85,10 +73,58 @@ func TestServeAndExport(t *testing.T) {
 		{[]string{"export", full, "--all", "--format", "zip", "-o", out}, exitUsage, "unknown export format"},
 		{[]string{"export", incr, "--all", "-o", out}, exitFailure, "base bundle"},
 		{[]string{"serve"}, exitUsage, "meta file"},
+		{[]string{"serve", full, "--tls-cert", out}, exitUsage, "go together"},
 	} {
 		code, _, stderr := ferry(t, "", tc.args...)
 		if code != tc.code || !strings.Contains(stderr, tc.msg) {
 			t.Errorf("%v: %d %s", tc.args, code, stderr)
 		}
+	}
+}
+
+// startServe runs ferry serve on a free port until ctx ends; it returns
+// the address serve printed and its exit code's channel.
+func startServe(t *testing.T, ctx context.Context, args ...string) (string, chan int) {
+	t.Helper()
+	pr, pw := io.Pipe()
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, append([]string{"ferry", "-q", "serve", "--addr", "127.0.0.1:0"}, args...), strings.NewReader(""), pw, io.Discard)
+		pw.Close()
+	}()
+	line, err := bufio.NewReader(pr).ReadString('\n')
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _, _ = io.Copy(io.Discard, pr) }()
+	_, addr, ok := strings.Cut(strings.TrimSpace(line), "://")
+	addr, _, _ = strings.Cut(addr, " ")
+	if !ok {
+		t.Fatalf("serve said %q", line)
+	}
+	return addr, done
+}
+
+func get(t *testing.T, c *http.Client, url, wantDigest string) {
+	t.Helper()
+	resp, err := c.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("Docker-Content-Digest") != wantDigest {
+		t.Fatalf("GET %s: %d %v", url, resp.StatusCode, resp.Header)
+	}
+}
+
+func stopped(t *testing.T, done chan int) {
+	t.Helper()
+	select {
+	case code := <-done:
+		if code != exitOK {
+			t.Fatalf("serve exited %d after a graceful stop", code)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("serve did not stop")
 	}
 }
