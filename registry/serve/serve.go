@@ -30,6 +30,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -455,6 +456,8 @@ func (hw *headerWriter) Write(p []byte) (int, error) {
 // was checked.
 const chunk = 256 << 10
 
+var bufPool = sync.Pool{New: func() any { return &[2][]byte{make([]byte, chunk), make([]byte, chunk)} }}
+
 // copyVerified reads all of r (which fails at EOF on a digest or size
 // mismatch) and writes bytes [start, start+length) of it to w. The last
 // chunk written is held back until r reached a clean EOF, so that a blob
@@ -465,7 +468,9 @@ func copyVerified(w io.Writer, r io.Reader, start, length int64) error {
 			return err
 		}
 	}
-	a, b := make([]byte, chunk), make([]byte, chunk)
+	bufs := bufPool.Get().(*[2][]byte)
+	defer bufPool.Put(bufs)
+	a, b := bufs[0], bufs[1]
 	var held []byte
 	for length > 0 {
 		n, err := io.ReadFull(r, a[:min(int64(len(a)), length)])
