@@ -2,6 +2,7 @@ package main
 
 import (
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
 	"time"
@@ -45,6 +46,9 @@ Examples:
 				return err
 			}
 			reg, err := serve.New(set, serve.Options{Namespace: c.String("namespace"), Log: e.log})
+			if errors.Is(err, serve.ErrNamespace) {
+				return usageError{err}
+			}
 			if err != nil {
 				return err
 			}

@@ -74,6 +74,7 @@ func TestServeAndExport(t *testing.T) {
 		{[]string{"export", incr, "--all", "-o", out}, exitFailure, "base bundle"},
 		{[]string{"serve"}, exitUsage, "meta file"},
 		{[]string{"serve", full, "--tls-cert", out}, exitUsage, "go together"},
+		{[]string{"serve", full, "--namespace", "Bad//NS"}, exitUsage, "invalid namespace"},
 	} {
 		code, _, stderr := ferry(t, "", tc.args...)
 		if code != tc.code || !strings.Contains(stderr, tc.msg) {

@@ -1,7 +1,9 @@
 package serve_test
 
 import (
+	"bytes"
 	"encoding/json"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -131,5 +133,44 @@ func TestContainerdPull(t *testing.T) {
 		if want := src.Images[name].Digest().String(); !strings.Contains(out, r) || !strings.Contains(out, want) {
 			t.Errorf("ctr images ls has no %s at %s:\n%s", r, want, out)
 		}
+	}
+}
+
+// TestClientsCorrupt: crane and skopeo fail to pull an image whose layer
+// is corrupt in the part, rather than store wrong bytes.
+func TestClientsCorrupt(t *testing.T) {
+	crane := regtest.Need(t, "crane")
+	skopeo := regtest.Need(t, "skopeo")
+	src := regtest.NewSource(t)
+	dir := t.TempDir()
+	mp := src.Save(t, dir, bundle.CodecNone, nil, "big/one:1")
+	data, _ := io.ReadAll(src.Images["big/one:1"].Big[0].Reader())
+	parts, _ := filepath.Glob(strings.TrimSuffix(mp, "_meta.yaml") + "_*.tar")
+	corrupted := false
+	for _, p := range parts {
+		b, _ := os.ReadFile(p)
+		if i := bytes.Index(b, data[:4096]); i >= 0 {
+			b[i+len(data)-10] ^= 0x80 // near the end: after what serve holds back would have started
+			_ = os.WriteFile(p, b, 0o644)
+			corrupted = true
+		}
+	}
+	if !corrupted {
+		t.Fatal("layer not found in the parts")
+	}
+	host := start(t, "", mp)
+	r := host + "/big/one:1"
+	home := []string{"HOME=" + t.TempDir()}
+	for _, args := range [][]string{
+		{crane, "pull", "--insecure", "--format=oci", r, filepath.Join(t.TempDir(), "c")},
+		{skopeo, "copy", "-q", "--src-tls-verify=false", "docker://" + r, "dir:" + t.TempDir()},
+	} {
+		cmd := exec.Command(args[0], args[1:]...)
+		cmd.Env = append(os.Environ(), home...)
+		out, err := cmd.CombinedOutput()
+		if err == nil {
+			t.Errorf("%s pulled a corrupt layer without error:\n%s", filepath.Base(args[0]), out)
+		}
+		t.Logf("%s: %v: %s", filepath.Base(args[0]), err, out)
 	}
 }
