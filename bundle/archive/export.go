@@ -167,6 +167,31 @@ func (tr *trackReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// ExportTo streams images from src as an archive (docker-archive or
+// oci-archive) to w, e.g. a pipe into `docker load`. A failure leaves a
+// stream without its last entry (manifest.json, index.json), which
+// loaders reject.
+func ExportTo(ctx context.Context, src bundle.Source, images []Image, w io.Writer, f Format, opts Options) (*Result, error) {
+	bw := bufio.NewWriterSize(w, 1<<20)
+	var sink bundle.Sink
+	switch f {
+	case DockerArchive:
+		sink = NewDockerWriter(bw)
+	case OCIArchive:
+		sink = NewOCIWriter(bw)
+	default:
+		return nil, fmt.Errorf("%w: %s is not a stream", ErrFormat, f)
+	}
+	res, err := Export(ctx, src, sink, images, opts)
+	if err == nil {
+		err = bw.Flush()
+	}
+	if err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
 // ExportFile writes images from src to path in format f: to
 // path.partial first, synced and renamed when complete; on any failure
 // the partial output is removed. An oci directory must not exist yet; an
@@ -198,15 +223,7 @@ func ExportFile(ctx context.Context, src bundle.Source, images []Image, path str
 	if err != nil {
 		return nil, err
 	}
-	bw := bufio.NewWriterSize(file, 1<<20)
-	var sink bundle.Sink = NewDockerWriter(bw)
-	if f == OCIArchive {
-		sink = NewOCIWriter(bw)
-	}
-	res, err := Export(ctx, src, sink, images, opts)
-	if err == nil {
-		err = bw.Flush()
-	}
+	res, err := ExportTo(ctx, src, images, file, f, opts)
 	if err == nil {
 		err = file.Sync()
 	}

@@ -30,10 +30,11 @@ platform per image (--platform, default this host's).
 
 Examples:
   ferry export out/ferry_full_*_meta.yaml registry.example.com/library/alpine:3.19 --format docker-archive -o alpine.tar
+  ferry export out/ferry_full_*_meta.yaml --all -o - | docker load
   ferry export out/ferry_full_*_meta.yaml --all --format oci-archive --platform linux/arm64 -o /var/lib/rancher/k3s/agent/images/ferry.tar`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "format", Aliases: []string{"f"}, Value: "docker-archive", Usage: "docker-archive, oci-archive or oci (a layout directory)"},
-			&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Usage: "output file (directory for oci)"},
+			&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Usage: "output file (directory for oci; - streams an archive to stdout)"},
 			&cli.StringFlag{Name: "platform", Aliases: []string{"p"}, Usage: "pick this platform of multi-platform images (docker-archive default: this host's)"},
 			&cli.BoolFlag{Name: "all", Usage: "every image of the bundles"},
 			&cli.StringFlag{Name: "target", Usage: "name images as upload to REGISTRY[/NAMESPACE] would"},
@@ -95,12 +96,19 @@ func (e *env) export(c *cli.Context) error {
 	p := e.progress()
 	opts.Progress = p
 	start := time.Now()
-	res, err := archive.ExportFile(c.Context, set, images, c.String("out"), format, opts)
+	var res *archive.Result
+	report := e.stdout
+	if c.String("out") == "-" {
+		res, err = archive.ExportTo(c.Context, set, images, e.stdout, format, opts)
+		report = e.stderr
+	} else {
+		res, err = archive.ExportFile(c.Context, set, images, c.String("out"), format, opts)
+	}
 	p.Stop()
 	if err != nil {
-		return fmt.Errorf("export failed (nothing was written to %s): %w", c.String("out"), err)
+		return fmt.Errorf("export failed (nothing complete was written to %s): %w", c.String("out"), err)
 	}
-	fmt.Fprintf(e.stdout, "exported %d image(s), %d manifest(s), %d blob(s) (%s) as %s to %s in %s\n",
+	fmt.Fprintf(report, "exported %d image(s), %d manifest(s), %d blob(s) (%s) as %s to %s in %s\n",
 		res.Images, res.Manifests, res.Blobs, formatSize(res.Bytes), format, c.String("out"), time.Since(start).Round(time.Millisecond))
 	return nil
 }

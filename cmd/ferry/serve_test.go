@@ -62,6 +62,11 @@ func TestServeAndExport(t *testing.T) {
 	if left, _ := filepath.Glob(out + ".partial"); len(left) > 0 {
 		t.Fatalf("left %v", left)
 	}
+	// to stdout: the same bytes
+	code, stdout, _ = ferry(t, "", "-q", "export", full, incr, src.Host+"/team/app:1", "-o", "-")
+	if b, _ := os.ReadFile(out); code != exitOK || stdout != string(b) {
+		t.Fatalf("export to stdout: %d, %d bytes (file: %d)", code, len(stdout), len(b))
+	}
 	for _, tc := range []struct {
 		args []string
 		code int
