@@ -48,9 +48,9 @@ var pulled = []string{"library/base:1", "library/multi:1", "team/app:1", "big/on
 // TestClients pulls every image with crane, skopeo and regctl (each checks
 // every blob's digest) and compares the digests they see with the source.
 func TestClients(t *testing.T) {
-	crane := regtest.Need(t, "crane")
+	crane := regtest.NeedGoBinary(t, "crane", "github.com/google/go-containerregistry/cmd/crane@v0.22.1")
 	skopeo := regtest.Need(t, "skopeo")
-	regctl := regtest.Need(t, "regctl")
+	regctl := regtest.NeedGoBinary(t, "regctl", "github.com/regclient/regclient/cmd/regctl@v0.11.7")
 	src, host := served(t)
 	home := []string{"HOME=" + t.TempDir()} // no user config for regctl, crane
 	run(t, home, regctl, "registry", "set", host, "--tls", "disabled")
@@ -139,7 +139,7 @@ func TestContainerdPull(t *testing.T) {
 // TestClientsCorrupt: crane and skopeo fail to pull an image whose layer
 // is corrupt in the part, rather than store wrong bytes.
 func TestClientsCorrupt(t *testing.T) {
-	crane := regtest.Need(t, "crane")
+	crane := regtest.NeedGoBinary(t, "crane", "github.com/google/go-containerregistry/cmd/crane@v0.22.1")
 	skopeo := regtest.Need(t, "skopeo")
 	src := regtest.NewSource(t)
 	dir := t.TempDir()
