@@ -119,6 +119,13 @@ func TestDockerArchiveLayout(t *testing.T) {
 	if !errors.Is(err, archive.ErrOneImage) {
 		t.Errorf("index into docker-archive: %v", err)
 	}
+	// a single-platform image of another platform than the one asked for
+	imgs, _ = archive.Select(set, []string{"team/app:1"}, false, nil)
+	arm64, _ := platform.Parse("linux/arm64")
+	_, err = archive.ExportFile(context.Background(), set, imgs, filepath.Join(t.TempDir(), "x.tar"), archive.DockerArchive, archive.Options{Platform: &arm64, RequirePlatform: true})
+	if !errors.Is(err, bundle.ErrPlatformMismatch) || !strings.Contains(err.Error(), "linux/amd64") {
+		t.Errorf("amd64 image for linux/arm64: %v", err)
+	}
 }
 
 // TestCorruptBundle: a blob failing its digest fails the export and leaves

@@ -32,6 +32,10 @@ type Options struct {
 	// too). A docker-archive needs one; for the OCI formats nil keeps
 	// whole indexes.
 	Platform *platform.Platform
+	// RequirePlatform makes an image that is not an index and is of
+	// another platform than Platform an error (the user asked for that
+	// platform); otherwise such an image is exported as it is.
+	RequirePlatform bool
 	// Progress receives per-blob progress; nil means none.
 	Progress bundle.Progress
 }
@@ -86,6 +90,15 @@ func Export(ctx context.Context, src bundle.Source, sink bundle.Sink, images []I
 			for _, c := range children {
 				if err := walk(r.SetDigest(c.Digest.String()), depth+1); err != nil {
 					return err
+				}
+			}
+			if len(children) == 0 && depth == 0 && opts.RequirePlatform && opts.Platform != nil && len(refs) > 0 {
+				plat, err := bundle.ConfigPlatform(ctx, src, r, refs[0])
+				if err != nil {
+					return err
+				}
+				if plat != nil && !platform.Match(*opts.Platform, *plat) {
+					return fmt.Errorf("%w: image is %s, wanted %s", bundle.ErrPlatformMismatch, plat, opts.Platform)
 				}
 			}
 			for _, d := range refs {

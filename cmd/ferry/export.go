@@ -72,7 +72,7 @@ func (e *env) export(c *cli.Context) error {
 				return usagef("--platform %s: %v", p, err)
 			}
 		}
-		opts.Platform = &plat
+		opts.Platform, opts.RequirePlatform = &plat, p != ""
 	}
 	var namer archive.Namer
 	if t := c.String("target"); t != "" {
