@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -181,9 +180,9 @@ func (s *Set) BlobGet(ctx context.Context, r ref.Ref, d descriptor.Descriptor) (
 // recorded offsets) reading only the tar headers before it: archive/tar
 // seeks over entry data when it reads from a file.
 func seekBlob(ctx context.Context, bd *Bundle, b *meta.Blob, d descriptor.Descriptor) (io.ReadCloser, error) {
-	f, err := os.Open(filepath.Join(bd.Dir, b.Part))
+	f, err := meta.OpenRegular(filepath.Join(bd.Dir, b.Part))
 	if err != nil {
-		return nil, fmt.Errorf("blob %s: part %s: %w", d.Digest, b.Part, ErrPartMissing)
+		return nil, fmt.Errorf("blob %s: part %s: %w: %v", d.Digest, b.Part, ErrPartMissing, err)
 	}
 	tr := tar.NewReader(f)
 	for {

@@ -17,7 +17,9 @@ type Source struct {
 	Host   string
 	Reg    *registry.Registry
 	Images map[string]*Image
-	clock  time.Time
+	// Referrers makes Save carry referrers (SBOMs, signatures) too.
+	Referrers bool
+	clock     time.Time
 }
 
 // NewSource starts and seeds the registry; it stops when the test ends.
@@ -59,7 +61,7 @@ func (s *Source) Save(t testing.TB, dir string, codec bundle.Codec, bases []stri
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := bundle.Save(context.Background(), s.Reg, w, specs, bundle.SaveOptions{Jobs: 2})
+	res, err := bundle.Save(context.Background(), s.Reg, w, specs, bundle.SaveOptions{Jobs: 2, Referrers: s.Referrers})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package serve_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/opencontainers/go-digest"
+	"github.com/regclient/regclient/types/ref"
 
 	"github.com/ferry-oss/ferry/bundle"
 	"github.com/ferry-oss/ferry/registry/regtest"
@@ -172,5 +174,40 @@ func TestClientsCorrupt(t *testing.T) {
 			t.Errorf("%s pulled a corrupt layer without error:\n%s", filepath.Base(args[0]), out)
 		}
 		t.Logf("%s: %v: %s", filepath.Base(args[0]), err, out)
+	}
+}
+
+// TestReferrers: an SBOM saved with its image is listed by the referrers
+// API (with artifactType filtering) and found by regctl.
+func TestReferrers(t *testing.T) {
+	regctl := regtest.NeedGoBinary(t, "regctl", "github.com/regclient/regclient/cmd/regctl@v0.11.7")
+	src := regtest.NewSource(t)
+	src.Referrers = true
+	d := src.Images["team/app:1"].Manifest.GetDescriptor()
+	sbom := regtest.Artifact(&d, regtest.SBOMType, regtest.SBOMType, []byte(`{"spdxVersion":"SPDX-2.3"}`))
+	r, _ := ref.New(src.Host + "/team/app")
+	if err := regtest.Push(context.Background(), src.Reg, r, sbom); err != nil {
+		t.Fatal(err)
+	}
+	host := start(t, "", src.Save(t, t.TempDir(), bundle.CodecNone, nil, "team/app:1"))
+	url := "http://" + host + "/v2/team/app/referrers/" + d.Digest.String()
+	var idx struct {
+		Manifests []struct {
+			Digest       digest.Digest `json:"digest"`
+			ArtifactType string        `json:"artifactType"`
+		} `json:"manifests"`
+	}
+	resp := do(t, "GET", url)
+	if err := json.Unmarshal(resp.body, &idx); err != nil || len(idx.Manifests) != 1 || idx.Manifests[0].Digest != sbom.Digest() || idx.Manifests[0].ArtifactType != regtest.SBOMType {
+		t.Fatalf("referrers: %v %s", err, resp.body)
+	}
+	resp = do(t, "GET", url+"?artifactType=application/other")
+	if err := json.Unmarshal(resp.body, &idx); err != nil || len(idx.Manifests) != 0 || resp.header.Get("OCI-Filters-Applied") != "artifactType" {
+		t.Fatalf("filtered referrers: %v %s %v", err, resp.body, resp.header)
+	}
+	home := []string{"HOME=" + t.TempDir()}
+	run(t, home, regctl, "registry", "set", host, "--tls", "disabled")
+	if out := run(t, home, regctl, "artifact", "list", host+"/team/app:1", "--format", "{{range .Descriptors}}{{.Digest}} {{end}}"); !strings.Contains(out, sbom.Digest().String()) {
+		t.Fatalf("regctl artifact list: %s", out)
 	}
 }
