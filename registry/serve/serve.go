@@ -456,6 +456,10 @@ func (hw *headerWriter) Write(p []byte) (int, error) {
 // was checked.
 const chunk = 256 << 10
 
+// discard is io.Discard without its ReadFrom (which reads in 8 KiB
+// steps), so that io.CopyBuffer uses the chunk buffers.
+var discard = struct{ io.Writer }{io.Discard}
+
 var bufPool = sync.Pool{New: func() any { return &[2][]byte{make([]byte, chunk), make([]byte, chunk)} }}
 
 // copyVerified reads all of r (which fails at EOF on a digest or size
@@ -463,14 +467,14 @@ var bufPool = sync.Pool{New: func() any { return &[2][]byte{make([]byte, chunk),
 // chunk written is held back until r reached a clean EOF, so that a blob
 // failing its check never yields a complete response.
 func copyVerified(w io.Writer, r io.Reader, start, length int64) error {
-	if start > 0 {
-		if _, err := io.CopyN(io.Discard, r, start); err != nil {
-			return err
-		}
-	}
 	bufs := bufPool.Get().(*[2][]byte)
 	defer bufPool.Put(bufs)
 	a, b := bufs[0], bufs[1]
+	if start > 0 {
+		if _, err := io.CopyBuffer(discard, io.LimitReader(r, start), a); err != nil {
+			return err
+		}
+	}
 	var held []byte
 	for length > 0 {
 		n, err := io.ReadFull(r, a[:min(int64(len(a)), length)])
@@ -490,7 +494,7 @@ func copyVerified(w io.Writer, r io.Reader, start, length int64) error {
 		length -= int64(n)
 	}
 	// Read the rest of the blob: its digest is checked at EOF.
-	if _, err := io.CopyBuffer(io.Discard, r, a); err != nil {
+	if _, err := io.CopyBuffer(discard, r, a); err != nil {
 		return err
 	}
 	if len(held) > 0 {

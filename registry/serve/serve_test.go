@@ -28,7 +28,7 @@ import (
 
 // start serves the bundles on a free loopback port until the test ends and
 // returns host:port.
-func start(t *testing.T, ns string, metas ...string) string {
+func start(t testing.TB, ns string, metas ...string) string {
 	t.Helper()
 	set, err := bundle.OpenSet(metas...)
 	if err != nil {
