@@ -4,7 +4,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 
@@ -22,10 +21,7 @@ func TestConformance(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: builds the conformance suite")
 	}
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
-	}
+	goBin := regtest.Need(t, "go")
 	bin := filepath.Join(t.TempDir(), "conformance")
 	build := exec.Command(goBin, "build", "-o", bin, "github.com/opencontainers/distribution-spec/conformance")
 	build.Dir = filepath.Join(regtest.TestdataDir(), "conformance")

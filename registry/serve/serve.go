@@ -600,7 +600,7 @@ func AccessLog(h http.Handler, log *slog.Logger) http.Handler {
 		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
 		defer func() {
 			v := recover()
-			attrs := []any{"method", r.Method, "path", r.URL.RequestURI(), "status", sw.status, "bytes", sw.n, "duration", time.Since(start).Round(time.Microsecond), "remote", r.RemoteAddr}
+			attrs := []any{"method", r.Method, "path", r.URL.RequestURI(), "status", sw.status, "bytes", sw.n, "duration", time.Since(start).Round(time.Microsecond), "remote", r.RemoteAddr, "agent", r.UserAgent()}
 			if v != nil {
 				log.Warn("request aborted", attrs...)
 				panic(v)
