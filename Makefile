@@ -38,6 +38,7 @@ fuzz: ## run each fuzz test for FUZZTIME
 	$(GO) test -run XXX -fuzz FuzzParseConfig -fuzztime $(FUZZTIME) -fuzzminimizetime 10x ./cmd/ferry
 	$(GO) test -run XXX -fuzz FuzzVerify -fuzztime $(FUZZTIME) -fuzzminimizetime 10x ./meta/sign
 	$(GO) test -run XXX -fuzz FuzzParseKeys -fuzztime $(FUZZTIME) -fuzzminimizetime 10x ./meta/sign
+	$(GO) test -run XXX -fuzz FuzzParseRange -fuzztime $(FUZZTIME) -fuzzminimizetime 10x ./registry/serve
 
 bench: deps ## save/upload of a ~500 MB image side by side with regctl and skopeo
 	bash testdata/scripts/bench.sh

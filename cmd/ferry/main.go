@@ -140,6 +140,8 @@ Exit codes: 0 success, 1 failure, 2 usage error.`,
 			inspectCommand(e),
 			configCommand(e),
 			completionCommand(e),
+			serveCommand(e),
+			exportCommand(e),
 		},
 	}
 	for _, cmd := range app.Commands {

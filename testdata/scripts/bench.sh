@@ -283,3 +283,32 @@ verdict "$(awk -v o="$overhead" -v l="$OVERHEAD_LIMIT_PCT" 'BEGIN{print (o <= l)
   "bundle: ${OUTSIZE[ferry]} bytes (parts + meta.yaml) for $BLOB_BYTES blob bytes: overhead ${overhead}% <= ${OVERHEAD_LIMIT_PCT}%"
 echo
 printf '%s\n' "${results[@]}"
+
+# ---------------------------------------------------------------- serve (pull)
+# crane pull (OCI layout) from `ferry serve` of the saved bundle vs from the
+# source docker-registry holding the same image. Target: ferry serve's
+# throughput >= 0.9x docker-registry's (its wall time <= 1/0.9 of it).
+if [ "$HAVE_CRANE" = 1 ]; then
+  SERVE_PORT=$(free_port $((DST_PORT + 1)))
+  "$WORK/ferry" -q serve "$META" --addr "127.0.0.1:$SERVE_PORT" >"$WORK/serve.log" 2>&1 &
+  SERVE_PID=$!
+  pids+=($SERVE_PID)
+  for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$SERVE_PORT") 2>/dev/null && break; sleep 0.05; done
+  echo
+  echo "crane pull from ferry serve (127.0.0.1:$SERVE_PORT) and from docker-registry ($SRC): a warm-up and $RUNS runs each"
+  measure pull ferry-serve 'rm -rf "$WORK/pull.oci"' 'has_digest "$WORK/pull.oci"' -- \
+    crane pull --insecure --format=oci "127.0.0.1:$SERVE_PORT/$IMG" "$WORK/pull.oci"
+  measure pull registry 'rm -rf "$WORK/pull.oci"' 'has_digest "$WORK/pull.oci"' -- \
+    crane pull --insecure --format=oci "$SRC/$IMG" "$WORK/pull.oci"
+  fs=${WALL[pull/ferry-serve]} rg=${WALL[pull/registry]}
+  mbps() { awk -v b="$BLOB_BYTES" -v w="$1" 'BEGIN{printf "%.0f", b / 1048576 / w}'; }
+  ratio=$(awk -v f="$fs" -v r="$rg" 'BEGIN{printf "%.2f", r / f}')
+  echo
+  printf '%-22s %8s %8s\n' "crane pull from" "wall s" "MB/s"
+  printf '%-22s %8s %8s\n' "ferry serve" "$fs" "$(mbps "$fs")" "docker-registry" "$rg" "$(mbps "$rg")"
+  if awk -v x="$ratio" 'BEGIN{exit !(x >= 0.9)}'; then v=PASS; else v=MISS; fi
+  echo "$v serve: crane pull throughput from ferry serve ${ratio}x docker-registry's (>= 0.9x)"
+  serve_rss=$(awk '/^VmHWM/{print $2}' "/proc/$SERVE_PID/status")
+  if [ "$serve_rss" -lt $((RSS_LIMIT_MB * 1024)) ]; then v=PASS; else v=MISS; fi
+  echo "$v serve: ferry serve peak RSS $(mb $((serve_rss * 1024))) MB < $RSS_LIMIT_MB MB"
+fi

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the demo and the tests use, when it is missing: Debian's
 # docker-registry (distribution), apache2-utils (htpasswd), docker.io
-# (dockerd), skopeo, openssh-client (ssh-keygen, for signature tests) and GNU
-# time (for make bench). Needs root and apt;
+# (dockerd), containerd (ctr), skopeo, podman, openssh-client (ssh-keygen,
+# for signature tests) and GNU time (for make bench). Needs root and apt;
 # otherwise it says what to install and the tests skip what is missing
 # (under CI=true they fail instead).
 set -euo pipefail
@@ -11,17 +11,27 @@ need=()
 command -v docker-registry >/dev/null || need+=(docker-registry)
 command -v htpasswd >/dev/null || need+=(apache2-utils)
 command -v dockerd >/dev/null || need+=(docker.io)
+command -v containerd >/dev/null && command -v ctr >/dev/null || need+=(containerd)
 command -v skopeo >/dev/null || need+=(skopeo)
+command -v podman >/dev/null || need+=(podman)
 command -v ssh-keygen >/dev/null || need+=(openssh-client)
 [ -x /usr/bin/time ] || need+=(time)
 # Go tools the tests use, from the Go module proxy: distribution v3 (its
-# `registry` has the OCI referrers API).
+# `registry` has the OCI referrers API); crane and regctl (serve and export
+# tests pull with them).
 if command -v go >/dev/null; then
   gobin=$(go env GOPATH)/bin
   if [ ! -x "$gobin/registry" ]; then
     echo "installing distribution v3 (go install github.com/distribution/distribution/v3/cmd/registry@v3.1.2)"
     go install github.com/distribution/distribution/v3/cmd/registry@v3.1.2
   fi
+  for m in github.com/google/go-containerregistry/cmd/crane@v0.22.1 github.com/regclient/regclient/cmd/regctl@v0.11.7; do
+    bin=${m%@*}; bin=${bin##*/}
+    if [ ! -x "$gobin/$bin" ] && ! command -v "$bin" >/dev/null; then
+      echo "installing $bin (go install $m)"
+      go install "$m"
+    fi
+  done
 fi
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
