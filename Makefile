@@ -7,7 +7,10 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 FUZZTIME ?= 20s
 
 .DEFAULT_GOAL := help
-.PHONY: help deps build test test-short lint fuzz bench demo clean
+DIST ?= dist
+RELEASE_PLATFORMS ?= linux/amd64 linux/arm64 darwin/arm64 windows/amd64
+
+.PHONY: help deps build release test test-short lint fuzz bench demo clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-11s %s\n", $$1, $$2}'
@@ -15,9 +18,18 @@ help: ## list the targets
 deps: ## install the Debian packages demo and tests use (when missing and root)
 	@bash testdata/scripts/deps.sh
 
-build: ## build bin/ferry (and bin/ferry-seed, the demo's image seeder)
-	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ferry ./cmd/ferry
+build: ## build bin/ferry, statically linked (and bin/ferry-seed, the demo's image seeder)
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ferry ./cmd/ferry
 	$(GO) build -trimpath -o $(BIN)/ferry-seed ./cmd/ferry-seed
+
+release: ## static binaries (CGO_ENABLED=0) for RELEASE_PLATFORMS into DIST (dist/) with SHA256SUMS
+	@mkdir -p $(DIST) && rm -f $(DIST)/ferry_*_* $(DIST)/SHA256SUMS
+	@set -e; for p in $(RELEASE_PLATFORMS); do \
+	  os=$${p%/*}; arch=$${p#*/}; ext=; [ "$$os" = windows ] && ext=.exe; \
+	  out=$(DIST)/ferry_$(VERSION)_$${os}_$${arch}$$ext; echo "  $$out"; \
+	  CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $$out ./cmd/ferry; \
+	done
+	@cd $(DIST) && sha256sum ferry_*_* > SHA256SUMS && echo "  $(DIST)/SHA256SUMS"
 
 test: deps ## run every test: unit (olareg), integration (docker-registry, dockerd), e2e
 	$(GO) vet ./...

@@ -29,15 +29,22 @@ func (s ImageSpec) String() string { return s.Source.CommonName() }
 func ParseImage(line, registry string) (ImageSpec, error) {
 	src, dst, renamed := strings.Cut(line, "->")
 	src, dst = strings.TrimSpace(src), strings.TrimSpace(dst)
-	if src == "" || (renamed && dst == "") || strings.ContainsAny(src, " \t") || strings.ContainsAny(dst, " \t") {
-		return ImageSpec{}, fmt.Errorf("%w: %q", ErrBadList, line)
+	src = strings.TrimPrefix(src, "https://") // a registry URL pasted as an image
+	if src == "" || (renamed && dst == "") || strings.ContainsAny(src, " \t") || strings.ContainsAny(dst, " \t") || strings.HasPrefix(src, "http://") {
+		return ImageSpec{}, fmt.Errorf("%w: %q: %s", ErrBadList, line, listLineProblem(src, dst, renamed))
 	}
 	if registry != "" && !NamesRegistry(src) {
 		src = strings.TrimSuffix(registry, "/") + "/" + strings.TrimPrefix(src, "/")
 	}
 	r, err := ref.New(src)
 	if err != nil {
-		return ImageSpec{}, fmt.Errorf("%w: %q: %v", ErrBadList, src, err)
+		if strings.Contains(src, "=>") {
+			return ImageSpec{}, fmt.Errorf("%w: %q: %s", ErrBadList, src, listLineProblem(src, dst, renamed))
+		}
+		if repo, _, _ := strings.Cut(src, "@"); strings.ToLower(repo) != repo {
+			return ImageSpec{}, fmt.Errorf("%w: %q: repository names are lowercase", ErrBadList, src)
+		}
+		return ImageSpec{}, fmt.Errorf("%w: %q: not an image reference (want [registry/]repository[:tag][@digest])", ErrBadList, src)
 	}
 	if r.Scheme != "reg" {
 		return ImageSpec{}, fmt.Errorf("%w: %q: only registry references are supported", ErrBadList, src)
@@ -53,7 +60,11 @@ func ParseImage(line, registry string) (ImageSpec, error) {
 			repo, tag = dst[:i], dst[i+1:]
 		}
 		if !meta.ValidRepository(repo) {
-			return ImageSpec{}, fmt.Errorf("%w: target repository %q", ErrBadList, repo)
+			why := "want a repository path (lowercase, digits, . _ - separated by /) with an optional :tag"
+			if strings.ToLower(repo) != repo {
+				why = "repository names are lowercase"
+			}
+			return ImageSpec{}, fmt.Errorf("%w: target repository %q: %s", ErrBadList, repo, why)
 		}
 		if tag != "" && !meta.ValidTag(tag) {
 			return ImageSpec{}, fmt.Errorf("%w: target tag %q", ErrBadList, tag)
@@ -105,4 +116,22 @@ func ParseList(r io.Reader, registry string) ([]ImageSpec, error) {
 		return nil, fmt.Errorf("reading image list: %w", err)
 	}
 	return out, nil
+}
+
+// listLineProblem says what is wrong with a list line that does not split
+// into SRC [-> DST].
+func listLineProblem(src, dst string, renamed bool) string {
+	switch {
+	case strings.Contains(src, "=>"):
+		return "a rename is written SRC -> DST, not =>"
+	case strings.HasPrefix(src, "http://"):
+		return "an image is not a URL: drop http:// (set tls: disabled for the registry in cfg.yaml for plain HTTP)"
+	case src == "":
+		return "no source image before ->"
+	case renamed && dst == "":
+		return "no target after ->"
+	case len(strings.Fields(src)) == 2 || len(strings.Fields(dst)) == 2:
+		return "a space inside a reference: a tag follows a colon (alpine:3.19), a rename is SRC -> DST"
+	}
+	return "one reference a line, or SRC -> DST"
 }

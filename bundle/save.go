@@ -172,10 +172,14 @@ func Save(ctx context.Context, src Source, w *Writer, images []ImageSpec, opts S
 			defer mu.Unlock()
 			if err != nil {
 				failures[i] = err
-				opts.Log.Warn("image failed", "image", spec.String(), "err", err)
+				opts.Log.Debug("image failed", "image", spec.String(), "err", err) // the caller's summary says it
 			} else {
 				plans[i] = p
-				opts.Log.Info("resolved", "image", spec.String(), "digest", p.top.GetDescriptor().Digest, "manifests", len(p.manifests), "blobs", len(p.blobs))
+				distinct := map[digest.Digest]bool{}
+				for _, b := range p.blobs {
+					distinct[b.desc.Digest] = true
+				}
+				opts.Log.Info("resolved", "image", spec.String(), "digest", p.top.GetDescriptor().Digest, "manifests", len(p.manifests), "blobs", len(distinct))
 			}
 			return nil
 		})
@@ -629,7 +633,7 @@ func retryable(ctx context.Context, err error) bool {
 	if err == nil || ctx.Err() != nil {
 		return false
 	}
-	for _, perm := range []error{ErrLimit, ErrDigestMismatch, ErrSizeMismatch, ErrPartCorrupt, ErrPartMissing, ErrBlobMissing, ErrBaseMissing, ErrUnsupported, ErrCodec, errs.ErrDigestMismatch, errs.ErrSizeLimitExceeded, errs.ErrNotFound, errs.ErrHTTPUnauthorized, errs.ErrInvalidReference, errs.ErrUnsupportedMediaType, errs.ErrParsingFailed, ErrPlatformMismatch, context.Canceled, context.DeadlineExceeded} {
+	for _, perm := range []error{ErrLimit, ErrDigestMismatch, ErrSizeMismatch, ErrPartCorrupt, ErrPartMissing, ErrBlobMissing, ErrBaseMissing, ErrUnsupported, ErrCodec, errs.ErrDigestMismatch, errs.ErrNotRetryable, errs.ErrSizeLimitExceeded, errs.ErrNotFound, errs.ErrHTTPUnauthorized, errs.ErrInvalidReference, errs.ErrUnsupportedMediaType, errs.ErrParsingFailed, ErrPlatformMismatch, context.Canceled, context.DeadlineExceeded} {
 		if errors.Is(err, perm) {
 			return false
 		}

@@ -81,6 +81,7 @@ type Options struct {
 // Registry is a regclient-backed Source and Sink.
 type Registry struct {
 	rc     *regclient.RegClient
+	ping   *regclient.RegClient // the same hosts, no retries: fails fast
 	log    *slog.Logger
 	tags   tagCache // repository tag lists for Referrers (referrers.go)
 	hosts  []Host   // every configured host, for CheckRealms (realm.go)
@@ -105,14 +106,14 @@ func New(opts Options) (*Registry, error) {
 	}
 	rcOpts := []regclient.Opt{
 		regclient.WithSlog(quiet(opts.Log)),
-		// ferry retries whole operations itself (bundle.SaveOptions.Retries,
-		// UploadOptions.Retries); regclient gets a short leash so the two
-		// do not multiply into minutes of waiting.
-		regclient.WithRegOpts(
-			reg.WithRetryLimit(min(max(opts.Retries, 0), 2)),
-			reg.WithDelay(opts.RetryDelay, 4*opts.RetryDelay),
-		),
 	}
+	// ferry retries whole operations itself (bundle.SaveOptions.Retries,
+	// UploadOptions.Retries); regclient gets a short leash so the two do
+	// not multiply into minutes of waiting.
+	retryOpts := regclient.WithRegOpts(
+		reg.WithRetryLimit(min(max(opts.Retries, 1), 2)), // regclient takes 0 as its default, 5
+		reg.WithDelay(opts.RetryDelay, 4*opts.RetryDelay),
+	)
 	if opts.UserAgent != "" {
 		rcOpts = append(rcOpts, regclient.WithUserAgent(opts.UserAgent))
 	}
@@ -135,7 +136,8 @@ func New(opts Options) (*Registry, error) {
 	}
 	rcOpts = append(rcOpts, regclient.WithConfigHost(hosts...))
 	r := &Registry{log: opts.Log, hosts: all, docker: opts.DockerConfig}
-	r.rc = regclient.New(rcOpts...)
+	r.rc = regclient.New(append(rcOpts, retryOpts)...)
+	r.ping = regclient.New(append(rcOpts, regclient.WithRegOpts(reg.WithRetryLimit(1), reg.WithDelay(time.Millisecond, time.Millisecond)))...)
 	return r, nil
 }
 
@@ -188,8 +190,11 @@ func IsLoopback(registry string) bool {
 // ManifestGet fetches a manifest and checks it against the digest in r.
 func (r *Registry) ManifestGet(ctx context.Context, rf ref.Ref) (manifest.Manifest, error) {
 	m, err := r.rc.ManifestGet(ctx, rf)
+	if errors.Is(err, errs.ErrNotFound) {
+		return nil, r.notFound(ctx, rf, err)
+	}
 	if err != nil {
-		return nil, err
+		return nil, Classify(rf.Registry, err)
 	}
 	raw, err := m.RawBody()
 	if err != nil {
@@ -205,7 +210,11 @@ func (r *Registry) ManifestGet(ctx context.Context, rf ref.Ref) (manifest.Manife
 // BlobGet opens a blob; regclient's reader checks its size and digest at
 // EOF (and the bundle Writer checks both again as it stores the blob).
 func (r *Registry) BlobGet(ctx context.Context, rf ref.Ref, d descriptor.Descriptor) (io.ReadCloser, error) {
-	return r.rc.BlobGet(ctx, rf, d)
+	rd, err := r.rc.BlobGet(ctx, rf, d)
+	if err != nil {
+		return nil, Classify(rf.Registry, err)
+	}
+	return rd, nil
 }
 
 // BlobExists is a HEAD request; not found is (false, nil).
@@ -215,7 +224,7 @@ func (r *Registry) BlobExists(ctx context.Context, rf ref.Ref, d descriptor.Desc
 		if errors.Is(err, errs.ErrNotFound) {
 			return false, nil
 		}
-		return false, err
+		return false, Classify(rf.Registry, err)
 	}
 	br.Close()
 	return true, nil
@@ -223,14 +232,14 @@ func (r *Registry) BlobExists(ctx context.Context, rf ref.Ref, d descriptor.Desc
 
 // BlobMount asks the registry to mount d from another repository.
 func (r *Registry) BlobMount(ctx context.Context, from, to ref.Ref, d descriptor.Descriptor) error {
-	return r.rc.BlobMount(ctx, from, to, d)
+	return Classify(to.Registry, r.rc.BlobMount(ctx, from, to, d))
 }
 
 // BlobPut uploads d; the registry checks the digest before it commits.
 func (r *Registry) BlobPut(ctx context.Context, rf ref.Ref, d descriptor.Descriptor, rdr io.Reader) error {
 	got, err := r.rc.BlobPut(ctx, rf, d, rdr)
 	if err != nil {
-		return err
+		return Classify(rf.Registry, err)
 	}
 	if got.Digest != d.Digest {
 		return fmt.Errorf("blob %s: registry stored %s: %w", d.Digest, got.Digest, bundle.ErrDigestMismatch)
@@ -240,11 +249,58 @@ func (r *Registry) BlobPut(ctx context.Context, rf ref.Ref, d descriptor.Descrip
 
 // ManifestPut pushes a manifest by r's tag or digest.
 func (r *Registry) ManifestPut(ctx context.Context, rf ref.Ref, m manifest.Manifest) error {
-	return r.rc.ManifestPut(ctx, rf, m)
+	return Classify(rf.Registry, r.rc.ManifestPut(ctx, rf, m))
+}
+
+// Check pings each registry once, without retries, so that a registry
+// that cannot work (not running, TLS mismatch, untrusted certificate,
+// unknown host) fails at once with an *Error before any work starts.
+// HTTP answers (401, 403, 404 to /v2/) and timeouts are left to the real
+// requests, which classify them too and retry what is transient.
+func (r *Registry) Check(ctx context.Context, registries ...string) error {
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	for _, host := range registries {
+		rf, err := ref.NewHost(host)
+		if err != nil {
+			return fmt.Errorf("%w: registry %q: %v", ErrConfig, host, err)
+		}
+		_, err = r.ping.Ping(ctx, rf)
+		if err == nil {
+			continue
+		}
+		if cerr, conn := classify(host, err); conn {
+			return cerr
+		}
+		r.log.Debug("ping", "registry", host, "err", err)
+	}
+	return nil
 }
 
 // Commit is a no-op: a registry makes each put visible as it lands.
 func (r *Registry) Commit(context.Context) error { return nil }
 
-// quiet lowers regclient's info messages to debug.
-func quiet(l *slog.Logger) *slog.Logger { return l.With("component", "regclient") }
+// quiet lowers regclient's info and warning messages to debug: what goes
+// wrong comes back as an error that ferry reports once, in one line.
+func quiet(l *slog.Logger) *slog.Logger {
+	return slog.New(lowered{l.Handler()}).With("component", "regclient")
+}
+
+type lowered struct{ slog.Handler }
+
+func (h lowered) Enabled(ctx context.Context, l slog.Level) bool {
+	if l < slog.LevelError {
+		l = slog.LevelDebug
+	}
+	return h.Handler.Enabled(ctx, l)
+}
+
+func (h lowered) Handle(ctx context.Context, r slog.Record) error {
+	if r.Level < slog.LevelError {
+		r.Level = slog.LevelDebug
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h lowered) WithAttrs(as []slog.Attr) slog.Handler { return lowered{h.Handler.WithAttrs(as)} }
+func (h lowered) WithGroup(g string) slog.Handler       { return lowered{h.Handler.WithGroup(g)} }

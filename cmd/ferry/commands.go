@@ -9,6 +9,9 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/opencontainers/go-digest"
+	"github.com/regclient/regclient/types/descriptor"
+	"github.com/regclient/regclient/types/manifest"
 	"github.com/regclient/regclient/types/platform"
 	"github.com/regclient/regclient/types/ref"
 	"github.com/urfave/cli/v2"
@@ -36,13 +39,14 @@ Examples:
 			&cli.StringFlag{Name: "src", Usage: "registry (or cfg name) that list entries are paths on"},
 			&cli.StringSliceFlag{Name: "img", Usage: "an image, like an IMAGE argument (repeatable; image-transmit's -img)"},
 			&cli.StringSliceFlag{Name: "platform", Aliases: []string{"p"}, Usage: "keep only these platforms of multi-platform images (repeatable, comma separated)"},
-			&cli.IntFlag{Name: "jobs", Aliases: []string{"j"}, Usage: "concurrent transfers and parts (default 4)"},
-			&cli.IntFlag{Name: "retries", Usage: "retries of a failed transfer (default 3)"},
-			&cli.StringFlag{Name: "split-size", Usage: "start a new part at the next blob once a part reaches this size (e.g. 2GiB)"},
+			&cli.IntFlag{Name: "jobs", Aliases: []string{"j"}, Value: 4, Usage: "concurrent transfers and parts (cfg.yaml: jobs)"},
+			&cli.IntFlag{Name: "retries", Value: 3, Usage: "retries of a transfer that failed for a transient reason (cfg.yaml: retries)"},
+			&cli.StringFlag{Name: "split-size", Usage: "start a new part at the next blob once a part reaches this size: a number with B, KB, MB, GB, TB, KiB, MiB, GiB or TiB, e.g. 2GiB (cfg.yaml: splitSize)"},
 			&cli.BoolFlag{Name: "single", Usage: "write one part"},
-			&cli.StringFlag{Name: "compress", Usage: "part compression: none, zstd, gzip, xz, lz4 (default none)"},
-			&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Usage: "output directory (default .)"},
-			&cli.StringFlag{Name: "prefix", Usage: "bundle file name prefix (default ferry)"},
+			&cli.StringFlag{Name: "compress", Value: "none", Usage: "part compression: none, zstd, gzip, xz, lz4 (cfg.yaml: compression)"},
+			&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Value: ".", Usage: "output directory; it must exist unless --mkdir (cfg.yaml: output.dir)"},
+			&cli.BoolFlag{Name: "mkdir", Usage: "create the output directory when it does not exist (cfg.yaml: output.mkdir)"},
+			&cli.StringFlag{Name: "prefix", Value: "ferry", Usage: "bundle file name prefix (cfg.yaml: output.prefix)"},
 			&cli.StringSliceFlag{Name: "inc", Usage: "base meta file: skip blobs it (or its bases) carried (repeatable)"},
 			&cli.BoolFlag{Name: "keep-going", Usage: "write a bundle of the images that succeeded, marked partial (still exits 1)"},
 			&cli.StringFlag{Name: "cache", Usage: "blob cache directory"},
@@ -71,10 +75,10 @@ Examples:
   ferry upload out/ferry_full_20261124T101500Z_meta.yaml --target docker --platform linux/amd64`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "target", Aliases: []string{"t", "dst"}, Usage: "REGISTRY[/NAMESPACE] | cfg name | docker[:///path/to/docker.sock]"},
-			&cli.IntFlag{Name: "jobs", Aliases: []string{"j"}, Usage: "parts streamed at once (default 4)"},
-			&cli.IntFlag{Name: "retries", Usage: "retries of a failed part (default 3)"},
+			&cli.IntFlag{Name: "jobs", Aliases: []string{"j"}, Value: 4, Usage: "parts streamed at once (cfg.yaml: jobs)"},
+			&cli.IntFlag{Name: "retries", Value: 3, Usage: "retries of a part that failed for a transient reason (cfg.yaml: retries)"},
 			&cli.StringFlag{Name: "list", Aliases: []string{"l"}, Usage: "list with 'SRC -> DST' lines renaming repositories at the target"},
-			&cli.StringFlag{Name: "platform", Aliases: []string{"p"}, Usage: "docker target: the platform to load (default: this host's)"},
+			&cli.StringFlag{Name: "platform", Aliases: []string{"p"}, DefaultText: "this host's", Usage: "docker target: the platform to load"},
 			&cli.BoolFlag{Name: "insecure", Usage: "skip TLS certificate checks for a target not in cfg.yaml"},
 			&cli.StringFlag{Name: "ca-file", Usage: "CA certificate (PEM) for a target not in cfg.yaml"},
 		},
@@ -98,11 +102,11 @@ Example:
 			if c.NArg() != 1 {
 				return usagef("verify takes one meta file")
 			}
-			bd, err := bundle.Open(c.Args().First())
+			bd, err := openBundle(c.Args().First())
 			if err != nil {
 				return err
 			}
-			p := e.progress()
+			p := e.labelledProgress(labelsFromMeta(bd.Meta))
 			err = bd.Verify(c.Context, c.Int("jobs"), p)
 			p.Stop()
 			if err != nil {
@@ -129,14 +133,26 @@ func inspectCommand(e *env) *cli.Command {
 			if c.NArg() != 1 {
 				return usagef("inspect takes one meta file")
 			}
-			m, err := meta.Load(c.Args().First())
+			bd, err := openBundle(c.Args().First())
 			if err != nil {
 				return err
 			}
+			m := bd.Meta
 			inspect(e.stdout, m)
 			return nil
 		},
 	}
+}
+
+// openBundle opens the meta file a command was given. One that is missing
+// or is not a meta file this ferry reads is a usage error (exit 2), like a
+// missing list file.
+func openBundle(path string) (*bundle.Bundle, error) {
+	bd, err := bundle.Open(path)
+	if err != nil {
+		return nil, usageError{err}
+	}
+	return bd, nil
 }
 
 func inspect(w io.Writer, m *meta.Meta) {
@@ -152,12 +168,20 @@ func inspect(w io.Writer, m *meta.Meta) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "\nIMAGE\tTARGET\tDIGEST\tPLATFORMS\tBLOBS\tSIZE")
 	for _, img := range m.Images {
-		n, size := imageBlobs(m, img)
+		n, base, size := imageBlobs(m, img)
 		target := img.Repository
 		if img.Tag != "" {
 			target += ":" + img.Tag
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", img.Source, target, short(img.Digest.String()), orAll(img.Platforms), n, formatSize(size))
+		blobs := fmt.Sprint(n)
+		if base > 0 {
+			blobs += fmt.Sprintf(" (%d in base)", base)
+		}
+		plats := strings.Join(img.Platforms, ",")
+		if plats == "" {
+			plats = "-" // a single-platform image saved without a filter: not recorded
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", img.Source, target, short(img.Digest.String()), plats, blobs, formatSize(size))
 	}
 	tw.Flush()
 	fmt.Fprintln(tw, "\nPART\tSIZE\tBLOBS\tSHA256")
@@ -186,24 +210,57 @@ func inspect(w io.Writer, m *meta.Meta) {
 	}
 }
 
-// imageBlobs counts the distinct blobs (stored or base) an image needs.
-func imageBlobs(m *meta.Meta, img meta.Image) (int, int64) {
-	sizes := map[string]int64{}
+// imageBlobs counts the distinct config and layer blobs an image needs
+// (of every platform it has), following its manifests; base counts those
+// a base bundle carried.
+func imageBlobs(m *meta.Meta, img meta.Image) (n, base int, size int64) {
+	sizes := map[digest.Digest]int64{}
 	for _, b := range m.Blobs {
-		if slices.Contains(b.Repos, img.Repository) {
-			sizes[b.Digest.String()] = b.Size
-		}
+		sizes[b.Digest] = b.Size
 	}
+	inBase := map[digest.Digest]bool{}
 	for _, b := range m.BaseBlobs {
-		if slices.Contains(b.Repos, img.Repository) {
-			sizes[b.Digest.String()] = b.Size
+		sizes[b.Digest], inBase[b.Digest] = b.Size, true
+	}
+	seen := map[digest.Digest]bool{}
+	eachManifest(m, img.Digest, func(_ manifest.Manifest, blobs []descriptor.Descriptor) {
+		for _, b := range blobs {
+			if !seen[b.Digest] {
+				seen[b.Digest] = true
+				n++
+				size += sizes[b.Digest]
+				if inBase[b.Digest] {
+					base++
+				}
+			}
+		}
+	})
+	return n, base, size
+}
+
+// eachManifest calls fn for the manifest dg of the bundle and every child
+// manifest below it, with the blobs each references (config first).
+func eachManifest(m *meta.Meta, dg digest.Digest, fn func(mm manifest.Manifest, blobs []descriptor.Descriptor)) {
+	var walk func(dg digest.Digest, depth int)
+	walk = func(dg digest.Digest, depth int) {
+		mf := m.ManifestByDigest(dg)
+		if mf == nil || depth > 4 {
+			return
+		}
+		mm, err := bundle.ParseManifest(*mf)
+		if err != nil {
+			return
+		}
+		blobs, children, err := bundle.References(mm)
+		if err != nil {
+			return
+		}
+		fn(mm, blobs)
+		for _, c := range children {
+			walk(c.Digest, depth+1)
 		}
 	}
-	var total int64
-	for _, s := range sizes {
-		total += s
-	}
-	return len(sizes), total
+	walk(dg, 0)
 }
 
 func orAll(p []string) string {
@@ -253,43 +310,6 @@ func configCommand(e *env) *cli.Command {
 	}
 }
 
-func completionCommand(e *env) *cli.Command {
-	return &cli.Command{
-		Name:      "completion",
-		Usage:     "print a shell completion script (bash or zsh)",
-		ArgsUsage: "bash|zsh",
-		Description: `Example:
-  source <(ferry completion bash)`,
-		Action: func(c *cli.Context) error {
-			switch c.Args().First() {
-			case "bash":
-				fmt.Fprint(e.stdout, bashCompletion)
-			case "zsh":
-				fmt.Fprint(e.stdout, "autoload -U bashcompinit && bashcompinit\n"+bashCompletion)
-			default:
-				return usagef("completion takes bash or zsh")
-			}
-			return nil
-		},
-	}
-}
-
-const bashCompletion = `_ferry_complete() {
-  local cur opts
-  COMPREPLY=()
-  cur="${COMP_WORDS[COMP_CWORD]}"
-  if [[ "$cur" == -* ]]; then
-    opts=$("${COMP_WORDS[@]:0:$COMP_CWORD}" "$cur" --generate-bash-completion 2>/dev/null)
-  else
-    opts=$("${COMP_WORDS[@]:0:$COMP_CWORD}" --generate-bash-completion 2>/dev/null)
-  fi
-  COMPREPLY=($(compgen -W "${opts}" -- "${cur}"))
-  [[ ${#COMPREPLY[@]} -eq 0 ]] && COMPREPLY=($(compgen -f -- "${cur}"))
-  return 0
-}
-complete -o default -F _ferry_complete ferry
-`
-
 // ImageSpecs gathers images from args, the list flag, and cfg.yaml.
 func (c *Config) ImageSpecs(args []string, listFlag string, stdin io.Reader) ([]bundle.ImageSpec, error) {
 	srcRegistry := ""
@@ -309,8 +329,12 @@ func gatherImages(args []string, listFlag, cfgList string, cfgImages []string, s
 		specs = append(specs, got...)
 		return err
 	}
-	if err := add(args); err != nil {
-		return nil, usageError{err}
+	for i, a := range args {
+		spec, err := bundle.ParseImage(strings.TrimSpace(a), srcRegistry)
+		if err != nil {
+			return nil, usagef("argument %d: %w", i+1, err)
+		}
+		specs = append(specs, spec)
 	}
 	for _, file := range []string{listFlag, cfgList} {
 		if file == "" {
@@ -407,13 +431,20 @@ func firstNonZero[T comparable](vals ...T) T {
 }
 
 func (e *env) retries(c *cli.Context) int {
-	if c.IsSet("retries") {
-		return c.Int("retries")
-	}
-	if e.cfg.Retries != nil {
+	if !c.IsSet("retries") && e.cfg.Retries != nil {
 		return *e.cfg.Retries
 	}
-	return 3
+	return c.Int("retries")
+}
+
+// flagOr is the flag's value when it was given or cfg is unset (zero),
+// else cfg: flags override cfg.yaml, which overrides flag defaults.
+func flagOr[T comparable](c *cli.Context, name string, cfg T) T {
+	var zero T
+	if c.IsSet(name) || cfg == zero {
+		return c.Value(name).(T)
+	}
+	return cfg
 }
 
 // parseTarget parses --target into a registry ref (host + namespace) or a
@@ -427,13 +458,18 @@ func (e *env) parseTarget(s string) (reg ref.Ref, namespace, dockerSock string, 
 		sock = strings.TrimPrefix(sock, "//")
 		return ref.Ref{}, "", sock, true, nil
 	}
+	if rest, ok := strings.CutPrefix(s, "https://"); ok {
+		s = rest // a registry URL: the host and path are the target
+	} else if strings.HasPrefix(s, "http://") {
+		return ref.Ref{}, "", "", false, usagef("target %q: give REGISTRY[/NAMESPACE] without http:// (set tls: disabled for it in cfg.yaml for plain HTTP)", s)
+	}
 	if rc, ok := e.cfg.Lookup(s); ok {
 		s = strings.TrimSuffix(rc.Registry+"/"+rc.Namespace, "/")
 	}
 	host, ns, _ := strings.Cut(s, "/")
 	ns = strings.Trim(ns, "/")
 	if ns != "" && !meta.ValidRepository(ns) {
-		return ref.Ref{}, "", "", false, usagef("target namespace %q is not a valid repository path", ns)
+		return ref.Ref{}, "", "", false, usagef("target %q: namespace %q is not a repository path (lowercase letters, digits, . _ - separated by /)", s, ns)
 	}
 	r, perr := ref.NewHost(host)
 	if perr != nil || strings.ContainsAny(host, "@ ") {

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"reflect"
+	"regexp"
 	"strconv"
 	"strings"
 
@@ -70,6 +72,8 @@ type RegistryConfig struct {
 type OutputConfig struct {
 	Dir    string `yaml:"dir"`
 	Prefix string `yaml:"prefix"`
+	// Mkdir creates Dir when it does not exist (default: refuse).
+	Mkdir bool `yaml:"mkdir"`
 }
 
 // CacheConfig configures the blob cache.
@@ -101,7 +105,7 @@ func ParseConfig(b []byte) (*Config, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("%w: %v", errConfig, err)
+		return nil, fmt.Errorf("%w: %v", errConfig, explainYAML(err))
 	}
 	return &c, c.Validate()
 }
@@ -196,6 +200,7 @@ func parseSize(s string) (int64, error) {
 	if s == "" {
 		return 0, nil
 	}
+	typed := s
 	units := []struct {
 		suffix string
 		mult   float64
@@ -213,7 +218,7 @@ func parseSize(s string) (int64, error) {
 	}
 	f, err := strconv.ParseFloat(s, 64)
 	if err != nil || f < 0 {
-		return 0, fmt.Errorf("size %q", s)
+		return 0, fmt.Errorf("size %q: want a number with an optional unit B, KB, MB, GB, TB, KiB, MiB, GiB or TiB (e.g. 2GiB, 500MB)", typed)
 	}
 	return int64(f * mult), nil
 }
@@ -230,4 +235,39 @@ func formatSize(n int64) string {
 		exp++
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// unknownField matches yaml.v3's complaint about a field the struct lacks.
+var unknownField = regexp.MustCompile(`line (\d+): field (\S+) not found in type (\S+)`)
+
+// explainYAML rewrites yaml.v3's errors for people: an unknown field names
+// its section and the nearest known field, not a Go type.
+func explainYAML(err error) string {
+	var te *yaml.TypeError
+	if !errors.As(err, &te) {
+		return err.Error()
+	}
+	sections := map[string]reflect.Type{
+		"main.Config": reflect.TypeFor[Config](), "main.RegistryConfig": reflect.TypeFor[RegistryConfig](),
+		"main.OutputConfig": reflect.TypeFor[OutputConfig](), "main.CacheConfig": reflect.TypeFor[CacheConfig](),
+	}
+	where := map[string]string{"main.Config": "", "main.RegistryConfig": " in a registries entry", "main.OutputConfig": " in output", "main.CacheConfig": " in cache"}
+	var lines []string
+	for _, msg := range te.Errors {
+		m := unknownField.FindStringSubmatch(msg)
+		if m == nil {
+			lines = append(lines, strings.ReplaceAll(msg, "main.", ""))
+			continue
+		}
+		var known []string
+		if t, ok := sections[m[3]]; ok {
+			for i := range t.NumField() {
+				if tag, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ","); tag != "" {
+					known = append(known, tag)
+				}
+			}
+		}
+		lines = append(lines, fmt.Sprintf("line %s: unknown field %q%s%s", m[1], m[2], where[m[3]], didYouMean(m[2], known)))
+	}
+	return strings.Join(lines, "; ")
 }

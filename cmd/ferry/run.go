@@ -3,12 +3,17 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/ferry-oss/ferry/bundle"
+	"github.com/ferry-oss/ferry/registry"
+	"github.com/ferry-oss/ferry/registry/docker"
 )
 
 func (e *env) save(c *cli.Context) error {
@@ -28,14 +33,14 @@ func (e *env) save(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	codec, err := bundle.ParseCodec(firstNonZero(c.String("compress"), cfg.Compression))
+	codec, err := bundle.ParseCodec(flagOr(c, "compress", cfg.Compression))
 	if err != nil {
 		return usageError{err}
 	}
 	if codec == bundle.CodecXz {
 		e.log.Warn("xz compresses already-compressed layers at about 1 MB/s; zstd is much faster at the same ratio on them")
 	}
-	split, err := parseSize(firstNonZero(c.String("split-size"), cfg.SplitSize))
+	split, err := parseSize(flagOr(c, "split-size", cfg.SplitSize))
 	if err != nil {
 		return usagef("--split-size: %v", err)
 	}
@@ -43,23 +48,31 @@ func (e *env) save(c *cli.Context) error {
 	if single && split > 0 {
 		return usagef("--single and --split-size exclude each other")
 	}
-	jobs := firstNonZero(c.Int("jobs"), cfg.Jobs, 4)
+	jobs := flagOr(c, "jobs", cfg.Jobs)
 	if jobs < 1 || jobs > 64 {
 		return usagef("--jobs must be 1 to 64")
 	}
 	retries := e.retries(c)
-	outDir := firstNonZero(c.String("out"), cfg.Output.Dir, ".")
-	if err := os.MkdirAll(outDir, 0o755); err != nil {
+	outDir := flagOr(c, "out", cfg.Output.Dir)
+	if err := outputDir(outDir, c.Bool("mkdir") || cfg.Output.Mkdir); err != nil {
 		return err
 	}
 	var hosts []string
 	for _, img := range images {
-		hosts = append(hosts, img.Source.Registry)
+		if !slices.Contains(hosts, img.Source.Registry) {
+			hosts = append(hosts, img.Source.Registry)
+		}
 	}
 	reg, err := e.registryFor(hosts, c.Bool("insecure"), c.String("ca-file"), jobs, retries)
 	if err != nil {
 		return usageError{err}
 	}
+	if !c.Bool("keep-going") { // else images of a broken registry fail one by one
+		if err := reg.Check(c.Context, hosts...); err != nil {
+			return err
+		}
+	}
+	labels := newLabeler()
 	var source bundle.Source = reg
 	if cacheDir := firstNonZero(c.String("cache"), cfg.Cache.Dir); cacheDir != "" {
 		source, err = e.withCache(source, cacheDir)
@@ -68,7 +81,7 @@ func (e *env) save(c *cli.Context) error {
 		}
 	}
 	w, err := bundle.NewWriter(bundle.WriterOptions{
-		Dir: outDir, Prefix: firstNonZero(c.String("prefix"), cfg.Output.Prefix), Codec: codec,
+		Dir: outDir, Prefix: flagOr(c, "prefix", cfg.Output.Prefix), Codec: codec,
 		Parts: jobs, SplitSize: split, Single: single, Platforms: platNames,
 		Bases: c.StringSlice("inc"), Tool: "ferry " + version, Log: e.log,
 	})
@@ -76,8 +89,8 @@ func (e *env) save(c *cli.Context) error {
 		return usageError{err}
 	}
 	e.log.Info("saving", "bundle", w.ID(), "images", len(images), "dir", outDir, "compression", codec, "jobs", jobs)
-	p := e.progress()
-	res, err := bundle.Save(c.Context, source, w, images, bundle.SaveOptions{
+	p := e.labelledProgress(labels)
+	res, err := bundle.Save(c.Context, labelSource{source, labels}, w, images, bundle.SaveOptions{
 		Platforms: plats, Jobs: jobs, Retries: retries, KeepGoing: c.Bool("keep-going"),
 		Log: e.log, Progress: p,
 	})
@@ -88,34 +101,55 @@ func (e *env) save(c *cli.Context) error {
 	var fe *bundle.FailedError
 	if errors.As(err, &fe) {
 		fmt.Fprintf(e.stderr, "\nFAILED: %d of %d image(s):\n", len(fe.Images), len(images))
-		for _, f := range fe.Images {
-			fmt.Fprintf(e.stderr, "  %s\n    %v\n", f.Image, f.Err)
-		}
+		printFailures(e.stderr, fe.Images)
 		if res != nil {
 			fmt.Fprintf(e.stderr, "a PARTIAL bundle of the other images was written: %s\n", res.MetaPath)
 		} else {
 			fmt.Fprintln(e.stderr, "no bundle was written (use --keep-going for a partial one)")
 		}
-		return cli.Exit("save failed", exitFailure)
+		return errReported
 	}
 	e.cacheDone()
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stdout, "saved %d image(s), %d blob(s) (%s, %d skipped as in base bundles) in %s into %d part(s)\n%s\n",
-		len(res.Meta.Images), res.Blobs, formatSize(res.BlobBytes), res.Skipped, res.Duration.Round(time.Millisecond), len(res.Meta.Parts), res.MetaPath)
+	// stdout carries only the meta path: META=$(ferry save ...) works
+	fmt.Fprintf(e.stderr, "saved %d image(s), %d blob(s) (%s, %d skipped as in base bundles) in %s into %d part(s)\n",
+		len(res.Meta.Images), res.Blobs, formatSize(res.BlobBytes), res.Skipped, res.Duration.Round(time.Millisecond), len(res.Meta.Parts))
+	fmt.Fprintln(e.stdout, res.MetaPath)
 	return nil
+}
+
+// outputDir checks that save's output directory exists: a month's bundle
+// must not land on the root file system because the USB stick is not
+// mounted. With mkdir it is created.
+func outputDir(dir string, mkdir bool) error {
+	fi, err := os.Stat(dir)
+	switch {
+	case err == nil && !fi.IsDir():
+		return usagef("output %s is not a directory", dir)
+	case err == nil:
+		return nil
+	case errors.Is(err, os.ErrNotExist) && mkdir:
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return fmt.Errorf("creating the output directory: %w", err)
+		}
+		return nil
+	case errors.Is(err, os.ErrNotExist):
+		return usagef("output directory %s does not exist (is the disk mounted?); create it, or pass --mkdir (cfg output.mkdir: true)", dir)
+	}
+	return usageError{err}
 }
 
 func (e *env) upload(c *cli.Context) error {
 	if c.NArg() != 1 {
 		return usagef("upload takes one meta file")
 	}
-	bd, err := bundle.Open(c.Args().First())
+	bd, err := openBundle(c.Args().First())
 	if err != nil {
 		return err
 	}
-	jobs := firstNonZero(c.Int("jobs"), e.cfg.Jobs, 4)
+	jobs := flagOr(c, "jobs", e.cfg.Jobs)
 	retries := e.retries(c)
 	host, ns, sock, isDocker, err := e.parseTarget(firstNonZero(c.String("target"), e.cfg.Target))
 	if err != nil {
@@ -133,25 +167,46 @@ func (e *env) upload(c *cli.Context) error {
 	}
 	var sink bundle.Sink
 	targetName := host.Registry
+	log := e.log
 	if isDocker {
-		sink, err = e.dockerSink(c, bd.Meta, sock)
+		sink, err = e.dockerSink(c, bd, sock)
 		if err != nil {
 			return err
 		}
-		host.Registry, targetName = "docker.io", "docker"
+		// the engine names images like Docker Hub does; the log must not
+		// read like a push to Docker Hub
+		targetName = "docker engine " + docker.SocketName(sock)
+		host.Registry = "docker.io"
+		log = e.logger(func(v string) string {
+			if name, ok := strings.CutPrefix(v, "docker.io/"); ok {
+				return name + " (" + targetName + ")"
+			}
+			return v
+		})
 	} else {
 		reg, err := e.registryFor([]string{host.Registry}, c.Bool("insecure"), c.String("ca-file"), jobs, retries)
 		if err != nil {
 			return usageError{err}
 		}
+		if err := reg.Check(c.Context, host.Registry); err != nil {
+			return err
+		}
 		sink = reg
 	}
-	e.log.Info("uploading", "bundle", bd.Meta.ID, "target", targetName, "namespace", ns, "parts", len(bd.Meta.Parts), "blobs", len(bd.Meta.Blobs))
-	p := e.progress()
+	log.Info("uploading", "bundle", bd.Meta.ID, "target", targetName, "namespace", ns, "parts", len(bd.Meta.Parts), "blobs", len(bd.Meta.Blobs))
+	p := e.labelledProgress(labelsFromMeta(bd.Meta))
 	res, err := bundle.Upload(c.Context, bd, sink, bundle.UploadOptions{
-		Target: bundle.RegistryTarget(host, ns, renames), Jobs: jobs, Retries: retries, Log: e.log, Progress: p,
+		Target: bundle.RegistryTarget(host, ns, renames), Jobs: jobs, Retries: retries, Log: log, Progress: p,
 	})
 	p.Stop()
+	var re *registry.Error
+	if errors.As(err, &re) {
+		log.Debug("upload failed", "err", err)
+		return fmt.Errorf("upload of %s failed: %w", bd.Meta.ID, re) // one line: registry, cause, fix
+	}
+	if errors.Is(err, bundle.ErrBaseMissing) {
+		return fmt.Errorf("upload of %s refused, nothing was sent: %w", bd.Meta.ID, err)
+	}
 	if err != nil {
 		return fmt.Errorf("upload of %s failed (no manifest was pushed for blobs that did not land): %w", bd.Meta.ID, err)
 	}
@@ -166,4 +221,30 @@ func orSlice(a, b []string) []string {
 		return a
 	}
 	return b
+}
+
+// printFailures lists failed images, one line each; images that failed
+// for the same reason (a registry that is down) share one line.
+func printFailures(w io.Writer, failed []bundle.ImageError) {
+	var order []string
+	byMsg := map[string][]string{}
+	named := map[string]bool{}
+	for _, f := range failed {
+		msg := f.Err.Error()
+		var re *registry.Error
+		if errors.As(f.Err, &re) {
+			msg, named[re.Error()] = re.Error(), re.Ref != ""
+		}
+		if _, ok := byMsg[msg]; !ok {
+			order = append(order, msg)
+		}
+		byMsg[msg] = append(byMsg[msg], f.Image)
+	}
+	for _, msg := range order {
+		if imgs := byMsg[msg]; len(imgs) == 1 && named[msg] {
+			fmt.Fprintf(w, "  %s\n", msg) // the message names the image
+		} else {
+			fmt.Fprintf(w, "  %s: %s\n", strings.Join(imgs, ", "), msg)
+		}
+	}
 }

@@ -1,7 +1,13 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"io"
+
+	"github.com/opencontainers/go-digest"
+	"github.com/regclient/regclient/types/descriptor"
 
 	"github.com/urfave/cli/v2"
 
@@ -36,13 +42,14 @@ func (e *env) cacheDone() {
 		e.log.Warn("pruning the cache", "err", err)
 	}
 	entries, size, _ := e.cache.Stats()
-	fmt.Fprintf(e.stdout, "cache: %d hit(s), %d miss(es); pruned %d (%s); %d entries, %s\n", hits, misses, removed, formatSize(freed), entries, formatSize(size))
+	fmt.Fprintf(e.stderr, "cache: %d hit(s), %d miss(es); pruned %d (%s); %d entries, %s\n", hits, misses, removed, formatSize(freed), entries, formatSize(size))
 }
 
 // dockerSink connects to the Docker engine at sock (default: DOCKER_HOST
 // or /var/run/docker.sock).
-func (e *env) dockerSink(c *cli.Context, m *meta.Meta, sock string) (bundle.Sink, error) {
-	opts := docker.Options{Socket: sock, Log: e.log}
+func (e *env) dockerSink(c *cli.Context, bd *bundle.Bundle, sock string) (bundle.Sink, error) {
+	m := bd.Meta
+	opts := docker.Options{Socket: sock, Log: e.log, ReadConfigs: smallBlobs(bd)}
 	if p := c.String("platform"); p != "" {
 		plats, _, err := parsePlatforms([]string{p})
 		if err != nil {
@@ -54,4 +61,47 @@ func (e *env) dockerSink(c *cli.Context, m *meta.Meta, sock string) (bundle.Sink
 		opts.Platform = &plats[0]
 	}
 	return docker.New(c.Context, m, opts)
+}
+
+// smallBlobs reads small blobs (image configs) from a bundle: one pass
+// over each part that holds some, stopping once it has them all; every
+// blob is digest-checked as it is read.
+func smallBlobs(bd *bundle.Bundle) func(context.Context, []descriptor.Descriptor) (map[digest.Digest][]byte, error) {
+	return func(ctx context.Context, ds []descriptor.Descriptor) (map[digest.Digest][]byte, error) {
+		want := map[digest.Digest]bool{}
+		for _, d := range ds {
+			want[d.Digest] = true
+		}
+		out := map[digest.Digest][]byte{}
+		errHaveAll := errors.New("have all")
+		for _, p := range bd.Meta.Parts {
+			left := 0
+			for _, b := range bd.Meta.Blobs {
+				if b.Part == p.Name && want[b.Digest] {
+					left++
+				}
+			}
+			if left == 0 {
+				continue
+			}
+			err := bd.ReadPart(ctx, p, func(b *meta.Blob, r io.Reader) error {
+				if !want[b.Digest] || out[b.Digest] != nil {
+					return nil
+				}
+				data, err := io.ReadAll(r) // r checks size and digest at EOF
+				if err != nil {
+					return err
+				}
+				out[b.Digest] = data
+				if left--; left == 0 {
+					return errHaveAll
+				}
+				return nil
+			})
+			if err != nil && !errors.Is(err, errHaveAll) {
+				return nil, err
+			}
+		}
+		return out, nil
+	}
 }

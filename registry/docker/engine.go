@@ -27,6 +27,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"slices"
 	"strings"
@@ -61,6 +62,11 @@ type Options struct {
 	Platform *platform.Platform
 	// Log receives what Docker said ("Loaded image: ..."); nil discards.
 	Log *slog.Logger
+	// ReadConfigs reads small blobs the bundle stores (image configs), all
+	// in one call. New needs it for an incremental bundle: the configs of
+	// images whose base layers the engine must already hold give their
+	// layer diff ids. Nil refuses such images.
+	ReadConfigs func(ctx context.Context, ds []descriptor.Descriptor) (map[digest.Digest][]byte, error)
 }
 
 // DefaultSocket is the socket path of $DOCKER_HOST when it is a unix://
@@ -72,6 +78,15 @@ func DefaultSocket() string {
 	return "/var/run/docker.sock"
 }
 
+// SocketName is the socket Options.Socket s means, for messages.
+func SocketName(s string) string {
+	p, err := socketPath(s)
+	if err != nil {
+		return s
+	}
+	return p
+}
+
 // image is one image manifest that will be loaded.
 type image struct {
 	manifest digest.Digest // the chosen image manifest
@@ -80,6 +95,12 @@ type image struct {
 	sources  []string // the bundle images it serves, for messages
 	put      bool     // ManifestPut received it (or an index resolving to it)
 	tags     []string // docker RepoTags
+	// base holds the config and layers a base bundle carried (digest ->
+	// base bundle id): not in this bundle, so the engine must have them.
+	base map[digest.Digest]string
+	// present: the engine has the image already (its config was in a base
+	// bundle): nothing is loaded, its tags are set through the API.
+	present bool
 }
 
 // Engine is a bundle.Sink that loads images into a Docker engine. Its
@@ -141,6 +162,19 @@ func New(ctx context.Context, m *meta.Meta, opts Options) (*Engine, error) {
 	}
 	if err := e.ping(ctx); err != nil {
 		return nil, fmt.Errorf("loading into docker: %w", err)
+	}
+	if err := e.checkBase(ctx, m, opts.ReadConfigs); err != nil {
+		return nil, fmt.Errorf("loading into docker: %w", err)
+	}
+	for _, it := range e.images {
+		if it.present {
+			continue
+		}
+		for _, dg := range append([]digest.Digest{it.config}, it.layers...) {
+			if _, inBase := it.base[dg]; !inBase {
+				e.wanted[dg] = true
+			}
+		}
 	}
 	e.reqCtx, e.reqCancel = context.WithCancel(ctx)
 	return e, nil
@@ -210,22 +244,179 @@ func (e *Engine) plan(m *meta.Meta, want *platform.Platform) error {
 			return fmt.Errorf("image %s: %w", img.Source, err)
 		}
 		it.sources = []string{img.Source}
+		it.base = map[digest.Digest]string{}
+	blobs:
 		for _, dg := range append([]digest.Digest{it.config}, it.layers...) {
-			if !stored[dg] {
-				what := "is not in the bundle"
-				for _, bb := range m.BaseBlobs {
-					if bb.Digest == dg {
-						what = "was left to base bundle " + bb.Base + " (incremental bundle); docker load needs every layer, so load a full bundle"
-					}
-				}
-				return fmt.Errorf("image %s: blob %s %s: %w", img.Source, dg, what, bundle.ErrBlobMissing)
+			if stored[dg] {
+				continue
 			}
-			e.wanted[dg] = true
+			for _, bb := range m.BaseBlobs {
+				if bb.Digest == dg {
+					it.base[dg] = bb.Base // checked against the engine by checkBase
+					continue blobs
+				}
+			}
+			return fmt.Errorf("image %s: blob %s is not in the bundle: %w", img.Source, dg, bundle.ErrBlobMissing)
 		}
 		e.images[chosen.Digest] = it
 		e.order = append(e.order, chosen.Digest)
 	}
 	return nil
+}
+
+// checkBase makes sure, before anything is sent, that the engine holds
+// what an incremental bundle left to its base bundles: an image whose
+// config a base carried must be in the engine (it is then only tagged);
+// for the others, every base layer must be in the engine on the same chain
+// of layers below it, which is how docker load finds a layer it is not
+// sent. The engine's layer chains come from its images' RootFS diff ids.
+func (e *Engine) checkBase(ctx context.Context, m *meta.Meta, read func(context.Context, []descriptor.Descriptor) (map[digest.Digest][]byte, error)) error {
+	var need []*image
+	for _, dg := range e.order {
+		if it := e.images[dg]; len(it.base) > 0 {
+			need = append(need, it)
+		}
+	}
+	if len(need) == 0 {
+		return nil
+	}
+	ids, chains, err := e.inventory(ctx)
+	if err != nil {
+		return err
+	}
+	configs, err := readConfigs(ctx, m, need, read)
+	if err != nil {
+		return err
+	}
+	var missing []string
+	var bases []string
+	lack := func(it *image, what string, dg digest.Digest) {
+		missing = append(missing, fmt.Sprintf("%s %s %s", strings.Join(it.sources, ", "), what, dg))
+		if b := it.base[dg]; !slices.Contains(bases, b) {
+			bases = append(bases, b)
+		}
+	}
+	for _, it := range need {
+		if _, ok := it.base[it.config]; ok {
+			if ids[it.config] {
+				it.present = true
+			} else {
+				lack(it, "image", it.config)
+			}
+			continue
+		}
+		diffs, err := diffIDs(it, configs[it.config])
+		if err != nil {
+			return err
+		}
+		for i, l := range it.layers {
+			if _, ok := it.base[l]; ok && !chains[strings.Join(diffs[:i+1], ",")] {
+				lack(it, fmt.Sprintf("layer %d/%d", i+1, len(it.layers)), l)
+			}
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("%w: the engine lacks %d blob(s) that this incremental bundle left to base bundle(s) %s: %s; load %s into this engine first, or upload the bundles to a registry",
+			bundle.ErrBaseMissing, len(missing), strings.Join(bases, ", "), strings.Join(missing, "; "), strings.Join(bases, ", "))
+	}
+	return nil
+}
+
+// inventory lists the engine's image ids and the layer chains it holds
+// (every prefix of every image's RootFS diff ids, joined with commas).
+func (e *Engine) inventory(ctx context.Context) (map[digest.Digest]bool, map[string]bool, error) {
+	var list []struct{ Id string }
+	if err := e.getJSON(ctx, "/images/json?all=1", &list); err != nil {
+		return nil, nil, err
+	}
+	ids, chains := map[digest.Digest]bool{}, map[string]bool{}
+	for _, img := range list {
+		var info struct {
+			RootFS struct{ Layers []string }
+		}
+		if err := e.getJSON(ctx, "/images/"+img.Id+"/json", &info); err != nil {
+			return nil, nil, err
+		}
+		ids[digest.Digest(img.Id)] = true
+		for i := range info.RootFS.Layers {
+			chains[strings.Join(info.RootFS.Layers[:i+1], ",")] = true
+		}
+	}
+	return ids, chains, nil
+}
+
+// getJSON decodes the answer of an Engine API GET.
+func (e *Engine) getJSON(ctx context.Context, path string, v any) error {
+	ctx, cancel := context.WithTimeout(ctx, pingTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://docker"+path, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := e.client.Do(req)
+	if err != nil {
+		return fmt.Errorf("%w: GET %s: %v", ErrEngine, path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return fmt.Errorf("%w: GET %s: %v", ErrEngine, path, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%w: GET %s: %s: %s", ErrEngine, path, resp.Status, engineMessage(b))
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("%w: GET %s: %v", ErrEngine, path, err)
+	}
+	return nil
+}
+
+// readConfigs reads, in one call, the stored configs of the images that
+// need base layers (those whose config a base carried are not read).
+func readConfigs(ctx context.Context, m *meta.Meta, need []*image, read func(context.Context, []descriptor.Descriptor) (map[digest.Digest][]byte, error)) (map[digest.Digest][]byte, error) {
+	var ds []descriptor.Descriptor
+	for _, it := range need {
+		if _, inBase := it.base[it.config]; inBase {
+			continue
+		}
+		for _, b := range m.Blobs {
+			if b.Digest == it.config {
+				ds = append(ds, descriptor.Descriptor{MediaType: b.MediaType, Digest: b.Digest, Size: b.Size})
+			}
+		}
+	}
+	if len(ds) == 0 {
+		return nil, nil
+	}
+	if read == nil {
+		return nil, fmt.Errorf("cannot read image configs to check the base layers: %w", bundle.ErrUnsupported)
+	}
+	for _, d := range ds {
+		if d.Size > 4<<20 {
+			return nil, fmt.Errorf("config %s: %w: %d bytes", d.Digest, bundle.ErrUnsupported, d.Size)
+		}
+	}
+	configs, err := read(ctx, ds)
+	if err != nil {
+		return nil, fmt.Errorf("reading image configs: %w", err)
+	}
+	return configs, nil
+}
+
+// diffIDs are the layer diff ids in an image's config b.
+func diffIDs(it *image, b []byte) ([]string, error) {
+	if it.config.Algorithm().FromBytes(b) != it.config {
+		return nil, fmt.Errorf("image %s: config %s: %w", strings.Join(it.sources, ", "), it.config, bundle.ErrDigestMismatch)
+	}
+	var cfg struct {
+		RootFS struct {
+			DiffIDs []string `json:"diff_ids"`
+		} `json:"rootfs"`
+	}
+	if err := json.Unmarshal(b, &cfg); err != nil || len(cfg.RootFS.DiffIDs) != len(it.layers) {
+		return nil, fmt.Errorf("image %s: config %s: %d diff ids for %d layers (%v): %w", strings.Join(it.sources, ", "), it.config, len(cfg.RootFS.DiffIDs), len(it.layers), err, bundle.ErrUnsupported)
+	}
+	return cfg.RootFS.DiffIDs, nil
 }
 
 // imageOf reads the config and layers of an image manifest, refusing what
@@ -556,14 +747,19 @@ func (e *Engine) Commit(ctx context.Context) error {
 	}
 	var mj []loadEntry
 	var missing []string
+	var tagOnly []*image
 	for _, dg := range e.order {
 		img := e.images[dg]
 		if !img.put {
 			continue
 		}
+		if img.present {
+			tagOnly = append(tagOnly, img)
+			continue
+		}
 		en := loadEntry{Config: bundle.BlobPath(img.config), RepoTags: slices.Sorted(slices.Values(img.tags)), Layers: []string{}}
 		for _, b := range append([]digest.Digest{img.config}, img.layers...) {
-			if !e.written[b] {
+			if _, inBase := img.base[b]; !e.written[b] && !inBase {
 				missing = append(missing, fmt.Sprintf("%s (of %s)", b, strings.Join(img.sources, ", ")))
 			}
 		}
@@ -582,7 +778,7 @@ func (e *Engine) Commit(ctx context.Context) error {
 		e.abort(errors.New("nothing to load"))
 		e.finish()
 		e.committed = true
-		return nil
+		return e.tag(ctx, tagOnly)
 	}
 	if e.pw == nil {
 		e.start() // images whose blobs all came before: not with Upload, but allowed
@@ -624,6 +820,35 @@ func (e *Engine) Commit(ctx context.Context) error {
 	}
 	for _, en := range mj {
 		e.log.Info("loaded into docker", "tags", strings.Join(en.RepoTags, ","), "id", "sha256:"+strings.TrimPrefix(en.Config, "blobs/sha256/"))
+	}
+	return e.tag(ctx, tagOnly)
+}
+
+// tag gives images the engine already holds their tags (POST
+// /images/{id}/tag).
+func (e *Engine) tag(ctx context.Context, imgs []*image) error {
+	for _, img := range imgs {
+		for _, t := range slices.Sorted(slices.Values(img.tags)) {
+			repo, tag := t, ""
+			if i := strings.LastIndex(t, ":"); i > strings.LastIndex(t, "/") {
+				repo, tag = t[:i], t[i+1:]
+			}
+			q := url.Values{"repo": {repo}, "tag": {tag}}
+			req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://docker/images/"+img.config.String()+"/tag?"+q.Encode(), nil)
+			if err != nil {
+				return err
+			}
+			resp, err := e.client.Do(req)
+			if err != nil {
+				return fmt.Errorf("loading into docker: tagging %s: %w: %v", t, ErrEngine, err)
+			}
+			b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusCreated && resp.StatusCode != http.StatusOK {
+				return fmt.Errorf("loading into docker: tagging %s: %w: %s: %s", t, ErrEngine, resp.Status, engineMessage(b))
+			}
+			e.log.Info("tagged in docker", "tag", t, "id", img.config)
+		}
 	}
 	return nil
 }

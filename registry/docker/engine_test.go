@@ -240,6 +240,8 @@ func newFakeDocker(t *testing.T, status int, answer string) *fakeDocker {
 		switch r.URL.Path {
 		case "/_ping":
 			io.WriteString(w, "OK")
+		case "/images/json":
+			io.WriteString(w, "[]") // an empty engine
 		case "/images/load":
 			got := loadReq{contentType: r.Header.Get("Content-Type"), files: map[string][]byte{}}
 			tr := tar.NewReader(r.Body)
@@ -648,8 +650,25 @@ func TestEnginePlan(t *testing.T) {
 	incr.m.Blobs = slices.DeleteFunc(incr.m.Blobs, func(b meta.Blob) bool { return b.Digest == amd.layerDigest() })
 	incr.m.Bases = []meta.Base{{ID: "base1", Meta: "base1_meta.yaml", SHA256: strings.Repeat("1", 64)}}
 	incr.m.BaseBlobs = []meta.BaseBlob{{Digest: amd.layerDigest(), Size: int64(len(amd.layer)), Base: "base1", Repos: []string{"library/tiny"}}}
-	if _, err := docker.New(context.Background(), incr.m, docker.Options{Socket: f.sock}); !errors.Is(err, bundle.ErrBlobMissing) || !strings.Contains(err.Error(), "base1") {
-		t.Errorf("incremental: %v, want ErrBlobMissing naming the base", err)
+	read := func(_ context.Context, ds []descriptor.Descriptor) (map[digest.Digest][]byte, error) {
+		out := map[digest.Digest][]byte{}
+		for _, d := range ds {
+			out[d.Digest] = incr.blobs[d.Digest]
+		}
+		return out, nil
+	}
+	_, err = docker.New(context.Background(), incr.m, docker.Options{Socket: f.sock, ReadConfigs: read})
+	if !errors.Is(err, bundle.ErrBaseMissing) || !strings.Contains(err.Error(), "base1") || !strings.Contains(err.Error(), "layer 1/1 "+amd.layerDigest().String()) {
+		t.Errorf("incremental into an empty engine: %v, want ErrBaseMissing naming the base and the layer", err)
+	}
+	if _, err := docker.New(context.Background(), incr.m, docker.Options{Socket: f.sock}); !errors.Is(err, bundle.ErrUnsupported) {
+		t.Errorf("incremental without ReadConfigs: %v", err)
+	}
+	bad := func(context.Context, []descriptor.Descriptor) (map[digest.Digest][]byte, error) {
+		return map[digest.Digest][]byte{amd.configDigest(): []byte("{}")}, nil
+	}
+	if _, err := docker.New(context.Background(), incr.m, docker.Options{Socket: f.sock, ReadConfigs: bad}); !errors.Is(err, bundle.ErrDigestMismatch) {
+		t.Errorf("a config that does not match its digest: %v", err)
 	}
 
 	// not a container image

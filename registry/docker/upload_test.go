@@ -29,16 +29,28 @@ func saveFixtures(t *testing.T, names ...string) *bundle.Bundle {
 		t.Fatal(err)
 	}
 	imgs := regtest.Fixtures()
-	var specs []bundle.ImageSpec
 	for _, n := range names {
 		r, _ := ref.New(host + "/" + n)
 		if err := regtest.Push(context.Background(), reg, r, imgs[n]); err != nil {
 			t.Fatal(err)
 		}
-		s, _ := bundle.ParseImage(n, host)
+	}
+	return saveBundle(t, reg, host, nil, names...)
+}
+
+// saveBundle saves list lines (paths on host) into a zstd bundle of two
+// parts, an increment of bases when given.
+func saveBundle(t *testing.T, reg *registry.Registry, host string, bases []string, lines ...string) *bundle.Bundle {
+	t.Helper()
+	var specs []bundle.ImageSpec
+	for _, l := range lines {
+		s, err := bundle.ParseImage(l, host)
+		if err != nil {
+			t.Fatal(err)
+		}
 		specs = append(specs, s)
 	}
-	w, err := bundle.NewWriter(bundle.WriterOptions{Dir: t.TempDir(), Parts: 2, Codec: bundle.CodecZstd})
+	w, err := bundle.NewWriter(bundle.WriterOptions{Dir: t.TempDir(), Parts: 2, Codec: bundle.CodecZstd, Bases: bases})
 	if err != nil {
 		t.Fatal(err)
 	}

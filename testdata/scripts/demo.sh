@@ -41,6 +41,7 @@ jobs: 4
 output:
   dir: $WORK/out
   prefix: demo
+  mkdir: true
 YML
 cat > "$WORK/full.txt" <<'TXT'
 # monthly full bundle

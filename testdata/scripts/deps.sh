@@ -16,6 +16,8 @@ command -v skopeo >/dev/null || need+=(skopeo)
 command -v podman >/dev/null || need+=(podman)
 command -v ssh-keygen >/dev/null || need+=(openssh-client)
 [ -x /usr/bin/time ] || need+=(time)
+command -v fish >/dev/null || need+=(fish) # cmd/ferry: completion test
+command -v file >/dev/null || need+=(file) # make release: static binary check
 # Go tools the tests use, from the Go module proxy: distribution v3 (its
 # `registry` has the OCI referrers API); crane and regctl (serve and export
 # tests pull with them).

@@ -1,0 +1,4 @@
+package registry
+
+// QuietForTest exposes quiet to the tests.
+var QuietForTest = quiet
