@@ -3,6 +3,8 @@ package registry_test
 import (
 	"context"
 	"errors"
+	"io"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -25,7 +27,9 @@ import (
 func TestErrorsFailFast(t *testing.T) {
 	plain, stop := regtest.Olareg()
 	defer stop()
-	tlsSrv := httptest.NewTLSServer(http.NotFoundHandler())
+	tlsSrv := httptest.NewUnstartedServer(http.NotFoundHandler())
+	tlsSrv.Config.ErrorLog = log.New(io.Discard, "", 0) // the handshake errors are the point
+	tlsSrv.StartTLS()
 	defer tlsSrv.Close()
 	tlsHost := strings.TrimPrefix(tlsSrv.URL, "https://")
 	l, _ := net.Listen("tcp", "127.0.0.1:0")
