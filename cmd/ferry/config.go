@@ -237,6 +237,18 @@ func formatSize(n int64) string {
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
+// goTypes names the Go types of yaml.v3's messages in cfg.yaml's terms.
+var goTypes = map[string]string{
+	"[]main.RegistryConfig": "a list of registries entries", "main.RegistryConfig": "a registries entry",
+	"main.OutputConfig": "the output section", "main.CacheConfig": "the cache section", "main.Config": "a cfg.yaml document",
+	"[]string": "a list of strings", "*int": "a number", "int": "a number", "*bool": "true or false", "bool": "true or false", "string": "a string",
+}
+
+var (
+	intoType  = regexp.MustCompile(`into (\S+)`)
+	wrongKind = regexp.MustCompile("^(line \\d+: )cannot unmarshal !!(\\w+)( `[^`]*`)? into (.+)$")
+)
+
 // unknownField matches yaml.v3's complaint about a field the struct lacks.
 var unknownField = regexp.MustCompile(`line (\d+): field (\S+) not found in type (\S+)`)
 
@@ -256,7 +268,20 @@ func explainYAML(err error) string {
 	for _, msg := range te.Errors {
 		m := unknownField.FindStringSubmatch(msg)
 		if m == nil {
-			lines = append(lines, strings.ReplaceAll(msg, "main.", ""))
+			msg = intoType.ReplaceAllStringFunc(msg, func(m string) string {
+				if name, ok := goTypes[strings.TrimPrefix(m, "into ")]; ok {
+					return "into " + name
+				}
+				return m
+			})
+			if w := wrongKind.FindStringSubmatch(msg); w != nil {
+				kind := map[string]string{"seq": "a list", "map": "a mapping", "str": "text", "int": "a number", "bool": "true/false", "float": "a number"}[w[2]]
+				if kind == "" {
+					kind = w[2]
+				}
+				msg = fmt.Sprintf("%s%s%s where cfg.yaml wants %s", w[1], kind, w[3], w[4])
+			}
+			lines = append(lines, msg)
 			continue
 		}
 		var known []string

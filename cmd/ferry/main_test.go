@@ -68,6 +68,7 @@ func TestConfigCheck(t *testing.T) {
 	}{
 		{"unknown field", "jobs: 2\nregistries:\n  - registry: a:5000\n    passwd: x\n", `line 4: unknown field "passwd" in a registries entry (did you mean pass?)`},
 		{"bad tls", "registries:\n  - registry: a:5000\n    tls: maybe\n", "tls \"maybe\""},
+		{"wrong type", "output: [a]\njobs: many\n", "line 1: a list where cfg.yaml wants the output section; line 2: text `many` where cfg.yaml wants a number"},
 		{"bad size", "splitSize: lots\n", "splitSize"},
 		{"dup name", "registries:\n  - {name: a, registry: x:1}\n  - {name: a, registry: y:1}\n", "used twice"},
 		{"bad image", "images:\n  - 'a:1 -> BAD/Name'\n", "BAD/Name"},
