@@ -372,3 +372,13 @@ func TestSmallBlobs(t *testing.T) {
 		}
 	}
 }
+
+// TestLabelSourceReferrers: the progress wrapper keeps the source's
+// referrers visible to save.
+func TestLabelSourceReferrers(t *testing.T) {
+	reg, _ := registry.New(registry.Options{})
+	var _ bundle.ReferrerSource = reg // the registry lists referrers
+	if _, ok := bundle.Source(labelSource{reg, newLabeler()}).(bundle.ReferrerSource); !ok {
+		t.Fatal("labelSource hides Referrers")
+	}
+}

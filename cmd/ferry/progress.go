@@ -318,6 +318,15 @@ type labelSource struct {
 	l *labeler
 }
 
+// Referrers passes through to a source that lists referrers (save's
+// Referrers option must see through the wrapper); others have none.
+func (s labelSource) Referrers(ctx context.Context, r ref.Ref, d descriptor.Descriptor) ([]bundle.Referrer, error) {
+	if rs, ok := s.Source.(bundle.ReferrerSource); ok {
+		return rs.Referrers(ctx, r, d)
+	}
+	return nil, nil
+}
+
 func (s labelSource) ManifestGet(ctx context.Context, r ref.Ref) (manifest.Manifest, error) {
 	m, err := s.Source.ManifestGet(ctx, r)
 	if err == nil {
