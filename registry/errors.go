@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -80,8 +82,24 @@ func classify(registry string, err error) (_ error, conn bool) {
 	case strings.Contains(msg, "NAME_INVALID"):
 		return mk("invalid repository name (NAME_INVALID)", "repository paths are lowercase letters, digits and . _ - separated by /"), false
 	}
+	// Any other 4xx but 408 and 429 is the registry saying no: asking
+	// again gets the same answer.
+	if m := httpStatus.FindStringSubmatch(msg); m != nil && errors.Is(err, errs.ErrHTTPStatus) {
+		if code, _ := strconv.Atoi(m[1]); code >= 400 && code < 500 && code != 408 && code != 429 {
+			what := "HTTP " + m[1]
+			if c := registryCode.FindStringSubmatch(msg); c != nil {
+				what += " " + c[1] + ": " + c[2]
+			}
+			return mk("request refused ("+what+")", ""), false
+		}
+	}
 	return err, false
 }
+
+var (
+	httpStatus   = regexp.MustCompile(`\[http (\d{3})\]`)
+	registryCode = regexp.MustCompile(`"code":\s*"([A-Z_]+)"\s*,\s*"message":\s*"([^"]*)"`)
+)
 
 func certProblem(err error) string {
 	var unknownCA x509.UnknownAuthorityError

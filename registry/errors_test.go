@@ -3,6 +3,7 @@ package registry_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log"
 	"log/slog"
@@ -108,5 +109,35 @@ func TestRegclientLogsLowered(t *testing.T) {
 	l.Error("broken")
 	if got := buf.String(); strings.Contains(got, "auth request") || !strings.Contains(got, "broken") || !strings.Contains(got, "component=regclient") {
 		t.Fatalf("logged:\n%s", got)
+	}
+}
+
+// TestClassifyStatus: 4xx answers but 408 and 429 do not heal; 5xx,
+// 408, 429 and plain network hiccups are left to retry.
+func TestClassifyStatus(t *testing.T) {
+	body := `{"errors":[{"code":"MANIFEST_INVALID","message":"manifest invalid","detail":{}}]}`
+	tests := []struct {
+		err  error
+		want string // "" = left alone
+	}{
+		{fmt.Errorf("request failed: %w: %s", fmt.Errorf("%w: Bad Request [http 400]", errs.ErrHTTPStatus), body), "registry r:1: request refused (HTTP 400 MANIFEST_INVALID: manifest invalid)"},
+		{fmt.Errorf("%w: Method Not Allowed [http 405]", errs.ErrHTTPStatus), "registry r:1: request refused (HTTP 405)"},
+		{fmt.Errorf("%w: Too Many Requests [http 429]", errs.ErrHTTPStatus), ""},
+		{fmt.Errorf("%w: Request Timeout [http 408]", errs.ErrHTTPStatus), ""},
+		{fmt.Errorf("%w: Service Unavailable [http 503]", errs.ErrHTTPStatus), ""},
+		{fmt.Errorf("%w [http 401]", errs.ErrHTTPUnauthorized), "registry r:1: authentication failed (HTTP 401); set user and pass for it in cfg.yaml registries, or docker login"},
+		{fmt.Errorf("%w [http 403]", errs.ErrHTTPUnauthorized), "registry r:1: access denied (HTTP 403); the user may not read or write this repository"},
+		{io.ErrUnexpectedEOF, ""},
+	}
+	for _, tt := range tests {
+		got := registry.Classify("r:1", tt.err)
+		var re *registry.Error
+		isRE := errors.As(got, &re)
+		if tt.want == "" && (isRE || got != tt.err) {
+			t.Errorf("%v: classified as %v", tt.err, got)
+		}
+		if tt.want != "" && (!isRE || got.Error() != tt.want || !errors.Is(got, errs.ErrNotRetryable) || !errors.Is(got, tt.err)) {
+			t.Errorf("%v: %v, want %q", tt.err, got, tt.want)
+		}
 	}
 }
