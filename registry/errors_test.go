@@ -141,3 +141,31 @@ func TestClassifyStatus(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckSendsNoCredentials: the ping before work never carries the
+// configured credentials (CheckRealms decides where they may go).
+func TestCheckSendsNoCredentials(t *testing.T) {
+	var auth []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		auth = append(auth, r.Header.Get("Authorization"))
+		w.Header().Set("WWW-Authenticate", `Basic realm="r"`)
+		w.WriteHeader(http.StatusUnauthorized)
+	}))
+	defer srv.Close()
+	host := strings.TrimPrefix(srv.URL, "http://")
+	reg, err := registry.New(registry.Options{Hosts: []registry.Host{{Registry: host, User: "u", Pass: "secret"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := reg.Check(context.Background(), host); err != nil {
+		t.Fatalf("a 401 to the ping is left to the real requests: %v", err)
+	}
+	if len(auth) == 0 {
+		t.Fatal("no ping reached the registry")
+	}
+	for _, a := range auth {
+		if a != "" {
+			t.Fatalf("the ping sent Authorization: %q", a)
+		}
+	}
+}

@@ -118,7 +118,12 @@ func New(opts Options) (*Registry, error) {
 		rcOpts = append(rcOpts, regclient.WithUserAgent(opts.UserAgent))
 	}
 	if opts.DockerConfig {
-		rcOpts = append(rcOpts, regclient.WithDockerCreds(), regclient.WithDockerCerts())
+		rcOpts = append(rcOpts, regclient.WithDockerCerts())
+	}
+	// the ping of Check sends no credentials: it runs before CheckRealms
+	pingOpts := slices.Clone(rcOpts)
+	if opts.DockerConfig {
+		rcOpts = append(rcOpts, regclient.WithDockerCreds())
 	}
 	var hosts []config.Host
 	all := append([]Host{}, opts.Hosts...)
@@ -134,10 +139,15 @@ func New(opts Options) (*Registry, error) {
 		}
 		hosts = append(hosts, ch)
 	}
-	rcOpts = append(rcOpts, regclient.WithConfigHost(hosts...))
+	anonymous := make([]config.Host, len(hosts))
+	for i, h := range hosts {
+		h.User, h.Pass, h.Token, h.CredHelper = "", "", "", ""
+		anonymous[i] = h
+	}
 	r := &Registry{log: opts.Log, hosts: all, docker: opts.DockerConfig}
-	r.rc = regclient.New(append(rcOpts, retryOpts)...)
-	r.ping = regclient.New(append(rcOpts, regclient.WithRegOpts(reg.WithRetryLimit(1), reg.WithDelay(time.Millisecond, time.Millisecond)))...)
+	r.rc = regclient.New(append(rcOpts, regclient.WithConfigHost(hosts...), retryOpts)...)
+	r.ping = regclient.New(append(pingOpts, regclient.WithConfigHost(anonymous...),
+		regclient.WithRegOpts(reg.WithRetryLimit(1), reg.WithDelay(time.Millisecond, time.Millisecond)))...)
 	return r, nil
 }
 
@@ -252,7 +262,8 @@ func (r *Registry) ManifestPut(ctx context.Context, rf ref.Ref, m manifest.Manif
 	return Classify(rf.Registry, r.rc.ManifestPut(ctx, rf, m))
 }
 
-// Check pings each registry once, without retries, so that a registry
+// Check pings each registry once, without retries and without
+// credentials (it may run before CheckRealms), so that a registry
 // that cannot work (not running, TLS mismatch, untrusted certificate,
 // unknown host) fails at once with an *Error before any work starts.
 // HTTP answers (401, 403, 404 to /v2/) and timeouts are left to the real
