@@ -60,4 +60,4 @@ demo: deps build ## loopback registries, seed, full + incremental save, upload, 
 	bash testdata/scripts/demo.sh
 
 clean: ## remove build output
-	rm -rf $(BIN) .demo .bench
+	rm -rf $(BIN) .demo .bench dist
