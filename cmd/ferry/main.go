@@ -116,6 +116,14 @@ type env struct {
 	level          slog.Level
 }
 
+// info is where summaries for people go: stderr, or nowhere with -q.
+func (e *env) info() io.Writer {
+	if e.level > slog.LevelInfo {
+		return io.Discard
+	}
+	return e.stderr
+}
+
 // logger is a text logger to stderr (through the progress bars) at the
 // chosen level; target, when set, rewrites the values of "target"
 // attributes.

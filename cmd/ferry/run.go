@@ -114,7 +114,7 @@ func (e *env) save(c *cli.Context) error {
 		return err
 	}
 	// stdout carries only the meta path: META=$(ferry save ...) works
-	fmt.Fprintf(e.stderr, "saved %d image(s), %d blob(s) (%s, %d skipped as in base bundles) in %s into %d part(s)\n",
+	fmt.Fprintf(e.info(), "saved %d image(s), %d blob(s) (%s, %d skipped as in base bundles) in %s into %d part(s)\n",
 		len(res.Meta.Images), res.Blobs, formatSize(res.BlobBytes), res.Skipped, res.Duration.Round(time.Millisecond), len(res.Meta.Parts))
 	fmt.Fprintln(e.stdout, res.MetaPath)
 	return nil
