@@ -9,6 +9,14 @@
 // manifest for every image of the bundle (Options.Platform, default the
 // host's) and Engine asks Upload only for the blobs those images need.
 //
+// An incremental bundle loads when the engine already holds what its
+// base bundles carried: New checks, before anything is sent, that every
+// base layer is in the engine on the same chain of layers (from the
+// engine's images' RootFS diff ids, compared with the diff ids in the
+// bundle's configs); docker load then takes those layers from the engine.
+// An image whose config a base carried must be in the engine and is only
+// tagged.
+//
 // manifest.json is always the last entry, written by Commit: a stream that
 // breaks earlier never holds a manifest.json and Docker loads nothing from
 // it. Once Commit has sent the whole stream, Docker may finish the load
