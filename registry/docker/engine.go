@@ -50,6 +50,7 @@ import (
 	"github.com/regclient/regclient/types/ref"
 
 	"github.com/ferry-oss/ferry/bundle"
+	"github.com/ferry-oss/ferry/bundle/archive"
 	"github.com/ferry-oss/ferry/meta"
 )
 
@@ -715,31 +716,10 @@ func (e *Engine) ManifestPut(_ context.Context, r ref.Ref, m manifest.Manifest) 
 	if r.Tag == "" {
 		return nil
 	}
-	if tag := repoTag(r); !slices.Contains(img.tags, tag) {
+	if tag := archive.RepoTag(r); !slices.Contains(img.tags, tag) {
 		img.tags = append(img.tags, tag)
 	}
 	return nil
-}
-
-// repoTag is the name Docker shows for r: repository:tag, with the
-// registry in front unless it is Docker Hub (whose library/ namespace is
-// also dropped).
-func repoTag(r ref.Ref) string {
-	name := r.Repository
-	switch r.Registry {
-	case "", "docker.io", "index.docker.io", "registry-1.docker.io":
-		name = strings.TrimPrefix(name, "library/")
-	default:
-		name = r.Registry + "/" + name
-	}
-	return name + ":" + r.Tag
-}
-
-// loadEntry is one image of a docker-load manifest.json.
-type loadEntry struct {
-	Config   string
-	RepoTags []string
-	Layers   []string
 }
 
 // Commit writes manifest.json (every image whose manifest was put, with
@@ -753,7 +733,7 @@ func (e *Engine) Commit(ctx context.Context) error {
 	if err := e.usable(); err != nil {
 		return err
 	}
-	var mj []loadEntry
+	var mj []archive.DockerManifestEntry
 	var missing []string
 	var tagOnly []*image
 	for _, dg := range e.order {
@@ -765,7 +745,7 @@ func (e *Engine) Commit(ctx context.Context) error {
 			tagOnly = append(tagOnly, img)
 			continue
 		}
-		en := loadEntry{Config: bundle.BlobPath(img.config), RepoTags: slices.Sorted(slices.Values(img.tags)), Layers: []string{}}
+		en := archive.DockerManifestEntry{Config: bundle.BlobPath(img.config), RepoTags: slices.Sorted(slices.Values(img.tags)), Layers: []string{}}
 		for _, b := range append([]digest.Digest{img.config}, img.layers...) {
 			if _, inBase := img.base[b]; !e.written[b] && !inBase {
 				missing = append(missing, fmt.Sprintf("%s (of %s)", b, strings.Join(img.sources, ", ")))
