@@ -54,6 +54,10 @@ import (
 	"github.com/ferry-oss/ferry/meta"
 )
 
+// errNotContainer marks an image manifest that is not a container image
+// (an artifact: a signature, an SBOM); the engine skips it.
+var errNotContainer = fmt.Errorf("not a container image: %w", bundle.ErrUnsupported)
+
 // ErrEngine wraps every error the Docker engine reported, and a failure to
 // reach it.
 var ErrEngine = errors.New("docker engine")
@@ -120,10 +124,11 @@ type Engine struct {
 	log    *slog.Logger
 
 	// The plan, fixed by New.
-	wanted map[digest.Digest]bool          // blobs the chosen images need
-	images map[digest.Digest]*image        // chosen image manifest -> image
-	choose map[digest.Digest]digest.Digest // top or nested index / image manifest -> chosen image manifest
-	order  []digest.Digest                 // chosen image manifests in bundle order
+	wanted  map[digest.Digest]bool          // blobs the chosen images need
+	images  map[digest.Digest]*image        // chosen image manifest -> image
+	choose  map[digest.Digest]digest.Digest // top or nested index / image manifest -> chosen image manifest
+	skipped map[digest.Digest]bool          // images of the bundle that are artifacts, not loaded
+	order   []digest.Digest                 // chosen image manifests in bundle order
 
 	// The load request lives as long as New's context, until Commit or
 	// Close: Upload's per-call contexts end between its phases.
@@ -156,7 +161,7 @@ func New(ctx context.Context, m *meta.Meta, opts Options) (*Engine, error) {
 	e := &Engine{
 		socket: sock, log: opts.Log,
 		wanted: map[digest.Digest]bool{}, images: map[digest.Digest]*image{},
-		choose: map[digest.Digest]digest.Digest{}, written: map[digest.Digest]bool{},
+		choose: map[digest.Digest]digest.Digest{}, written: map[digest.Digest]bool{}, skipped: map[digest.Digest]bool{},
 	}
 	e.client = &http.Client{Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
@@ -249,6 +254,15 @@ func (e *Engine) plan(m *meta.Meta, want *platform.Platform) error {
 			continue
 		}
 		it, err := imageOf(*chosen)
+		if errors.Is(err, errNotContainer) {
+			// a signature, SBOM or other artifact carried with the images
+			e.log.Info("not a container image, not loaded into docker", "image", img.Source, "err", err)
+			for _, dg := range path {
+				delete(e.choose, dg)
+			}
+			e.skipped[img.Digest] = true
+			continue
+		}
 		if err != nil {
 			return fmt.Errorf("image %s: %w", img.Source, err)
 		}
@@ -444,7 +458,7 @@ func imageOf(mf meta.Manifest) (*image, error) {
 		return nil, fmt.Errorf("manifest %s: %w", mf.Digest, err)
 	}
 	if cfg.MediaType != mediatype.OCI1ImageConfig && cfg.MediaType != mediatype.Docker2ImageConfig {
-		return nil, fmt.Errorf("manifest %s is not a container image (config media type %q): %w", mf.Digest, cfg.MediaType, bundle.ErrUnsupported)
+		return nil, fmt.Errorf("manifest %s (config media type %q): %w", mf.Digest, cfg.MediaType, errNotContainer)
 	}
 	layers, err := im.GetLayers()
 	if err != nil {
@@ -706,7 +720,7 @@ func (e *Engine) ManifestPut(_ context.Context, r ref.Ref, m manifest.Manifest) 
 	}
 	chosen, ok := e.choose[dg]
 	if !ok {
-		if r.Tag != "" {
+		if r.Tag != "" && !e.skipped[dg] {
 			return fmt.Errorf("loading into docker: tag %s: manifest %s is not one New chose to load", r.Tag, dg)
 		}
 		return nil // e.g. an index's child of another platform
