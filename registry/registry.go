@@ -267,7 +267,9 @@ func (r *Registry) ManifestPut(ctx context.Context, rf ref.Ref, m manifest.Manif
 // that cannot work (not running, TLS mismatch, untrusted certificate,
 // unknown host) fails at once with an *Error before any work starts.
 // HTTP answers (401, 403, 404 to /v2/) and timeouts are left to the real
-// requests, which classify them too and retry what is transient.
+// requests, which classify them too and retry what is transient. Last, it
+// refuses untrusted token realms (CheckRealms) before any credential is
+// sent.
 func (r *Registry) Check(ctx context.Context, registries ...string) error {
 	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
@@ -285,7 +287,7 @@ func (r *Registry) Check(ctx context.Context, registries ...string) error {
 		}
 		r.log.Debug("ping", "registry", host, "err", err)
 	}
-	return nil
+	return r.CheckRealms(ctx, registries)
 }
 
 // Commit is a no-op: a registry makes each put visible as it lands.

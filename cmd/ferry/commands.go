@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 	"github.com/regclient/regclient/types/descriptor"
@@ -52,6 +53,10 @@ Examples:
 			&cli.StringFlag{Name: "cache", Usage: "blob cache directory"},
 			&cli.BoolFlag{Name: "insecure", Usage: "skip TLS certificate checks for registries not in cfg.yaml"},
 			&cli.StringFlag{Name: "ca-file", Usage: "CA certificate (PEM) for registries not in cfg.yaml"},
+			&cli.BoolFlag{Name: "referrers", Value: true, Usage: "also save signatures, SBOMs and other referrers of every image (cfg.yaml: referrers)"},
+			&cli.StringSliceFlag{Name: "artifact-type", Usage: "keep only referrers of this artifact type, or a cosign tag suffix (.sig, .att, .sbom); repeatable (cfg.yaml: artifactTypes)"},
+			&cli.DurationFlag{Name: "timeout", Value: 60 * time.Second, Usage: "end and retry a blob download that waits this long for a byte; 0: never (cfg.yaml: timeout)"},
+			signFlag(),
 		},
 		Action: func(c *cli.Context) error { return e.save(c) },
 	}
@@ -81,6 +86,7 @@ Examples:
 			&cli.StringFlag{Name: "platform", Aliases: []string{"p"}, DefaultText: "this host's", Usage: "docker target: the platform to load"},
 			&cli.BoolFlag{Name: "insecure", Usage: "skip TLS certificate checks for a target not in cfg.yaml"},
 			&cli.StringFlag{Name: "ca-file", Usage: "CA certificate (PEM) for a target not in cfg.yaml"},
+			keyFlag(),
 		},
 		Action: func(c *cli.Context) error { return e.upload(c) },
 	}
@@ -97,12 +103,13 @@ Example:
   ferry verify /media/usb/ferry_full_20261124T101500Z_meta.yaml`,
 		Flags: []cli.Flag{
 			&cli.IntFlag{Name: "jobs", Aliases: []string{"j"}, Value: 4, Usage: "parts read at once"},
+			keyFlag(),
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
 				return usagef("verify takes one meta file")
 			}
-			bd, err := openBundle(c.Args().First())
+			bd, err := e.openChecked(c, c.Args().First())
 			if err != nil {
 				return err
 			}
@@ -139,6 +146,8 @@ func inspectCommand(e *env) *cli.Command {
 			}
 			m := bd.Meta
 			inspect(e.stdout, m)
+			inspectReferrers(e.stdout, m)
+			inspectSignature(e.stdout, bd.MetaPath)
 			return nil
 		},
 	}

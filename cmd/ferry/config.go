@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -48,6 +49,20 @@ type Config struct {
 	Cache CacheConfig `yaml:"cache"`
 	// DockerConfig reads credentials from the Docker config (default true).
 	DockerConfig *bool `yaml:"dockerConfig"`
+	// Referrers carries signatures, SBOMs and other referrers (default true).
+	Referrers *bool `yaml:"referrers"`
+	// ArtifactTypes keeps only referrers of these artifact types.
+	ArtifactTypes []string `yaml:"artifactTypes"`
+	// Timeout ends a blob download that waits this long for a byte and
+	// retries it (default 60s; 0 for none).
+	Timeout string `yaml:"timeout"`
+	// SignKey is the SSH private key save signs meta files with.
+	SignKey string `yaml:"signKey"`
+	// VerifyKey is a file of SSH public keys (.pub, authorized_keys or
+	// allowed_signers) that verify and upload check signatures against.
+	VerifyKey string `yaml:"verifyKey"`
+	// RequireSignature refuses unsigned bundles (needs verifyKey).
+	RequireSignature bool `yaml:"requireSignature"`
 }
 
 // RegistryConfig is one registries entry.
@@ -66,6 +81,9 @@ type RegistryConfig struct {
 	// User and Pass; ${VAR} is expanded from the environment.
 	User string `yaml:"user"`
 	Pass string `yaml:"pass"`
+	// TrustedRealms are token service hosts on other domains that may
+	// receive these credentials (default: only the registry's own domain).
+	TrustedRealms []string `yaml:"trustedRealms"`
 }
 
 // OutputConfig says where save writes.
@@ -150,6 +168,14 @@ func (c *Config) Validate() error {
 	if c.Cache.KeepDays < 0 {
 		return fmt.Errorf("%w: cache.keepDays %d", errConfig, c.Cache.KeepDays)
 	}
+	if c.Timeout != "" {
+		if d, err := time.ParseDuration(c.Timeout); err != nil || d < 0 {
+			return fmt.Errorf("%w: timeout %q: want a duration such as 60s or 2m", errConfig, c.Timeout)
+		}
+	}
+	if c.RequireSignature && c.VerifyKey == "" {
+		return fmt.Errorf("%w: requireSignature needs verifyKey (the public keys that may sign bundles)", errConfig)
+	}
 	return nil
 }
 
@@ -189,6 +215,7 @@ func (c *Config) Hosts() []registry.Host {
 		out = append(out, registry.Host{
 			Registry: r.Registry, TLS: r.TLS, CAFile: r.CAFile,
 			User: os.ExpandEnv(r.User), Pass: os.ExpandEnv(r.Pass),
+			TrustedRealms: r.TrustedRealms,
 		})
 	}
 	return out

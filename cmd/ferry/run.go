@@ -72,6 +72,18 @@ func (e *env) save(c *cli.Context) error {
 			return err
 		}
 	}
+	signMeta, signer, err := e.metaSigner(c)
+	if err != nil {
+		return err
+	}
+	timeout := c.Duration("timeout")
+	if !c.IsSet("timeout") && cfg.Timeout != "" {
+		timeout, _ = time.ParseDuration(cfg.Timeout) // validated with the config
+	}
+	referrers := c.Bool("referrers")
+	if !c.IsSet("referrers") && cfg.Referrers != nil {
+		referrers = *cfg.Referrers
+	}
 	labels := newLabeler()
 	var source bundle.Source = reg
 	if cacheDir := firstNonZero(c.String("cache"), cfg.Cache.Dir); cacheDir != "" {
@@ -84,14 +96,19 @@ func (e *env) save(c *cli.Context) error {
 		Dir: outDir, Prefix: flagOr(c, "prefix", cfg.Output.Prefix), Codec: codec,
 		Parts: jobs, SplitSize: split, Single: single, Platforms: platNames,
 		Bases: c.StringSlice("inc"), Tool: "ferry " + version, Log: e.log,
+		SignMeta: signMeta,
 	})
 	if err != nil {
 		return usageError{err}
 	}
-	e.log.Info("saving", "bundle", w.ID(), "images", len(images), "dir", outDir, "compression", codec, "jobs", jobs)
+	e.log.Info("saving", "bundle", w.ID(), "images", len(images), "dir", outDir, "compression", codec, "jobs", jobs, "referrers", referrers)
+	if signer != "" {
+		e.log.Info("signing the meta file", "key", signer)
+	}
 	p := e.labelledProgress(labels)
 	res, err := bundle.Save(c.Context, labelSource{source, labels}, w, images, bundle.SaveOptions{
 		Platforms: plats, Jobs: jobs, Retries: retries, KeepGoing: c.Bool("keep-going"),
+		IdleTimeout: timeout, Referrers: referrers, ArtifactTypes: orSlice(c.StringSlice("artifact-type"), cfg.ArtifactTypes),
 		Log: e.log, Progress: p,
 	})
 	p.Stop()
@@ -145,7 +162,7 @@ func (e *env) upload(c *cli.Context) error {
 	if c.NArg() != 1 {
 		return usagef("upload takes one meta file")
 	}
-	bd, err := openBundle(c.Args().First())
+	bd, err := e.openChecked(c, c.Args().First())
 	if err != nil {
 		return err
 	}

@@ -27,6 +27,8 @@ import (
 
 	"github.com/hiddeco/sshsig"
 	"golang.org/x/crypto/ssh"
+
+	"github.com/ferry-oss/ferry/meta"
 )
 
 // Namespace is the SSHSIG namespace of ferry meta signatures (ssh-keygen's
@@ -36,8 +38,12 @@ const Namespace = "ferry"
 // Suffix is appended to a meta file's path to name its signature.
 const Suffix = ".sig"
 
-// maxFile bounds key and signature files read.
-const maxFile = 1 << 20
+// maxFile bounds key and signature files read; maxMeta the meta file
+// (as package meta does).
+const (
+	maxFile = 1 << 20
+	maxMeta = 256 << 20
+)
 
 // Sentinel errors; test them with errors.Is.
 var (
@@ -172,7 +178,7 @@ func (k Keys) Verify(metaBytes, armored []byte) (ssh.PublicKey, error) {
 // against k, and returns the verified bytes, which the caller should parse
 // rather than reading the file again.
 func (k Keys) VerifyFile(metaPath string) ([]byte, ssh.PublicKey, error) {
-	b, err := os.ReadFile(metaPath)
+	b, err := readMeta(metaPath)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -208,6 +214,23 @@ func readLimited(file string) ([]byte, error) {
 	}
 	if len(b) > maxFile {
 		return nil, fmt.Errorf("%s: larger than %d bytes", file, maxFile)
+	}
+	return b, nil
+}
+
+// readMeta reads a meta file (a regular file, at most maxMeta bytes).
+func readMeta(file string) ([]byte, error) {
+	f, err := meta.OpenRegular(file)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxMeta+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > maxMeta {
+		return nil, fmt.Errorf("%s: %w", file, meta.ErrMetaTooBig)
 	}
 	return b, nil
 }
