@@ -11,7 +11,9 @@ import (
 	"github.com/ulikunitz/xz"
 )
 
-// Codec names a compression applied to whole tar parts.
+// Codec names the compression of tar parts. Schema 2 parts compress every
+// entry as its own frame (see frameEncoder); schema 1 parts are one stream.
+// NewDecoder reads both: concatenated frames are one valid stream.
 type Codec string
 
 // Supported codecs.
@@ -73,6 +75,78 @@ func (c Codec) NewEncoder(w io.Writer) (io.WriteCloser, error) {
 	case CodecLz4:
 		zw := lz4.NewWriter(w)
 		return zw, nil
+	}
+	return nil, fmt.Errorf("%w: %q", ErrCodec, c)
+}
+
+// frameEncoder compresses a part entry by entry: every begin..end is one
+// complete compressed frame (zstd frame, gzip member, xz stream, lz4
+// frame), so that frames concatenated are one valid stream and each frame
+// decodes alone. For CodecNone it passes bytes through.
+type frameEncoder interface {
+	io.Writer
+	// begin starts a frame written to w.
+	begin(w io.Writer) error
+	// end finishes the frame: every byte of it has been written to w.
+	end() error
+}
+
+type passFrames struct{ w io.Writer }
+
+func (p *passFrames) begin(w io.Writer) error     { p.w = w; return nil }
+func (p *passFrames) Write(b []byte) (int, error) { return p.w.Write(b) }
+func (p *passFrames) end() error                  { return nil }
+
+// resetter is an encoder that starts a new stream on Reset.
+type resetter interface {
+	io.WriteCloser
+	Reset(io.Writer)
+}
+
+type resetFrames struct{ enc resetter }
+
+func (r *resetFrames) begin(w io.Writer) error     { r.enc.Reset(w); return nil }
+func (r *resetFrames) Write(b []byte) (int, error) { return r.enc.Write(b) }
+func (r *resetFrames) end() error                  { return r.enc.Close() }
+
+// xzFrames opens a new xz stream per frame (the xz writer has no Reset).
+type xzFrames struct{ enc *xz.Writer }
+
+func (x *xzFrames) begin(w io.Writer) error {
+	enc, err := xz.NewWriter(w)
+	x.enc = enc
+	return err
+}
+func (x *xzFrames) Write(b []byte) (int, error) { return x.enc.Write(b) }
+func (x *xzFrames) end() error                  { return x.enc.Close() }
+
+// zstdReset adapts zstd.Encoder's Reset.
+type zstdReset struct{ *zstd.Encoder }
+
+func (z zstdReset) Reset(w io.Writer) { z.Encoder.Reset(w) }
+
+// newFrameEncoder returns the codec's frame encoder, with the same
+// settings as NewEncoder.
+func (c Codec) newFrameEncoder() (frameEncoder, error) {
+	switch c {
+	case CodecNone, "":
+		return &passFrames{}, nil
+	case CodecZstd:
+		enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
+		if err != nil {
+			return nil, err
+		}
+		return &resetFrames{zstdReset{enc}}, nil
+	case CodecGzip:
+		enc, err := kgzip.NewWriterLevel(nil, kgzip.BestSpeed)
+		if err != nil {
+			return nil, err
+		}
+		return &resetFrames{enc}, nil
+	case CodecXz:
+		return &xzFrames{}, nil
+	case CodecLz4:
+		return &resetFrames{lz4.NewWriter(nil)}, nil
 	}
 	return nil, fmt.Errorf("%w: %q", ErrCodec, c)
 }

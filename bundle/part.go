@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bufio"
 	"crypto/sha256"
+	"encoding"
 	"encoding/hex"
 	"fmt"
 	"hash"
@@ -14,6 +15,8 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
+
+	"github.com/ferry-oss/ferry/meta"
 )
 
 // BlobPath is the tar entry name of a blob: the OCI image layout path.
@@ -57,78 +60,128 @@ func (w *writebackFile) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// partWriter writes one tar part: file <- bufio <- hash/count <- codec <- tar.
+// partWriter writes one tar part: file <- bufio <- hash/count <- frame
+// encoder <- tar. Every entry is one frame of the codec (the whole entry:
+// tar header, data, padding) and its Location is recorded; the tar end
+// marker is a last frame of its own.
 type partWriter struct {
 	path  string // final path, without PartialSuffix
 	f     *os.File
+	wb    *writebackFile
 	buf   *bufio.Writer
 	ch    *countHash
-	enc   io.WriteCloser
+	fe    frameEncoder
 	tw    *tar.Writer
-	raw   int64 // uncompressed bytes of entry data written
-	count int   // entries
+	count int // entries
 	mtime time.Time
+	err   error // a failed write to the file: the part is unusable
 }
 
 func newPartWriter(path string, codec Codec, mtime time.Time) (*partWriter, error) {
-	f, err := os.OpenFile(path+PartialSuffix, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	fe, err := codec.newFrameEncoder()
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(path+PartialSuffix, os.O_CREATE|os.O_EXCL|os.O_RDWR, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("creating part: %w", err)
 	}
-	pw := &partWriter{path: path, f: f, buf: bufio.NewWriterSize(&writebackFile{f: f}, 1<<20), mtime: mtime}
+	pw := &partWriter{path: path, f: f, wb: &writebackFile{f: f}, fe: fe, mtime: mtime}
+	pw.buf = bufio.NewWriterSize(pw.wb, 1<<20)
 	pw.ch = &countHash{w: pw.buf, h: sha256.New()}
-	pw.enc, err = codec.NewEncoder(pw.ch)
-	if err != nil {
-		f.Close()
-		os.Remove(f.Name())
-		return nil, err
-	}
-	pw.tw = tar.NewWriter(pw.enc)
+	pw.tw = tar.NewWriter(fe)
 	return pw, nil
 }
 
-// add writes one entry of exactly size bytes from r. When r fails, the
-// entry is padded with zeros so that the tar stream stays well formed, and
-// the error is returned: the entry must then not be listed anywhere.
-func (pw *partWriter) add(name string, size int64, r io.Reader) error {
-	hdr := &tar.Header{Name: name, Mode: 0o644, Size: size, ModTime: pw.mtime, Typeflag: tar.TypeReg, Format: tar.FormatPAX}
-	if err := pw.tw.WriteHeader(hdr); err != nil {
-		return fmt.Errorf("writing %s: %w", pw.path, err)
+// add writes one entry of exactly size bytes from r as one frame and
+// returns where it lies in the part. When r fails, the part is rolled back
+// to where the entry began (file truncated, hash state restored), so a
+// failed entry leaves no trace, and the error is returned.
+func (pw *partWriter) add(name string, size int64, r io.Reader) (meta.Location, error) {
+	if pw.err != nil {
+		return meta.Location{}, pw.err
 	}
-	n, err := io.Copy(pw.tw, r)
-	pw.raw += n
+	off := pw.ch.n
+	state, err := pw.ch.h.(encoding.BinaryMarshaler).MarshalBinary()
+	if err != nil {
+		return meta.Location{}, err
+	}
+	n, err := pw.entry(name, size, r)
 	if err == nil && n != size {
 		err = fmt.Errorf("%w: %d of %d bytes", ErrSizeMismatch, n, size)
 	}
+	if err == nil {
+		err = pw.fe.end()
+	}
 	if err != nil {
-		if n < size {
-			if _, perr := io.CopyN(pw.tw, zeroReader{}, size-n); perr != nil {
-				return fmt.Errorf("writing %s: %w (after %w)", pw.path, perr, err)
-			}
+		if rerr := pw.rollback(off, state); rerr != nil {
+			pw.err = fmt.Errorf("writing %s: %w (after %w)", filepath.Base(pw.path), rerr, err)
+			return meta.Location{}, pw.err
 		}
-		return err
+		return meta.Location{}, err
 	}
 	pw.count++
+	return meta.Location{Offset: off, Length: pw.ch.n - off}, nil
+}
+
+// entry writes the tar header, data and padding of one entry into a new
+// frame.
+func (pw *partWriter) entry(name string, size int64, r io.Reader) (int64, error) {
+	if err := pw.fe.begin(pw.ch); err != nil {
+		return 0, err
+	}
+	hdr := &tar.Header{Name: name, Mode: 0o644, Size: size, ModTime: pw.mtime, Typeflag: tar.TypeReg, Format: tar.FormatPAX}
+	if err := pw.tw.WriteHeader(hdr); err != nil {
+		return 0, fmt.Errorf("writing %s: %w", filepath.Base(pw.path), err)
+	}
+	n, err := io.Copy(pw.tw, r)
+	if err != nil {
+		return n, err
+	}
+	if n == size {
+		err = pw.tw.Flush() // the padding, inside this frame
+	}
+	return n, err
+}
+
+// rollback drops everything written from off on.
+func (pw *partWriter) rollback(off int64, state []byte) error {
+	// The encoder may hold a broken frame: start over on a sink that
+	// discards it; the tar writer's state is dropped with it.
+	_ = pw.fe.begin(io.Discard)
+	_ = pw.fe.end()
+	pw.tw = tar.NewWriter(pw.fe)
+	if err := pw.buf.Flush(); err != nil {
+		return err
+	}
+	if err := pw.f.Truncate(off); err != nil {
+		return err
+	}
+	if _, err := pw.f.Seek(off, io.SeekStart); err != nil {
+		return err
+	}
+	if err := pw.ch.h.(encoding.BinaryUnmarshaler).UnmarshalBinary(state); err != nil {
+		return err
+	}
+	pw.ch.n, pw.wb.n, pw.wb.kick = off, off, min(pw.wb.kick, off)
 	return nil
 }
 
-type zeroReader struct{}
+// size is the bytes written to the part so far.
+func (pw *partWriter) size() int64 { return pw.ch.n }
 
-func (zeroReader) Read(p []byte) (int, error) {
-	clear(p)
-	return len(p), nil
-}
-
-// size is the bytes written to the file so far (after compression and
-// buffering, so an estimate for split decisions).
-func (pw *partWriter) size() int64 { return pw.ch.n + int64(pw.buf.Buffered()) }
-
-// finish closes the tar and the encoder, syncs the file and returns the
-// part's size and sha256. The file keeps its partial name.
+// finish writes the tar end marker (its own frame), syncs the file and
+// returns the part's size and sha256. The file keeps its partial name.
 func (pw *partWriter) finish() (int64, string, error) {
-	err := pw.tw.Close()
+	err := pw.err
 	if err == nil {
-		err = pw.enc.Close()
+		err = pw.fe.begin(pw.ch)
+	}
+	if err == nil {
+		err = pw.tw.Close()
+	}
+	if err == nil {
+		err = pw.fe.end()
 	}
 	if err == nil {
 		err = pw.buf.Flush()
