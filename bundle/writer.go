@@ -674,6 +674,8 @@ func (w *Writer) dropPart(pw *partWriter) {
 }
 
 // ociIndex builds index.json for the OCI image layout view of the bundle.
+// Each image's org.opencontainers.image.ref.name is LayoutName: unique per
+// image, so that skopeo (oci:DIR:NAME) picks exactly that image.
 func ociIndex(m *meta.Meta) ([]byte, error) {
 	type desc struct {
 		MediaType   string            `json:"mediaType"`
@@ -691,16 +693,23 @@ func ociIndex(m *meta.Meta) ([]byte, error) {
 		if mf == nil {
 			continue
 		}
-		d := desc{MediaType: mf.MediaType, Digest: mf.Digest, Size: mf.Size}
-		if img.Tag != "" {
-			d.Annotations = map[string]string{
-				"org.opencontainers.image.ref.name": img.Tag,
-				"io.containerd.image.name":          img.Repository + ":" + img.Tag,
-			}
-		}
-		idx.Manifests = append(idx.Manifests, d)
+		name := LayoutName(img)
+		idx.Manifests = append(idx.Manifests, desc{MediaType: mf.MediaType, Digest: mf.Digest, Size: mf.Size, Annotations: map[string]string{
+			"org.opencontainers.image.ref.name": name,
+			"io.containerd.image.name":          name,
+		}})
 	}
 	return json.Marshal(idx)
+}
+
+// LayoutName is an image's name in the bundle's OCI layout (index.json's
+// org.opencontainers.image.ref.name): repository:tag, or
+// repository@digest for an image saved by digest.
+func LayoutName(img meta.Image) string {
+	if img.Tag != "" {
+		return img.Repository + ":" + img.Tag
+	}
+	return img.Repository + "@" + img.Digest.String()
 }
 
 func addUnique(list []string, s string) []string {
