@@ -2,9 +2,7 @@ package bundle
 
 import (
 	"archive/tar"
-	"bufio"
 	"crypto/sha256"
-	"encoding"
 	"encoding/hex"
 	"fmt"
 	"hash"
@@ -12,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -27,19 +26,102 @@ func BlobPath(d digest.Digest) string {
 // PartialSuffix marks a part that is still being written.
 const PartialSuffix = ".partial"
 
-// countHash counts and hashes what is written to the file.
-type countHash struct {
-	w io.Writer
-	h hash.Hash
-	n int64
+// asyncFile hashes and writes the part on a goroutine of its own, so that
+// the part's sha256 runs on another core than the blob's digest check
+// (which runs in the goroutine that reads the source). Write copies into
+// 1 MiB buffers; at most two full buffers wait for the goroutine.
+type asyncFile struct {
+	n    int64  // bytes written (the part's size so far)
+	cur  []byte // buffer being filled
+	free chan []byte
+	work chan []byte
+	wg   sync.WaitGroup
+	h    hash.Hash
+	w    io.Writer
+	mu   sync.Mutex
+	err  error // the first write error of the goroutine
+	// work is nil once closed
 }
 
-func (c *countHash) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.h.Write(p[:n])
-	c.n += int64(n)
-	return n, err
+const asyncBuf = 1 << 20
+
+func newAsyncFile(w io.Writer) *asyncFile {
+	a := &asyncFile{free: make(chan []byte, 3), work: make(chan []byte, 3), h: sha256.New(), w: w}
+	a.cur = make([]byte, 0, asyncBuf)
+	for range 2 {
+		a.free <- make([]byte, 0, asyncBuf)
+	}
+	go a.run()
+	return a
 }
+
+func (a *asyncFile) run() {
+	for b := range a.work {
+		if a.failed() == nil {
+			a.h.Write(b)
+			if _, err := a.w.Write(b); err != nil {
+				a.mu.Lock()
+				a.err = err
+				a.mu.Unlock()
+			}
+		}
+		a.free <- b[:0]
+		a.wg.Done()
+	}
+}
+
+func (a *asyncFile) failed() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.err
+}
+
+func (a *asyncFile) Write(p []byte) (int, error) {
+	if err := a.failed(); err != nil {
+		return 0, err
+	}
+	n := len(p)
+	for len(p) > 0 {
+		c := copy(a.cur[len(a.cur):cap(a.cur)], p)
+		a.cur = a.cur[:len(a.cur)+c]
+		p = p[c:]
+		if len(a.cur) == cap(a.cur) {
+			a.send()
+		}
+	}
+	a.n += int64(n)
+	return n, nil
+}
+
+func (a *asyncFile) send() {
+	a.wg.Add(1)
+	a.work <- a.cur
+	a.cur = <-a.free
+}
+
+// flush waits until every byte written is hashed and written to the file.
+func (a *asyncFile) flush() error {
+	if len(a.cur) > 0 {
+		a.send()
+	}
+	a.wg.Wait()
+	return a.failed()
+}
+
+// close flushes and stops the goroutine; later calls do nothing.
+func (a *asyncFile) close() error {
+	if a.work == nil {
+		return a.failed()
+	}
+	err := a.flush()
+	close(a.work)
+	a.work = nil
+	return err
+}
+
+// reset restarts the hash from h and the count from n (after a rollback).
+// The goroutine is idle (flushed).
+func (a *asyncFile) reset(h hash.Hash, n int64) { a.h, a.n = h, n }
 
 // writebackFile kicks off asynchronous writeback every writebackChunk
 // bytes written to the file.
@@ -68,8 +150,7 @@ type partWriter struct {
 	path  string // final path, without PartialSuffix
 	f     *os.File
 	wb    *writebackFile
-	buf   *bufio.Writer
-	ch    *countHash
+	af    *asyncFile
 	fe    frameEncoder
 	tw    *tar.Writer
 	count int // entries
@@ -87,8 +168,7 @@ func newPartWriter(path string, codec Codec, mtime time.Time) (*partWriter, erro
 		return nil, fmt.Errorf("creating part: %w", err)
 	}
 	pw := &partWriter{path: path, f: f, wb: &writebackFile{f: f}, fe: fe, mtime: mtime}
-	pw.buf = bufio.NewWriterSize(pw.wb, 1<<20)
-	pw.ch = &countHash{w: pw.buf, h: sha256.New()}
+	pw.af = newAsyncFile(pw.wb)
 	pw.tw = tar.NewWriter(fe)
 	return pw, nil
 }
@@ -101,11 +181,7 @@ func (pw *partWriter) add(name string, size int64, r io.Reader) (meta.Location, 
 	if pw.err != nil {
 		return meta.Location{}, pw.err
 	}
-	off := pw.ch.n
-	state, err := pw.ch.h.(encoding.BinaryMarshaler).MarshalBinary()
-	if err != nil {
-		return meta.Location{}, err
-	}
+	off := pw.af.n
 	n, err := pw.entry(name, size, r)
 	if err == nil && n != size {
 		err = fmt.Errorf("%w: %d of %d bytes", ErrSizeMismatch, n, size)
@@ -114,20 +190,20 @@ func (pw *partWriter) add(name string, size int64, r io.Reader) (meta.Location, 
 		err = pw.fe.end()
 	}
 	if err != nil {
-		if rerr := pw.rollback(off, state); rerr != nil {
+		if rerr := pw.rollback(off); rerr != nil {
 			pw.err = fmt.Errorf("writing %s: %w (after %w)", filepath.Base(pw.path), rerr, err)
 			return meta.Location{}, pw.err
 		}
 		return meta.Location{}, err
 	}
 	pw.count++
-	return meta.Location{Offset: off, Length: pw.ch.n - off}, nil
+	return meta.Location{Offset: off, Length: pw.af.n - off}, nil
 }
 
 // entry writes the tar header, data and padding of one entry into a new
 // frame.
 func (pw *partWriter) entry(name string, size int64, r io.Reader) (int64, error) {
-	if err := pw.fe.begin(pw.ch); err != nil {
+	if err := pw.fe.begin(pw.af); err != nil {
 		return 0, err
 	}
 	hdr := &tar.Header{Name: name, Mode: 0o644, Size: size, ModTime: pw.mtime, Typeflag: tar.TypeReg, Format: tar.FormatPAX}
@@ -144,14 +220,16 @@ func (pw *partWriter) entry(name string, size int64, r io.Reader) (int64, error)
 	return n, err
 }
 
-// rollback drops everything written from off on.
-func (pw *partWriter) rollback(off int64, state []byte) error {
+// rollback drops everything written from off on: the file is truncated
+// and the part's hash recomputed from its first off bytes (a failed entry
+// is rare; the common path keeps no hash snapshots).
+func (pw *partWriter) rollback(off int64) error {
 	// The encoder may hold a broken frame: start over on a sink that
 	// discards it; the tar writer's state is dropped with it.
 	_ = pw.fe.begin(io.Discard)
 	_ = pw.fe.end()
 	pw.tw = tar.NewWriter(pw.fe)
-	if err := pw.buf.Flush(); err != nil {
+	if err := pw.af.flush(); err != nil {
 		return err
 	}
 	if err := pw.f.Truncate(off); err != nil {
@@ -160,22 +238,24 @@ func (pw *partWriter) rollback(off int64, state []byte) error {
 	if _, err := pw.f.Seek(off, io.SeekStart); err != nil {
 		return err
 	}
-	if err := pw.ch.h.(encoding.BinaryUnmarshaler).UnmarshalBinary(state); err != nil {
+	h := sha256.New()
+	if _, err := io.Copy(h, io.NewSectionReader(pw.f, 0, off)); err != nil {
 		return err
 	}
-	pw.ch.n, pw.wb.n, pw.wb.kick = off, off, min(pw.wb.kick, off)
+	pw.af.reset(h, off)
+	pw.wb.n, pw.wb.kick = off, min(pw.wb.kick, off)
 	return nil
 }
 
 // size is the bytes written to the part so far.
-func (pw *partWriter) size() int64 { return pw.ch.n }
+func (pw *partWriter) size() int64 { return pw.af.n }
 
 // finish writes the tar end marker (its own frame), syncs the file and
 // returns the part's size and sha256. The file keeps its partial name.
 func (pw *partWriter) finish() (int64, string, error) {
 	err := pw.err
 	if err == nil {
-		err = pw.fe.begin(pw.ch)
+		err = pw.fe.begin(pw.af)
 	}
 	if err == nil {
 		err = pw.tw.Close()
@@ -183,8 +263,8 @@ func (pw *partWriter) finish() (int64, string, error) {
 	if err == nil {
 		err = pw.fe.end()
 	}
-	if err == nil {
-		err = pw.buf.Flush()
+	if ferr := pw.af.close(); err == nil {
+		err = ferr
 	}
 	if err == nil {
 		err = pw.f.Sync()
@@ -195,11 +275,12 @@ func (pw *partWriter) finish() (int64, string, error) {
 	if err != nil {
 		return 0, "", fmt.Errorf("finishing part %s: %w", filepath.Base(pw.path), err)
 	}
-	return pw.ch.n, hex.EncodeToString(pw.ch.h.Sum(nil)), nil
+	return pw.af.n, hex.EncodeToString(pw.af.h.Sum(nil)), nil
 }
 
 // abort closes and removes the partial file.
 func (pw *partWriter) abort() {
+	_ = pw.af.close()
 	pw.f.Close()
 	os.Remove(pw.f.Name())
 }

@@ -270,14 +270,14 @@ func (w *Writer) put(ctx context.Context, d descriptor.Descriptor, rdr io.Reader
 		if err := w.finishPart(s.pw); err != nil {
 			return "", meta.Location{}, err
 		}
-		s.pw = nil
+		w.setPart(s, nil)
 	}
 	if s.pw == nil {
 		pw, err := w.newPart()
 		if err != nil {
 			return "", meta.Location{}, err
 		}
-		s.pw = pw
+		w.setPart(s, pw)
 	}
 	loc, err := s.pw.add(BlobPath(d.Digest), d.Size, checkedReader(ctxReaderOf(ctx, rdr), d))
 	if err != nil {
@@ -326,6 +326,13 @@ func (w *Writer) acquire(ctx context.Context, size int64) (*slot, error) {
 		}
 		w.cond.Wait()
 	}
+}
+
+// setPart sets the part of a slot the caller holds; acquire reads it.
+func (w *Writer) setPart(s *slot, pw *partWriter) {
+	w.mu.Lock()
+	s.pw = pw
+	w.mu.Unlock()
 }
 
 func (w *Writer) release(s *slot) {
@@ -508,7 +515,7 @@ func (w *Writer) commit(ctx context.Context) (*meta.Meta, error) {
 			return nil, err
 		}
 		last = w.slots[0]
-		last.pw = pw
+		w.setPart(last, pw)
 	}
 	layout := []byte(`{"imageLayoutVersion":"1.0.0"}`)
 	idx, err := ociIndex(m)
@@ -530,7 +537,7 @@ func (w *Writer) commit(ctx context.Context) (*meta.Meta, error) {
 		} else if err := w.finishPart(s.pw); err != nil {
 			return nil, err
 		}
-		s.pw = nil
+		w.setPart(s, nil)
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -659,7 +666,7 @@ func (w *Writer) abortLocked() {
 		os.Remove(f)
 	}
 	for _, s := range w.slots {
-		s.pw = nil
+		w.setPart(s, nil)
 	}
 	w.unlock()
 	w.releaseAll()
