@@ -46,6 +46,7 @@ lint: ## gofmt, go vet, and staticcheck when installed
 fuzz: ## run each fuzz test for FUZZTIME
 	$(GO) test -run XXX -fuzz FuzzParse -fuzztime $(FUZZTIME) -fuzzminimizetime 10x ./meta
 	$(GO) test -run XXX -fuzz FuzzReadPart -fuzztime $(FUZZTIME) -fuzzminimizetime 10x ./bundle
+	$(GO) test -run XXX -fuzz FuzzOpenBlob -fuzztime $(FUZZTIME) -fuzzminimizetime 10x ./bundle
 	$(GO) test -run XXX -fuzz FuzzParseList -fuzztime $(FUZZTIME) -fuzzminimizetime 10x ./bundle
 	$(GO) test -run XXX -fuzz FuzzParseConfig -fuzztime $(FUZZTIME) -fuzzminimizetime 10x ./cmd/ferry
 	$(GO) test -run XXX -fuzz FuzzVerify -fuzztime $(FUZZTIME) -fuzzminimizetime 10x ./meta/sign
