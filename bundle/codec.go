@@ -132,7 +132,7 @@ func (c Codec) newFrameEncoder() (frameEncoder, error) {
 	case CodecNone, "":
 		return &passFrames{}, nil
 	case CodecZstd:
-		enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
+		enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1), zstd.WithLowerEncoderMem(true))
 		if err != nil {
 			return nil, err
 		}

@@ -43,7 +43,7 @@ type asyncFile struct {
 	// work is nil once closed
 }
 
-const asyncBuf = 1 << 20
+const asyncBuf = 512 << 10
 
 func newAsyncFile(w io.Writer) *asyncFile {
 	a := &asyncFile{free: make(chan []byte, 3), work: make(chan []byte, 3), h: sha256.New(), w: w}
