@@ -290,12 +290,7 @@ func (w *Writer) put(ctx context.Context, d descriptor.Descriptor, rdr io.Reader
 // open part if there is one; else an idle unopened slot when the entry is
 // big (or no part is open yet); else it waits for a slot to get free.
 func (w *Writer) acquire(ctx context.Context, size int64) (*slot, error) {
-	stop := context.AfterFunc(ctx, func() {
-		w.mu.Lock()
-		w.cond.Broadcast()
-		w.mu.Unlock()
-	})
-	defer stop()
+	defer w.wakeOnDone(ctx)()
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for {
@@ -342,14 +337,19 @@ func (w *Writer) release(s *slot) {
 	w.mu.Unlock()
 }
 
-// takeAll waits until no put runs and marks every slot busy.
-func (w *Writer) takeAll(ctx context.Context) error {
-	stop := context.AfterFunc(ctx, func() {
+// wakeOnDone wakes the waiters of w.cond when ctx ends, so that they see
+// ctx's error; call the returned function when done waiting.
+func (w *Writer) wakeOnDone(ctx context.Context) func() bool {
+	return context.AfterFunc(ctx, func() {
 		w.mu.Lock()
 		w.cond.Broadcast()
 		w.mu.Unlock()
 	})
-	defer stop()
+}
+
+// takeAll waits until no put runs and marks every slot busy.
+func (w *Writer) takeAll(ctx context.Context) error {
+	defer w.wakeOnDone(ctx)()
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for {
