@@ -15,7 +15,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -366,5 +366,56 @@ func TestUploadResumeReadsMissing(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// acceptSink takes every blob it can read to the end, as a sink that
+// does not check digests itself (the Docker engine) would.
+type acceptSink struct {
+	bundle.Sink
+	mu  sync.Mutex
+	got map[digest.Digest]bool
+}
+
+func (s *acceptSink) BlobExists(context.Context, ref.Ref, descriptor.Descriptor) (bool, error) {
+	return false, nil
+}
+
+func (s *acceptSink) BlobPut(_ context.Context, _ ref.Ref, d descriptor.Descriptor, r io.Reader) error {
+	if _, err := io.Copy(io.Discard, r); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.got[d.Digest] = true
+	return nil
+}
+
+// TestUploadCorruptBlob: a flipped byte in a blob's data fails that blob's
+// read with a digest mismatch, so the upload fails before any manifest even
+// at a sink that checks nothing itself.
+func TestUploadCorruptBlob(t *testing.T) {
+	e := seeded(t)
+	dir := t.TempDir()
+	res, err := save(t, e.reg, e.specs(t, "team/app:1"), dir, saveCase{single: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := res.Meta.Blobs[0]
+	part := filepath.Join(dir, b.Part)
+	data, _ := os.ReadFile(part)
+	data[b.Offset+512+b.Size/2] ^= 0xff // the middle of the blob's data
+	if err := os.WriteFile(part, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	bd, _ := bundle.Open(res.MetaPath)
+	sink := &acceptSink{got: map[digest.Digest]bool{}}
+	target := func(repo string) (ref.Ref, error) { return ref.New("target.test/" + repo) }
+	_, err = bundle.Upload(context.Background(), bd, sink, bundle.UploadOptions{Target: target, Jobs: 1})
+	if !errors.Is(err, bundle.ErrDigestMismatch) {
+		t.Fatalf("upload: %v, want digest mismatch", err)
+	}
+	if sink.got[b.Digest] {
+		t.Fatal("the corrupt blob was accepted")
 	}
 }
