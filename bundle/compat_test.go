@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"io"
 	"os"
 	"path/filepath"
@@ -162,5 +163,40 @@ func TestOldBundlesUpload(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestIncrementOnOldBundle: a schema 2 increment on a schema 1 full skips
+// the full's blobs, and uploads after it.
+func TestIncrementOnOldBundle(t *testing.T) {
+	oldBundleImages(t)
+	e := seeded(t)
+	full := openOld(t, "v1-zstd", "ferry_full_20261101T020000Z")
+	dir := t.TempDir()
+	res, err := save(t, e.reg, e.specs(t, "team/app:1"), dir, saveCase{bases: []string{full.MetaPath}, codec: bundle.CodecZstd})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Meta.SchemaVersion != 2 || len(res.Meta.BaseBlobs) != 1 || res.Meta.BaseBlobs[0].Base != full.Meta.ID {
+		t.Fatalf("schema %d, base blobs %+v", res.Meta.SchemaVersion, res.Meta.BaseBlobs)
+	}
+	host, stop := regtest.Olareg()
+	defer stop()
+	treg := newReg(t, host)
+	tgt, _ := ref.NewHost(host)
+	opts := bundle.UploadOptions{Target: bundle.RegistryTarget(tgt, "", nil)}
+	incr, _ := bundle.Open(res.MetaPath)
+	if _, err := bundle.Upload(context.Background(), incr, treg, opts); !errors.Is(err, bundle.ErrBaseMissing) {
+		t.Fatalf("increment before its base: %v", err)
+	}
+	for _, bd := range []*bundle.Bundle{full, incr} {
+		if _, err := bundle.Upload(context.Background(), bd, treg, opts); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r, _ := ref.New(host + "/team/app:1")
+	m, err := treg.ManifestGet(context.Background(), r)
+	if err != nil || m.GetDescriptor().Digest != res.Meta.Images[0].Digest {
+		t.Fatalf("team/app:1: %v", err)
 	}
 }
