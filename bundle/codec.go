@@ -1,9 +1,11 @@
 package bundle
 
 import (
+	"bufio"
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 
 	kgzip "github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
@@ -161,6 +163,62 @@ func (d decoder) Close() error {
 		d.close()
 	}
 	return nil
+}
+
+// once makes a release function safe to call twice: a pooled decoder must
+// go back to its pool only once.
+func once(f func()) func() {
+	var o sync.Once
+	return func() { o.Do(f) }
+}
+
+// Pools for decoding one frame per entry: a blob read from its offset or
+// an entry of a part being verified gets a buffered reader and (zstd) a
+// decoder from a pool instead of allocating its own.
+var (
+	frameBufs = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 64<<10) }}
+	zstdDecs  = sync.Pool{New: func() any {
+		zr, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true), zstd.WithDecoderMaxWindow(64<<20))
+		if err != nil {
+			return err
+		}
+		return zr
+	}}
+)
+
+// newFrameDecoder decodes the entry stored in r (one frame, or the entry
+// as it is for CodecNone). Close returns the decoder to its pool.
+func (c Codec) newFrameDecoder(r io.Reader) (io.ReadCloser, error) {
+	if c == CodecNone || c == "" {
+		return decoder{Reader: r}, nil
+	}
+	br := frameBufs.Get().(*bufio.Reader)
+	br.Reset(r)
+	release := func() { br.Reset(nil); frameBufs.Put(br) }
+	if c != CodecZstd {
+		dec, err := c.NewDecoder(br)
+		if err != nil {
+			release()
+			return nil, err
+		}
+		return decoder{Reader: dec, close: once(func() { _ = dec.Close(); release() })}, nil
+	}
+	got := zstdDecs.Get()
+	zr, ok := got.(*zstd.Decoder)
+	if !ok {
+		release()
+		return nil, got.(error)
+	}
+	if err := zr.Reset(br); err != nil {
+		zstdDecs.Put(zr)
+		release()
+		return nil, fmt.Errorf("%w: %v", ErrPartCorrupt, err)
+	}
+	return decoder{Reader: zr, close: once(func() {
+		_ = zr.Reset(nil)
+		zstdDecs.Put(zr)
+		release()
+	})}, nil
 }
 
 // NewDecoder wraps r with the codec's decoder.

@@ -71,7 +71,7 @@ func (bd *Bundle) open(name string) (partFile, error) {
 	if bd.openPart != nil {
 		return bd.openPart(path)
 	}
-	return os.Open(path)
+	return meta.OpenRegular(path) // a FIFO or device must not block or never end
 }
 
 func (bd *Bundle) buildIndex() {
@@ -148,12 +148,7 @@ func (bd *Bundle) OpenBlob(ctx context.Context, d digest.Digest) (io.ReadCloser,
 // header and data uncompressed) and returns its data, size and digest
 // checked.
 func (bd *Bundle) entryReader(sec io.Reader, e Entry) (io.Reader, func(), error) {
-	codec := Codec(bd.Meta.Compression)
-	in := sec
-	if codec != CodecNone && codec != "" {
-		in = bufio.NewReaderSize(sec, 64<<10)
-	}
-	dec, err := codec.NewDecoder(in)
+	dec, err := Codec(bd.Meta.Compression).newFrameDecoder(sec)
 	if err != nil {
 		return nil, nil, fmt.Errorf("blob %s: part %s: %w", e.Descriptor.Digest, e.Part, err)
 	}
@@ -359,7 +354,7 @@ func (bd *Bundle) readPartLocated(ctx context.Context, p meta.Part, fn BlobFunc)
 		return fmt.Errorf("part %s: %w: %v", p.Name, ErrPartMissing, err)
 	}
 	defer f.Close()
-	cr := &countingReader{r: bufio.NewReaderSize(ctxReader{ctx, f}, 1<<20), h: sha256.New()}
+	cr := &countingReader{r: bufio.NewReaderSize(ctxReader{ctx, f}, 256<<10), h: sha256.New()}
 	fail := func(err error) error {
 		if ctx.Err() != nil {
 			return ctx.Err()

@@ -303,7 +303,7 @@ func (w *Writer) acquire(ctx context.Context, size int64) (*slot, error) {
 		var open, free *slot
 		opened := false
 		for _, s := range w.slots {
-			opened = opened || s.pw != nil
+			opened = opened || s.pw != nil || s.busy // a busy slot has or gets a part
 			switch {
 			case s.busy:
 			case s.pw != nil && open == nil:
