@@ -87,17 +87,18 @@ func (c Codec) NewEncoder(w io.Writer) (io.WriteCloser, error) {
 // decodes alone. For CodecNone it passes bytes through.
 type frameEncoder interface {
 	io.Writer
-	// begin starts a frame written to w.
-	begin(w io.Writer) error
+	// begin starts a frame of about size bytes (before compression)
+	// written to w.
+	begin(w io.Writer, size int64) error
 	// end finishes the frame: every byte of it has been written to w.
 	end() error
 }
 
 type passFrames struct{ w io.Writer }
 
-func (p *passFrames) begin(w io.Writer) error     { p.w = w; return nil }
-func (p *passFrames) Write(b []byte) (int, error) { return p.w.Write(b) }
-func (p *passFrames) end() error                  { return nil }
+func (p *passFrames) begin(w io.Writer, _ int64) error { p.w = w; return nil }
+func (p *passFrames) Write(b []byte) (int, error)      { return p.w.Write(b) }
+func (p *passFrames) end() error                       { return nil }
 
 // resetter is an encoder that starts a new stream on Reset.
 type resetter interface {
@@ -107,15 +108,18 @@ type resetter interface {
 
 type resetFrames struct{ enc resetter }
 
-func (r *resetFrames) begin(w io.Writer) error     { r.enc.Reset(w); return nil }
-func (r *resetFrames) Write(b []byte) (int, error) { return r.enc.Write(b) }
-func (r *resetFrames) end() error                  { return r.enc.Close() }
+func (r *resetFrames) begin(w io.Writer, _ int64) error { r.enc.Reset(w); return nil }
+func (r *resetFrames) Write(b []byte) (int, error)      { return r.enc.Write(b) }
+func (r *resetFrames) end() error                       { return r.enc.Close() }
 
-// xzFrames opens a new xz stream per frame (the xz writer has no Reset).
+// xzFrames opens a new xz stream per frame (the xz writer has no Reset),
+// its dictionary no larger than the frame (the encoder's memory grows with
+// it: 8 MiB by default for every small entry would be wasted).
 type xzFrames struct{ enc *xz.Writer }
 
-func (x *xzFrames) begin(w io.Writer) error {
-	enc, err := xz.NewWriter(w)
+func (x *xzFrames) begin(w io.Writer, size int64) error {
+	dict := int(min(max(size, 4096), 8<<20))
+	enc, err := xz.WriterConfig{DictCap: dict}.NewWriter(w)
 	x.enc = enc
 	return err
 }

@@ -45,6 +45,9 @@ type asyncFile struct {
 
 const asyncBuf = 512 << 10
 
+// tarBlock is the tar block size: headers, padding and the end marker.
+const tarBlock = 512
+
 func newAsyncFile(w io.Writer) *asyncFile {
 	a := &asyncFile{free: make(chan []byte, 3), work: make(chan []byte, 3), h: sha256.New(), w: w}
 	a.cur = make([]byte, 0, asyncBuf)
@@ -203,7 +206,7 @@ func (pw *partWriter) add(name string, size int64, r io.Reader) (meta.Location, 
 // entry writes the tar header, data and padding of one entry into a new
 // frame.
 func (pw *partWriter) entry(name string, size int64, r io.Reader) (int64, error) {
-	if err := pw.fe.begin(pw.af); err != nil {
+	if err := pw.fe.begin(pw.af, size+3*tarBlock); err != nil {
 		return 0, err
 	}
 	hdr := &tar.Header{Name: name, Mode: 0o644, Size: size, ModTime: pw.mtime, Typeflag: tar.TypeReg, Format: tar.FormatPAX}
@@ -226,7 +229,7 @@ func (pw *partWriter) entry(name string, size int64, r io.Reader) (int64, error)
 func (pw *partWriter) rollback(off int64) error {
 	// The encoder may hold a broken frame: start over on a sink that
 	// discards it; the tar writer's state is dropped with it.
-	_ = pw.fe.begin(io.Discard)
+	_ = pw.fe.begin(io.Discard, 0)
 	_ = pw.fe.end()
 	pw.tw = tar.NewWriter(pw.fe)
 	if err := pw.af.flush(); err != nil {
@@ -255,7 +258,7 @@ func (pw *partWriter) size() int64 { return pw.af.n }
 func (pw *partWriter) finish() (int64, string, error) {
 	err := pw.err
 	if err == nil {
-		err = pw.fe.begin(pw.af)
+		err = pw.fe.begin(pw.af, 2*tarBlock)
 	}
 	if err == nil {
 		err = pw.tw.Close()
