@@ -53,7 +53,7 @@ fuzz: ## run each fuzz test for FUZZTIME
 	$(GO) test -run XXX -fuzz FuzzParseKeys -fuzztime $(FUZZTIME) -fuzzminimizetime 10x ./meta/sign
 	$(GO) test -run XXX -fuzz FuzzParseRange -fuzztime $(FUZZTIME) -fuzzminimizetime 10x ./registry/serve
 
-bench: deps ## save/upload of a ~500 MB image side by side with regctl and skopeo
+bench: deps ## save, upload, cold no-op re-upload (and serve) of a ~500 MB image beside crane, regctl, skopeo
 	bash testdata/scripts/bench.sh
 	$(GO) test -run XXX -bench 'Codec|WarmVsCold' -benchtime 1x ./bundle ./cache
 
