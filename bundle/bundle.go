@@ -5,10 +5,15 @@
 //
 // The three sides of ferry meet here:
 //   - Save copies images from a Source (a registry) into a Writer, the
-//     bundle's Sink.
-//   - Upload streams a bundle's parts into a Sink (a registry or a Docker
-//     engine), checking every blob's digest and every part's sha256.
-//   - Reader is the bundle as a Source (random access for tools and tests).
+//     bundle's Sink. The Writer compresses every entry as its own frame and
+//     records its offset and length in the part (meta schema 2).
+//   - Upload pushes a bundle into a Sink (a registry or a Docker engine):
+//     the blobs the target lacks, each read from its offset, largest first,
+//     Jobs at a time, every blob's digest checked as it streams.
+//   - Bundle (Open) is the bundle as a Source and gives random access:
+//     Stat and Entries say where each stored blob and manifest lies and
+//     which repositories need it, OpenBlob reads one blob from its offset
+//     (schema 1 bundles: by reading its part from the start).
 //
 // Every byte read is checked: VerifyReader enforces a descriptor's size and
 // digest at EOF, and no blob is buffered whole in memory.

@@ -1,9 +1,11 @@
 package bundle
 
 import (
+	"bufio"
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 
 	kgzip "github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
@@ -11,7 +13,9 @@ import (
 	"github.com/ulikunitz/xz"
 )
 
-// Codec names a compression applied to whole tar parts.
+// Codec names the compression of tar parts. Schema 2 parts compress every
+// entry as its own frame (see frameEncoder); schema 1 parts are one stream.
+// NewDecoder reads both: concatenated frames are one valid stream.
 type Codec string
 
 // Supported codecs.
@@ -77,6 +81,82 @@ func (c Codec) NewEncoder(w io.Writer) (io.WriteCloser, error) {
 	return nil, fmt.Errorf("%w: %q", ErrCodec, c)
 }
 
+// frameEncoder compresses a part entry by entry: every begin..end is one
+// complete compressed frame (zstd frame, gzip member, xz stream, lz4
+// frame), so that frames concatenated are one valid stream and each frame
+// decodes alone. For CodecNone it passes bytes through.
+type frameEncoder interface {
+	io.Writer
+	// begin starts a frame of about size bytes (before compression)
+	// written to w.
+	begin(w io.Writer, size int64) error
+	// end finishes the frame: every byte of it has been written to w.
+	end() error
+}
+
+type passFrames struct{ w io.Writer }
+
+func (p *passFrames) begin(w io.Writer, _ int64) error { p.w = w; return nil }
+func (p *passFrames) Write(b []byte) (int, error)      { return p.w.Write(b) }
+func (p *passFrames) end() error                       { return nil }
+
+// resetter is an encoder that starts a new stream on Reset.
+type resetter interface {
+	io.WriteCloser
+	Reset(io.Writer)
+}
+
+type resetFrames struct{ enc resetter }
+
+func (r *resetFrames) begin(w io.Writer, _ int64) error { r.enc.Reset(w); return nil }
+func (r *resetFrames) Write(b []byte) (int, error)      { return r.enc.Write(b) }
+func (r *resetFrames) end() error                       { return r.enc.Close() }
+
+// xzFrames opens a new xz stream per frame (the xz writer has no Reset),
+// its dictionary no larger than the frame (the encoder's memory grows with
+// it: 8 MiB by default for every small entry would be wasted).
+type xzFrames struct{ enc *xz.Writer }
+
+func (x *xzFrames) begin(w io.Writer, size int64) error {
+	dict := int(min(max(size, 4096), 8<<20))
+	enc, err := xz.WriterConfig{DictCap: dict}.NewWriter(w)
+	x.enc = enc
+	return err
+}
+func (x *xzFrames) Write(b []byte) (int, error) { return x.enc.Write(b) }
+func (x *xzFrames) end() error                  { return x.enc.Close() }
+
+// zstdReset adapts zstd.Encoder's Reset.
+type zstdReset struct{ *zstd.Encoder }
+
+func (z zstdReset) Reset(w io.Writer) { z.Encoder.Reset(w) }
+
+// newFrameEncoder returns the codec's frame encoder, with the same
+// settings as NewEncoder.
+func (c Codec) newFrameEncoder() (frameEncoder, error) {
+	switch c {
+	case CodecNone, "":
+		return &passFrames{}, nil
+	case CodecZstd:
+		enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1), zstd.WithLowerEncoderMem(true))
+		if err != nil {
+			return nil, err
+		}
+		return &resetFrames{zstdReset{enc}}, nil
+	case CodecGzip:
+		enc, err := kgzip.NewWriterLevel(nil, kgzip.BestSpeed)
+		if err != nil {
+			return nil, err
+		}
+		return &resetFrames{enc}, nil
+	case CodecXz:
+		return &xzFrames{}, nil
+	case CodecLz4:
+		return &resetFrames{lz4.NewWriter(nil)}, nil
+	}
+	return nil, fmt.Errorf("%w: %q", ErrCodec, c)
+}
+
 type decoder struct {
 	io.Reader
 	close func()
@@ -87,6 +167,62 @@ func (d decoder) Close() error {
 		d.close()
 	}
 	return nil
+}
+
+// once makes a release function safe to call twice: a pooled decoder must
+// go back to its pool only once.
+func once(f func()) func() {
+	var o sync.Once
+	return func() { o.Do(f) }
+}
+
+// Pools for decoding one frame per entry: a blob read from its offset or
+// an entry of a part being verified gets a buffered reader and (zstd) a
+// decoder from a pool instead of allocating its own.
+var (
+	frameBufs = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 64<<10) }}
+	zstdDecs  = sync.Pool{New: func() any {
+		zr, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true), zstd.WithDecoderMaxWindow(64<<20))
+		if err != nil {
+			return err
+		}
+		return zr
+	}}
+)
+
+// newFrameDecoder decodes the entry stored in r (one frame, or the entry
+// as it is for CodecNone). Close returns the decoder to its pool.
+func (c Codec) newFrameDecoder(r io.Reader) (io.ReadCloser, error) {
+	if c == CodecNone || c == "" {
+		return decoder{Reader: r}, nil
+	}
+	br := frameBufs.Get().(*bufio.Reader)
+	br.Reset(r)
+	release := func() { br.Reset(nil); frameBufs.Put(br) }
+	if c != CodecZstd {
+		dec, err := c.NewDecoder(br)
+		if err != nil {
+			release()
+			return nil, err
+		}
+		return decoder{Reader: dec, close: once(func() { _ = dec.Close(); release() })}, nil
+	}
+	got := zstdDecs.Get()
+	zr, ok := got.(*zstd.Decoder)
+	if !ok {
+		release()
+		return nil, got.(error)
+	}
+	if err := zr.Reset(br); err != nil {
+		zstdDecs.Put(zr)
+		release()
+		return nil, fmt.Errorf("%w: %v", ErrPartCorrupt, err)
+	}
+	return decoder{Reader: zr, close: once(func() {
+		_ = zr.Reset(nil)
+		zstdDecs.Put(zr)
+		release()
+	})}, nil
 }
 
 // NewDecoder wraps r with the codec's decoder.

@@ -219,3 +219,58 @@ func TestReadPartRejects(t *testing.T) {
 		})
 	}
 }
+
+// FuzzOpenBlob feeds arbitrary part bytes and locations of a schema 2
+// bundle (what meta.Validate lets through): OpenBlob and ReadPart must
+// never panic and only succeed with the blob's exact bytes.
+func FuzzOpenBlob(f *testing.F) {
+	blob := []byte("the only blob")
+	d := digest.FromBytes(blob)
+	for _, c := range []bundle.Codec{bundle.CodecNone, bundle.CodecZstd, bundle.CodecGzip} {
+		var part bytes.Buffer
+		enc, _ := c.NewEncoder(&part)
+		tw := tar.NewWriter(enc)
+		_ = tw.WriteHeader(&tar.Header{Name: bundle.BlobPath(d), Size: int64(len(blob)), Mode: 0o644, Typeflag: tar.TypeReg})
+		_, _ = tw.Write(blob)
+		_ = tw.Flush()
+		_ = enc.Close()
+		n := int64(part.Len())
+		_ = tw.Close()
+		f.Add(part.Bytes(), string(c), int64(0), n)
+		f.Add(part.Bytes(), string(c), int64(1), n-1)
+	}
+	f.Fuzz(func(t *testing.T, part []byte, codec string, off, length int64) {
+		c, err := bundle.ParseCodec(codec)
+		if err != nil {
+			return
+		}
+		dir := t.TempDir()
+		name := "f_full_20260101T000000Z_1.tar" + c.Ext()
+		if err := os.WriteFile(filepath.Join(dir, name), part, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		h := sha256.Sum256(part)
+		p := meta.Part{Name: name, Size: int64(len(part)), SHA256: hex.EncodeToString(h[:])}
+		m := &meta.Meta{SchemaVersion: 2, Kind: meta.Kind, ID: "f", Type: meta.TypeFull, Compression: string(c), Parts: []meta.Part{p},
+			Blobs: []meta.Blob{{Digest: d, Size: int64(len(blob)), Part: name, Location: meta.Location{Offset: off, Length: length}}}}
+		if m.Validate() != nil {
+			return
+		}
+		bd := &bundle.Bundle{Dir: dir, Meta: m}
+		if rc, err := bd.OpenBlob(context.Background(), d); err == nil {
+			got, err := io.ReadAll(rc)
+			rc.Close()
+			if err == nil && !bytes.Equal(got, blob) {
+				t.Fatalf("OpenBlob succeeded with %q", got)
+			}
+		}
+		err = bd.ReadPart(context.Background(), p, func(_ *meta.Blob, r io.Reader) error {
+			got, err := io.ReadAll(r)
+			if err == nil && !bytes.Equal(got, blob) {
+				t.Fatalf("ReadPart succeeded with %q", got)
+			}
+			return err
+		})
+		_ = err
+	})
+}

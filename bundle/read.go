@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/opencontainers/go-digest"
 	"github.com/regclient/regclient/types/descriptor"
@@ -25,10 +26,143 @@ import (
 )
 
 // Bundle is a bundle opened for reading: its meta file and directory.
+//
+// Random access (schema 2): Stat and Entries say where every stored blob
+// and manifest lies (part, offset, length) and which repositories need it;
+// OpenBlob reads one blob from its offset, decoding only its own frame, and
+// checks its size and digest as it streams. Schema 1 bundles have no
+// offsets: OpenBlob then reads the blob's part from the start up to the
+// blob. BlobGet (the Source method) is OpenBlob.
 type Bundle struct {
 	Meta     *meta.Meta
 	MetaPath string
 	Dir      string
+
+	indexOnce sync.Once
+	index     map[digest.Digest]Entry
+	// openPart opens a part file (tests count the bytes read).
+	openPart func(path string) (partFile, error)
+}
+
+// partFile is an open part: read sequentially or at offsets.
+type partFile interface {
+	io.Reader
+	io.ReaderAt
+	io.Closer
+}
+
+// Entry is a blob or manifest stored in a part of the bundle.
+type Entry struct {
+	// Descriptor has the digest, size and media type.
+	Descriptor descriptor.Descriptor
+	// Manifest is true for a manifest (its bytes are in the meta file too).
+	Manifest bool
+	// Part is the part file's name, in the bundle's directory.
+	Part string
+	// Location is the entry's byte range in the part; zero in schema 1.
+	meta.Location
+	// Repos are the repositories (as in the meta file, before any rename
+	// at the target) whose images need the entry.
+	Repos []string
+}
+
+func (bd *Bundle) open(name string) (partFile, error) {
+	path := filepath.Join(bd.Dir, name)
+	if bd.openPart != nil {
+		return bd.openPart(path)
+	}
+	return meta.OpenRegular(path) // a FIFO or device must not block or never end
+}
+
+func (bd *Bundle) buildIndex() {
+	bd.index = map[digest.Digest]Entry{}
+	for _, mf := range bd.Meta.Manifests {
+		if mf.Part != "" {
+			bd.index[mf.Digest] = Entry{Descriptor: descriptor.Descriptor{MediaType: mf.MediaType, Digest: mf.Digest, Size: mf.Size}, Manifest: true, Part: mf.Part, Location: mf.Location, Repos: mf.Repos}
+		}
+	}
+	for _, b := range bd.Meta.Blobs {
+		bd.index[b.Digest] = Entry{Descriptor: descriptor.Descriptor{MediaType: b.MediaType, Digest: b.Digest, Size: b.Size}, Part: b.Part, Location: b.Location, Repos: b.Repos}
+	}
+}
+
+// Stat returns the stored blob or manifest with digest d; the error wraps
+// ErrBlobMissing when the bundle does not store it (a base blob of an
+// increment is not stored).
+func (bd *Bundle) Stat(d digest.Digest) (Entry, error) {
+	bd.indexOnce.Do(bd.buildIndex)
+	e, ok := bd.index[d]
+	if !ok {
+		return Entry{}, fmt.Errorf("blob %s: %w", d, ErrBlobMissing)
+	}
+	return e, nil
+}
+
+// Entries lists every stored blob and manifest, by part and offset.
+func (bd *Bundle) Entries() []Entry {
+	bd.indexOnce.Do(bd.buildIndex)
+	out := make([]Entry, 0, len(bd.index))
+	for _, e := range bd.index {
+		out = append(out, e)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Part != out[j].Part {
+			return out[i].Part < out[j].Part
+		}
+		if out[i].Offset != out[j].Offset {
+			return out[i].Offset < out[j].Offset
+		}
+		return out[i].Descriptor.Digest < out[j].Descriptor.Digest
+	})
+	return out
+}
+
+// OpenBlob opens a stored blob or manifest by digest. The reader yields
+// exactly its bytes and fails (ErrSizeMismatch, ErrDigestMismatch) at EOF
+// when they do not match; a part whose entry at the recorded offset is not
+// this blob fails with ErrPartCorrupt. The caller closes it.
+func (bd *Bundle) OpenBlob(ctx context.Context, d digest.Digest) (io.ReadCloser, error) {
+	e, err := bd.Stat(d)
+	if err != nil {
+		return nil, err
+	}
+	if !e.Located() {
+		return bd.scanBlob(ctx, e)
+	}
+	f, err := bd.open(e.Part)
+	if err != nil {
+		return nil, fmt.Errorf("blob %s: part %s: %w: %v", d, e.Part, ErrPartMissing, err)
+	}
+	r, closeDec, err := bd.entryReader(io.NewSectionReader(f, e.Offset, e.Length), e)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return readCloser{ctxReader{ctx, r}, func() error {
+		closeDec()
+		return f.Close()
+	}}, nil
+}
+
+// entryReader decodes the entry stored in sec (its frame, or its tar
+// header and data uncompressed) and returns its data, size and digest
+// checked.
+func (bd *Bundle) entryReader(sec io.Reader, e Entry) (io.Reader, func(), error) {
+	dec, err := Codec(bd.Meta.Compression).newFrameDecoder(sec)
+	if err != nil {
+		return nil, nil, fmt.Errorf("blob %s: part %s: %w", e.Descriptor.Digest, e.Part, err)
+	}
+	tr := tar.NewReader(dec)
+	hdr, err := tr.Next()
+	if err != nil {
+		dec.Close()
+		return nil, nil, fmt.Errorf("blob %s: part %s at offset %d: %w: %v", e.Descriptor.Digest, e.Part, e.Offset, ErrPartCorrupt, err)
+	}
+	if dg, ok := digestFromPath(hdr.Name); !ok || dg != e.Descriptor.Digest || hdr.Size != e.Descriptor.Size || hdr.Typeflag != tar.TypeReg {
+		dec.Close()
+		return nil, nil, fmt.Errorf("blob %s: part %s at offset %d: %w: entry %q of %d bytes", e.Descriptor.Digest, e.Part, e.Offset, ErrPartCorrupt, hdr.Name, hdr.Size)
+	}
+	return VerifyReader(tr, e.Descriptor), func() { dec.Close() }, nil
 }
 
 // Open loads and validates the meta file of a bundle.
@@ -98,7 +232,13 @@ func (c *countingReader) Read(p []byte) (int, error) {
 // ReadPart streams one part: it checks every entry the meta file lists for
 // this part (blobs through fn, manifests against their digests), that none
 // is missing, and the part's size and sha256 at the end.
+//
+// In a schema 2 bundle every entry is decoded on its own from its offset
+// (so the offsets are checked too) in one sequential pass over the file.
 func (bd *Bundle) ReadPart(ctx context.Context, p meta.Part, fn BlobFunc) error {
+	if bd.Meta.SchemaVersion >= 2 {
+		return bd.readPartLocated(ctx, p, fn)
+	}
 	blobs := map[digest.Digest]*meta.Blob{}
 	for i := range bd.Meta.Blobs {
 		if b := &bd.Meta.Blobs[i]; b.Part == p.Name {
@@ -111,7 +251,7 @@ func (bd *Bundle) ReadPart(ctx context.Context, p meta.Part, fn BlobFunc) error 
 			manifests[m.Digest] = m
 		}
 	}
-	f, err := os.Open(filepath.Join(bd.Dir, p.Name))
+	f, err := bd.open(p.Name)
 	if err != nil {
 		return fmt.Errorf("part %s: %w: %v", p.Name, ErrPartMissing, err)
 	}
@@ -185,6 +325,67 @@ func (bd *Bundle) ReadPart(ctx context.Context, p meta.Part, fn BlobFunc) error 
 	if len(missing) > 0 {
 		sort.Strings(missing)
 		return fmt.Errorf("part %s: %w: %s", p.Name, ErrBlobMissing, strings.Join(missing, ", "))
+	}
+	if cr.n != p.Size {
+		return fmt.Errorf("part %s: %w: read %d bytes, meta says %d", p.Name, ErrSizeMismatch, cr.n, p.Size)
+	}
+	if sum := hex.EncodeToString(cr.h.Sum(nil)); sum != p.SHA256 {
+		return fmt.Errorf("part %s: %w: sha256 %s, meta says %s", p.Name, ErrPartCorrupt, sum, p.SHA256)
+	}
+	return nil
+}
+
+// readPartLocated is ReadPart for a schema 2 part.
+func (bd *Bundle) readPartLocated(ctx context.Context, p meta.Part, fn BlobFunc) error {
+	blobs := map[digest.Digest]*meta.Blob{}
+	for i := range bd.Meta.Blobs {
+		if b := &bd.Meta.Blobs[i]; b.Part == p.Name {
+			blobs[b.Digest] = b
+		}
+	}
+	var entries []Entry
+	for _, e := range bd.Entries() {
+		if e.Part == p.Name {
+			entries = append(entries, e)
+		}
+	}
+	f, err := bd.open(p.Name)
+	if err != nil {
+		return fmt.Errorf("part %s: %w: %v", p.Name, ErrPartMissing, err)
+	}
+	defer f.Close()
+	cr := &countingReader{r: bufio.NewReaderSize(ctxReader{ctx, f}, 256<<10), h: sha256.New()}
+	fail := func(err error) error {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("part %s: %w", p.Name, err)
+	}
+	for _, e := range entries { // sorted by offset, not overlapping (meta.Validate)
+		if _, err := io.CopyN(io.Discard, cr, e.Offset-cr.n); err != nil {
+			return fail(fmt.Errorf("%w: %d bytes, an entry starts at %d: %v", ErrPartCorrupt, cr.n, e.Offset, err))
+		}
+		lr := io.LimitReader(cr, e.Length)
+		r, closeDec, err := bd.entryReader(lr, e)
+		if err != nil {
+			return fail(err)
+		}
+		if b, ok := blobs[e.Descriptor.Digest]; ok && !e.Manifest {
+			err = fn(b, r)
+		}
+		if err == nil {
+			_, err = io.Copy(io.Discard, r)
+		}
+		closeDec()
+		if err != nil {
+			return fail(err)
+		}
+		if _, err := io.Copy(io.Discard, lr); err != nil { // the rest of the frame
+			return fail(err)
+		}
+	}
+	if _, err := io.Copy(io.Discard, cr); err != nil {
+		return fail(err)
 	}
 	if cr.n != p.Size {
 		return fmt.Errorf("part %s: %w: read %d bytes, meta says %d", p.Name, ErrSizeMismatch, cr.n, p.Size)
@@ -337,7 +538,7 @@ func References(m manifest.Manifest) (blobs, children []descriptor.Descriptor, e
 }
 
 // The bundle is also a Source: ManifestGet answers from the meta file,
-// BlobGet scans the blob's part (slow; for tools and tests).
+// BlobGet is OpenBlob.
 var _ Source = (*Bundle)(nil)
 
 // ManifestGet returns a manifest of the bundle by digest, or by the tag of
@@ -358,21 +559,18 @@ func (bd *Bundle) ManifestGet(_ context.Context, r ref.Ref) (manifest.Manifest, 
 	return ParseManifest(*mf)
 }
 
-// BlobGet returns a blob of the bundle; the part is read up to the blob and
-// checked, the blob's digest is checked at EOF.
+// BlobGet returns a blob of the bundle (OpenBlob); the repository does not
+// matter. Its size and digest are checked at EOF.
 func (bd *Bundle) BlobGet(ctx context.Context, _ ref.Ref, d descriptor.Descriptor) (io.ReadCloser, error) {
-	var b *meta.Blob
-	for i := range bd.Meta.Blobs {
-		if bd.Meta.Blobs[i].Digest == d.Digest {
-			b = &bd.Meta.Blobs[i]
-		}
-	}
-	if b == nil {
-		return nil, fmt.Errorf("blob %s: %w", d.Digest, ErrBlobMissing)
-	}
-	f, err := os.Open(filepath.Join(bd.Dir, b.Part))
+	return bd.OpenBlob(ctx, d.Digest)
+}
+
+// scanBlob reads a schema 1 part from the start up to the blob.
+func (bd *Bundle) scanBlob(ctx context.Context, e Entry) (io.ReadCloser, error) {
+	d := e.Descriptor
+	f, err := bd.open(e.Part)
 	if err != nil {
-		return nil, fmt.Errorf("blob %s: part %s: %w", d.Digest, b.Part, ErrPartMissing)
+		return nil, fmt.Errorf("blob %s: part %s: %w", d.Digest, e.Part, ErrPartMissing)
 	}
 	dec, err := Codec(bd.Meta.Compression).NewDecoder(bufio.NewReader(f))
 	if err != nil {
@@ -386,12 +584,12 @@ func (bd *Bundle) BlobGet(ctx context.Context, _ ref.Ref, d descriptor.Descripto
 			dec.Close()
 			f.Close()
 			if err == io.EOF {
-				return nil, fmt.Errorf("blob %s: %w in part %s", d.Digest, ErrBlobMissing, b.Part)
+				return nil, fmt.Errorf("blob %s: %w in part %s", d.Digest, ErrBlobMissing, e.Part)
 			}
-			return nil, fmt.Errorf("blob %s: part %s: %w: %v", d.Digest, b.Part, ErrPartCorrupt, err)
+			return nil, fmt.Errorf("blob %s: part %s: %w: %v", d.Digest, e.Part, ErrPartCorrupt, err)
 		}
-		if dg, ok := digestFromPath(hdr.Name); ok && dg == b.Digest {
-			return readCloser{VerifyReader(ctxReader{ctx, tr}, descriptor.Descriptor{Digest: b.Digest, Size: b.Size}), func() error {
+		if dg, ok := digestFromPath(hdr.Name); ok && dg == d.Digest {
+			return readCloser{VerifyReader(ctxReader{ctx, tr}, d), func() error {
 				dec.Close()
 				return f.Close()
 			}}, nil

@@ -27,10 +27,12 @@ type UploadOptions struct {
 	// Target maps a repository of the bundle to the reference of the
 	// repository at the sink (no tag or digest).
 	Target func(repo string) (ref.Ref, error)
-	// Jobs bounds how many parts are streamed at once (default 4).
+	// Jobs bounds how many blobs are pushed at once (schema 1 bundles:
+	// parts streamed at once) (default 4).
 	Jobs int
-	// Retries is how often a part whose upload failed for a transient
-	// reason is streamed again; blobs that landed are not sent again.
+	// Retries is how often a blob whose push failed for a transient reason
+	// is read and pushed again (schema 1: its part is streamed again; blobs
+	// that landed are not sent again).
 	Retries    int
 	RetryDelay time.Duration
 	Log        *slog.Logger
@@ -64,11 +66,14 @@ func (e *BaseMissingError) Error() string {
 
 func (e *BaseMissingError) Unwrap() error { return ErrBaseMissing }
 
-// Upload pushes a bundle into sink: it checks the parts are present, checks
-// that every base blob is at the target (nothing is sent if one is not),
-// streams every part (checking each blob's digest and each part's sha256)
-// pushing blobs the target lacks, and only when every part passed pushes
-// the manifests (children first, then indexes, then tags) and commits.
+// Upload pushes a bundle into sink: it checks the parts are present with
+// their sizes, checks that every base blob is at the target (nothing is
+// sent if one is not), pushes the blobs the target lacks (schema 2: each
+// read from its offset, largest first, Jobs at a time, digest checked as
+// it streams, blobs the target has not read at all; schema 1: part by
+// part, every blob and each part's sha256 checked), and only when every
+// blob landed pushes the manifests (children first, then indexes, then
+// tags) and commits.
 func Upload(ctx context.Context, bd *Bundle, sink Sink, opts UploadOptions) (*UploadResult, error) {
 	start := time.Now()
 	if opts.Jobs < 1 {
@@ -84,7 +89,6 @@ func Upload(ctx context.Context, bd *Bundle, sink Sink, opts UploadOptions) (*Up
 		return nil, errors.New("upload: no target")
 	}
 	m := bd.Meta
-	prog := orNop(opts.Progress)
 	res := &UploadResult{}
 	if m.Partial {
 		opts.Log.Warn("bundle is partial: some images failed at save", "failed", len(m.Failed))
@@ -114,65 +118,14 @@ func Upload(ctx context.Context, bd *Bundle, sink Sink, opts UploadOptions) (*Up
 		return nil, err
 	}
 
-	// 2. Blobs, part by part.
-	prog.SetTotal(m.TotalBlobBytes(), len(m.Blobs))
-	var pushed, skipped, mounted atomic.Int64
-	var bytes atomic.Int64
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(opts.Jobs)
-	for _, p := range m.Parts {
-		g.Go(func() error {
-			return retry(gctx, opts.Retries, opts.RetryDelay, opts.Log, "part "+p.Name, func() error {
-				return bd.ReadPart(gctx, p, func(b *meta.Blob, r io.Reader) error {
-					d := descriptor.Descriptor{MediaType: b.MediaType, Digest: b.Digest, Size: b.Size}
-					repos := b.Repos
-					if len(repos) == 0 {
-						return nil // stored but unused (a failed image of a partial bundle)
-					}
-					first := target(repos[0])
-					ok, err := sink.BlobExists(gctx, first, d)
-					if err != nil {
-						return fmt.Errorf("checking blob %s: %w", d.Digest, err)
-					}
-					if ok {
-						// still read (and so checked) from the part: progress counts it
-						t := prog.Begin(d.Digest.Encoded()[:12], d.Size)
-						_, err := io.Copy(io.Discard, &trackReader{r: r, t: t})
-						t.Done(err)
-						if err != nil {
-							return err
-						}
-						skipped.Add(1)
-					} else {
-						t := prog.Begin(d.Digest.Encoded()[:12], d.Size)
-						err := sink.BlobPut(gctx, first, d, &trackReader{r: r, t: t})
-						t.Done(err)
-						if err != nil {
-							return fmt.Errorf("pushing blob %s to %s: %w", d.Digest, first.CommonName(), err)
-						}
-						pushed.Add(1)
-						bytes.Add(d.Size)
-					}
-					for _, repo := range repos[1:] {
-						tr := target(repo)
-						if ok, err := sink.BlobExists(gctx, tr, d); err == nil && ok {
-							continue
-						}
-						if err := sink.BlobMount(gctx, first, tr, d); err != nil {
-							return fmt.Errorf("mounting blob %s into %s: %w", d.Digest, tr.CommonName(), err)
-						}
-						mounted.Add(1)
-					}
-					return nil
-				})
-			})
-		})
+	// 2. Blobs: by offset (schema 2), or part by part (schema 1).
+	upload := uploadParts
+	if m.SchemaVersion >= 2 {
+		upload = uploadBlobs
 	}
-	if err := g.Wait(); err != nil {
+	if err := upload(ctx, bd, sink, target, opts, res); err != nil {
 		return nil, err
 	}
-	res.BlobsPushed, res.BlobsSkipped, res.BlobsMounted = int(pushed.Load()), res.BlobsSkipped+int(skipped.Load()), res.BlobsMounted+int(mounted.Load())
-	res.BytesPushed = bytes.Load()
 
 	// 3. Manifests: per image, children first, referrers after their
 	// subject; tags last.
@@ -181,7 +134,7 @@ func Upload(ctx context.Context, bd *Bundle, sink Sink, opts UploadOptions) (*Up
 		return nil, err
 	}
 	var mu sync.Mutex
-	g, gctx = errgroup.WithContext(ctx)
+	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(opts.Jobs)
 	for _, img := range m.Images {
 		g.Go(func() error {
@@ -205,6 +158,172 @@ func Upload(ctx context.Context, bd *Bundle, sink Sink, opts UploadOptions) (*Up
 	}
 	res.Duration = time.Since(start)
 	return res, nil
+}
+
+// uploadBlobs pushes the blobs of a schema 2 bundle: it asks the target
+// which blobs it has (HEAD), then pushes the missing ones, largest first,
+// Jobs at a time, each read from its offset in its part (any part layout).
+// Blobs the target has are not read at all.
+func uploadBlobs(ctx context.Context, bd *Bundle, sink Sink, target func(string) ref.Ref, opts UploadOptions, res *UploadResult) error {
+	prog := orNop(opts.Progress)
+	var mu sync.Mutex
+	var missing []*meta.Blob
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(max(opts.Jobs, 4))
+	for i := range bd.Meta.Blobs {
+		b := &bd.Meta.Blobs[i]
+		if len(b.Repos) == 0 {
+			continue // stored but unused (a failed image of a partial bundle)
+		}
+		g.Go(func() error {
+			d := descOf(b)
+			ok, err := sink.BlobExists(gctx, target(b.Repos[0]), d)
+			if err != nil {
+				return fmt.Errorf("checking blob %s: %w", d.Digest, err)
+			}
+			if !ok {
+				mu.Lock()
+				missing = append(missing, b)
+				mu.Unlock()
+				return nil
+			}
+			n, err := mountRest(gctx, sink, target, b)
+			mu.Lock()
+			res.BlobsSkipped++
+			res.BlobsMounted += n
+			mu.Unlock()
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	sort.Slice(missing, func(i, j int) bool {
+		if missing[i].Size != missing[j].Size {
+			return missing[i].Size > missing[j].Size
+		}
+		return missing[i].Digest < missing[j].Digest
+	})
+	var total int64
+	for _, b := range missing {
+		total += b.Size
+	}
+	prog.SetTotal(total, len(missing))
+	opts.Log.Info("pushing blobs", "missing", len(missing), "bytes", total, "present", res.BlobsSkipped)
+	g, gctx = errgroup.WithContext(ctx)
+	g.SetLimit(opts.Jobs)
+	for _, b := range missing {
+		g.Go(func() error {
+			d := descOf(b)
+			first := target(b.Repos[0])
+			err := retry(gctx, opts.Retries, opts.RetryDelay, opts.Log, "blob "+d.Digest.String(), func() error {
+				rc, err := bd.OpenBlob(gctx, d.Digest)
+				if err != nil {
+					return err
+				}
+				defer rc.Close()
+				t := prog.Begin(d.Digest.Encoded()[:12], d.Size)
+				err = sink.BlobPut(gctx, first, d, &trackReader{r: rc, t: t})
+				t.Done(err)
+				if err != nil {
+					return fmt.Errorf("pushing blob %s to %s: %w", d.Digest, first.CommonName(), err)
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			n, err := mountRest(gctx, sink, target, b)
+			mu.Lock()
+			res.BlobsPushed++
+			res.BytesPushed += d.Size
+			res.BlobsMounted += n
+			mu.Unlock()
+			return err
+		})
+	}
+	return g.Wait()
+}
+
+// mountRest makes blob b, present in its first repository at the target,
+// available in its other repositories (mounting it where it is missing)
+// and returns how many mounts it made.
+func mountRest(ctx context.Context, sink Sink, target func(string) ref.Ref, b *meta.Blob) (int, error) {
+	d := descOf(b)
+	first := target(b.Repos[0])
+	n := 0
+	for _, repo := range b.Repos[1:] {
+		tr := target(repo)
+		if ok, err := sink.BlobExists(ctx, tr, d); err == nil && ok {
+			continue
+		}
+		if err := sink.BlobMount(ctx, first, tr, d); err != nil {
+			return n, fmt.Errorf("mounting blob %s into %s: %w", d.Digest, tr.CommonName(), err)
+		}
+		n++
+	}
+	return n, nil
+}
+
+func descOf(b *meta.Blob) descriptor.Descriptor {
+	return descriptor.Descriptor{MediaType: b.MediaType, Digest: b.Digest, Size: b.Size}
+}
+
+// uploadParts pushes the blobs of a schema 1 bundle, whose parts can only
+// be read from the start: Jobs parts at a time, each streamed once, every
+// blob checked (and the part's sha256), blobs the target lacks pushed.
+func uploadParts(ctx context.Context, bd *Bundle, sink Sink, target func(string) ref.Ref, opts UploadOptions, res *UploadResult) error {
+	m := bd.Meta
+	prog := orNop(opts.Progress)
+	prog.SetTotal(m.TotalBlobBytes(), len(m.Blobs))
+	var pushed, skipped, mounted atomic.Int64
+	var bytes atomic.Int64
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(opts.Jobs)
+	for _, p := range m.Parts {
+		g.Go(func() error {
+			return retry(gctx, opts.Retries, opts.RetryDelay, opts.Log, "part "+p.Name, func() error {
+				return bd.ReadPart(gctx, p, func(b *meta.Blob, r io.Reader) error {
+					d := descOf(b)
+					if len(b.Repos) == 0 {
+						return nil // stored but unused (a failed image of a partial bundle)
+					}
+					first := target(b.Repos[0])
+					ok, err := sink.BlobExists(gctx, first, d)
+					if err != nil {
+						return fmt.Errorf("checking blob %s: %w", d.Digest, err)
+					}
+					t := prog.Begin(d.Digest.Encoded()[:12], d.Size)
+					if ok {
+						// still read (and so checked) from the part: progress counts it
+						_, err := io.Copy(io.Discard, &trackReader{r: r, t: t})
+						t.Done(err)
+						if err != nil {
+							return err
+						}
+						skipped.Add(1)
+					} else {
+						err := sink.BlobPut(gctx, first, d, &trackReader{r: r, t: t})
+						t.Done(err)
+						if err != nil {
+							return fmt.Errorf("pushing blob %s to %s: %w", d.Digest, first.CommonName(), err)
+						}
+						pushed.Add(1)
+						bytes.Add(d.Size)
+					}
+					n, err := mountRest(gctx, sink, target, b)
+					mounted.Add(int64(n))
+					return err
+				})
+			})
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	res.BlobsPushed, res.BlobsSkipped, res.BlobsMounted = int(pushed.Load()), res.BlobsSkipped+int(skipped.Load()), res.BlobsMounted+int(mounted.Load())
+	res.BytesPushed = bytes.Load()
+	return nil
 }
 
 // pushImage pushes the manifests of one image in dependency order and then

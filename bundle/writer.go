@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -54,7 +56,12 @@ type WriterOptions struct {
 	SignMeta func(metaBytes []byte) ([]byte, error)
 }
 
-type slot struct{ pw *partWriter }
+// slot is one part being written; at most Parts slots exist, each used by
+// one put at a time.
+type slot struct {
+	pw   *partWriter
+	busy bool
+}
 
 type partRec struct {
 	seq      int
@@ -63,6 +70,11 @@ type partRec struct {
 	size     int64
 	sha      string
 }
+
+// newPartMin is the size from which an entry may open a part of its own
+// when every open part is busy; smaller entries wait for an open part, so
+// small bundles get one part and no part is opened for a manifest.
+const newPartMin = 1 << 20
 
 // Writer writes a bundle. It is the bundle's Sink: BlobPut and
 // ManifestPut stream into tar parts, Commit finishes the parts, renames
@@ -73,9 +85,13 @@ type Writer struct {
 	opts    WriterOptions
 	id      string
 	created time.Time
-	slots   chan *slot
+	lock    string   // reservation of the id, removed by Commit and Abort
+	renamed []string // parts renamed to their final names by commit
+	seq     int      // parts started
 
 	mu        sync.Mutex
+	cond      *sync.Cond // a slot got free
+	slots     []*slot
 	parts     []*partRec
 	blobs     map[digest.Digest]*meta.Blob
 	manifests []*meta.Manifest
@@ -116,14 +132,14 @@ func NewWriter(opts WriterOptions) (*Writer, error) {
 	w := &Writer{
 		opts:    opts,
 		created: opts.Now().UTC().Truncate(time.Second),
-		slots:   make(chan *slot, opts.Parts),
 		blobs:   map[digest.Digest]*meta.Blob{},
 		mindex:  map[digest.Digest]*meta.Manifest{},
 		repos:   map[digest.Digest][]string{},
 		base:    map[digest.Digest]*meta.BaseBlob{},
 	}
+	w.cond = sync.NewCond(&w.mu)
 	for range opts.Parts {
-		w.slots <- &slot{}
+		w.slots = append(w.slots, &slot{})
 	}
 	if err := w.loadBases(); err != nil {
 		return nil, err
@@ -132,11 +148,42 @@ func NewWriter(opts WriterOptions) (*Writer, error) {
 	if len(w.bases) > 0 {
 		typ = meta.TypeIncremental
 	}
-	w.id = fmt.Sprintf("%s_%s_%s", opts.Prefix, typ, w.created.Format("20060102T150405Z"))
-	if _, err := os.Stat(w.MetaPath()); err == nil {
-		return nil, fmt.Errorf("bundle %s exists already in %s", w.id, opts.Dir)
+	if err := w.reserveID(typ); err != nil {
+		return nil, err
 	}
 	return w, nil
+}
+
+// reserveID picks the bundle id <prefix>_<type>_<UTC second>: the creation
+// second, or the next second no file of the directory uses, so that saves
+// started in the same second (cron jobs, scripts) never collide and ids
+// sort in the order the saves started. The id is reserved by creating
+// .<id>.lock exclusively; Commit and Abort remove it.
+func (w *Writer) reserveID(typ string) error {
+	for i := range 3600 {
+		id := fmt.Sprintf("%s_%s_%s", w.opts.Prefix, typ, w.created.Add(time.Duration(i)*time.Second).Format("20060102T150405Z"))
+		if used, _ := filepath.Glob(filepath.Join(w.opts.Dir, id+"_*")); len(used) > 0 {
+			continue
+		}
+		lock := filepath.Join(w.opts.Dir, "."+id+".lock")
+		f, err := os.OpenFile(lock, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+		if errors.Is(err, fs.ErrExist) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("reserving bundle id: %w", err)
+		}
+		_ = f.Close()
+		w.id, w.lock = id, lock
+		return nil
+	}
+	return fmt.Errorf("no free bundle id for %s_%s in %s", w.opts.Prefix, typ, w.opts.Dir)
+}
+
+func (w *Writer) unlock() {
+	if w.lock != "" {
+		_ = os.Remove(w.lock)
+	}
 }
 
 func (w *Writer) loadBases() error {
@@ -201,43 +248,135 @@ func (w *Writer) BlobPut(ctx context.Context, _ ref.Ref, d descriptor.Descriptor
 	if err := d.Digest.Validate(); err != nil {
 		return fmt.Errorf("storing blob: %w", err)
 	}
-	part, err := w.put(ctx, d, rdr)
+	part, loc, err := w.put(ctx, d, rdr)
 	if err != nil {
 		return fmt.Errorf("storing blob %s: %w", d.Digest, err)
 	}
 	w.mu.Lock()
-	w.blobs[d.Digest] = &meta.Blob{Digest: d.Digest, Size: d.Size, MediaType: d.MediaType, Part: part}
+	w.blobs[d.Digest] = &meta.Blob{Digest: d.Digest, Size: d.Size, MediaType: d.MediaType, Part: part, Location: loc}
 	w.mu.Unlock()
 	return nil
 }
 
-// put writes an entry into a free slot's part and returns the part's name
-// (its final name: the file is still *.partial until Commit).
-func (w *Writer) put(ctx context.Context, d descriptor.Descriptor, rdr io.Reader) (string, error) {
-	var s *slot
-	select {
-	case s = <-w.slots:
-	case <-ctx.Done():
-		return "", ctx.Err()
+// put writes an entry into a part and returns the part's partial file
+// name (renamed to its final name by Commit) and the entry's location.
+func (w *Writer) put(ctx context.Context, d descriptor.Descriptor, rdr io.Reader) (string, meta.Location, error) {
+	s, err := w.acquire(ctx, d.Size)
+	if err != nil {
+		return "", meta.Location{}, err
 	}
-	defer func() { w.slots <- s }()
-	if s.pw != nil && w.opts.SplitSize > 0 && s.pw.size() >= w.opts.SplitSize {
+	defer w.release(s)
+	if s.pw != nil && w.opts.SplitSize > 0 && s.pw.size() >= w.opts.SplitSize && s.pw.count > 0 {
 		if err := w.finishPart(s.pw); err != nil {
-			return "", err
+			return "", meta.Location{}, err
 		}
-		s.pw = nil
+		w.setPart(s, nil)
 	}
 	if s.pw == nil {
 		pw, err := w.newPart()
 		if err != nil {
-			return "", err
+			return "", meta.Location{}, err
 		}
-		s.pw = pw
+		w.setPart(s, pw)
 	}
-	if err := s.pw.add(BlobPath(d.Digest), d.Size, checkedReader(ctxReaderOf(ctx, rdr), d)); err != nil {
-		return "", err
+	loc, err := s.pw.add(BlobPath(d.Digest), d.Size, checkedReader(ctxReaderOf(ctx, rdr), d))
+	if err != nil {
+		return "", meta.Location{}, err
 	}
-	return filepath.Base(s.pw.path), nil
+	return filepath.Base(s.pw.path), loc, nil
+}
+
+// acquire takes a slot for an entry of size bytes: an idle slot with an
+// open part if there is one; else an idle unopened slot when the entry is
+// big (or no part is open yet); else it waits for a slot to get free.
+func (w *Writer) acquire(ctx context.Context, size int64) (*slot, error) {
+	defer w.wakeOnDone(ctx)()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		if w.done {
+			return nil, fmt.Errorf("bundle %s: writer closed", w.id)
+		}
+		var open, free *slot
+		opened := false
+		for _, s := range w.slots {
+			opened = opened || s.pw != nil || s.busy // a busy slot has or gets a part
+			switch {
+			case s.busy:
+			case s.pw != nil && open == nil:
+				open = s
+			case s.pw == nil && free == nil:
+				free = s
+			}
+		}
+		if open == nil && free != nil && (size >= newPartMin || !opened) {
+			open = free
+		}
+		if open != nil {
+			open.busy = true
+			return open, nil
+		}
+		w.cond.Wait()
+	}
+}
+
+// setPart sets the part of a slot the caller holds; acquire reads it.
+func (w *Writer) setPart(s *slot, pw *partWriter) {
+	w.mu.Lock()
+	s.pw = pw
+	w.mu.Unlock()
+}
+
+func (w *Writer) release(s *slot) {
+	w.mu.Lock()
+	s.busy = false
+	w.cond.Broadcast()
+	w.mu.Unlock()
+}
+
+// wakeOnDone wakes the waiters of w.cond when ctx ends, so that they see
+// ctx's error; call the returned function when done waiting.
+func (w *Writer) wakeOnDone(ctx context.Context) func() bool {
+	return context.AfterFunc(ctx, func() {
+		w.mu.Lock()
+		w.cond.Broadcast()
+		w.mu.Unlock()
+	})
+}
+
+// takeAll waits until no put runs and marks every slot busy.
+func (w *Writer) takeAll(ctx context.Context) error {
+	defer w.wakeOnDone(ctx)()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for {
+		busy := false
+		for _, s := range w.slots {
+			busy = busy || s.busy
+		}
+		if !busy {
+			for _, s := range w.slots {
+				s.busy = true
+			}
+			return nil
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		w.cond.Wait()
+	}
+}
+
+func (w *Writer) releaseAll() {
+	w.mu.Lock()
+	for _, s := range w.slots {
+		s.busy = false
+	}
+	w.cond.Broadcast()
+	w.mu.Unlock()
 }
 
 func (w *Writer) newPart() (*partWriter, error) {
@@ -246,7 +385,8 @@ func (w *Writer) newPart() (*partWriter, error) {
 	if w.done {
 		return nil, fmt.Errorf("bundle %s: writer closed", w.id)
 	}
-	seq := len(w.parts) + 1
+	w.seq++
+	seq := w.seq
 	pw, err := newPartWriter(filepath.Join(w.opts.Dir, partName(w.id, seq, w.opts.Codec)), w.opts.Codec, w.created)
 	if err != nil {
 		return nil, err
@@ -291,11 +431,11 @@ func (w *Writer) ManifestPut(ctx context.Context, r ref.Ref, m manifest.Manifest
 	w.mu.Unlock()
 	if !ok {
 		d.Size = int64(len(raw))
-		part, err := w.put(ctx, d, bytesReader(raw))
+		part, loc, err := w.put(ctx, d, bytesReader(raw))
 		if err != nil {
 			return fmt.Errorf("storing manifest %s: %w", d.Digest, err)
 		}
-		mf = &meta.Manifest{Digest: d.Digest, MediaType: d.MediaType, Size: d.Size, Part: part, Raw: raw}
+		mf = &meta.Manifest{Digest: d.Digest, MediaType: d.MediaType, Size: d.Size, Part: part, Location: loc, Raw: raw}
 		w.mu.Lock()
 		if prev, dup := w.mindex[d.Digest]; dup {
 			mf = prev
@@ -342,82 +482,95 @@ func (w *Writer) Commit(ctx context.Context) error {
 
 // CommitMeta is Commit returning the written meta.
 func (w *Writer) CommitMeta(ctx context.Context) (*meta.Meta, error) {
-	// Take every slot: no put is running after this.
-	slots := make([]*slot, 0, w.opts.Parts)
-	for range w.opts.Parts {
-		select {
-		case s := <-w.slots:
-			slots = append(slots, s)
-		case <-ctx.Done():
-			for _, s := range slots {
-				w.slots <- s
-			}
-			return nil, ctx.Err()
-		}
-	}
-	m, err := w.buildMeta()
-	if err != nil {
-		w.abortLocked(slots)
+	if err := w.takeAll(ctx); err != nil {
 		return nil, err
 	}
-	// The OCI layout files go into the last open part (or a new one).
+	m, err := w.commit(ctx)
+	if err != nil {
+		w.abortLocked()
+		return nil, err
+	}
+	w.unlock()
+	w.releaseAll()
+	return m, nil
+}
+
+// commit does the work of CommitMeta; every slot is taken.
+func (w *Writer) commit(ctx context.Context) (*meta.Meta, error) {
+	m, err := w.buildMeta()
+	if err != nil {
+		return nil, err
+	}
+	// The OCI layout files go into the last open part holding entries (or
+	// a new one).
 	var last *slot
-	for _, s := range slots {
-		if s.pw != nil {
+	for _, s := range w.slots {
+		if s.pw != nil && (last == nil || s.pw.count > 0) {
 			last = s
 		}
 	}
 	if last == nil {
 		pw, err := w.newPart()
 		if err != nil {
-			w.abortLocked(slots)
 			return nil, err
 		}
-		last = slots[0]
-		last.pw = pw
+		last = w.slots[0]
+		w.setPart(last, pw)
 	}
 	layout := []byte(`{"imageLayoutVersion":"1.0.0"}`)
 	idx, err := ociIndex(m)
-	if err == nil {
-		err = last.pw.add("oci-layout", int64(len(layout)), bytesReader(layout))
-	}
-	if err == nil {
-		err = last.pw.add("index.json", int64(len(idx)), bytesReader(idx))
-	}
-	for _, s := range slots {
-		if err == nil && s.pw != nil {
-			err = w.finishPart(s.pw)
-			s.pw = nil
-		}
-	}
-	if err == nil {
-		err = ctx.Err()
-	}
 	if err != nil {
-		w.abortLocked(slots)
+		return nil, err
+	}
+	if _, err := last.pw.add("oci-layout", int64(len(layout)), bytesReader(layout)); err != nil {
+		return nil, err
+	}
+	if _, err := last.pw.add("index.json", int64(len(idx)), bytesReader(idx)); err != nil {
+		return nil, err
+	}
+	for _, s := range w.slots {
+		if s.pw == nil {
+			continue
+		}
+		if s.pw.count == 0 { // every entry it got failed: no empty part
+			w.dropPart(s.pw)
+		} else if err := w.finishPart(s.pw); err != nil {
+			return nil, err
+		}
+		w.setPart(s, nil)
+	}
+	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	w.mu.Lock()
 	w.done = true
 	parts := slices.Clone(w.parts)
 	w.mu.Unlock()
+	// Final names: <id>_<N>, N from 1 in the order parts were started.
+	names := map[string]string{}
 	for _, p := range parts {
-		if err := os.Rename(p.pw.path+PartialSuffix, p.pw.path); err != nil {
-			w.abortLocked(slots)
+		if !p.finished {
+			continue
+		}
+		name := partName(w.id, len(m.Parts)+1, w.opts.Codec)
+		if err := os.Rename(p.pw.path+PartialSuffix, filepath.Join(w.opts.Dir, name)); err != nil {
 			return nil, fmt.Errorf("renaming part: %w", err)
 		}
-		m.Parts = append(m.Parts, meta.Part{Name: filepath.Base(p.pw.path), Size: p.size, SHA256: p.sha})
+		w.renamed = append(w.renamed, filepath.Join(w.opts.Dir, name))
+		names[filepath.Base(p.pw.path)] = name
+		m.Parts = append(m.Parts, meta.Part{Name: name, Size: p.size, SHA256: p.sha})
+	}
+	for i := range m.Manifests {
+		m.Manifests[i].Part = names[m.Manifests[i].Part]
+	}
+	for i := range m.Blobs {
+		m.Blobs[i].Part = names[m.Blobs[i].Part]
 	}
 	if err := m.Validate(); err != nil {
-		w.abortLocked(slots)
 		return nil, fmt.Errorf("bundle %s: %w", w.id, err)
 	}
 	if err := w.writeMeta(m); err != nil {
-		w.abortLocked(slots)
 		return nil, fmt.Errorf("writing meta: %w", err)
-	}
-	for _, s := range slots {
-		w.slots <- s
 	}
 	return m, nil
 }
@@ -493,14 +646,12 @@ func (w *Writer) buildMeta() (*meta.Meta, error) {
 
 // Abort removes every part written so far. It waits for running puts.
 func (w *Writer) Abort() {
-	slots := make([]*slot, 0, w.opts.Parts)
-	for range w.opts.Parts {
-		slots = append(slots, <-w.slots)
-	}
-	w.abortLocked(slots)
+	_ = w.takeAll(context.Background())
+	w.abortLocked()
 }
 
-func (w *Writer) abortLocked(slots []*slot) {
+// abortLocked removes every part; every slot is taken. It releases them.
+func (w *Writer) abortLocked() {
 	w.mu.Lock()
 	w.done = true
 	parts := slices.Clone(w.parts)
@@ -510,15 +661,28 @@ func (w *Writer) abortLocked(slots []*slot) {
 			p.pw.abort()
 		}
 		os.Remove(p.pw.path + PartialSuffix)
-		os.Remove(p.pw.path)
 	}
-	for _, s := range slots {
-		s.pw = nil
-		w.slots <- s
+	for _, f := range w.renamed {
+		os.Remove(f)
 	}
+	for _, s := range w.slots {
+		w.setPart(s, nil)
+	}
+	w.unlock()
+	w.releaseAll()
+}
+
+// dropPart removes a part that holds no entry.
+func (w *Writer) dropPart(pw *partWriter) {
+	pw.abort()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.parts = slices.DeleteFunc(w.parts, func(p *partRec) bool { return p.pw == pw })
 }
 
 // ociIndex builds index.json for the OCI image layout view of the bundle.
+// Each image's org.opencontainers.image.ref.name is LayoutName: unique per
+// image, so that skopeo (oci:DIR:NAME) picks exactly that image.
 func ociIndex(m *meta.Meta) ([]byte, error) {
 	type desc struct {
 		MediaType   string            `json:"mediaType"`
@@ -536,16 +700,23 @@ func ociIndex(m *meta.Meta) ([]byte, error) {
 		if mf == nil {
 			continue
 		}
-		d := desc{MediaType: mf.MediaType, Digest: mf.Digest, Size: mf.Size}
-		if img.Tag != "" {
-			d.Annotations = map[string]string{
-				"org.opencontainers.image.ref.name": img.Tag,
-				"io.containerd.image.name":          img.Repository + ":" + img.Tag,
-			}
-		}
-		idx.Manifests = append(idx.Manifests, d)
+		name := LayoutName(img)
+		idx.Manifests = append(idx.Manifests, desc{MediaType: mf.MediaType, Digest: mf.Digest, Size: mf.Size, Annotations: map[string]string{
+			"org.opencontainers.image.ref.name": name,
+			"io.containerd.image.name":          name,
+		}})
 	}
 	return json.Marshal(idx)
+}
+
+// LayoutName is an image's name in the bundle's OCI layout (index.json's
+// org.opencontainers.image.ref.name): repository:tag, or
+// repository@digest for an image saved by digest.
+func LayoutName(img meta.Image) string {
+	if img.Tag != "" {
+		return img.Repository + ":" + img.Tag
+	}
+	return img.Repository + "@" + img.Digest.String()
 }
 
 func addUnique(list []string, s string) []string {

@@ -20,6 +20,7 @@ import (
 	"path"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -28,7 +29,14 @@ import (
 
 // SchemaVersion is the version of the meta.yaml schema this package writes.
 // Parse accepts versions 1 through SchemaVersion.
-const SchemaVersion = 1
+//
+// Version 1: parts are one tar stream (compressed as a whole); entries can
+// only be found by reading a part from the start.
+// Version 2: every stored blob and manifest records Offset and Length,
+// the byte range of its entry in the part file; each entry of a compressed
+// part is its own compressed frame, so it decodes alone (see the README's
+// "Bundle format").
+const SchemaVersion = 2
 
 // Kind is the value of the kind field in every ferry meta file.
 const Kind = "ferry-bundle"
@@ -110,9 +118,25 @@ type Manifest struct {
 	Size      int64         `yaml:"size"`
 	Platform  string        `yaml:"platform,omitempty"`
 	Part      string        `yaml:"part"`
-	Repos     []string      `yaml:"repos"`
-	Raw       Raw           `yaml:"raw"`
+	Location  `yaml:",inline"`
+	Repos     []string `yaml:"repos"`
+	Raw       Raw      `yaml:"raw"`
 }
+
+// Location is where an entry is stored in its part file (schema 2; zero in
+// schema 1). Offset is the byte offset in the part file of the entry's
+// first byte: for an uncompressed part its first tar header block, for a
+// compressed part the first byte of the compressed frame that holds the
+// entry (its tar header, data and padding). Length is the number of bytes
+// of the part file from Offset that hold the entry: header, data and
+// padding to 512 bytes uncompressed, the whole frame compressed.
+type Location struct {
+	Offset int64 `yaml:"offset"`
+	Length int64 `yaml:"length"`
+}
+
+// Located reports whether l records a place (schema 2).
+func (l Location) Located() bool { return l.Length > 0 }
 
 // Blob is a config or layer blob stored in one part of this bundle.
 type Blob struct {
@@ -120,7 +144,8 @@ type Blob struct {
 	Size      int64         `yaml:"size"`
 	MediaType string        `yaml:"mediaType,omitempty"`
 	Part      string        `yaml:"part"`
-	Repos     []string      `yaml:"repos"`
+	Location  `yaml:",inline"`
+	Repos     []string `yaml:"repos"`
 }
 
 // BaseBlob is a blob an image of this bundle needs that a base bundle
@@ -304,7 +329,25 @@ func WriteFileAtomic(file string, b []byte) error {
 	if err := tmp.Close(); err != nil {
 		return err
 	}
-	return os.Rename(tmp.Name(), file)
+	if err := os.Rename(tmp.Name(), file); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(file))
+}
+
+// syncDir makes the renames in dir durable (parts renamed before the meta
+// file are made durable with it). File systems that cannot sync a
+// directory are not an error.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return nil
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil && !errors.Is(err, os.ErrInvalid) && !errors.Is(err, errors.ErrUnsupported) {
+		return fmt.Errorf("syncing %s: %w", dir, err)
+	}
+	return nil
 }
 
 // Validate checks the internal consistency of m.
@@ -319,7 +362,9 @@ func (m *Meta) Validate() error {
 		return bad("id %q", m.ID)
 	}
 	parts := map[string]bool{}
+	partSize := map[string]int64{}
 	for _, p := range m.Parts {
+		partSize[p.Name] = p.Size
 		if !partNameRe.MatchString(p.Name) || path.Base(p.Name) != p.Name {
 			return bad("part name %q", p.Name)
 		}
@@ -352,6 +397,7 @@ func (m *Meta) Validate() error {
 		}
 		return nil
 	}
+	locs := &locations{schema: m.SchemaVersion, none: m.Compression == "" || m.Compression == "none", partSize: partSize, bad: bad}
 	seen := map[digest.Digest]bool{}      // manifests and blobs: each once
 	manifests := map[digest.Digest]bool{} // images must point at one of these
 	for i, mf := range m.Manifests {
@@ -366,6 +412,9 @@ func (m *Meta) Validate() error {
 		}
 		if mf.Part != "" && !parts[mf.Part] {
 			return bad("manifest %s: unknown part %q", mf.Digest, mf.Part)
+		}
+		if err := locs.add("manifest "+mf.Digest.String(), mf.Part, mf.Size, mf.Location); err != nil {
+			return err
 		}
 		if err := checkRepos("manifest "+mf.Digest.String(), mf.Repos); err != nil {
 			return err
@@ -386,6 +435,9 @@ func (m *Meta) Validate() error {
 		if !parts[b.Part] {
 			return bad("blob %s: unknown part %q", b.Digest, b.Part)
 		}
+		if err := locs.add("blob "+b.Digest.String(), b.Part, b.Size, b.Location); err != nil {
+			return err
+		}
 		if err := checkRepos("blob "+b.Digest.String(), b.Repos); err != nil {
 			return err
 		}
@@ -405,6 +457,9 @@ func (m *Meta) Validate() error {
 			return err
 		}
 	}
+	if err := locs.overlaps(); err != nil {
+		return err
+	}
 	for _, img := range m.Images {
 		if err := img.Digest.Validate(); err != nil {
 			return bad("image %s: digest: %v", img.Source, err)
@@ -417,6 +472,59 @@ func (m *Meta) Validate() error {
 		}
 		if !manifests[img.Digest] {
 			return bad("image %s: manifest %s not in the bundle", img.Source, img.Digest)
+		}
+	}
+	return nil
+}
+
+// locations checks the Location of every stored entry: schema 2 entries
+// lie inside their part and do not overlap; schema 1 has none.
+type locations struct {
+	schema   int
+	none     bool // uncompressed parts: an entry holds a header and its data
+	partSize map[string]int64
+	bad      func(string, ...any) error
+	byPart   map[string][]span
+}
+
+type span struct {
+	what     string
+	off, end int64
+}
+
+// tarBlock is the size of a tar header block and of the padding unit.
+const tarBlock = 512
+
+func (l *locations) add(what, part string, size int64, loc Location) error {
+	if l.schema < 2 {
+		if loc != (Location{}) {
+			return l.bad("%s: offset and length need schemaVersion 2", what)
+		}
+		return nil
+	}
+	if part == "" {
+		return nil
+	}
+	if loc.Offset < 0 || loc.Length <= 0 || loc.Offset > l.partSize[part] || loc.Length > l.partSize[part]-loc.Offset {
+		return l.bad("%s: offset %d length %d outside part %s (%d bytes)", what, loc.Offset, loc.Length, part, l.partSize[part])
+	}
+	if l.none && (loc.Length%tarBlock != 0 || loc.Length-tarBlock < size) {
+		return l.bad("%s: length %d cannot hold a tar entry of %d bytes", what, loc.Length, size)
+	}
+	if l.byPart == nil {
+		l.byPart = map[string][]span{}
+	}
+	l.byPart[part] = append(l.byPart[part], span{what, loc.Offset, loc.Offset + loc.Length})
+	return nil
+}
+
+func (l *locations) overlaps() error {
+	for part, spans := range l.byPart {
+		sort.Slice(spans, func(i, j int) bool { return spans[i].off < spans[j].off })
+		for i := 1; i < len(spans); i++ {
+			if spans[i].off < spans[i-1].end {
+				return l.bad("part %s: %s overlaps %s", part, spans[i].what, spans[i-1].what)
+			}
 		}
 	}
 	return nil

@@ -27,8 +27,8 @@ func sample() *meta.Meta {
 		Parts:     []meta.Part{{Name: "ferry_incr_20261124T100000Z_1.tar", Size: 10240, SHA256: sum}},
 		Bases:     []meta.Base{{ID: "ferry_full_20261101T100000Z", Meta: "ferry_full_20261101T100000Z_meta.yaml", SHA256: sum}},
 		Images:    []meta.Image{{Source: "localhost:5000/team/app:1", Repository: "team/app", Tag: "1", Digest: md, MediaType: "application/vnd.oci.image.manifest.v1+json"}},
-		Manifests: []meta.Manifest{{Digest: md, MediaType: "application/vnd.oci.image.manifest.v1+json", Size: int64(len(raw)), Part: "ferry_incr_20261124T100000Z_1.tar", Repos: []string{"team/app"}, Raw: raw}},
-		Blobs:     []meta.Blob{{Digest: blob, Size: 5, Part: "ferry_incr_20261124T100000Z_1.tar", Repos: []string{"team/app"}}},
+		Manifests: []meta.Manifest{{Digest: md, MediaType: "application/vnd.oci.image.manifest.v1+json", Size: int64(len(raw)), Part: "ferry_incr_20261124T100000Z_1.tar", Location: meta.Location{Offset: 0, Length: 1024}, Repos: []string{"team/app"}, Raw: raw}},
+		Blobs:     []meta.Blob{{Digest: blob, Size: 5, Part: "ferry_incr_20261124T100000Z_1.tar", Location: meta.Location{Offset: 1024, Length: 1024}, Repos: []string{"team/app"}}},
 		BaseBlobs: []meta.BaseBlob{{Digest: base, Size: 10, Base: "ferry_full_20261101T100000Z", Repos: []string{"team/app"}, BaseRepos: []string{"library/base"}}},
 	}
 }
@@ -61,8 +61,8 @@ func TestParseErrors(t *testing.T) {
 		msg  string
 	}{
 		{"unknown field", func(s string) string { return s + "extra: 1\n" }, meta.ErrInvalid, "extra"},
-		{"future schema", func(s string) string { return strings.Replace(s, "schemaVersion: 1", "schemaVersion: 9", 1) }, meta.ErrSchema, "schemaVersion 9"},
-		{"no schema", func(s string) string { return strings.Replace(s, "schemaVersion: 1\n", "", 1) }, meta.ErrSchema, "schemaVersion 0"},
+		{"future schema", func(s string) string { return strings.Replace(s, "schemaVersion: 2", "schemaVersion: 9", 1) }, meta.ErrSchema, "schemaVersion 9"},
+		{"no schema", func(s string) string { return strings.Replace(s, "schemaVersion: 2\n", "", 1) }, meta.ErrSchema, "schemaVersion 0"},
 		{"wrong kind", func(s string) string { return strings.Replace(s, "kind: ferry-bundle", "kind: other", 1) }, meta.ErrInvalid, "kind"},
 		{"bad type", func(s string) string { return strings.Replace(s, "type: incr", "type: weird", 1) }, meta.ErrInvalid, "type"},
 		{"part path", func(s string) string { return strings.ReplaceAll(s, "ferry_incr_20261124T100000Z_1.tar", "../x.tar") }, meta.ErrInvalid, "part name"},
@@ -72,6 +72,16 @@ func TestParseErrors(t *testing.T) {
 		{"unknown base", func(s string) string { return strings.Replace(s, "base: ferry_full", "base: other_full", 1) }, meta.ErrInvalid, "unknown base"},
 		{"bad repo", func(s string) string { return strings.Replace(s, "repository: team/app", "repository: Team/App", 1) }, meta.ErrInvalid, "repository"},
 		{"empty", func(string) string { return "" }, meta.ErrInvalid, "empty"},
+		{"offset in schema 1", func(s string) string { return strings.Replace(s, "schemaVersion: 2", "schemaVersion: 1", 1) }, meta.ErrInvalid, "need schemaVersion 2"},
+		{"no length", func(s string) string { return strings.Replace(s, "length: 1024", "length: 0", 1) }, meta.ErrInvalid, "outside part"},
+		{"past the part", func(s string) string { return strings.Replace(s, "offset: 1024", "offset: 9728", 1) }, meta.ErrInvalid, "outside part"},
+		{"beyond the end", func(s string) string { return strings.Replace(s, "offset: 1024", "offset: 9729", 1) }, meta.ErrInvalid, "outside part"},
+		{"negative offset", func(s string) string { return strings.Replace(s, "offset: 1024", "offset: -1024", 1) }, meta.ErrInvalid, "outside part"},
+		{"huge length", func(s string) string {
+			return strings.Replace(s, "offset: 1024\n    length: 1024", "offset: 1024\n    length: 9223372036854775807", 1)
+		}, meta.ErrInvalid, "outside part"},
+		{"overlap", func(s string) string { return strings.Replace(s, "offset: 1024", "offset: 512", 1) }, meta.ErrInvalid, "overlaps"},
+		{"too short for a tar entry", func(s string) string { return strings.Replace(s, "length: 1024", "length: 512", 1) }, meta.ErrInvalid, "cannot hold"},
 		{"not yaml", func(string) string { return "{[" }, meta.ErrInvalid, ""},
 	}
 	for _, tt := range tests {
@@ -84,6 +94,27 @@ func TestParseErrors(t *testing.T) {
 				t.Errorf("err %q does not mention %q", err, tt.msg)
 			}
 		})
+	}
+}
+
+// TestSchema1 parses a schema 1 meta: no offsets, the same other fields.
+func TestSchema1(t *testing.T) {
+	m := sample()
+	m.SchemaVersion = 1
+	for i := range m.Manifests {
+		m.Manifests[i].Location = meta.Location{}
+	}
+	for i := range m.Blobs {
+		m.Blobs[i].Location = meta.Location{}
+	}
+	b, _ := meta.Marshal(m)
+	v1 := strings.NewReplacer("    offset: 0\n", "", "    length: 0\n", "").Replace(string(b))
+	got, err := meta.Parse([]byte(v1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.SchemaVersion != 1 || got.Blobs[0].Located() {
+		t.Fatalf("schema %d, located %v", got.SchemaVersion, got.Blobs[0].Located())
 	}
 }
 
@@ -112,6 +143,15 @@ func FuzzParse(f *testing.F) {
 	good, _ := meta.Marshal(sample())
 	f.Add(good)
 	f.Add([]byte("schemaVersion: 1\nkind: ferry-bundle\n"))
+	v1 := sample()
+	v1.SchemaVersion = 1
+	v1.Manifests[0].Location, v1.Blobs[0].Location = meta.Location{}, meta.Location{}
+	b1, _ := meta.Marshal(v1)
+	f.Add(b1)
+	overlap := sample()
+	overlap.Blobs[0].Offset = 512
+	b2, _ := meta.Marshal(overlap)
+	f.Add(b2)
 	f.Add([]byte("kind: ferry-bundle\nschemaVersion: 1\ntype: full\nid: a\nimages: []\nparts: []\nmanifests: []\nblobs: []\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, err := meta.Parse(b)

@@ -188,15 +188,19 @@ func TestIncrementalDistribution(t *testing.T) {
 }
 
 // TestOCILayout: the parts of a full bundle unpacked into one directory
-// are an OCI image layout that skopeo reads.
+// are an OCI image layout; skopeo picks each image by its unique name
+// (repository:tag, or repository@digest), regctl by digest, also when two
+// images share a tag.
 func TestOCILayout(t *testing.T) {
 	skopeo := regtest.Need(t, "skopeo")
+	regctl := regtest.Need(t, "regctl")
 	host, stop := regtest.Olareg()
 	defer stop()
 	reg, _ := registry.New(registry.Options{Registries: []string{host}})
-	seed(t, reg, host, "team/app:1", "library/multi:1")
+	imgs := seed(t, reg, host, "team/app:1", "team/tools:1", "library/multi:1")
 	dir := t.TempDir()
-	res, err := saveBundle(t, reg, host, dir, "team/app:1")
+	byDigest := "library/multi@" + imgs["library/multi:1"].Digest().String()
+	res, err := saveBundle(t, reg, host, dir, "team/app:1", "team/tools:1", byDigest)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -206,15 +210,25 @@ func TestOCILayout(t *testing.T) {
 			t.Fatalf("untar %s: %v %s", p.Name, err, out)
 		}
 	}
-	out, err := exec.Command(skopeo, "inspect", "--raw", "oci:"+layout+":1").Output()
-	if err != nil {
-		t.Fatalf("skopeo inspect: %v", err)
+	for _, img := range res.Meta.Images {
+		name := bundle.LayoutName(img)
+		out, err := exec.Command(skopeo, "inspect", "--raw", "oci:"+layout+":"+name).Output()
+		if err != nil {
+			t.Fatalf("skopeo inspect %s: %v", name, err)
+		}
+		if got := digest.FromBytes(out); got != img.Digest {
+			t.Fatalf("skopeo reads %s for %s, meta says %s", got, name, img.Digest)
+		}
+		out, err = exec.Command(regctl, "manifest", "get", "--format", "raw-body", "ocidir://"+layout+"@"+img.Digest.String()).Output()
+		if err != nil {
+			t.Fatalf("regctl manifest get %s: %v", img.Digest, err)
+		}
+		if got := digest.FromBytes(out); got != img.Digest {
+			t.Fatalf("regctl reads %s, meta says %s", got, img.Digest)
+		}
 	}
-	if got := digest.FromBytes(out); got != res.Meta.Images[0].Digest {
-		t.Fatalf("skopeo reads %s, meta says %s", got, res.Meta.Images[0].Digest)
-	}
-	// and copies it, checking every blob
-	if out, err := exec.Command(skopeo, "copy", "-q", "oci:"+layout+":1", "dir:"+t.TempDir()).CombinedOutput(); err != nil {
+	// and copies one, checking every blob
+	if out, err := exec.Command(skopeo, "copy", "-q", "oci:"+layout+":team/tools:1", "dir:"+t.TempDir()).CombinedOutput(); err != nil {
 		t.Fatalf("skopeo copy from the layout: %v %s", err, out)
 	}
 }

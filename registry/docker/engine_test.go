@@ -102,7 +102,7 @@ type testBundle struct {
 func newBundle() *testBundle {
 	return &testBundle{
 		m: &meta.Meta{
-			SchemaVersion: meta.SchemaVersion, Kind: meta.Kind, ID: "test", Type: meta.TypeFull, Compression: "none",
+			SchemaVersion: 1 /* no offsets */, Kind: meta.Kind, ID: "test", Type: meta.TypeFull, Compression: "none",
 			Parts: []meta.Part{{Name: "p1", SHA256: strings.Repeat("0", 64)}},
 		},
 		blobs: map[digest.Digest][]byte{},

@@ -2,7 +2,8 @@
 # Installs what the demo and the tests use, when it is missing: Debian's
 # docker-registry (distribution), apache2-utils (htpasswd), docker.io
 # (dockerd), containerd (ctr), skopeo, podman, openssh-client (ssh-keygen,
-# for signature tests) and GNU time (for make bench). Needs root and apt;
+# for signature tests), GNU time (for make bench), zstd, lz4 and xz-utils
+# (the codec tests read parts with them). Needs root and apt;
 # otherwise it says what to install and the tests skip what is missing
 # (under CI=true they fail instead).
 set -euo pipefail
@@ -18,6 +19,8 @@ command -v ssh-keygen >/dev/null || need+=(openssh-client)
 [ -x /usr/bin/time ] || need+=(time)
 command -v fish >/dev/null || need+=(fish) # cmd/ferry: completion test
 command -v file >/dev/null || need+=(file) # make release: static binary check
+# the codecs' own tools read parts in tests (zstd -dc part | tar -t)
+for t in zstd:zstd lz4:lz4 xz:xz-utils; do command -v "${t%%:*}" >/dev/null || need+=("${t#*:}"); done
 # Go tools the tests use, from the Go module proxy: distribution v3 (its
 # `registry` has the OCI referrers API); crane and regctl (serve and export
 # tests pull with them).
