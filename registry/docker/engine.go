@@ -233,6 +233,7 @@ func (e *Engine) ping(ctx context.Context) error {
 
 // plan chooses one image manifest per image of m and the blobs it needs.
 func (e *Engine) plan(m *meta.Meta, want *platform.Platform) error {
+	var skipped []string
 	stored := map[digest.Digest]bool{}
 	for _, b := range m.Blobs {
 		stored[b.Digest] = true
@@ -261,6 +262,7 @@ func (e *Engine) plan(m *meta.Meta, want *platform.Platform) error {
 				delete(e.choose, dg)
 			}
 			e.skipped[img.Digest] = true
+			skipped = append(skipped, img.Source)
 			continue
 		}
 		if err != nil {
@@ -283,6 +285,9 @@ func (e *Engine) plan(m *meta.Meta, want *platform.Platform) error {
 		}
 		e.images[chosen.Digest] = it
 		e.order = append(e.order, chosen.Digest)
+	}
+	if len(e.order) == 0 && len(skipped) > 0 {
+		return fmt.Errorf("nothing to load: %s: %w", strings.Join(skipped, ", "), errNotContainer)
 	}
 	return nil
 }
