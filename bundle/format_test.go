@@ -377,8 +377,10 @@ type acceptSink struct {
 	got map[digest.Digest]bool
 }
 
-func (s *acceptSink) BlobExists(context.Context, ref.Ref, descriptor.Descriptor) (bool, error) {
-	return false, nil
+func (s *acceptSink) BlobExists(_ context.Context, _ ref.Ref, d descriptor.Descriptor) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.got[d.Digest], nil
 }
 
 func (s *acceptSink) BlobPut(_ context.Context, _ ref.Ref, d descriptor.Descriptor, r io.Reader) error {

@@ -228,7 +228,7 @@ func uploadBlobs(ctx context.Context, bd *Bundle, sink Sink, target func(string)
 				if err != nil {
 					return fmt.Errorf("pushing blob %s to %s: %w", d.Digest, first.CommonName(), err)
 				}
-				return nil
+				return confirmBlob(gctx, sink, first, d)
 			})
 			if err != nil {
 				return err
@@ -263,6 +263,21 @@ func mountRest(ctx context.Context, sink Sink, target func(string) ref.Ref, b *m
 		n++
 	}
 	return n, nil
+}
+
+// confirmBlob asks the target, after a push, whether it has blob d as
+// sent (a registry Sink's BlobExists compares the size and digest it
+// reports): a target that accepted a blob but serves something else is
+// caught before any manifest or tag points at it.
+func confirmBlob(ctx context.Context, sink Sink, r ref.Ref, d descriptor.Descriptor) error {
+	ok, err := sink.BlobExists(ctx, r, d)
+	switch {
+	case err != nil:
+		return fmt.Errorf("checking pushed blob %s at %s: %w", d.Digest, r.CommonName(), err)
+	case !ok:
+		return fmt.Errorf("blob %s: %s accepted it but does not have it: %w", d.Digest, r.CommonName(), ErrBlobMissing)
+	}
+	return nil
 }
 
 func descOf(b *meta.Blob) descriptor.Descriptor {
@@ -307,6 +322,9 @@ func uploadParts(ctx context.Context, bd *Bundle, sink Sink, target func(string)
 						t.Done(err)
 						if err != nil {
 							return fmt.Errorf("pushing blob %s to %s: %w", d.Digest, first.CommonName(), err)
+						}
+						if err := confirmBlob(gctx, sink, first, d); err != nil {
+							return err
 						}
 						pushed.Add(1)
 						bytes.Add(d.Size)

@@ -12,8 +12,10 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -236,8 +238,28 @@ func (r *Registry) BlobExists(ctx context.Context, rf ref.Ref, d descriptor.Desc
 		}
 		return false, Classify(rf.Registry, err)
 	}
-	br.Close()
+	defer br.Close()
+	if err := servedAs(br.RawHeaders(), d); err != nil {
+		return false, fmt.Errorf("blob %s in %s: %w", d.Digest, rf.CommonName(), err)
+	}
 	return true, nil
+}
+
+// servedAs checks what a registry says of a blob it has (the HEAD
+// answer's Content-Length and Docker-Content-Digest, where it sends them)
+// against d: a registry that serves other bytes than it was given is
+// caught before a manifest points at them.
+func servedAs(h http.Header, d descriptor.Descriptor) error {
+	if dg := h.Get("Docker-Content-Digest"); dg != "" && d.Digest != "" && dg != d.Digest.String() {
+		return fmt.Errorf("%w: the registry serves it as %s", bundle.ErrDigestMismatch, dg)
+	}
+	if cl := h.Get("Content-Length"); cl != "" && d.Size > 0 {
+		// 0: some registries send no length on HEAD
+		if n, err := strconv.ParseInt(cl, 10, 64); err == nil && n != 0 && n != d.Size {
+			return fmt.Errorf("%w: the registry serves %d bytes, want %d", bundle.ErrSizeMismatch, n, d.Size)
+		}
+	}
+	return nil
 }
 
 // BlobMount asks the registry to mount d from another repository.

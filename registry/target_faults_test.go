@@ -2,7 +2,9 @@ package registry_test
 
 import (
 	"context"
+	"errors"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -98,6 +100,26 @@ func TestUploadTargetFaults(t *testing.T) {
 			m, err := dreg.ManifestGet(context.Background(), r)
 			if err != nil || m.GetDescriptor().Digest != img.Digest {
 				t.Errorf("%s: %v, want %s", r.CommonName(), err, img.Digest)
+			}
+		}
+	})
+
+	t.Run("serves another digest after accepting a blob", func(t *testing.T) {
+		dst, p, reg := faultTarget(t)
+		var victim meta.Blob
+		for _, b := range res.Meta.Blobs {
+			if b.Size > victim.Size {
+				victim = b
+			}
+		}
+		p.Add(regtest.Fault{Method: http.MethodHead, Path: "/blobs/" + victim.Digest.String(), Action: regtest.SetHeader("Docker-Content-Digest", "sha256:"+strings.Repeat("0", 64))})
+		_, err := uploadTo(reg, p.Host, bd)
+		if !errors.Is(err, bundle.ErrDigestMismatch) || !strings.Contains(err.Error(), victim.Digest.String()) {
+			t.Fatalf("err %v, want a digest mismatch naming %s", err, victim.Digest)
+		}
+		for _, n := range []string{"team/app", "team/tools", "library/base"} {
+			if tags := regtest.Tags(t, dst, n); len(tags) != 0 {
+				t.Errorf("%s: tags %v pushed onto a lying target", n, tags)
 			}
 		}
 	})

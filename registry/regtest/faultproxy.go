@@ -307,3 +307,24 @@ func After(n int, act Action) Action {
 		act(w, r, next)
 	}
 }
+
+// SetHeader passes the response through with header key set to value
+// when upstream answers 200 (a registry that reports another digest or
+// size for a blob than the one it was sent).
+func SetHeader(key, value string) Action {
+	return func(w http.ResponseWriter, r *http.Request, next http.Handler) {
+		next.ServeHTTP(&headerWriter{ResponseWriter: w, key: key, value: value}, r)
+	}
+}
+
+type headerWriter struct {
+	http.ResponseWriter
+	key, value string
+}
+
+func (h *headerWriter) WriteHeader(code int) {
+	if code == http.StatusOK {
+		h.Header().Set(h.key, h.value)
+	}
+	h.ResponseWriter.WriteHeader(code)
+}
