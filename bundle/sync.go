@@ -1,0 +1,748 @@
+package bundle
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	"github.com/regclient/regclient/types/descriptor"
+	"github.com/regclient/regclient/types/platform"
+	"github.com/regclient/regclient/types/ref"
+	"golang.org/x/sync/errgroup"
+)
+
+// ErrStopped is returned by Sync when SyncOptions.Stop was closed: the
+// blobs in flight finished, nothing more was pushed.
+var ErrStopped = errors.New("stopped")
+
+// ManifestHeader is an optional Sink method: the digest of the manifest at
+// r (a tag or a digest), "" when there is none. Sync uses it to leave
+// images the target already has alone.
+type ManifestHeader interface {
+	ManifestDigest(ctx context.Context, r ref.Ref) (digest.Digest, error)
+}
+
+// SyncTarget is one destination of Sync.
+type SyncTarget struct {
+	// Name names the target in messages (host[/namespace]).
+	Name string
+	Sink Sink
+	// Repo maps an image's target repository (ImageSpec.Repository) to the
+	// repository at this sink (no tag or digest).
+	Repo func(repo string) (ref.Ref, error)
+}
+
+// SyncImage is one image to copy and the targets it goes to.
+type SyncImage struct {
+	Spec ImageSpec
+	// Targets are indexes into Sync's targets; empty means every target.
+	Targets []int
+}
+
+// SyncOptions configure Sync.
+type SyncOptions struct {
+	// Platforms filters multi-platform indexes exactly as Save does.
+	Platforms []platform.Platform
+	// Jobs bounds concurrent manifest fetches, blob copies and manifest
+	// pushes (default 4).
+	Jobs int
+	// Retries is how often a failed fetch or push is retried (default 0).
+	Retries    int
+	RetryDelay time.Duration
+	// Stop, when closed, makes Sync start no new blob and push no
+	// manifest: it returns ErrStopped once the blobs in flight landed.
+	Stop     <-chan struct{}
+	Log      *slog.Logger
+	Progress Progress
+}
+
+// TargetResult counts what Sync did at one target.
+type TargetResult struct {
+	Name         string `json:"name"`
+	Images       int    `json:"images"`   // copies that are complete at the target
+	UpToDate     int    `json:"upToDate"` // of those, already there: nothing pushed
+	Failed       int    `json:"failed"`
+	Manifests    int    `json:"manifestsPushed"`
+	BlobsPushed  int    `json:"blobsPushed"`
+	BlobsSkipped int    `json:"blobsSkipped"`
+	BlobsMounted int    `json:"blobsMounted"`
+	BytesPushed  int64  `json:"bytesPushed"`
+}
+
+// SyncResult summarizes a Sync; it is returned also when images failed.
+type SyncResult struct {
+	Images    int   // distinct source images resolved
+	BytesRead int64 // blob bytes read from the source (each blob once for all targets)
+	Targets   []TargetResult
+	Failed    []ImageError
+	Duration  time.Duration
+}
+
+// Total adds up the per-target counts (Name is empty).
+func (r *SyncResult) Total() TargetResult {
+	var t TargetResult
+	for _, x := range r.Targets {
+		t.Images += x.Images
+		t.UpToDate += x.UpToDate
+		t.Failed += x.Failed
+		t.Manifests += x.Manifests
+		t.BlobsPushed += x.BlobsPushed
+		t.BlobsSkipped += x.BlobsSkipped
+		t.BlobsMounted += x.BlobsMounted
+		t.BytesPushed += x.BytesPushed
+	}
+	return t
+}
+
+// syncJob is one image going to one target.
+type syncJob struct {
+	img, tgt int
+	repo     ref.Ref // at the target
+	plan     *imagePlan
+	upToDate bool
+	err      error
+}
+
+func (j *syncJob) name(images []SyncImage) string {
+	s := images[j.img].Spec
+	r := j.repo
+	if s.Tag != "" {
+		r = r.SetTag(s.Tag)
+	}
+	return s.String() + " -> " + r.CommonName()
+}
+
+// blobNeed is one blob and, per target, the repositories that need it.
+type blobNeed struct {
+	desc  descriptor.Descriptor
+	src   ref.Ref
+	repos map[int][]ref.Ref
+}
+
+// syncDest is one repository a blob is pushed into.
+type syncDest struct {
+	tgt  int
+	repo ref.Ref
+}
+
+// Sync copies images from src straight into every target: it resolves each
+// source image once (filtering indexes as Save does), leaves alone images a
+// target already has (same digest under the tag), then copies each blob
+// that some target lacks from one read of the source into every target
+// that lacks it (a tee; blobs are mounted across repositories of one
+// target), and then pushes manifests, children first and tags last. A
+// failure at one target never stops the others; the result is returned
+// with a *FailedError listing every image copy that failed.
+func Sync(ctx context.Context, src Source, targets []SyncTarget, images []SyncImage, opts SyncOptions) (*SyncResult, error) {
+	start := time.Now()
+	if opts.Jobs < 1 {
+		opts.Jobs = 4
+	}
+	if opts.RetryDelay <= 0 {
+		opts.RetryDelay = time.Second
+	}
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	prog := orNop(opts.Progress)
+	if len(images) == 0 {
+		return nil, fmt.Errorf("%w: no images to sync", ErrBadList)
+	}
+	if len(targets) == 0 {
+		return nil, fmt.Errorf("%w: no targets", ErrBadList)
+	}
+	jobs, err := syncJobs(targets, images)
+	if err != nil {
+		return nil, err
+	}
+	res := &SyncResult{Targets: make([]TargetResult, len(targets))}
+	for i, t := range targets {
+		res.Targets[i].Name = t.Name
+	}
+	stopped := func() bool {
+		select {
+		case <-opts.Stop:
+			return true
+		default:
+			return false
+		}
+	}
+
+	// 1. Resolve each source image once.
+	plans := map[string]*imagePlan{}
+	planErr := map[string]error{}
+	var mu sync.Mutex
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(opts.Jobs)
+	popts := SaveOptions{Platforms: opts.Platforms, Retries: opts.Retries, RetryDelay: opts.RetryDelay, Log: opts.Log}
+	for _, im := range images {
+		key := im.Spec.String()
+		mu.Lock()
+		_, dup := plans[key]
+		plans[key] = nil
+		mu.Unlock()
+		if dup {
+			continue
+		}
+		g.Go(func() error {
+			p, err := planImage(gctx, src, im.Spec, popts)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				planErr[key] = err
+				opts.Log.Warn("image failed", "image", key, "err", err)
+				return nil
+			}
+			plans[key] = p
+			opts.Log.Info("resolved", "image", key, "digest", p.top.GetDescriptor().Digest, "manifests", len(p.manifests), "blobs", len(p.blobs))
+			return nil
+		})
+	}
+	_ = g.Wait()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	for _, p := range plans {
+		if p != nil {
+			res.Images++
+		}
+	}
+
+	// 2. Which targets already have the image (tag or digest points at the
+	// same manifest)? A target that cannot answer fails its copies now.
+	g, gctx = errgroup.WithContext(ctx)
+	g.SetLimit(opts.Jobs)
+	for _, j := range jobs {
+		key := images[j.img].Spec.String()
+		if err := planErr[key]; err != nil {
+			j.err = err
+			continue
+		}
+		j.plan = plans[key]
+		mh, ok := targets[j.tgt].Sink.(ManifestHeader)
+		if !ok {
+			continue
+		}
+		g.Go(func() error {
+			top := j.plan.top.GetDescriptor().Digest
+			r := j.repo.SetDigest(top.String())
+			if tag := images[j.img].Spec.Tag; tag != "" {
+				r = j.repo.SetTag(tag)
+			}
+			var have digest.Digest
+			err := retry(gctx, opts.Retries, opts.RetryDelay, opts.Log, "manifest "+r.CommonName(), func() error {
+				var err error
+				have, err = mh.ManifestDigest(gctx, r)
+				return err
+			})
+			if err != nil {
+				j.err = fmt.Errorf("checking %s: %w", r.CommonName(), err)
+			} else if have == top {
+				j.upToDate = true
+			}
+			return nil
+		})
+	}
+	_ = g.Wait()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	// a target that failed the check for one image is down for all: fail
+	// its other copies without waiting for each to time out
+	downErr := map[int]error{}
+	for _, j := range jobs {
+		if j.err != nil && j.plan != nil {
+			if _, ok := downErr[j.tgt]; !ok {
+				downErr[j.tgt] = j.err
+			}
+		}
+	}
+	for _, j := range jobs {
+		if j.err == nil && !j.upToDate && downErr[j.tgt] != nil {
+			j.err = downErr[j.tgt]
+		}
+	}
+
+	// 3. Blobs: every blob a pending copy needs, once per target, each
+	// read once from the source for all targets that lack it.
+	needs := map[digest.Digest]*blobNeed{}
+	var order []*blobNeed
+	for _, j := range jobs {
+		if j.err != nil || j.upToDate {
+			continue
+		}
+		for _, b := range j.plan.blobs {
+			n := needs[b.desc.Digest]
+			if n == nil {
+				n = &blobNeed{desc: b.desc, src: b.src, repos: map[int][]ref.Ref{}}
+				needs[b.desc.Digest] = n
+				order = append(order, n)
+			}
+			if !containsRepo(n.repos[j.tgt], j.repo) {
+				n.repos[j.tgt] = append(n.repos[j.tgt], j.repo)
+			}
+		}
+	}
+	sort.SliceStable(order, func(a, b int) bool { return order[a].desc.Size > order[b].desc.Size })
+	var total int64
+	for _, n := range order {
+		total += n.desc.Size
+	}
+	prog.SetTotal(total, len(order))
+	opts.Log.Info("copying blobs", "blobs", len(order), "bytes", total, "targets", len(targets))
+
+	// blobErr[target][digest]: the blob did not land at that target
+	blobErr := make([]map[digest.Digest]error, len(targets))
+	for i := range blobErr {
+		blobErr[i] = map[digest.Digest]error{}
+	}
+	var read atomic.Int64
+	wasStopped := false
+	g, gctx = errgroup.WithContext(ctx)
+	g.SetLimit(opts.Jobs)
+	for _, n := range order {
+		if stopped() {
+			wasStopped = true
+			break
+		}
+		g.Go(func() error {
+			c := &blobCopy{src: src, n: n, targets: targets, opts: opts, prog: prog, read: &read}
+			failed := c.run(gctx)
+			mu.Lock()
+			defer mu.Unlock()
+			for t, err := range failed {
+				blobErr[t][n.desc.Digest] = err
+			}
+			for t, tr := range c.counts {
+				res.Targets[t].BlobsPushed += tr.BlobsPushed
+				res.Targets[t].BlobsSkipped += tr.BlobsSkipped
+				res.Targets[t].BlobsMounted += tr.BlobsMounted
+				res.Targets[t].BytesPushed += tr.BytesPushed
+			}
+			return nil
+		})
+	}
+	_ = g.Wait()
+	res.BytesRead = read.Load()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if wasStopped || stopped() {
+		res.Duration = time.Since(start)
+		return res, ErrStopped
+	}
+	for _, j := range jobs {
+		if j.err != nil || j.upToDate {
+			continue
+		}
+		for _, b := range j.plan.blobs {
+			if err := blobErr[j.tgt][b.desc.Digest]; err != nil {
+				j.err = err
+				break
+			}
+		}
+	}
+
+	// 4. Manifests: per copy, children first, then the tag.
+	g, gctx = errgroup.WithContext(ctx)
+	g.SetLimit(opts.Jobs)
+	for _, j := range jobs {
+		if j.err != nil || j.upToDate {
+			continue
+		}
+		g.Go(func() error {
+			n, err := pushManifests(gctx, targets[j.tgt].Sink, j.repo, images[j.img].Spec.Tag, j.plan, opts)
+			mu.Lock()
+			defer mu.Unlock()
+			res.Targets[j.tgt].Manifests += n
+			if err != nil {
+				j.err = err
+				return nil
+			}
+			opts.Log.Info("synced", "image", j.name(images), "digest", j.plan.top.GetDescriptor().Digest)
+			return nil
+		})
+	}
+	_ = g.Wait()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	used := map[int]bool{}
+	for _, j := range jobs {
+		used[j.tgt] = true
+	}
+	var commitErr []error
+	for t := range targets {
+		if !used[t] {
+			continue
+		}
+		if err := targets[t].Sink.Commit(ctx); err != nil {
+			commitErr = append(commitErr, fmt.Errorf("%s: %w", targets[t].Name, err))
+			for _, j := range jobs {
+				if j.tgt == t && j.err == nil {
+					j.err = err
+				}
+			}
+		}
+	}
+
+	fe := &FailedError{}
+	for _, j := range jobs {
+		tr := &res.Targets[j.tgt]
+		switch {
+		case j.err != nil:
+			tr.Failed++
+			fe.Images = append(fe.Images, ImageError{Image: j.name(images), Err: j.err})
+		case j.upToDate:
+			tr.Images++
+			tr.UpToDate++
+		default:
+			tr.Images++
+		}
+	}
+	res.Duration = time.Since(start)
+	if len(fe.Images) > 0 {
+		res.Failed = fe.Images
+		return res, fe
+	}
+	return res, nil
+}
+
+// syncJobs expands images × targets and checks that no two sources land on
+// the same repository and tag of one target.
+func syncJobs(targets []SyncTarget, images []SyncImage) ([]*syncJob, error) {
+	var jobs []*syncJob
+	claimed := map[string]string{}
+	for i, im := range images {
+		ts := im.Targets
+		if len(ts) == 0 {
+			ts = make([]int, len(targets))
+			for t := range targets {
+				ts[t] = t
+			}
+		}
+		for _, t := range ts {
+			if t < 0 || t >= len(targets) {
+				return nil, fmt.Errorf("%w: %s: no target %d", ErrBadList, im.Spec.String(), t)
+			}
+			r, err := targets[t].Repo(im.Spec.Repository)
+			if err != nil {
+				return nil, fmt.Errorf("%s at %s: %w", im.Spec.String(), targets[t].Name, err)
+			}
+			j := &syncJob{img: i, tgt: t, repo: r}
+			if tag := im.Spec.Tag; tag != "" {
+				k := fmt.Sprintf("%d|%s:%s", t, r.CommonName(), tag)
+				if prev, ok := claimed[k]; ok && prev != im.Spec.String() {
+					return nil, fmt.Errorf("%w: %s and %s would both be %s", ErrBadList, prev, im.Spec.String(), r.SetTag(tag).CommonName())
+				}
+				if _, ok := claimed[k]; ok {
+					continue // the same image twice
+				}
+				claimed[k] = im.Spec.String()
+			}
+			jobs = append(jobs, j)
+		}
+	}
+	return jobs, nil
+}
+
+func containsRepo(rs []ref.Ref, r ref.Ref) bool {
+	for _, x := range rs {
+		if ref.EqualRepository(x, r) {
+			return true
+		}
+	}
+	return false
+}
+
+// pushManifests puts an image's manifests by digest, children first, then
+// tags the top one. It returns how many manifests it put.
+func pushManifests(ctx context.Context, sink Sink, repo ref.Ref, tag string, p *imagePlan, opts SyncOptions) (int, error) {
+	n := 0
+	for _, m := range p.manifests {
+		dg := m.GetDescriptor().Digest
+		err := retry(ctx, opts.Retries, opts.RetryDelay, opts.Log, "manifest "+dg.String(), func() error {
+			return sink.ManifestPut(ctx, repo.SetDigest(dg.String()), m)
+		})
+		if err != nil {
+			return n, fmt.Errorf("pushing manifest %s to %s: %w", dg, repo.CommonName(), err)
+		}
+		n++
+	}
+	if tag != "" {
+		err := retry(ctx, opts.Retries, opts.RetryDelay, opts.Log, "tag "+tag, func() error {
+			return sink.ManifestPut(ctx, repo.SetTag(tag), p.top)
+		})
+		if err != nil {
+			return n, fmt.Errorf("pushing tag %s: %w", repo.SetTag(tag).CommonName(), err)
+		}
+	}
+	return n, nil
+}
+
+// blobCopy copies one blob into every target that needs it.
+type blobCopy struct {
+	src     Source
+	n       *blobNeed
+	targets []SyncTarget
+	opts    SyncOptions
+	prog    Progress
+	read    *atomic.Int64
+	counts  map[int]*TargetResult
+}
+
+// run checks each target (HEAD per repository), tees one source read into
+// every target that has the blob nowhere, then mounts it into the other
+// repositories of each target. It returns the error per failed target.
+func (c *blobCopy) run(ctx context.Context) map[int]error {
+	d := c.n.desc
+	failed := map[int]error{}
+	c.counts = map[int]*TargetResult{}
+	type plan struct {
+		from  ref.Ref   // a repository that has it (after the push)
+		mount []ref.Ref // repositories to mount it into
+	}
+	plans := map[int]*plan{}
+	var dests []syncDest
+	tgts := make([]int, 0, len(c.n.repos))
+	for t := range c.n.repos {
+		tgts = append(tgts, t)
+	}
+	sort.Ints(tgts)
+	for _, t := range tgts {
+		c.counts[t] = &TargetResult{}
+		sink := c.targets[t].Sink
+		p := &plan{}
+		var have *ref.Ref
+		var err error
+		for _, r := range c.n.repos[t] {
+			var ok bool
+			err = retry(ctx, c.opts.Retries, c.opts.RetryDelay, c.opts.Log, "blob "+d.Digest.String(), func() error {
+				var err error
+				ok, err = sink.BlobExists(ctx, r, d)
+				return err
+			})
+			if err != nil {
+				break
+			}
+			if ok && have == nil {
+				have = &r
+			} else if !ok {
+				p.mount = append(p.mount, r)
+			}
+		}
+		if err != nil {
+			failed[t] = fmt.Errorf("checking blob %s at %s: %w", d.Digest, c.targets[t].Name, err)
+			continue
+		}
+		if have != nil {
+			c.counts[t].BlobsSkipped++
+			p.from = *have
+		} else {
+			p.from = p.mount[0]
+			p.mount = p.mount[1:]
+			dests = append(dests, syncDest{tgt: t, repo: p.from})
+		}
+		plans[t] = p
+	}
+	if len(dests) > 0 {
+		for i, err := range c.tee(ctx, dests) {
+			t := dests[i].tgt
+			if err != nil {
+				failed[t] = fmt.Errorf("pushing blob %s to %s: %w", d.Digest, dests[i].repo.CommonName(), err)
+				delete(plans, t)
+				continue
+			}
+			c.counts[t].BlobsPushed++
+			c.counts[t].BytesPushed += d.Size
+		}
+	}
+	for t, p := range plans {
+		sink := c.targets[t].Sink
+		for _, r := range p.mount {
+			err := sink.BlobMount(ctx, p.from, r, d)
+			if err != nil {
+				// a registry that does not mount gets the bytes again
+				c.opts.Log.Debug("mount failed, pushing", "blob", d.Digest, "repo", r.CommonName(), "err", err)
+				if errs := c.tee(ctx, []syncDest{{tgt: t, repo: r}}); errs[0] != nil {
+					failed[t] = fmt.Errorf("pushing blob %s to %s: %w", d.Digest, r.CommonName(), errs[0])
+					break
+				}
+				c.counts[t].BytesPushed += d.Size
+				c.counts[t].BlobsPushed++
+				continue
+			}
+			c.counts[t].BlobsMounted++
+		}
+	}
+	return failed
+}
+
+// tee streams the blob from one source read into every dest, retrying the
+// dests that failed for a transient reason (each retry reads the source
+// again, for those dests only). It returns one error per dest.
+func (c *blobCopy) tee(ctx context.Context, dests []syncDest) []error {
+	out := make([]error, len(dests))
+	pending := make([]int, len(dests))
+	for i := range dests {
+		pending[i] = i
+	}
+	for attempt := 0; ; attempt++ {
+		sub := make([]syncDest, len(pending))
+		for k, i := range pending {
+			sub[k] = dests[i]
+		}
+		errs := c.teeOnce(ctx, sub)
+		var again []int
+		for k, i := range pending {
+			out[i] = errs[k]
+			if errs[k] != nil && attempt < c.opts.Retries && retryable(ctx, errs[k]) {
+				again = append(again, i)
+			}
+		}
+		if len(again) == 0 {
+			return out
+		}
+		c.opts.Log.Warn("retrying blob push", "blob", c.n.desc.Digest, "targets", len(again), "attempt", attempt+1, "err", out[again[0]])
+		select {
+		case <-time.After(c.opts.RetryDelay << attempt):
+		case <-ctx.Done():
+			return out
+		}
+		pending = again
+	}
+}
+
+// teeOnce reads the source once and feeds every dest through its own pipe;
+// a dest that fails drops out, the others go on. A source that fails
+// (including its digest check at EOF) fails every dest, so no target
+// commits a blob that did not verify.
+func (c *blobCopy) teeOnce(ctx context.Context, dests []syncDest) []error {
+	d := c.n.desc
+	t := c.prog.Begin(d.Digest.Encoded()[:12], d.Size)
+	rr := &resumeReader{ctx: ctx, open: func() (io.ReadCloser, error) {
+		var rc io.ReadCloser
+		err := retry(ctx, c.opts.Retries, c.opts.RetryDelay, c.opts.Log, "blob "+d.Digest.String(), func() error {
+			var err error
+			rc, err = c.src.BlobGet(ctx, c.n.src, d)
+			return err
+		})
+		return rc, err
+	}, retries: c.opts.Retries, delay: c.opts.RetryDelay, log: c.opts.Log, name: d.Digest.String()}
+	defer rr.Close()
+	errs := make([]error, len(dests))
+	if len(dests) == 1 {
+		// no tee: the sink reads the source directly
+		errs[0] = c.targets[dests[0].tgt].Sink.BlobPut(ctx, dests[0].repo, d, &countReader{r: &trackReader{r: rr, t: t}, n: c.read})
+		t.Done(errs[0])
+		return errs
+	}
+	pws := make([]*io.PipeWriter, len(dests))
+	var wg sync.WaitGroup
+	for i, ds := range dests {
+		pr, pw := io.Pipe()
+		pws[i] = pw
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := c.targets[ds.tgt].Sink.BlobPut(ctx, ds.repo, d, pr)
+			if err == nil {
+				// a sink that returned early must not leave the tee blocked
+				err = drained(pr)
+			}
+			errs[i] = err
+			pr.CloseWithError(errOr(err, io.ErrClosedPipe))
+		}()
+	}
+	live := make([]bool, len(dests))
+	for i := range live {
+		live[i] = true
+	}
+	buf := make([]byte, 256<<10)
+	src := &countReader{r: &trackReader{r: rr, t: t}, n: c.read}
+	var srcErr error
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			chunk := buf[:n]
+			var cw sync.WaitGroup
+			any := false
+			for i := range dests {
+				if !live[i] {
+					continue
+				}
+				any = true
+				cw.Add(1)
+				go func() {
+					defer cw.Done()
+					if _, werr := pws[i].Write(chunk); werr != nil {
+						live[i] = false
+					}
+				}()
+			}
+			cw.Wait()
+			if !any {
+				srcErr = errors.New("every target failed")
+				break
+			}
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			srcErr = err
+			break
+		}
+	}
+	for _, pw := range pws {
+		if srcErr != nil {
+			pw.CloseWithError(srcErr)
+		} else {
+			pw.Close()
+		}
+	}
+	wg.Wait()
+	for i := range errs {
+		if errs[i] == nil && srcErr != nil {
+			errs[i] = srcErr // cannot happen with a Sink that reads to EOF
+		}
+	}
+	t.Done(errors.Join(errs...))
+	return errs
+}
+
+// drained reads what a sink left of its stream; a sink that returned
+// success before EOF did not store the whole blob.
+func drained(r io.Reader) error {
+	n, err := io.Copy(io.Discard, r)
+	if err == nil && n > 0 {
+		err = fmt.Errorf("%w: the target stopped reading %d bytes before the end", ErrSizeMismatch, n)
+	}
+	return err
+}
+
+func errOr(err, def error) error {
+	if err != nil {
+		return err
+	}
+	return def
+}
+
+// countReader adds the bytes read to n.
+type countReader struct {
+	r io.Reader
+	n *atomic.Int64
+}
+
+func (c *countReader) Read(p []byte) (int, error) {
+	k, err := c.r.Read(p)
+	c.n.Add(int64(k))
+	return k, err
+}
