@@ -1,0 +1,242 @@
+package bundle_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/opencontainers/go-digest"
+	"github.com/regclient/regclient/types/descriptor"
+	"github.com/regclient/regclient/types/manifest"
+	"github.com/regclient/regclient/types/ref"
+
+	"github.com/ferry-oss/ferry/bundle"
+	"github.com/ferry-oss/ferry/registry"
+	"github.com/ferry-oss/ferry/registry/regtest"
+)
+
+// countingSource counts the blob bytes read from a Source, per digest.
+type countingSource struct {
+	bundle.Source
+	mu    sync.Mutex
+	bytes map[digest.Digest]int64
+	total atomic.Int64
+}
+
+func (c *countingSource) BlobGet(ctx context.Context, r ref.Ref, d descriptor.Descriptor) (io.ReadCloser, error) {
+	rc, err := c.Source.BlobGet(ctx, r, d)
+	if err != nil {
+		return nil, err
+	}
+	return &countRC{rc: rc, c: c, d: d.Digest}, nil
+}
+
+type countRC struct {
+	rc io.ReadCloser
+	c  *countingSource
+	d  digest.Digest
+}
+
+func (r *countRC) Read(p []byte) (int, error) {
+	n, err := r.rc.Read(p)
+	r.c.total.Add(int64(n))
+	r.c.mu.Lock()
+	r.c.bytes[r.d] += int64(n)
+	r.c.mu.Unlock()
+	return n, err
+}
+func (r *countRC) Close() error { return r.rc.Close() }
+
+func syncTargets(t *testing.T, reg *registry.Registry, hosts ...string) []bundle.SyncTarget {
+	t.Helper()
+	var out []bundle.SyncTarget
+	for _, h := range hosts {
+		host, err := ref.NewHost(h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, bundle.SyncTarget{Name: h + "/mirror", Sink: reg, Repo: bundle.RegistryTarget(host, "mirror", nil)})
+	}
+	return out
+}
+
+func syncImages(specs []bundle.ImageSpec) []bundle.SyncImage {
+	out := make([]bundle.SyncImage, len(specs))
+	for i, s := range specs {
+		out[i] = bundle.SyncImage{Spec: s}
+	}
+	return out
+}
+
+func TestSyncTwoTargets(t *testing.T) {
+	e := seeded(t)
+	t1, stop1 := regtest.Olareg()
+	defer stop1()
+	t2, stop2 := regtest.Olareg()
+	defer stop2()
+	dreg := newReg(t, t1, t2)
+	src := &countingSource{Source: e.reg, bytes: map[digest.Digest]int64{}}
+	names := []string{"library/multi:1", "team/app:1 -> apps/app:stable", "team/tools:1"}
+	targets := syncTargets(t, dreg, t1, t2)
+	ctx := context.Background()
+
+	res, err := bundle.Sync(ctx, src, targets, syncImages(e.specs(t, names...)), bundle.SyncOptions{Jobs: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// each blob read once from the source, for both targets
+	var unique int64
+	seen := map[digest.Digest]bool{}
+	for _, img := range []string{"library/multi:1", "team/app:1", "team/tools:1"} {
+		for _, b := range e.imgs[img].Blobs {
+			if !seen[b.Desc.Digest] {
+				seen[b.Desc.Digest] = true
+				unique += b.Desc.Size
+			}
+		}
+	}
+	for dg, n := range src.bytes {
+		if n != mustSize(t, e, dg) {
+			t.Errorf("blob %s: read %d bytes from the source", dg, n)
+		}
+	}
+	if src.total.Load() != unique || res.BytesRead != unique {
+		t.Errorf("read %d bytes from the source (result says %d), want one copy: %d", src.total.Load(), res.BytesRead, unique)
+	}
+	for i, tr := range res.Targets {
+		if tr.Images != 3 || tr.Failed != 0 || tr.BlobsPushed != len(seen) || tr.BytesPushed != unique {
+			t.Errorf("target %d: %+v (want %d blobs, %d bytes)", i, tr, len(seen), unique)
+		}
+		// the base layer is shared by three repositories: pushed once, mounted
+		if tr.BlobsMounted < 2 {
+			t.Errorf("target %d: %d blobs mounted", i, tr.BlobsMounted)
+		}
+	}
+	for _, h := range []string{t1, t2} {
+		for name, want := range map[string]string{
+			"mirror/library/multi:1": "library/multi:1",
+			"mirror/apps/app:stable": "team/app:1",
+			"mirror/team/tools:1":    "team/tools:1",
+		} {
+			r, _ := ref.New(h + "/" + name)
+			dg, err := dreg.ManifestDigest(ctx, r)
+			if err != nil || dg != e.imgs[want].Digest() {
+				t.Errorf("%s: %s %v, want %s", r.CommonName(), dg, err, e.imgs[want].Digest())
+			}
+		}
+	}
+
+	// a second run pushes nothing and reads no blob
+	src.total.Store(0)
+	res, err = bundle.Sync(ctx, src, targets, syncImages(e.specs(t, names...)), bundle.SyncOptions{Jobs: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tot := res.Total()
+	if tot.BlobsPushed != 0 || tot.Manifests != 0 || tot.UpToDate != 6 || src.total.Load() != 0 {
+		t.Errorf("second run: %+v, %d bytes read", tot, src.total.Load())
+	}
+}
+
+func mustSize(t *testing.T, e *env, dg digest.Digest) int64 {
+	t.Helper()
+	for _, img := range e.imgs {
+		for _, b := range img.Blobs {
+			if b.Desc.Digest == dg {
+				return b.Desc.Size
+			}
+		}
+	}
+	t.Fatalf("unknown blob %s", dg)
+	return 0
+}
+
+// TestSyncPlatformFilterAsSave: the index a filtered sync pushes is the one
+// a filtered save stores (same re-encoding).
+func TestSyncPlatformFilterAsSave(t *testing.T) {
+	e := seeded(t)
+	tgt, stop := regtest.Olareg()
+	defer stop()
+	dreg := newReg(t, tgt)
+	plats := mustPlatforms(t, "linux/arm64", "linux/arm/v7")
+	ctx := context.Background()
+	res, err := bundle.Sync(ctx, e.reg, syncTargets(t, dreg, tgt), syncImages(e.specs(t, "library/multi:1", "team/app:1")), bundle.SyncOptions{Platforms: plats})
+	if !errors.Is(err, bundle.ErrImagesFailed) {
+		t.Fatalf("sync accepted a single-platform image of another platform: %v", err)
+	}
+	saved, err := save(t, e.reg, e.specs(t, "library/multi:1", "team/app:1"), t.TempDir(), saveCase{platforms: []string{"linux/arm64", "linux/arm/v7"}})
+	if err == nil || res == nil {
+		// team/app:1 is linux/amd64 only: both refuse it the same way
+		t.Fatalf("save accepted a single-platform image of another platform: %v", err)
+	}
+	var fe *bundle.FailedError
+	if !errors.As(err, &fe) || len(fe.Images) != 1 || !errors.Is(fe.Images[0].Err, bundle.ErrPlatformMismatch) {
+		t.Fatalf("save: %v", err)
+	}
+	_ = saved
+	if len(res.Failed) != 1 || !errors.Is(res.Failed[0].Err, bundle.ErrPlatformMismatch) {
+		t.Fatalf("sync failures: %v", res.Failed)
+	}
+	saved, err = save(t, e.reg, e.specs(t, "library/multi:1"), t.TempDir(), saveCase{platforms: []string{"linux/arm64", "linux/arm/v7"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, _ := ref.New(tgt + "/mirror/library/multi:1")
+	m, err := dreg.ManifestGet(ctx, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.GetDescriptor().Digest != saved.Meta.Images[0].Digest || m.GetDescriptor().Digest == e.imgs["library/multi:1"].Digest() {
+		t.Errorf("synced index %s, saved %s, source %s", m.GetDescriptor().Digest, saved.Meta.Images[0].Digest, e.imgs["library/multi:1"].Digest())
+	}
+	dl, _ := m.(manifest.Indexer).GetManifestList()
+	if len(dl) != 2 {
+		t.Errorf("index has %d children, want 2", len(dl))
+	}
+}
+
+// TestSyncTargetDown: one target unreachable fails its copies (exit 1 in
+// cmd); the other target gets everything.
+func TestSyncTargetDown(t *testing.T) {
+	e := seeded(t)
+	good, stop := regtest.Olareg()
+	defer stop()
+	dead := httptest.NewServer(nil)
+	deadHost := strings.TrimPrefix(dead.URL, "http://")
+	dead.Close()
+	dreg := newReg(t, good, deadHost)
+	names := []string{"team/app:1", "team/tools:1"}
+	res, err := bundle.Sync(context.Background(), e.reg, syncTargets(t, dreg, deadHost, good), syncImages(e.specs(t, names...)), bundle.SyncOptions{Retries: 1})
+	var fe *bundle.FailedError
+	if !errors.As(err, &fe) || !errors.Is(err, bundle.ErrImagesFailed) {
+		t.Fatalf("err %v", err)
+	}
+	if len(fe.Images) != 2 {
+		t.Fatalf("failures %v", fe.Images)
+	}
+	for _, f := range fe.Images {
+		if !strings.Contains(f.Image, deadHost) {
+			t.Errorf("failure at the wrong target: %s", f.Image)
+		}
+	}
+	if res.Targets[1].Images != 2 || res.Targets[1].Failed != 0 || res.Targets[0].Failed != 2 {
+		t.Errorf("targets %+v", res.Targets)
+	}
+}
+
+func TestSyncStop(t *testing.T) {
+	e := seeded(t)
+	tgt, stop := regtest.Olareg()
+	defer stop()
+	ch := make(chan struct{})
+	close(ch)
+	res, err := bundle.Sync(context.Background(), e.reg, syncTargets(t, newReg(t, tgt), tgt), syncImages(e.specs(t, "team/app:1")), bundle.SyncOptions{Stop: ch})
+	if !errors.Is(err, bundle.ErrStopped) || res == nil || res.Total().Manifests != 0 {
+		t.Fatalf("%+v %v", res, err)
+	}
+}
