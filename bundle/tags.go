@@ -211,10 +211,46 @@ type ExpandOptions struct {
 // selected tag (in semver order), listing tags through lister when the
 // selection needs it. Entries without a selection are kept as they are.
 func ExpandTags(ctx context.Context, lister TagLister, specs []ImageSpec, opts ExpandOptions) ([]ImageSpec, error) {
+	out, errs := expandEach(ctx, lister, specs, opts)
+	var flat []ImageSpec
+	for i, o := range out {
+		if errs[i] != nil {
+			return nil, errs[i]
+		}
+		flat = append(flat, o...)
+	}
+	return flat, nil
+}
+
+// ExpandSyncImages is ExpandTags for Sync: an entry whose selection fails
+// (no tag matches, the listing failed) is returned as a failure, the
+// others go on. Each expanded entry keeps its targets.
+func ExpandSyncImages(ctx context.Context, lister TagLister, images []SyncImage, opts ExpandOptions) ([]SyncImage, []ImageError) {
+	specs := make([]ImageSpec, len(images))
+	for i, im := range images {
+		specs[i] = im.Spec
+	}
+	out, errs := expandEach(ctx, lister, specs, opts)
+	var ok []SyncImage
+	var failed []ImageError
+	for i, o := range out {
+		if errs[i] != nil {
+			failed = append(failed, ImageError{Image: specs[i].String(), Err: errs[i]})
+			continue
+		}
+		for _, s := range o {
+			ok = append(ok, SyncImage{Spec: s, Targets: images[i].Targets})
+		}
+	}
+	return ok, failed
+}
+
+func expandEach(ctx context.Context, lister TagLister, specs []ImageSpec, opts ExpandOptions) ([][]ImageSpec, []error) {
 	if opts.Jobs < 1 {
 		opts.Jobs = 4
 	}
 	out := make([][]ImageSpec, len(specs))
+	errs := make([]error, len(specs))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(opts.Jobs)
 	for i, s := range specs {
@@ -223,50 +259,50 @@ func ExpandTags(ctx context.Context, lister TagLister, specs []ImageSpec, opts E
 			continue
 		}
 		g.Go(func() error {
-			tags := s.Select.Tags
-			if s.Select.listed() {
-				if lister == nil {
-					return fmt.Errorf("%s: %w: the source cannot list tags", s.String(), ErrUnsupported)
-				}
-				all, err := lister.TagList(gctx, s.Source)
-				if err != nil {
-					return fmt.Errorf("%s: %w", s.String(), err)
-				}
-				tags = nil
-				for _, t := range all {
-					if s.Select.Match(t) {
-						tags = append(tags, t)
-					}
-				}
-				SortTags(tags)
-				if opts.Latest > 0 && len(tags) > opts.Latest {
-					tags = tags[len(tags)-opts.Latest:]
-				}
-			}
-			if len(tags) == 0 {
-				return fmt.Errorf("%s: %w", s.String(), ErrNoTags)
-			}
-			if s.Tag != "" && len(tags) > 1 {
-				return fmt.Errorf("%w: %s selects %d tags but renames them all to %s:%s", ErrBadList, s.String(), len(tags), s.Repository, s.Tag)
-			}
-			for _, t := range tags {
-				e := ImageSpec{Source: s.Source.SetTag(t), Repository: s.Repository, Tag: t}
-				if s.Tag != "" {
-					e.Tag = s.Tag
-				}
-				out[i] = append(out[i], e)
-			}
+			out[i], errs[i] = expandOne(gctx, lister, s, opts)
 			return nil
 		})
 	}
-	if err := g.Wait(); err != nil {
-		return nil, err
+	_ = g.Wait()
+	return out, errs
+}
+
+func expandOne(ctx context.Context, lister TagLister, s ImageSpec, opts ExpandOptions) ([]ImageSpec, error) {
+	tags := s.Select.Tags
+	if s.Select.listed() {
+		if lister == nil {
+			return nil, fmt.Errorf("%s: %w: the source cannot list tags", s.String(), ErrUnsupported)
+		}
+		all, err := lister.TagList(ctx, s.Source)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", s.String(), err)
+		}
+		tags = nil
+		for _, t := range all {
+			if s.Select.Match(t) {
+				tags = append(tags, t)
+			}
+		}
+		SortTags(tags)
+		if opts.Latest > 0 && len(tags) > opts.Latest {
+			tags = tags[len(tags)-opts.Latest:]
+		}
 	}
-	var flat []ImageSpec
-	for _, o := range out {
-		flat = append(flat, o...)
+	if len(tags) == 0 {
+		return nil, fmt.Errorf("%s: %w", s.String(), ErrNoTags)
 	}
-	return flat, nil
+	if s.Tag != "" && len(tags) > 1 {
+		return nil, fmt.Errorf("%w: %s selects %d tags but renames them all to %s:%s", ErrBadList, s.String(), len(tags), s.Repository, s.Tag)
+	}
+	var out []ImageSpec
+	for _, t := range tags {
+		e := ImageSpec{Source: s.Source.SetTag(t), Repository: s.Repository, Tag: t}
+		if s.Tag != "" {
+			e.Tag = s.Tag
+		}
+		out = append(out, e)
+	}
+	return out, nil
 }
 
 // SortTags orders tags by semver (ascending); tags that are not versions

@@ -72,6 +72,9 @@ func (e *env) save(c *cli.Context) error {
 			return err
 		}
 	}
+	if images, err = e.expandTags(c, reg, images, jobs); err != nil {
+		return err
+	}
 	signMeta, signer, err := e.metaSigner(c)
 	if err != nil {
 		return err
