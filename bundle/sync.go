@@ -186,7 +186,9 @@ func Sync(ctx context.Context, src Source, targets []SyncTarget, images []SyncIm
 		key := im.Spec.String()
 		mu.Lock()
 		_, dup := plans[key]
-		plans[key] = nil
+		if !dup {
+			plans[key] = nil
+		}
 		mu.Unlock()
 		if dup {
 			continue

@@ -35,7 +35,7 @@ Examples:
 		},
 		Action: func(c *cli.Context) error {
 			src := firstNonZero(c.String("src"), e.cfg.Source)
-			if r, ok := e.cfg.Lookup(src); ok {
+			if r, ok := e.cfg.Lookup(src); ok && src != "" {
 				src = r.Registry
 			}
 			specs, err := gatherImages(append(c.Args().Slice(), c.StringSlice("img")...), c.String("list"), e.cfg.List, e.cfg.Images, src, e.stdin)

@@ -139,7 +139,7 @@ func (e *env) sync(c *cli.Context) error {
 			return usagef("--auth goes with --images (image-syncer's files); credentials otherwise come from cfg.yaml")
 		}
 		src := firstNonZero(c.String("src"), cfg.Source)
-		if r, ok := cfg.Lookup(src); ok {
+		if r, ok := cfg.Lookup(src); ok && src != "" {
 			src = r.Registry
 		}
 		specs, err := gatherImages(append(c.Args().Slice(), c.StringSlice("img")...), c.String("list"), cfg.List, cfg.Images, src, e.stdin)
