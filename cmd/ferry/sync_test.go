@@ -331,4 +331,3 @@ func TestSyncImageSyncerFiles(t *testing.T) {
 		t.Error("the default destination did not get team/tools:1")
 	}
 }
-
