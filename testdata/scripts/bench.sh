@@ -257,6 +257,34 @@ if command -v fincore >/dev/null; then
   echo "  page cache after the drop: $(fincore -n -o RES "$OUT"/*.tar* | awk '{s+=$1} END{print s+0}') bytes of the parts resident"
 fi
 
+# ---------------------------------------------------------------- sync
+# registry -> registry, no files: ferry sync, regctl image copy, skopeo
+# copy, crane copy into an empty DST; then ferry with two targets (DST and
+# DST2), whose source reads must be one copy of the image (bytesRead of
+# its --json result), against regctl copying twice.
+echo
+echo "sync $SRC/$IMG into an empty $DST: a warm-up and $RUNS runs each"
+DST2_PORT=$(free_port $((DST_PORT + 1)))
+DST2=127.0.0.1:$DST2_PORT
+measure sync ferry "$fresh" "$check" -- \
+  "${FERRY[@]}" sync "$SRC/$IMG" --target "$DST"
+measure sync regctl "$fresh" "$check" -- \
+  "${REGCTL[@]}" --host "$(regctl_host "$SRC")" --host "$(regctl_host "$DST")" image copy "$SRC/$IMG" "$DST/$IMG"
+measure sync skopeo "$fresh" "$check" -- \
+  skopeo copy -q --preserve-digests --src-tls-verify=false --dest-tls-verify=false "docker://$SRC/$IMG" "docker://$DST/$IMG"
+if [ "$HAVE_CRANE" = 1 ]; then
+  measure sync crane "$fresh" "$check" -- \
+    crane copy --insecure "$SRC/$IMG" "$DST/$IMG"
+fi
+fresh2='fresh_registry dst "$DST_PORT"; fresh_registry dst2 "$DST2_PORT"'
+check2='"$WORK/ferry-seed" --registry "$DST" --check "$META" && "$WORK/ferry-seed" --registry "$DST2" --check "$META"'
+measure sync2 ferry "$fresh2" "$check2" -- \
+  "${FERRY[@]}" sync --json "$SRC/$IMG" --target "$DST" --target "$DST2"
+SYNC2_READ=$(grep -o '"bytesRead":[0-9]*' "$WORK/out.log" | cut -d: -f2)
+measure sync2 regctl "$fresh2" "$check2" -- \
+  env HOME="$WORK/home" bash -c 'regctl --host "$1" --host "$2" --host "$3" image copy "$4" "$5" && regctl --host "$1" --host "$2" --host "$3" image copy "$4" "$6"' _ \
+  "$(regctl_host "$SRC")" "$(regctl_host "$DST")" "$(regctl_host "$DST2")" "$SRC/$IMG" "$DST/$IMG" "$DST2/$IMG"
+
 # ---------------------------------------------------------------- report
 
 mb() { awk -v b="$1" 'BEGIN{printf "%.1f", b / 1048576}'; }
@@ -306,6 +334,25 @@ for op in save upload reupload; do
   verdict "$(( RSS[$op/ferry] < RSS_LIMIT_MB * 1024 ? 1 : 0 ))" \
     "$op: ferry peak RSS $(mb $((RSS[$op/ferry] * 1024))) MB < $RSS_LIMIT_MB MB"
 done
+# sync: ferry at most 0.9x the fastest peer; with two targets, one read
+for op in sync sync2; do
+  fw=${WALL[$op/ferry]} best="" best_tool=""
+  for tool in "${TOOLS[@]}"; do
+    [ -n "${WALL[$op/$tool]:-}" ] || continue
+    w=${WALL[$op/$tool]}
+    ratio=$(awk -v w="$w" -v f="$fw" 'BEGIN{if (f > 0) printf "%.2f", w / f; else print "-"}')
+    label=$tool
+    if [ "$op" = sync2 ] && [ "$tool" != ferry ]; then label="$tool x2"; fi
+    printf '%-7s %-7s %8s %8s %11s %10s\n' "$label" "$op" "$w" "$(mb $((RSS[$op/$tool] * 1024)))" "$ratio" ""
+    if [ "$tool" != ferry ] && { [ -z "$best" ] || awk -v w="$w" -v b="$best" 'BEGIN{exit !(w < b)}'; }; then
+      best=$w best_tool=$tool
+    fi
+  done
+  verdict "$(awk -v f="$fw" -v b="$best" 'BEGIN{print (f <= 0.9 * b) ? 1 : 0}')" \
+    "$op: ferry wall ${fw}s <= 0.9 x fastest peer ($best_tool ${best}s)"
+done
+verdict "$(( SYNC2_READ == BLOB_BYTES ? 1 : 0 ))" \
+  "sync2: ferry read ${SYNC2_READ} bytes from the source for two targets; one copy is $BLOB_BYTES"
 overhead=$(awk -v o="${OUTSIZE[ferry]}" -v b="$BLOB_BYTES" 'BEGIN{printf "%.3f", (o - b) * 100 / b}')
 verdict "$(awk -v o="$overhead" -v l="$OVERHEAD_LIMIT_PCT" 'BEGIN{print (o <= l) ? 1 : 0}')" \
   "bundle: ${OUTSIZE[ferry]} bytes (parts + meta.yaml) for $BLOB_BYTES blob bytes: overhead ${overhead}% <= ${OVERHEAD_LIMIT_PCT}%"
