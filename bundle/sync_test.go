@@ -240,3 +240,46 @@ func TestSyncStop(t *testing.T) {
 		t.Fatalf("%+v %v", res, err)
 	}
 }
+
+// brokenSink fails every blob push after reading a few bytes.
+type brokenSink struct{ bundle.Sink }
+
+var errBroken = errors.New("injected push failure")
+
+func (b brokenSink) BlobPut(ctx context.Context, r ref.Ref, d descriptor.Descriptor, rdr io.Reader) error {
+	_, _ = io.CopyN(io.Discard, rdr, 10)
+	return errBroken
+}
+
+// TestSyncTeeOneTargetFails: a target that fails mid-blob drops out of the
+// tee (and is retried alone); the other target gets every blob.
+func TestSyncTeeOneTargetFails(t *testing.T) {
+	e := seeded(t)
+	t1, stop1 := regtest.Olareg()
+	defer stop1()
+	t2, stop2 := regtest.Olareg()
+	defer stop2()
+	dreg := newReg(t, t1, t2)
+	targets := syncTargets(t, dreg, t1, t2)
+	targets[0].Sink = brokenSink{dreg}
+	src := &countingSource{Source: e.reg, bytes: map[digest.Digest]int64{}}
+	res, err := bundle.Sync(context.Background(), src, targets, syncImages(e.specs(t, "team/app:1")), bundle.SyncOptions{Retries: 1, RetryDelay: 1})
+	if !errors.Is(err, errBroken) || len(res.Failed) != 1 || !strings.Contains(res.Failed[0].Image, t1) {
+		t.Fatalf("err %v, failed %v", err, res.Failed)
+	}
+	if tr := res.Targets[1]; tr.Images != 1 || tr.BlobsPushed != 3 {
+		t.Errorf("the good target: %+v", tr)
+	}
+	r, _ := ref.New(t2 + "/mirror/team/app:1")
+	if dg, err := dreg.ManifestDigest(context.Background(), r); err != nil || dg != e.imgs["team/app:1"].Digest() {
+		t.Errorf("good target has %s %v", dg, err)
+	}
+	// one tee read per blob, plus one retry read per blob for the broken target
+	var unique int64
+	for _, b := range e.imgs["team/app:1"].Blobs {
+		unique += b.Desc.Size
+	}
+	if src.total.Load() < unique || src.total.Load() > 2*unique {
+		t.Errorf("read %d bytes from the source for %d", src.total.Load(), unique)
+	}
+}

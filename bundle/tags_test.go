@@ -167,3 +167,19 @@ func TestExpandTagsAndResolve(t *testing.T) {
 		}
 	}
 }
+
+func FuzzParseTagSelect(f *testing.F) {
+	for _, s := range []string{"*", "a,b", `/^v1\./,!rc`, ">=1.4 <2.0", "~1.2,!/x/", "^1 || ^2"} {
+		f.Add(s, "v1.2.3")
+	}
+	f.Fuzz(func(t *testing.T, sel, tag string) {
+		s, err := bundle.ParseTagSelect(sel)
+		if err != nil {
+			return
+		}
+		_ = s.Match(tag) // must not panic
+		if s.Raw != sel {
+			t.Fatalf("raw %q, want %q", s.Raw, sel)
+		}
+	})
+}
