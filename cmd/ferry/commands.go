@@ -52,6 +52,7 @@ Examples:
 			&cli.StringSliceFlag{Name: "inc", Usage: "base meta file: skip blobs it (or its bases) carried (repeatable)"},
 			&cli.BoolFlag{Name: "keep-going", Usage: "write a bundle of the images that succeeded, marked partial (still exits 1)"},
 			&cli.StringFlag{Name: "cache", Usage: "blob cache directory"},
+			jsonFlag,
 			&cli.BoolFlag{Name: "insecure", Usage: "skip TLS certificate checks for registries not in cfg.yaml"},
 			&cli.StringFlag{Name: "ca-file", Usage: "CA certificate (PEM) for registries not in cfg.yaml"},
 			&cli.BoolFlag{Name: "referrers", Value: true, Usage: "also save signatures, SBOMs and other referrers of every image (cfg.yaml: referrers)"},
@@ -85,6 +86,7 @@ Examples:
 			&cli.IntFlag{Name: "retries", Value: 3, Usage: "retries of a part that failed for a transient reason (cfg.yaml: retries)"},
 			&cli.StringFlag{Name: "list", Aliases: []string{"l"}, Usage: "list with 'SRC -> DST' lines renaming repositories at the target"},
 			&cli.StringFlag{Name: "platform", Aliases: []string{"p"}, DefaultText: "this host's", Usage: "docker target: the platform to load"},
+			jsonFlag,
 			&cli.BoolFlag{Name: "insecure", Usage: "skip TLS certificate checks for a target not in cfg.yaml"},
 			&cli.StringFlag{Name: "ca-file", Usage: "CA certificate (PEM) for a target not in cfg.yaml"},
 			keyFlag(),
@@ -105,6 +107,7 @@ Example:
 		Flags: []cli.Flag{
 			&cli.IntFlag{Name: "jobs", Aliases: []string{"j"}, Value: 4, Usage: "parts read at once"},
 			keyFlag(),
+			jsonFlag,
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
@@ -114,9 +117,12 @@ Example:
 			if err != nil {
 				return err
 			}
+			jsonOut, restore := e.jsonOutput(c)
+			defer restore()
 			p := e.labelledProgress(labelsFromMeta(bd.Meta))
 			err = bd.Verify(c.Context, c.Int("jobs"), p)
 			p.Stop()
+			writeJSON(jsonOut, verifyResultJSON(c.Args().First(), bd.Meta, err))
 			if err != nil {
 				var problems []string
 				for _, line := range strings.Split(err.Error(), "\n") {
@@ -137,6 +143,7 @@ func inspectCommand(e *env) *cli.Command {
 		ArgsUsage: "META",
 		Description: `Example:
   ferry inspect out/ferry_full_20261124T101500Z_meta.yaml`,
+		Flags: []cli.Flag{jsonFlag},
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
 				return usagef("inspect takes one meta file")
@@ -146,6 +153,10 @@ func inspectCommand(e *env) *cli.Command {
 				return err
 			}
 			m := bd.Meta
+			if c.Bool("json") {
+				writeJSON(e.stdout, inspectResultJSON(c.Args().First(), m))
+				return nil
+			}
 			inspect(e.stdout, m)
 			inspectReferrers(e.stdout, m)
 			inspectSignature(e.stdout, bd.MetaPath)

@@ -17,6 +17,8 @@ import (
 )
 
 func (e *env) save(c *cli.Context) error {
+	jsonOut, restore := e.jsonOutput(c)
+	defer restore()
 	cfg := e.cfg
 	src := firstNonZero(c.String("src"), cfg.Source)
 	if r, ok := cfg.Lookup(src); ok {
@@ -115,6 +117,7 @@ func (e *env) save(c *cli.Context) error {
 		Log: e.log, Progress: p,
 	})
 	p.Stop()
+	writeJSON(jsonOut, saveResultJSON(res, err))
 	if errors.Is(err, bundle.ErrBadList) {
 		return usageError{err}
 	}
@@ -162,6 +165,8 @@ func outputDir(dir string, mkdir bool) error {
 }
 
 func (e *env) upload(c *cli.Context) error {
+	jsonOut, restore := e.jsonOutput(c)
+	defer restore()
 	if c.NArg() != 1 {
 		return usagef("upload takes one meta file")
 	}
@@ -219,6 +224,7 @@ func (e *env) upload(c *cli.Context) error {
 		Target: bundle.RegistryTarget(host, ns, renames), Jobs: jobs, Retries: retries, Log: log, Progress: p,
 	})
 	p.Stop()
+	writeJSON(jsonOut, uploadResultJSON(c.Args().First(), bd.Meta.ID, targetName, res, err))
 	var re *registry.Error
 	if errors.As(err, &re) {
 		log.Debug("upload failed", "err", err)

@@ -45,7 +45,7 @@ Examples:
 			&cli.IntFlag{Name: "retries", Usage: "retries of a failed transfer (default 3)"},
 			&cli.DurationFlag{Name: "watch", Usage: "repeat every interval (e.g. 10m) until stopped; SIGTERM ends after the blobs in flight"},
 			&cli.StringFlag{Name: "report", Usage: "append one JSON object per round to this file"},
-			&cli.BoolFlag{Name: "json", Usage: "print the result as one JSON object on stdout"},
+			jsonFlag,
 			&cli.StringFlag{Name: "images", Usage: "image-syncer images file (YAML or JSON)"},
 			&cli.StringFlag{Name: "auth", Usage: "image-syncer auth file (YAML or JSON)"},
 			&cli.BoolFlag{Name: "insecure", Usage: "skip TLS certificate checks for registries not in cfg.yaml"},
