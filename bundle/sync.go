@@ -218,7 +218,7 @@ func Sync(ctx context.Context, src Source, targets []SyncTarget, images []SyncIm
 	}
 
 	// 2. Which targets already have the image (tag or digest points at the
-	// same manifest)? A target that cannot answer fails its copies now.
+	// same manifest)? A target that cannot answer fails that copy now.
 	g, gctx = errgroup.WithContext(ctx)
 	g.SetLimit(opts.Jobs)
 	for _, j := range jobs {
@@ -256,22 +256,6 @@ func Sync(ctx context.Context, src Source, targets []SyncTarget, images []SyncIm
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	// a target that failed the check for one image is down for all: fail
-	// its other copies without waiting for each to time out
-	downErr := map[int]error{}
-	for _, j := range jobs {
-		if j.err != nil && j.plan != nil {
-			if _, ok := downErr[j.tgt]; !ok {
-				downErr[j.tgt] = j.err
-			}
-		}
-	}
-	for _, j := range jobs {
-		if j.err == nil && !j.upToDate && downErr[j.tgt] != nil {
-			j.err = downErr[j.tgt]
-		}
-	}
-
 	// 3. Blobs: every blob a pending copy needs, once per target, each
 	// read once from the source for all targets that lack it.
 	needs := map[digest.Digest]*blobNeed{}

@@ -65,6 +65,21 @@ func syncTargets(t *testing.T, reg *registry.Registry, hosts ...string) []bundle
 	return out
 }
 
+// twoTargets: the seeded source behind a byte counter and two empty
+// olareg targets (namespace mirror).
+func twoTargets(t *testing.T) (e *env, src *countingSource, dreg *registry.Registry, t1, t2 string, targets []bundle.SyncTarget) {
+	t.Helper()
+	e = seeded(t)
+	var stop func()
+	t1, stop = regtest.Olareg()
+	t.Cleanup(stop)
+	t2, stop = regtest.Olareg()
+	t.Cleanup(stop)
+	dreg = newReg(t, t1, t2)
+	src = &countingSource{Source: e.reg, bytes: map[digest.Digest]int64{}}
+	return e, src, dreg, t1, t2, syncTargets(t, dreg, t1, t2)
+}
+
 func syncImages(specs []bundle.ImageSpec) []bundle.SyncImage {
 	out := make([]bundle.SyncImage, len(specs))
 	for i, s := range specs {
@@ -74,15 +89,8 @@ func syncImages(specs []bundle.ImageSpec) []bundle.SyncImage {
 }
 
 func TestSyncTwoTargets(t *testing.T) {
-	e := seeded(t)
-	t1, stop1 := regtest.Olareg()
-	defer stop1()
-	t2, stop2 := regtest.Olareg()
-	defer stop2()
-	dreg := newReg(t, t1, t2)
-	src := &countingSource{Source: e.reg, bytes: map[digest.Digest]int64{}}
+	e, src, dreg, t1, t2, targets := twoTargets(t)
 	names := []string{"library/multi:1", "team/app:1 -> apps/app:stable", "team/tools:1"}
-	targets := syncTargets(t, dreg, t1, t2)
 	ctx := context.Background()
 
 	res, err := bundle.Sync(ctx, src, targets, syncImages(e.specs(t, names...)), bundle.SyncOptions{Jobs: 3})
@@ -254,15 +262,8 @@ func (b brokenSink) BlobPut(ctx context.Context, r ref.Ref, d descriptor.Descrip
 // TestSyncTeeOneTargetFails: a target that fails mid-blob drops out of the
 // tee (and is retried alone); the other target gets every blob.
 func TestSyncTeeOneTargetFails(t *testing.T) {
-	e := seeded(t)
-	t1, stop1 := regtest.Olareg()
-	defer stop1()
-	t2, stop2 := regtest.Olareg()
-	defer stop2()
-	dreg := newReg(t, t1, t2)
-	targets := syncTargets(t, dreg, t1, t2)
+	e, src, dreg, t1, t2, targets := twoTargets(t)
 	targets[0].Sink = brokenSink{dreg}
-	src := &countingSource{Source: e.reg, bytes: map[digest.Digest]int64{}}
 	res, err := bundle.Sync(context.Background(), src, targets, syncImages(e.specs(t, "team/app:1")), bundle.SyncOptions{Retries: 1, RetryDelay: 1})
 	if !errors.Is(err, errBroken) || len(res.Failed) != 1 || !strings.Contains(res.Failed[0].Image, t1) {
 		t.Fatalf("err %v, failed %v", err, res.Failed)

@@ -341,31 +341,29 @@ func (e *env) imageSyncerImages(imagesFile, authFile string, targets *[]bundle.S
 	if err != nil {
 		return nil, usageError{fmt.Errorf("%s: %w", imagesFile, err)}
 	}
-	defaults := len(*targets)
+	defaults := make([]int, len(*targets)) // an empty destination: every --target
+	for t := range defaults {
+		defaults[t] = t
+	}
 	byHost := map[string]int{}
 	var out []bundle.SyncImage
 	for _, r := range rules {
 		for _, d := range r.Destinations {
-			if d == "" {
-				if defaults == 0 {
-					return nil, usagef("%s: line %d: %s has no destination: give --target", imagesFile, r.Line, r.Source)
-				}
-				for t := 0; t < defaults; t++ {
-					spec, err := ruleSpec(r, d, imagesFile)
-					if err != nil {
-						return nil, err
-					}
-					out = append(out, bundle.SyncImage{Spec: spec, Targets: []int{t}})
-				}
-				continue
+			if d == "" && len(defaults) == 0 {
+				return nil, usagef("%s: line %d: %s has no destination: give --target", imagesFile, r.Line, r.Source)
 			}
-			rt, err := imagesyncer.RouteOf(r.Source, d, "")
+			// the default's host is a placeholder: each --target maps it
+			rt, err := imagesyncer.RouteOf(r.Source, d, "default.invalid")
 			if err != nil {
 				return nil, usageError{fmt.Errorf("%s: line %d: %w", imagesFile, r.Line, err)}
 			}
 			spec, err := bundle.ParseImage(rt.Line, "")
 			if err != nil {
 				return nil, usageError{fmt.Errorf("%s: line %d: %w", imagesFile, r.Line, err)}
+			}
+			if d == "" {
+				out = append(out, bundle.SyncImage{Spec: spec, Targets: defaults})
+				continue
 			}
 			t, ok := byHost[rt.Host]
 			if !ok {
@@ -382,18 +380,4 @@ func (e *env) imageSyncerImages(imagesFile, authFile string, targets *[]bundle.S
 		}
 	}
 	return out, nil
-}
-
-// ruleSpec is a rule with an empty destination: the source repository
-// path under each default target.
-func ruleSpec(r imagesyncer.Rule, d, file string) (bundle.ImageSpec, error) {
-	rt, err := imagesyncer.RouteOf(r.Source, d, "default.invalid")
-	if err != nil {
-		return bundle.ImageSpec{}, usageError{fmt.Errorf("%s: line %d: %w", file, r.Line, err)}
-	}
-	spec, err := bundle.ParseImage(rt.Line, "")
-	if err != nil {
-		return bundle.ImageSpec{}, usageError{fmt.Errorf("%s: line %d: %w", file, r.Line, err)}
-	}
-	return spec, nil
 }

@@ -30,6 +30,7 @@
 #   BENCH_LAYER_SIZE  bytes per layer (104857600)
 #   BENCH_RUNS        measured runs per tool and op (3)
 #   BENCH_DIR         work dir (/tmp/ferry-bench), removed at the end unless KEEP=1
+#   BENCH_PORT        first loopback port to try for the registries (5710)
 
 # measure's PREP and CHECK arguments are eval'd: single quotes on purpose.
 # shellcheck disable=SC2016
@@ -188,7 +189,7 @@ go build -trimpath -o "$WORK/ferry" ./cmd/ferry
 go build -trimpath -o "$WORK/ferry-seed" ./cmd/ferry-seed
 FERRY=("$WORK/ferry" -q --no-progress)
 
-SRC_PORT=$(free_port 5710)
+SRC_PORT=$(free_port "${BENCH_PORT:-5710}")
 start_registry src "$SRC_PORT"
 SRC=127.0.0.1:$SRC_PORT
 DST_PORT=$(free_port $((SRC_PORT + 1)))
@@ -305,20 +306,23 @@ for t in "${TOOLS[@]}"; do tools+="${tools:+, }$t $(version "$t")"; done
 echo "tools:   $tools"
 echo "median of $RUNS runs after a warm-up; RSS: largest peak of those runs"
 echo
-printf '%-7s %-9s %8s %8s %11s %10s\n' tool op "wall s" "RSS MB" "peer/ferry" "output MB"
+printf '%-9s %-9s %8s %8s %11s %10s\n' tool op "wall s" "RSS MB" "peer/ferry" "output MB"
 results=()
 verdict() { if [ "$1" = 1 ]; then results+=("PASS $2"); else results+=("MISS $2"); fi; }
-declare -A FACTOR=([save]=0.9 [upload]=0.9 [reupload]=3)
-for op in save upload reupload; do
+# sync: ferry at most 0.9x the fastest peer; sync2 (two targets) has
+# regctl copying once per target as its peer
+declare -A FACTOR=([save]=0.9 [upload]=0.9 [reupload]=3 [sync]=0.9 [sync2]=0.9)
+for op in save upload reupload sync sync2; do
   fw=${WALL[$op/ferry]}
   best="" best_tool=""
   for tool in "${TOOLS[@]}"; do
     [ -n "${WALL[$op/$tool]:-}" ] || continue
     w=${WALL[$op/$tool]}
     ratio=$(awk -v w="$w" -v f="$fw" 'BEGIN{if (f > 0) printf "%.2f", w / f; else print "-"}')
-    size=""
+    size="" label=$tool
     if [ "$op" = save ]; then size=$(mb "${OUTSIZE[$tool]}"); fi
-    printf '%-7s %-9s %8s %8s %11s %10s\n' "$tool" "$op" "$w" "$(mb $((RSS[$op/$tool] * 1024)))" "$ratio" "$size"
+    if [ "$op" = sync2 ] && [ "$tool" != ferry ]; then label="$tool x2"; fi
+    printf '%-9s %-9s %8s %8s %11s %10s\n' "$label" "$op" "$w" "$(mb $((RSS[$op/$tool] * 1024)))" "$ratio" "$size"
     if [ "$tool" != ferry ] && { [ -z "$best" ] || awk -v w="$w" -v b="$best" 'BEGIN{exit !(w < b)}'; }; then
       best=$w best_tool=$tool
     fi
@@ -328,28 +332,13 @@ for op in save upload reupload; do
     verdict "$(awk -v a="$fw" -v c="$cw" -v f="$f" 'BEGIN{print (a <= c * f) ? 1 : 0}')" \
       "$op: ferry wall ${fw}s <= ${f}x crane ($(awk -v c="$cw" -v f="$f" 'BEGIN{printf "%.3f", c * f}')s; ferry/crane $(awk -v a="$fw" -v c="$cw" 'BEGIN{printf "%.2f", a / c}'))"
   elif [ -n "$best" ]; then
-    verdict "$(awk -v f="$fw" -v b="$best" 'BEGIN{print (f <= b) ? 1 : 0}')" \
-      "$op: ferry wall ${fw}s <= fastest peer ($best_tool ${best}s)"
+    k=1
+    case $op in sync*) k=${FACTOR[$op]} ;; esac
+    verdict "$(awk -v f="$fw" -v b="$best" -v k="$k" 'BEGIN{print (f <= k * b) ? 1 : 0}')" \
+      "$op: ferry wall ${fw}s <= ${k}x fastest peer ($best_tool ${best}s)"
   fi
   verdict "$(( RSS[$op/ferry] < RSS_LIMIT_MB * 1024 ? 1 : 0 ))" \
     "$op: ferry peak RSS $(mb $((RSS[$op/ferry] * 1024))) MB < $RSS_LIMIT_MB MB"
-done
-# sync: ferry at most 0.9x the fastest peer; with two targets, one read
-for op in sync sync2; do
-  fw=${WALL[$op/ferry]} best="" best_tool=""
-  for tool in "${TOOLS[@]}"; do
-    [ -n "${WALL[$op/$tool]:-}" ] || continue
-    w=${WALL[$op/$tool]}
-    ratio=$(awk -v w="$w" -v f="$fw" 'BEGIN{if (f > 0) printf "%.2f", w / f; else print "-"}')
-    label=$tool
-    if [ "$op" = sync2 ] && [ "$tool" != ferry ]; then label="$tool x2"; fi
-    printf '%-7s %-7s %8s %8s %11s %10s\n' "$label" "$op" "$w" "$(mb $((RSS[$op/$tool] * 1024)))" "$ratio" ""
-    if [ "$tool" != ferry ] && { [ -z "$best" ] || awk -v w="$w" -v b="$best" 'BEGIN{exit !(w < b)}'; }; then
-      best=$w best_tool=$tool
-    fi
-  done
-  verdict "$(awk -v f="$fw" -v b="$best" 'BEGIN{print (f <= 0.9 * b) ? 1 : 0}')" \
-    "$op: ferry wall ${fw}s <= 0.9 x fastest peer ($best_tool ${best}s)"
 done
 verdict "$(( SYNC2_READ == BLOB_BYTES ? 1 : 0 ))" \
   "sync2: ferry read ${SYNC2_READ} bytes from the source for two targets; one copy is $BLOB_BYTES"
