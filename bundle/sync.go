@@ -626,7 +626,11 @@ func (c *blobCopy) teeOnce(ctx context.Context, dests []syncDest) []error {
 	errs := make([]error, len(dests))
 	if len(dests) == 1 {
 		// no tee: the sink reads the source directly
-		errs[0] = c.targets[dests[0].tgt].Sink.BlobPut(ctx, dests[0].repo, d, &countReader{r: &trackReader{r: rr, t: t}, n: c.read})
+		cr := &countReader{r: &trackReader{r: rr, t: t}, n: c.read}
+		errs[0] = c.targets[dests[0].tgt].Sink.BlobPut(ctx, dests[0].repo, d, cr)
+		if cr.err != nil {
+			errs[0] = fmt.Errorf("reading blob %s from the source: %w", d.Digest, cr.err)
+		}
 		t.Done(errs[0])
 		return errs
 	}
@@ -653,7 +657,7 @@ func (c *blobCopy) teeOnce(ctx context.Context, dests []syncDest) []error {
 	}
 	buf := make([]byte, 256<<10)
 	src := &countReader{r: &trackReader{r: rr, t: t}, n: c.read}
-	var srcErr error
+	var srcErr error // the source failed: the cause at every dest
 	for {
 		n, err := src.Read(buf)
 		if n > 0 {
@@ -675,15 +679,14 @@ func (c *blobCopy) teeOnce(ctx context.Context, dests []syncDest) []error {
 			}
 			cw.Wait()
 			if !any {
-				srcErr = errors.New("every target failed")
-				break
+				break // every target failed: their errors say why
 			}
 		}
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
-			srcErr = err
+			srcErr = fmt.Errorf("reading blob %s from the source: %w", d.Digest, err)
 			break
 		}
 	}
@@ -695,9 +698,9 @@ func (c *blobCopy) teeOnce(ctx context.Context, dests []syncDest) []error {
 		}
 	}
 	wg.Wait()
-	for i := range errs {
-		if errs[i] == nil && srcErr != nil {
-			errs[i] = srcErr // cannot happen with a Sink that reads to EOF
+	if srcErr != nil {
+		for i := range errs {
+			errs[i] = srcErr
 		}
 	}
 	t.Done(errors.Join(errs...))
@@ -721,14 +724,19 @@ func errOr(err, def error) error {
 	return def
 }
 
-// countReader adds the bytes read to n.
+// countReader adds the bytes read to n and keeps the first read error
+// (other than EOF).
 type countReader struct {
-	r io.Reader
-	n *atomic.Int64
+	r   io.Reader
+	n   *atomic.Int64
+	err error
 }
 
 func (c *countReader) Read(p []byte) (int, error) {
 	k, err := c.r.Read(p)
 	c.n.Add(int64(k))
+	if err != nil && err != io.EOF && c.err == nil {
+		c.err = err
+	}
 	return k, err
 }

@@ -44,12 +44,15 @@ func TestSyncLyingSource(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := bundle.Sync(context.Background(), reg, targets, []bundle.SyncImage{{Spec: spec}}, bundle.SyncOptions{Retries: 1, RetryDelay: 10 * time.Millisecond})
-	if !errors.Is(err, bundle.ErrImagesFailed) || !(errors.Is(err, bundle.ErrDigestMismatch) || errors.Is(err, errs.ErrDigestMismatch)) {
-		t.Fatalf("err %v, want a digest mismatch", err)
-	}
-	if len(res.Failed) != 2 || res.Total().BlobsPushed != 0 {
-		t.Errorf("result %+v", res)
+	// one target (no tee), then both (tee)
+	for _, ts := range [][]bundle.SyncTarget{targets[:1], targets} {
+		res, err := bundle.Sync(context.Background(), reg, ts, []bundle.SyncImage{{Spec: spec}}, bundle.SyncOptions{Retries: 1, RetryDelay: 10 * time.Millisecond})
+		if !errors.Is(err, bundle.ErrImagesFailed) || !(errors.Is(err, bundle.ErrDigestMismatch) || errors.Is(err, errs.ErrDigestMismatch)) {
+			t.Fatalf("%d target(s): err %v, want a digest mismatch", len(ts), err)
+		}
+		if len(res.Failed) != len(ts) || res.Total().BlobsPushed != 0 {
+			t.Errorf("%d target(s): result %+v", len(ts), res)
+		}
 	}
 	for _, h := range []string{a.Host, b.Host} {
 		r, _ := ref.New(h + "/team/app:1")
