@@ -290,6 +290,7 @@ func Sync(ctx context.Context, src Source, targets []SyncTarget, images []SyncIm
 		blobErr[i] = map[digest.Digest]error{}
 	}
 	var read atomic.Int64
+	var wasStoppedLate atomic.Bool
 	wasStopped := false
 	g, gctx = errgroup.WithContext(ctx)
 	g.SetLimit(opts.Jobs)
@@ -299,6 +300,10 @@ func Sync(ctx context.Context, src Source, targets []SyncTarget, images []SyncIm
 			break
 		}
 		g.Go(func() error {
+			if stopped() {
+				wasStoppedLate.Store(true)
+				return nil
+			}
 			c := &blobCopy{src: src, n: n, targets: targets, opts: opts, prog: prog, read: &read}
 			failed := c.run(gctx)
 			mu.Lock()
@@ -320,7 +325,7 @@ func Sync(ctx context.Context, src Source, targets []SyncTarget, images []SyncIm
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	if wasStopped || stopped() {
+	if wasStopped || wasStoppedLate.Load() || stopped() {
 		res.Duration = time.Since(start)
 		return res, ErrStopped
 	}

@@ -284,3 +284,43 @@ func TestSyncTeeOneTargetFails(t *testing.T) {
 		t.Errorf("read %d bytes from the source for %d", src.total.Load(), unique)
 	}
 }
+
+// stopOnRead closes stop when the first blob is opened.
+type stopOnRead struct {
+	bundle.Source
+	once sync.Once
+	stop chan struct{}
+}
+
+func (s *stopOnRead) BlobGet(ctx context.Context, r ref.Ref, d descriptor.Descriptor) (io.ReadCloser, error) {
+	s.once.Do(func() { close(s.stop) })
+	return s.Source.BlobGet(ctx, r, d)
+}
+
+// TestSyncStopFinishesBlobsInFlight: a stop during a copy lets the blob in
+// flight land, starts no other and pushes no manifest.
+func TestSyncStopFinishesBlobsInFlight(t *testing.T) {
+	e, _, dreg, t1, _, targets := twoTargets(t)
+	src := &stopOnRead{Source: e.reg, stop: make(chan struct{})}
+	res, err := bundle.Sync(context.Background(), src, targets[:1], syncImages(e.specs(t, "team/app:1")), bundle.SyncOptions{Jobs: 1, Stop: src.stop})
+	if !errors.Is(err, bundle.ErrStopped) {
+		t.Fatalf("err %v", err)
+	}
+	tr := res.Targets[0]
+	if tr.BlobsPushed != 1 || tr.Manifests != 0 {
+		t.Errorf("after stop: %+v", tr)
+	}
+	r, _ := ref.New(t1 + "/mirror/team/app:1")
+	landed := 0
+	for _, b := range e.imgs["team/app:1"].Blobs {
+		if ok, _ := dreg.BlobExists(context.Background(), r, b.Desc); ok {
+			landed++
+		}
+	}
+	if landed != 1 {
+		t.Errorf("%d blobs at the target, want the one in flight", landed)
+	}
+	if dg, _ := dreg.ManifestDigest(context.Background(), r); dg != "" {
+		t.Error("a manifest was pushed after stop")
+	}
+}
