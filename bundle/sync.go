@@ -453,29 +453,24 @@ func containsRepo(rs []ref.Ref, r ref.Ref) bool {
 	return false
 }
 
-// pushManifests puts an image's manifests by digest, children first, then
-// tags the top one. It returns how many manifests it put.
+// pushManifests puts an image's manifests, children first by digest, the
+// top one last under its tag (by digest when it has none). It returns how
+// many manifests it put.
 func pushManifests(ctx context.Context, sink Sink, repo ref.Ref, tag string, p *imagePlan, opts SyncOptions) (int, error) {
-	n := 0
-	for _, m := range p.manifests {
+	for i, m := range p.manifests {
 		dg := m.GetDescriptor().Digest
-		err := retry(ctx, opts.Retries, opts.RetryDelay, opts.Log, "manifest "+dg.String(), func() error {
-			return sink.ManifestPut(ctx, repo.SetDigest(dg.String()), m)
+		r := repo.SetDigest(dg.String())
+		if i == len(p.manifests)-1 && tag != "" {
+			r = repo.SetTag(tag)
+		}
+		err := retry(ctx, opts.Retries, opts.RetryDelay, opts.Log, "manifest "+r.CommonName(), func() error {
+			return sink.ManifestPut(ctx, r, m)
 		})
 		if err != nil {
-			return n, fmt.Errorf("pushing manifest %s to %s: %w", dg, repo.CommonName(), err)
-		}
-		n++
-	}
-	if tag != "" {
-		err := retry(ctx, opts.Retries, opts.RetryDelay, opts.Log, "tag "+tag, func() error {
-			return sink.ManifestPut(ctx, repo.SetTag(tag), p.top)
-		})
-		if err != nil {
-			return n, fmt.Errorf("pushing tag %s: %w", repo.SetTag(tag).CommonName(), err)
+			return i, fmt.Errorf("pushing manifest %s to %s: %w", dg, r.CommonName(), err)
 		}
 	}
-	return n, nil
+	return len(p.manifests), nil
 }
 
 // blobCopy copies one blob into every target that needs it.
