@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -170,6 +171,18 @@ func TestSyncEndToEnd(t *testing.T) {
 		dl, _ := m.(manifest.Indexer).GetManifestList()
 		if len(dl) != 2 || dl[0].Platform.Architecture != "amd64" || dl[1].Platform.Architecture != "arm64" {
 			t.Errorf("%slibrary/multi:1 has %d children", prefix, len(dl))
+		}
+	}
+
+	// read back by a tool no one here wrote
+	skopeo := regtest.Need(t, "skopeo")
+	for _, args := range [][]string{
+		{"--creds", "ferry:" + syncPass, "docker://" + e.a.Host + "/mirror/renamed/app:stable"},
+		{"docker://" + e.b.Host + "/renamed/app:stable"},
+	} {
+		raw, err := exec.Command(skopeo, append([]string{"inspect", "--raw", "--tls-verify=false"}, args...)...).Output()
+		if err != nil || digestOf(raw) != e.imgs["team/app:1"].Digest().String() {
+			t.Errorf("skopeo inspect %v: %v, digest %s", args, err, digestOf(raw))
 		}
 	}
 
