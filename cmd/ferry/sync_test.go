@@ -344,3 +344,27 @@ func TestSyncImageSyncerFiles(t *testing.T) {
 		t.Error("the default destination did not get team/tools:1")
 	}
 }
+
+func TestSyncUsageErrors(t *testing.T) {
+	dir := t.TempDir()
+	images := filepath.Join(dir, "images.yaml")
+	_ = os.WriteFile(images, []byte("localhost:5000/a/b: \"\"\n"), 0o600)
+	for _, tt := range []struct {
+		args []string
+		msg  string
+	}{
+		{[]string{"sync", "localhost:5000/a:1"}, "--target"},
+		{[]string{"sync", "--target", "docker", "localhost:5000/a:1"}, "registries"},
+		{[]string{"sync", "--target", "localhost:5001"}, "no images"},
+		{[]string{"sync", "--target", "localhost:5001", "--auth", "a.yaml", "localhost:5000/a:1"}, "--images"},
+		{[]string{"sync", "--images", images}, "no destination"},
+		{[]string{"sync", "--target", "localhost:5001", "--watch", "10ms", "localhost:5000/a:1"}, "--watch"},
+		{[]string{"sync", "--target", "localhost:5001", "localhost:5000/a:/(/"}, "regular expression"},
+		{[]string{"resolve"}, "no images"},
+	} {
+		code, _, stderr := ferry(t, "", tt.args...)
+		if code != exitUsage || !strings.Contains(stderr, tt.msg) {
+			t.Errorf("%v: exit %d, stderr %q (want %q)", tt.args, code, stderr, tt.msg)
+		}
+	}
+}
