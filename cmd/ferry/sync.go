@@ -248,6 +248,10 @@ func (e *env) sync(c *cli.Context) error {
 	}()
 	for n := 1; ; n++ {
 		rep, err := runRound(hard, c.Context.Done(), n)
+		var fe *bundle.FailedError
+		if errors.Is(err, bundle.ErrBadList) && !errors.As(err, &fe) {
+			return usageError{err} // the next round would fail the same way
+		}
 		if err != nil && !errors.Is(err, context.Canceled) {
 			e.log.Warn("round failed", "round", n, "err", err)
 		}
