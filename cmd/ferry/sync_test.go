@@ -361,6 +361,7 @@ func TestSyncUsageErrors(t *testing.T) {
 		{[]string{"sync", "--target", "localhost:5001", "--watch", "10ms", "localhost:5000/a:1"}, "--watch"},
 		{[]string{"sync", "--target", "localhost:5001", "localhost:5000/a:/(/"}, "regular expression"},
 		{[]string{"resolve"}, "no images"},
+		{[]string{"sync", "--target", "localhost:5001", "--watch", "1s", "localhost:5000/a/app:1 -> x/app:1", "localhost:5000/b/app:1 -> x/app:1"}, "both"},
 	} {
 		code, _, stderr := ferry(t, "", tt.args...)
 		if code != exitUsage || !strings.Contains(stderr, tt.msg) {
