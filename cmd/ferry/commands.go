@@ -53,6 +53,8 @@ Examples:
 			&cli.BoolFlag{Name: "keep-going", Usage: "write a bundle of the images that succeeded, marked partial (still exits 1)"},
 			&cli.StringFlag{Name: "cache", Usage: "blob cache directory"},
 			jsonFlag,
+			&cli.DurationFlag{Name: "watch", Usage: "repeat every interval (e.g. 24h): each round an increment against the last round's meta"},
+			&cli.StringFlag{Name: "report", Usage: "with --watch: append one JSON object per round to this file"},
 			&cli.BoolFlag{Name: "insecure", Usage: "skip TLS certificate checks for registries not in cfg.yaml"},
 			&cli.StringFlag{Name: "ca-file", Usage: "CA certificate (PEM) for registries not in cfg.yaml"},
 			&cli.BoolFlag{Name: "referrers", Value: true, Usage: "also save signatures, SBOMs and other referrers of every image (cfg.yaml: referrers)"},

@@ -3,7 +3,12 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/regclient/regclient/types/ref"
 
@@ -65,5 +70,76 @@ func TestJSONResults(t *testing.T) {
 	decode("failed save", stdout, &f)
 	if code != exitFailure || f.OK || len(f.Failures) != 1 {
 		t.Errorf("failed save: %d %+v", code, f)
+	}
+}
+
+// TestSaveWatch: round 1 is a full bundle, a round without changes leaves
+// no bundle, a round after a changed image is an increment of its new
+// blobs only.
+func TestSaveWatch(t *testing.T) {
+	src, stop := regtest.Olareg()
+	defer stop()
+	reg, err := registry.New(registry.Options{Registries: []string{src}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fx := regtest.Fixtures()
+	r, _ := ref.New(src + "/team/app:1")
+	if err := regtest.Push(context.Background(), reg, r, fx["team/app:1"]); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	out := filepath.Join(dir, "out")
+	report := filepath.Join(dir, "rounds.jsonl")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan int, 1)
+	var stderr strings.Builder
+	go func() {
+		done <- run(ctx, []string{"ferry", "--no-progress", "save", "--watch", "1s", "--report", report, "-o", out, src + "/team/app:1"}, strings.NewReader(""), io.Discard, &stderr)
+	}()
+	rounds := func() []saveRound {
+		b, _ := os.ReadFile(report)
+		var rs []saveRound
+		for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+			var r saveRound
+			if json.Unmarshal([]byte(l), &r) == nil {
+				rs = append(rs, r)
+			}
+		}
+		return rs
+	}
+	wait := func(ok func([]saveRound) bool) []saveRound {
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			if rs := rounds(); ok(rs) {
+				return rs
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("report %v; stderr:\n%s", rounds(), stderr.String())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	rs := wait(func(rs []saveRound) bool { return len(rs) >= 2 })
+	if !strings.Contains(rs[0].ID, "_full_") || rs[0].Blobs != 3 || !rs[1].Unchanged {
+		t.Fatalf("rounds %+v", rs)
+	}
+	changed := regtest.NewImage("linux/amd64", regtest.RootfsLayer("base", nil), regtest.Layer(map[string]string{"new.txt": "x"}))
+	if err := regtest.Push(context.Background(), reg, r, changed); err != nil {
+		t.Fatal(err)
+	}
+	rs = wait(func(rs []saveRound) bool { return len(rs) > 0 && rs[len(rs)-1].Blobs > 0 && len(rs) > 2 })
+	cancel()
+	if code := <-done; code != 0 {
+		t.Fatalf("exit %d\n%s", code, stderr.String())
+	}
+	inc := rs[len(rs)-1]
+	if !strings.Contains(inc.ID, "_incr_") || inc.Blobs != 2 || inc.Skipped != 1 {
+		t.Errorf("increment round %+v", inc)
+	}
+	metas, _ := filepath.Glob(filepath.Join(out, "*_meta.yaml"))
+	if len(metas) != 2 {
+		t.Errorf("meta files %v: want the full and one increment", metas)
 	}
 }

@@ -17,6 +17,9 @@ import (
 )
 
 func (e *env) save(c *cli.Context) error {
+	if every := c.Duration("watch"); every != 0 {
+		return e.saveWatch(c, every)
+	}
 	jsonOut, restore := e.jsonOutput(c)
 	defer restore()
 	cfg := e.cfg
