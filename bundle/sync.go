@@ -13,6 +13,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	"github.com/regclient/regclient/types/descriptor"
+	"github.com/regclient/regclient/types/manifest"
 	"github.com/regclient/regclient/types/platform"
 	"github.com/regclient/regclient/types/ref"
 	"golang.org/x/sync/errgroup"
@@ -56,6 +57,9 @@ type SyncOptions struct {
 	// Retries is how often a failed fetch or push is retried (default 0).
 	Retries    int
 	RetryDelay time.Duration
+	// IdleTimeout ends a source read that waits longer than this for a
+	// byte and resumes it, as in Save; 0: no limit.
+	IdleTimeout time.Duration
 	// Stop, when closed, makes Sync start no new blob and push no
 	// manifest: it returns ErrStopped once the blobs in flight landed.
 	Stop     <-chan struct{}
@@ -181,7 +185,7 @@ func Sync(ctx context.Context, src Source, targets []SyncTarget, images []SyncIm
 	var mu sync.Mutex
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(opts.Jobs)
-	popts := SaveOptions{Platforms: opts.Platforms, Retries: opts.Retries, RetryDelay: opts.RetryDelay, Log: opts.Log}
+	popts := SaveOptions{Platforms: opts.Platforms, Retries: opts.Retries, RetryDelay: opts.RetryDelay, IdleTimeout: opts.IdleTimeout, Log: opts.Log}
 	for _, im := range images {
 		key := im.Spec.String()
 		mu.Lock()
@@ -454,23 +458,35 @@ func containsRepo(rs []ref.Ref, r ref.Ref) bool {
 }
 
 // pushManifests puts an image's manifests, children first by digest, the
-// top one last under its tag (by digest when it has none). It returns how
-// many manifests it put.
+// top one under its tag (by digest when it has none). It returns how many
+// manifests it put.
 func pushManifests(ctx context.Context, sink Sink, repo ref.Ref, tag string, p *imagePlan, opts SyncOptions) (int, error) {
-	for i, m := range p.manifests {
-		dg := m.GetDescriptor().Digest
-		r := repo.SetDigest(dg.String())
-		if i == len(p.manifests)-1 && tag != "" {
-			r = repo.SetTag(tag)
-		}
+	top := p.top.GetDescriptor().Digest
+	put := func(r ref.Ref, m manifest.Manifest) error {
 		err := retry(ctx, opts.Retries, opts.RetryDelay, opts.Log, "manifest "+r.CommonName(), func() error {
 			return sink.ManifestPut(ctx, r, m)
 		})
 		if err != nil {
-			return i, fmt.Errorf("pushing manifest %s to %s: %w", dg, r.CommonName(), err)
+			return fmt.Errorf("pushing manifest %s to %s: %w", m.GetDescriptor().Digest, r.CommonName(), err)
+		}
+		return nil
+	}
+	n := 0
+	for _, m := range p.manifests {
+		if dg := m.GetDescriptor().Digest; dg != top || tag == "" {
+			if err := put(repo.SetDigest(dg.String()), m); err != nil {
+				return n, err
+			}
+			n++
 		}
 	}
-	return len(p.manifests), nil
+	if tag != "" {
+		if err := put(repo.SetTag(tag), p.top); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
 }
 
 // blobCopy copies one blob into every target that needs it.
@@ -613,11 +629,11 @@ func (c *blobCopy) tee(ctx context.Context, dests []syncDest) []error {
 func (c *blobCopy) teeOnce(ctx context.Context, dests []syncDest) []error {
 	d := c.n.desc
 	t := c.prog.Begin(d.Digest.Encoded()[:12], d.Size)
-	rr := &resumeReader{ctx: ctx, open: func() (io.ReadCloser, error) {
+	rr := &resumeReader{ctx: ctx, idle: c.opts.IdleTimeout, open: func(actx context.Context) (io.ReadCloser, error) {
 		var rc io.ReadCloser
-		err := retry(ctx, c.opts.Retries, c.opts.RetryDelay, c.opts.Log, "blob "+d.Digest.String(), func() error {
+		err := retry(actx, c.opts.Retries, c.opts.RetryDelay, c.opts.Log, "blob "+d.Digest.String(), func() error {
 			var err error
-			rc, err = c.src.BlobGet(ctx, c.n.src, d)
+			rc, err = c.src.BlobGet(actx, c.n.src, d)
 			return err
 		})
 		return rc, err

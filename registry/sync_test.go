@@ -3,10 +3,6 @@ package registry_test
 import (
 	"context"
 	"errors"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
-	"strings"
 	"testing"
 	"time"
 
@@ -24,11 +20,9 @@ func TestSyncLyingSource(t *testing.T) {
 	src := regtest.StartDistribution(t, regtest.DistributionOptions{})
 	sreg := client(t, src, regtest.DistributionOptions{})
 	imgs := seed(t, sreg, src.Host, "team/app:1")
-	u, _ := url.Parse("http://" + src.Host)
-	f := &flaky{count: map[string]int{}, mode: "corrupt", proxy: httputil.NewSingleHostReverseProxy(u)}
-	srv := httptest.NewServer(f)
-	defer srv.Close()
-	proxy := strings.TrimPrefix(srv.URL, "http://")
+	fp := regtest.StartFaultProxy(t, src.Host)
+	fp.Add(regtest.Fault{Method: "GET", Path: "/blobs/sha256:", Action: regtest.Flip(10)})
+	proxy := fp.Host
 	a := regtest.StartDistribution(t, regtest.DistributionOptions{})
 	b := regtest.StartDistribution(t, regtest.DistributionOptions{})
 	reg, err := registry.New(registry.Options{Registries: []string{proxy, a.Host, b.Host}, Retries: 1, RetryDelay: 10 * time.Millisecond})
