@@ -314,13 +314,9 @@ func (e *env) syncDone(c *cli.Context, rep *syncReport, err error) error {
 // goes to every --target.
 func (e *env) imageSyncerImages(imagesFile, authFile string, targets *[]bundle.SyncTarget, hosts *[]string) ([]bundle.SyncImage, error) {
 	if authFile != "" {
-		b, err := os.ReadFile(authFile)
+		auth, err := parseFile(authFile, imagesyncer.ParseAuth)
 		if err != nil {
-			return nil, usageError{err}
-		}
-		auth, err := imagesyncer.ParseAuth(b)
-		if err != nil {
-			return nil, usageError{fmt.Errorf("%s: %w", authFile, err)}
+			return nil, err
 		}
 		hs, err := imagesyncer.Hosts(auth)
 		if err != nil {
@@ -337,13 +333,9 @@ func (e *env) imageSyncerImages(imagesFile, authFile string, targets *[]bundle.S
 			e.cfg.Registries = append(e.cfg.Registries, rc)
 		}
 	}
-	b, err := os.ReadFile(imagesFile)
+	rules, err := parseFile(imagesFile, imagesyncer.ParseImages)
 	if err != nil {
-		return nil, usageError{err}
-	}
-	rules, err := imagesyncer.ParseImages(b)
-	if err != nil {
-		return nil, usageError{fmt.Errorf("%s: %w", imagesFile, err)}
+		return nil, err
 	}
 	defaults := make([]int, len(*targets)) // an empty destination: every --target
 	for t := range defaults {
@@ -384,4 +376,19 @@ func (e *env) imageSyncerImages(imagesFile, authFile string, targets *[]bundle.S
 		}
 	}
 	return out, nil
+}
+
+// parseFile reads and parses a configuration file; both failures are
+// usage errors naming the file.
+func parseFile[T any](file string, parse func([]byte) (T, error)) (T, error) {
+	var zero T
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return zero, usageError{err}
+	}
+	v, err := parse(b)
+	if err != nil {
+		return zero, usageError{fmt.Errorf("%s: %w", file, err)}
+	}
+	return v, nil
 }
