@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -57,6 +58,11 @@ type SyncOptions struct {
 	// Retries is how often a failed fetch or push is retried (default 0).
 	Retries    int
 	RetryDelay time.Duration
+	// Referrers also copies what refers to each image (SBOMs, signatures:
+	// OCI referrers and cosign tags), as Save does; ArtifactTypes keeps
+	// only these artifact types.
+	Referrers     bool
+	ArtifactTypes []string
 	// IdleTimeout ends a source read that waits longer than this for a
 	// byte and resumes it, as in Save; 0: no limit.
 	IdleTimeout time.Duration
@@ -185,7 +191,7 @@ func Sync(ctx context.Context, src Source, targets []SyncTarget, images []SyncIm
 	var mu sync.Mutex
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(opts.Jobs)
-	popts := SaveOptions{Platforms: opts.Platforms, Retries: opts.Retries, RetryDelay: opts.RetryDelay, IdleTimeout: opts.IdleTimeout, Log: opts.Log}
+	popts := SaveOptions{Platforms: opts.Platforms, Retries: opts.Retries, RetryDelay: opts.RetryDelay, IdleTimeout: opts.IdleTimeout, Referrers: opts.Referrers, ArtifactTypes: opts.ArtifactTypes, Log: opts.Log}
 	for _, im := range images {
 		key := im.Spec.String()
 		mu.Lock()
@@ -237,22 +243,8 @@ func Sync(ctx context.Context, src Source, targets []SyncTarget, images []SyncIm
 			continue
 		}
 		g.Go(func() error {
-			top := j.plan.top.GetDescriptor().Digest
-			r := j.repo.SetDigest(top.String())
-			if tag := images[j.img].Spec.Tag; tag != "" {
-				r = j.repo.SetTag(tag)
-			}
-			var have digest.Digest
-			err := retry(gctx, opts.Retries, opts.RetryDelay, opts.Log, "manifest "+r.CommonName(), func() error {
-				var err error
-				have, err = mh.ManifestDigest(gctx, r)
-				return err
-			})
-			if err != nil {
-				j.err = fmt.Errorf("checking %s: %w", r.CommonName(), err)
-			} else if have == top {
-				j.upToDate = true
-			}
+			ok, err := present(gctx, mh, j.repo, images[j.img].Spec.Tag, j.plan, opts)
+			j.upToDate, j.err = ok, err
 			return nil
 		})
 	}
@@ -260,6 +252,7 @@ func Sync(ctx context.Context, src Source, targets []SyncTarget, images []SyncIm
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+
 	// 3. Blobs: every blob a pending copy needs, once per target, each
 	// read once from the source for all targets that lack it.
 	needs := map[digest.Digest]*blobNeed{}
@@ -410,6 +403,52 @@ func Sync(ctx context.Context, src Source, targets []SyncTarget, images []SyncIm
 	return res, nil
 }
 
+// present reports whether the target already has the image: its tag (or
+// top digest) points at the planned top manifest and, with referrers,
+// every referrer manifest and cosign tag is there too.
+func present(ctx context.Context, mh ManifestHeader, repo ref.Ref, tag string, p *imagePlan, opts SyncOptions) (bool, error) {
+	top := p.top.GetDescriptor().Digest
+	want := map[string]digest.Digest{}
+	if tag != "" {
+		want[tag] = top
+	} else {
+		want["@"+top.String()] = top
+	}
+	if opts.Referrers {
+		for _, m := range p.manifests {
+			dg := m.GetDescriptor().Digest
+			want["@"+dg.String()] = dg
+		}
+		for _, tr := range p.tagged {
+			want[tr.tag] = tr.desc.Digest
+		}
+	}
+	keys := make([]string, 0, len(want))
+	for k := range want {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		r := repo.SetTag(k)
+		if strings.HasPrefix(k, "@") {
+			r = repo.SetDigest(k[1:])
+		}
+		var have digest.Digest
+		err := retry(ctx, opts.Retries, opts.RetryDelay, opts.Log, "manifest "+r.CommonName(), func() error {
+			var err error
+			have, err = mh.ManifestDigest(ctx, r)
+			return err
+		})
+		if err != nil {
+			return false, fmt.Errorf("checking %s: %w", r.CommonName(), err)
+		}
+		if have != want[k] {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
 // syncJobs expands images × targets and checks that no two sources land on
 // the same repository and tag of one target.
 func syncJobs(targets []SyncTarget, images []SyncImage) ([]*syncJob, error) {
@@ -485,6 +524,16 @@ func pushManifests(ctx context.Context, sink Sink, repo ref.Ref, tag string, p *
 			return n, err
 		}
 		n++
+	}
+	for _, tr := range p.tagged { // cosign-style referrers: tags last
+		for _, m := range p.manifests {
+			if m.GetDescriptor().Digest == tr.desc.Digest {
+				if err := put(repo.SetTag(tr.tag), m); err != nil {
+					return n, err
+				}
+				break
+			}
+		}
 	}
 	return n, nil
 }

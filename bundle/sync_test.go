@@ -324,3 +324,45 @@ func TestSyncStopFinishesBlobsInFlight(t *testing.T) {
 		t.Error("a manifest was pushed after stop")
 	}
 }
+
+// TestSyncReferrers: with Referrers, SBOMs and signatures (OCI referrers
+// and cosign tags) follow their images, as in Save; a second run finds
+// them there and pushes nothing.
+func TestSyncReferrers(t *testing.T) {
+	e, _, dreg, t1, _, targets := twoTargets(t)
+	a := attach(t, e)
+	ctx := context.Background()
+	opts := bundle.SyncOptions{Referrers: true, Platforms: mustPlatforms(t, "linux/amd64")}
+	specs := e.specs(t, "team/app:1")
+	if _, err := bundle.Sync(ctx, e.reg, targets[:1], syncImages(specs), opts); err != nil {
+		t.Fatal(err)
+	}
+	repo, _ := ref.New(t1 + "/mirror/team/app")
+	for name, r := range map[string]ref.Ref{
+		"sbom":       repo.SetDigest(a.appSBOM.Digest().String()),
+		"cosign tag": repo.SetTag(a.sigTag),
+	} {
+		want := a.appSBOM.Digest()
+		if name == "cosign tag" {
+			want = a.appSig.Digest()
+		}
+		if dg, err := dreg.ManifestDigest(ctx, r); err != nil || dg != want {
+			t.Errorf("%s at the target: %q %v, want %s", name, dg, err, want)
+		}
+	}
+	res, err := bundle.Sync(ctx, e.reg, targets[:1], syncImages(specs), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tot := res.Total(); tot.UpToDate != 1 || tot.Manifests != 0 || tot.BlobsPushed != 0 {
+		t.Errorf("second run: %+v", tot)
+	}
+	// without referrers nothing else is copied
+	if _, err := bundle.Sync(ctx, e.reg, targets[1:], syncImages(specs), bundle.SyncOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	other, _ := ref.New(strings.TrimSuffix(targets[1].Name, "/mirror") + "/mirror/team/app")
+	if dg, _ := dreg.ManifestDigest(ctx, other.SetDigest(a.appSBOM.Digest().String())); dg != "" {
+		t.Error("the SBOM was copied without Referrers")
+	}
+}

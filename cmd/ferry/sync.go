@@ -41,6 +41,8 @@ Examples:
 			&cli.StringSliceFlag{Name: "img", Usage: "an image, like an IMAGE argument (repeatable)"},
 			&cli.StringSliceFlag{Name: "platform", Aliases: []string{"p"}, Usage: "keep only these platforms of multi-platform images (as save)"},
 			&cli.IntFlag{Name: "latest", Usage: "tag selections keep the N highest tags (semver order)"},
+			&cli.BoolFlag{Name: "referrers", Usage: "also copy what refers to each image (SBOMs, signatures: OCI referrers and cosign tags)"},
+			&cli.StringSliceFlag{Name: "artifact-type", Usage: "with --referrers: only these artifact types (repeatable)"},
 			&cli.IntFlag{Name: "jobs", Aliases: []string{"j"}, Usage: "concurrent transfers (default 4)"},
 			&cli.IntFlag{Name: "retries", Usage: "retries of a failed transfer (default 3)"},
 			&cli.DurationFlag{Name: "watch", Usage: "repeat every interval (e.g. 10m) until stopped; SIGTERM ends after the blobs in flight"},
@@ -189,6 +191,7 @@ func (e *env) sync(c *cli.Context) error {
 			p := e.progress()
 			res, err = bundle.Sync(ctx, reg, targets, expanded, bundle.SyncOptions{
 				Platforms: plats, Jobs: jobs, Retries: retries, Stop: stop, Log: e.log, Progress: p,
+				Referrers: c.Bool("referrers"), ArtifactTypes: c.StringSlice("artifact-type"),
 			})
 			p.Stop()
 		}
