@@ -700,10 +700,11 @@ func (c *blobCopy) teeOnce(ctx context.Context, dests []syncDest) []error {
 		return errs
 	}
 	pws := make([]*io.PipeWriter, len(dests))
+	prs := make([]*io.PipeReader, len(dests))
 	var wg sync.WaitGroup
 	for i, ds := range dests {
 		pr, pw := io.Pipe()
-		pws[i] = pw
+		pws[i], prs[i] = pw, pr
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -737,7 +738,19 @@ func (c *blobCopy) teeOnce(ctx context.Context, dests []syncDest) []error {
 				cw.Add(1)
 				go func() {
 					defer cw.Done()
-					if _, werr := pws[i].Write(chunk); werr != nil {
+					// a target that stops reading drops out instead of
+					// holding up the others
+					var timer *time.Timer
+					if idle := c.opts.IdleTimeout; idle > 0 {
+						timer = time.AfterFunc(idle, func() {
+							prs[i].CloseWithError(fmt.Errorf("%w: %s read nothing for %v", ErrIdleTimeout, dests[i].repo.CommonName(), idle))
+						})
+					}
+					_, werr := pws[i].Write(chunk)
+					if timer != nil {
+						timer.Stop()
+					}
+					if werr != nil {
 						live[i] = false
 					}
 				}()

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 	"github.com/regclient/regclient/types/descriptor"
@@ -364,5 +365,43 @@ func TestSyncReferrers(t *testing.T) {
 	other, _ := ref.New(strings.TrimSuffix(targets[1].Name, "/mirror") + "/mirror/team/app")
 	if dg, _ := dreg.ManifestDigest(ctx, other.SetDigest(a.appSBOM.Digest().String())); dg != "" {
 		t.Error("the SBOM was copied without Referrers")
+	}
+}
+
+// stuckSink reads a little of each blob and then stops reading until its
+// stream is closed under it.
+type stuckSink struct{ bundle.Sink }
+
+func (s stuckSink) BlobPut(ctx context.Context, r ref.Ref, d descriptor.Descriptor, rdr io.Reader) error {
+	_, _ = io.CopyN(io.Discard, rdr, 1)
+	for {
+		// a sink that holds its stream without reading: the tee's next
+		// write to it blocks until the idle timer closes the stream
+		time.Sleep(10 * time.Millisecond)
+		if _, err := rdr.Read(make([]byte, 0)); err != nil {
+			return err
+		}
+	}
+}
+
+// TestSyncStalledTargetDropsOut: with IdleTimeout, a target that stops
+// reading is dropped from the tee; the other target completes.
+func TestSyncStalledTargetDropsOut(t *testing.T) {
+	e, _, dreg, _, _, targets := twoTargets(t)
+	targets[0].Sink = stuckSink{dreg}
+	done := make(chan struct{})
+	var res *bundle.SyncResult
+	var err error
+	go func() {
+		defer close(done)
+		res, err = bundle.Sync(context.Background(), e.reg, targets, syncImages(e.specs(t, "team/app:1")), bundle.SyncOptions{IdleTimeout: 200 * time.Millisecond})
+	}()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("a stalled target held up the sync")
+	}
+	if !errors.Is(err, bundle.ErrImagesFailed) || res.Targets[1].Images != 1 || res.Targets[0].Failed != 1 {
+		t.Fatalf("err %v, result %+v", err, res)
 	}
 }
