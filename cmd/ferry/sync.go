@@ -45,6 +45,7 @@ Examples:
 			&cli.StringSliceFlag{Name: "artifact-type", Usage: "with --referrers: only these artifact types (repeatable)"},
 			&cli.IntFlag{Name: "jobs", Aliases: []string{"j"}, Usage: "concurrent transfers (default 4)"},
 			&cli.IntFlag{Name: "retries", Usage: "retries of a failed transfer (default 3)"},
+			&cli.DurationFlag{Name: "idle-timeout", Value: 2 * time.Minute, Usage: "a source that sends nothing this long is read again from where it stopped; a target that reads nothing this long drops out (0: no limit)"},
 			&cli.DurationFlag{Name: "watch", Usage: "repeat every interval (e.g. 10m) until stopped; SIGTERM ends after the blobs in flight"},
 			&cli.StringFlag{Name: "report", Usage: "append one JSON object per round to this file"},
 			jsonFlag,
@@ -192,6 +193,7 @@ func (e *env) sync(c *cli.Context) error {
 			res, err = bundle.Sync(ctx, reg, targets, expanded, bundle.SyncOptions{
 				Platforms: plats, Jobs: jobs, Retries: retries, Stop: stop, Log: e.log, Progress: p,
 				Referrers: c.Bool("referrers"), ArtifactTypes: c.StringSlice("artifact-type"),
+				IdleTimeout: c.Duration("idle-timeout"),
 			})
 			p.Stop()
 		}
