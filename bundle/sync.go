@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"sort"
 	"strings"
 	"sync"
@@ -228,9 +229,11 @@ func Sync(ctx context.Context, src Source, targets []SyncTarget, images []SyncIm
 	}
 
 	// 2. Which targets already have the image (tag or digest points at the
-	// same manifest)? A target that cannot answer fails that copy now.
-	g, gctx = errgroup.WithContext(ctx)
-	g.SetLimit(opts.Jobs)
+	// same manifest)? One copy per target is checked first: a target that
+	// cannot be reached fails all its copies at once (a registry client
+	// backs off from a dead host, so asking for each would take minutes).
+	var check [2][]*syncJob // first copy per target, the others
+	probed := map[int]bool{}
 	for _, j := range jobs {
 		key := images[j.img].Spec.String()
 		if err := planErr[key]; err != nil {
@@ -238,19 +241,40 @@ func Sync(ctx context.Context, src Source, targets []SyncTarget, images []SyncIm
 			continue
 		}
 		j.plan = plans[key]
-		mh, ok := targets[j.tgt].Sink.(ManifestHeader)
-		if !ok {
+		if _, ok := targets[j.tgt].Sink.(ManifestHeader); !ok {
 			continue
 		}
-		g.Go(func() error {
-			ok, err := present(gctx, mh, j.repo, images[j.img].Spec.Tag, j.plan, opts)
-			j.upToDate, j.err = ok, err
-			return nil
-		})
+		k := 1
+		if !probed[j.tgt] {
+			probed[j.tgt], k = true, 0
+		}
+		check[k] = append(check[k], j)
 	}
-	_ = g.Wait()
-	if err := ctx.Err(); err != nil {
-		return nil, err
+	down := map[int]error{}
+	for k, js := range check {
+		g, gctx = errgroup.WithContext(ctx)
+		g.SetLimit(opts.Jobs)
+		for _, j := range js {
+			if err := down[j.tgt]; err != nil {
+				j.err = err
+				continue
+			}
+			mh := targets[j.tgt].Sink.(ManifestHeader)
+			g.Go(func() error {
+				j.upToDate, j.err = present(gctx, mh, j.repo, images[j.img].Spec.Tag, j.plan, opts)
+				return nil
+			})
+		}
+		_ = g.Wait()
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		for _, j := range js {
+			if k == 0 && unreachable(j.err) {
+				down[j.tgt] = fmt.Errorf("target %s unreachable: %w", targets[j.tgt].Name, j.err)
+				j.err = down[j.tgt]
+			}
+		}
 	}
 
 	// 3. Blobs: every blob a pending copy needs, once per target, each
@@ -287,6 +311,7 @@ func Sync(ctx context.Context, src Source, targets []SyncTarget, images []SyncIm
 		blobErr[i] = map[digest.Digest]error{}
 	}
 	var read atomic.Int64
+	blobDown := &downSet{m: map[int]error{}}
 	var wasStoppedLate atomic.Bool
 	wasStopped := false
 	g, gctx = errgroup.WithContext(ctx)
@@ -301,7 +326,7 @@ func Sync(ctx context.Context, src Source, targets []SyncTarget, images []SyncIm
 				wasStoppedLate.Store(true)
 				return nil
 			}
-			c := &blobCopy{src: src, n: n, targets: targets, opts: opts, prog: prog, read: &read}
+			c := &blobCopy{src: src, n: n, targets: targets, opts: opts, prog: prog, read: &read, down: blobDown}
 			failed := c.run(gctx)
 			mu.Lock()
 			defer mu.Unlock()
@@ -401,6 +426,14 @@ func Sync(ctx context.Context, src Source, targets []SyncTarget, images []SyncIm
 		return res, fe
 	}
 	return res, nil
+}
+
+// unreachable reports whether err says a host could not be reached at all
+// (connection refused, no route, DNS, TLS handshake) rather than that it
+// answered with an error.
+func unreachable(err error) bool {
+	var ne net.Error
+	return err != nil && errors.As(err, &ne) && !errors.Is(err, context.Canceled)
 }
 
 // present reports whether the target already has the image: its tag (or
@@ -546,7 +579,40 @@ type blobCopy struct {
 	opts    SyncOptions
 	prog    Progress
 	read    *atomic.Int64
+	down    *downSet
 	counts  map[int]*TargetResult
+}
+
+// downSet remembers targets found unreachable, so that the blobs after
+// the first failure do not each wait for the client's backoff.
+type downSet struct {
+	mu sync.Mutex
+	m  map[int]error
+}
+
+func (d *downSet) get(t int) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.m[t]
+}
+
+// sourceError is a failure of the source while copying to a target: it
+// says nothing about the target.
+type sourceError struct{ error }
+
+func (e sourceError) Unwrap() error { return e.error }
+
+// note records err for target t when it says the target is unreachable.
+func (d *downSet) note(t int, err error) {
+	var se sourceError
+	if !unreachable(err) || errors.As(err, &se) {
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.m[t] == nil {
+		d.m[t] = err
+	}
 }
 
 // run checks each target (HEAD per repository), tees one source read into
@@ -569,6 +635,10 @@ func (c *blobCopy) run(ctx context.Context) map[int]error {
 	sort.Ints(tgts)
 	for _, t := range tgts {
 		c.counts[t] = &TargetResult{}
+		if err := c.down.get(t); err != nil {
+			failed[t] = err
+			continue
+		}
 		sink := c.targets[t].Sink
 		p := &plan{}
 		var have *ref.Ref
@@ -590,6 +660,7 @@ func (c *blobCopy) run(ctx context.Context) map[int]error {
 			}
 		}
 		if err != nil {
+			c.down.note(t, err)
 			failed[t] = fmt.Errorf("checking blob %s at %s: %w", d.Digest, c.targets[t].Name, err)
 			continue
 		}
@@ -607,6 +678,7 @@ func (c *blobCopy) run(ctx context.Context) map[int]error {
 		for i, err := range c.tee(ctx, dests) {
 			t := dests[i].tgt
 			if err != nil {
+				c.down.note(t, err)
 				failed[t] = fmt.Errorf("pushing blob %s to %s: %w", d.Digest, dests[i].repo.CommonName(), err)
 				delete(plans, t)
 				continue
@@ -694,7 +766,7 @@ func (c *blobCopy) teeOnce(ctx context.Context, dests []syncDest) []error {
 		cr := &countReader{r: &trackReader{r: rr, t: t}, n: c.read}
 		errs[0] = c.targets[dests[0].tgt].Sink.BlobPut(ctx, dests[0].repo, d, cr)
 		if cr.err != nil {
-			errs[0] = fmt.Errorf("reading blob %s from the source: %w", d.Digest, cr.err)
+			errs[0] = sourceError{fmt.Errorf("reading blob %s from the source: %w", d.Digest, cr.err)}
 		}
 		t.Done(errs[0])
 		return errs
@@ -764,7 +836,7 @@ func (c *blobCopy) teeOnce(ctx context.Context, dests []syncDest) []error {
 			break
 		}
 		if err != nil {
-			srcErr = fmt.Errorf("reading blob %s from the source: %w", d.Digest, err)
+			srcErr = sourceError{fmt.Errorf("reading blob %s from the source: %w", d.Digest, err)}
 			break
 		}
 	}

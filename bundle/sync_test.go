@@ -219,13 +219,20 @@ func TestSyncTargetDown(t *testing.T) {
 	deadHost := strings.TrimPrefix(dead.URL, "http://")
 	dead.Close()
 	dreg := newReg(t, good, deadHost)
-	names := []string{"team/app:1", "team/tools:1"}
-	res, err := bundle.Sync(context.Background(), e.reg, syncTargets(t, dreg, deadHost, good), syncImages(e.specs(t, names...)), bundle.SyncOptions{Retries: 1})
+	names := []string{"team/app:1", "team/tools:1", "library/base:1", "library/multi:1"}
+	targets := syncTargets(t, dreg, deadHost, good)
+	asked := &headCounter{Registry: dreg, refs: map[string]bool{}}
+	targets[0].Sink = asked
+	res, err := bundle.Sync(context.Background(), e.reg, targets, syncImages(e.specs(t, names...)), bundle.SyncOptions{Retries: 1})
+	// the first copy found the target down: the others were not asked for
+	if len(asked.refs) != 1 {
+		t.Errorf("the dead target was asked for %d manifests: %v", len(asked.refs), asked.refs)
+	}
 	var fe *bundle.FailedError
 	if !errors.As(err, &fe) || !errors.Is(err, bundle.ErrImagesFailed) {
 		t.Fatalf("err %v", err)
 	}
-	if len(fe.Images) != 2 {
+	if len(fe.Images) != len(names) {
 		t.Fatalf("failures %v", fe.Images)
 	}
 	for _, f := range fe.Images {
@@ -233,9 +240,23 @@ func TestSyncTargetDown(t *testing.T) {
 			t.Errorf("failure at the wrong target: %s", f.Image)
 		}
 	}
-	if res.Targets[1].Images != 2 || res.Targets[1].Failed != 0 || res.Targets[0].Failed != 2 {
+	if res.Targets[1].Images != len(names) || res.Targets[1].Failed != 0 || res.Targets[0].Failed != len(names) {
 		t.Errorf("targets %+v", res.Targets)
 	}
+}
+
+// headCounter records the manifests a sink was asked about.
+type headCounter struct {
+	*registry.Registry
+	mu   sync.Mutex
+	refs map[string]bool
+}
+
+func (h *headCounter) ManifestDigest(ctx context.Context, r ref.Ref) (digest.Digest, error) {
+	h.mu.Lock()
+	h.refs[r.CommonName()] = true
+	h.mu.Unlock()
+	return h.Registry.ManifestDigest(ctx, r)
 }
 
 func TestSyncStop(t *testing.T) {

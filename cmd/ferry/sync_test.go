@@ -221,7 +221,7 @@ func TestSyncEndToEnd(t *testing.T) {
 	e.b.Stop()
 	newer := regtest.NewImage("linux/amd64", regtest.RootfsLayer("base", nil), regtest.Layer(map[string]string{"version.txt": "v1.11.0\n"}))
 	e.push(t, "team/versions:v1.11.0", newer)
-	code, stdout, stderr = ferry(t, "", "--config", e.cfg, "--no-progress", "sync", "--json", "--retries", "0", s+"/team/versions:*")
+	code, stdout, stderr = ferry(t, "", "--config", e.cfg, "--no-progress", "sync", "--json", "--retries", "1", s+"/team/versions:*")
 	if code != exitFailure {
 		t.Fatalf("one target down: exit %d\n%s\n%s", code, stdout, stderr)
 	}
