@@ -267,17 +267,20 @@ echo
 echo "sync $SRC/$IMG into an empty $DST: a warm-up and $RUNS runs each"
 DST2_PORT=$(free_port $((DST_PORT + 1)))
 DST2=127.0.0.1:$DST2_PORT
-measure sync ferry "$fresh" "$check" -- \
+# PREP also flushes dirty pages (untimed): the runs before must not make
+# the next tool pay for their disk writeback
+fresh1='fresh_registry dst "$DST_PORT"; command sync'
+measure sync ferry "$fresh1" "$check" -- \
   "${FERRY[@]}" sync "$SRC/$IMG" --target "$DST"
-measure sync regctl "$fresh" "$check" -- \
+measure sync regctl "$fresh1" "$check" -- \
   "${REGCTL[@]}" --host "$(regctl_host "$SRC")" --host "$(regctl_host "$DST")" image copy "$SRC/$IMG" "$DST/$IMG"
-measure sync skopeo "$fresh" "$check" -- \
+measure sync skopeo "$fresh1" "$check" -- \
   skopeo copy -q --preserve-digests --src-tls-verify=false --dest-tls-verify=false "docker://$SRC/$IMG" "docker://$DST/$IMG"
 if [ "$HAVE_CRANE" = 1 ]; then
-  measure sync crane "$fresh" "$check" -- \
+  measure sync crane "$fresh1" "$check" -- \
     crane copy --insecure "$SRC/$IMG" "$DST/$IMG"
 fi
-fresh2='fresh_registry dst "$DST_PORT"; fresh_registry dst2 "$DST2_PORT"'
+fresh2='fresh_registry dst "$DST_PORT"; fresh_registry dst2 "$DST2_PORT"; command sync'
 check2='"$WORK/ferry-seed" --registry "$DST" --check "$META" && "$WORK/ferry-seed" --registry "$DST2" --check "$META"'
 measure sync2 ferry "$fresh2" "$check2" -- \
   "${FERRY[@]}" sync --json "$SRC/$IMG" --target "$DST" --target "$DST2"
