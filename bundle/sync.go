@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -583,6 +584,17 @@ type blobCopy struct {
 	counts  map[int]*TargetResult
 }
 
+// sameSink reports whether a and b are the same sink (false when the
+// sinks cannot be compared).
+func sameSink(a, b Sink) (same bool) {
+	defer func() {
+		if recover() != nil {
+			same = false
+		}
+	}()
+	return a == b
+}
+
 // downSet remembers targets found unreachable, so that the blobs after
 // the first failure do not each wait for the client's backoff.
 type downSet struct {
@@ -674,18 +686,60 @@ func (c *blobCopy) run(ctx context.Context) map[int]error {
 		}
 		plans[t] = p
 	}
-	if len(dests) > 0 {
-		for i, err := range c.tee(ctx, dests) {
-			t := dests[i].tgt
+	// Targets on one registry (the same sink and host: two namespaces, say)
+	// share the blob by mount: one of them gets the bytes, or none when
+	// one of them has it already.
+	var teeDests []syncDest
+	via := map[int]int{} // target -> the target on its registry it mounts from
+	inTee := map[int]bool{}
+	for _, ds := range dests {
+		t, from := ds.tgt, -1
+		for _, u := range tgts {
+			pu := plans[u]
+			if u == t || pu == nil || pu.from.Registry != ds.repo.Registry || !sameSink(c.targets[u].Sink, c.targets[t].Sink) {
+				continue
+			}
+			if inTee[u] || !slices.ContainsFunc(dests, func(x syncDest) bool { return x.tgt == u }) {
+				from = u
+				break
+			}
+		}
+		if from < 0 {
+			teeDests = append(teeDests, ds)
+			inTee[t] = true
+			continue
+		}
+		via[t] = from
+		plans[t].mount = append([]ref.Ref{plans[t].from}, plans[t].mount...)
+	}
+	if len(teeDests) > 0 {
+		for i, err := range c.tee(ctx, teeDests) {
+			t := teeDests[i].tgt
 			if err != nil {
 				c.down.note(t, err)
-				failed[t] = fmt.Errorf("pushing blob %s to %s: %w", d.Digest, dests[i].repo.CommonName(), err)
+				failed[t] = fmt.Errorf("pushing blob %s to %s: %w", d.Digest, teeDests[i].repo.CommonName(), err)
 				delete(plans, t)
 				continue
 			}
 			c.counts[t].BlobsPushed++
 			c.counts[t].BytesPushed += d.Size
 		}
+	}
+	for t, u := range via {
+		if pu := plans[u]; pu != nil {
+			plans[t].from = pu.from
+			continue
+		}
+		// the target it was to mount from failed: it gets its own copy
+		p := plans[t]
+		p.from, p.mount = p.mount[0], p.mount[1:]
+		if errs := c.tee(ctx, []syncDest{{tgt: t, repo: p.from}}); errs[0] != nil {
+			failed[t] = fmt.Errorf("pushing blob %s to %s: %w", d.Digest, p.from.CommonName(), errs[0])
+			delete(plans, t)
+			continue
+		}
+		c.counts[t].BlobsPushed++
+		c.counts[t].BytesPushed += d.Size
 	}
 	for t, p := range plans {
 		sink := c.targets[t].Sink

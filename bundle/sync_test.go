@@ -426,3 +426,39 @@ func TestSyncStalledTargetDropsOut(t *testing.T) {
 		t.Fatalf("err %v, result %+v", err, res)
 	}
 }
+
+// TestSyncTwoNamespacesOneRegistry: two targets on one registry get each
+// blob once; the second target mounts it from the first.
+func TestSyncTwoNamespacesOneRegistry(t *testing.T) {
+	e := seeded(t)
+	h, stop := regtest.Olareg()
+	defer stop()
+	dreg := newReg(t, h)
+	host, _ := ref.NewHost(h)
+	targets := []bundle.SyncTarget{
+		{Name: h + "/prod", Sink: dreg, Repo: bundle.RegistryTarget(host, "prod", nil)},
+		{Name: h + "/staging", Sink: dreg, Repo: bundle.RegistryTarget(host, "staging", nil)},
+	}
+	src := &countingSource{Source: e.reg, bytes: map[digest.Digest]int64{}}
+	res, err := bundle.Sync(context.Background(), src, targets, syncImages(e.specs(t, "team/app:1")), bundle.SyncOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := len(e.imgs["team/app:1"].Blobs)
+	if a, b := res.Targets[0], res.Targets[1]; a.BlobsPushed+b.BlobsPushed != n || a.BlobsMounted+b.BlobsMounted != n || a.Images != 1 || b.Images != 1 {
+		t.Errorf("targets %+v %+v: want %d blobs pushed once and mounted once", a, b, n)
+	}
+	var one int64
+	for _, b := range e.imgs["team/app:1"].Blobs {
+		one += b.Desc.Size
+	}
+	if src.total.Load() != one {
+		t.Errorf("read %d bytes from the source, one copy is %d", src.total.Load(), one)
+	}
+	for _, ns := range []string{"prod", "staging"} {
+		r, _ := ref.New(h + "/" + ns + "/team/app:1")
+		if dg, err := dreg.ManifestDigest(context.Background(), r); err != nil || dg != e.imgs["team/app:1"].Digest() {
+			t.Errorf("%s: %s %v", ns, dg, err)
+		}
+	}
+}
