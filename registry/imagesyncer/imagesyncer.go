@@ -21,6 +21,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"sort"
 	"strings"
@@ -91,7 +92,7 @@ func ParseAuth(b []byte) (map[string]Auth, error) {
 	out := map[string]Auth{}
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
-	if err := dec.Decode(&out); err != nil && err.Error() != "EOF" {
+	if err := dec.Decode(&out); err != nil && !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("%w: %v", ErrConfig, err)
 	}
 	for k, a := range out {

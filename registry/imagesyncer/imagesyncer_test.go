@@ -82,6 +82,9 @@ func TestErrors(t *testing.T) {
 	if _, err := imagesyncer.Hosts(map[string]imagesyncer.Auth{"r/a": {Username: "x"}, "r/b": {Username: "y"}}); !errors.Is(err, imagesyncer.ErrConfig) {
 		t.Errorf("two credentials for one host: %v", err)
 	}
+	if a, err := imagesyncer.ParseAuth(nil); err != nil || len(a) != 0 {
+		t.Errorf("empty auth file: %v %v", a, err)
+	}
 	if _, err := imagesyncer.RouteOf("r.io/a", "", ""); !errors.Is(err, imagesyncer.ErrConfig) {
 		t.Errorf("no destination: %v", err)
 	}
@@ -91,6 +94,7 @@ func FuzzParseImages(f *testing.F) {
 	f.Add("a/b: c/d\n")
 	f.Add(`{"a/b:1,2": ["x/y", ""]}`)
 	f.Fuzz(func(t *testing.T, s string) {
+		_, _ = imagesyncer.ParseAuth([]byte(s)) // must not panic
 		rules, err := imagesyncer.ParseImages([]byte(s))
 		if err != nil {
 			return
