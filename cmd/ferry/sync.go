@@ -162,12 +162,20 @@ func (e *env) sync(c *cli.Context) error {
 	for _, im := range images {
 		hosts = append(hosts, im.Spec.Source.Registry)
 	}
-	reg, err := e.registryFor(hosts, c.Bool("insecure"), c.String("ca-file"), jobs, retries)
-	if err != nil {
-		return usageError{err}
+	// a client per round: one round's failures must not leave the next
+	// round waiting out the client's backoff from a host
+	newClient := func() (*registry.Registry, error) {
+		reg, err := e.registryFor(hosts, c.Bool("insecure"), c.String("ca-file"), jobs, retries)
+		if err != nil {
+			return nil, usageError{err}
+		}
+		for i := range targets {
+			targets[i].Sink = reg
+		}
+		return reg, nil
 	}
-	for i := range targets {
-		targets[i].Sink = reg
+	if _, err := newClient(); err != nil {
+		return err
 	}
 	var report *os.File
 	if file := c.String("report"); file != "" {
@@ -185,9 +193,12 @@ func (e *env) sync(c *cli.Context) error {
 
 	runRound := func(ctx context.Context, stop <-chan struct{}, n int) (*syncReport, error) {
 		rep := &syncReport{Round: n, Start: time.Now().UTC()}
+		reg, err := newClient()
+		if err != nil {
+			return rep, err
+		}
 		expanded, failed := bundle.ExpandSyncImages(ctx, reg, images, bundle.ExpandOptions{Latest: c.Int("latest"), Jobs: jobs})
 		var res *bundle.SyncResult
-		var err error
 		if len(expanded) > 0 {
 			p := e.progress()
 			res, err = bundle.Sync(ctx, reg, targets, expanded, bundle.SyncOptions{

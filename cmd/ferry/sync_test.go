@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -367,5 +368,65 @@ func TestSyncUsageErrors(t *testing.T) {
 		if code != exitUsage || !strings.Contains(stderr, tt.msg) {
 			t.Errorf("%v: exit %d, stderr %q (want %q)", tt.args, code, stderr, tt.msg)
 		}
+	}
+}
+
+// TestSyncWatchFailedRoundGoesOn: a round whose target refuses manifests
+// is reported as failed; the next round finishes the image (its blobs
+// landed in the first).
+func TestSyncWatchFailedRoundGoesOn(t *testing.T) {
+	src, stop := regtest.Olareg()
+	defer stop()
+	dst, stop2 := regtest.Olareg()
+	defer stop2()
+	reg, err := registry.New(registry.Options{Registries: []string{src, dst}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	img := regtest.Fixtures()["team/app:1"]
+	r, _ := ref.New(src + "/team/app:1")
+	if err := regtest.Push(context.Background(), reg, r, img); err != nil {
+		t.Fatal(err)
+	}
+	p := regtest.StartFaultProxy(t, dst)
+	p.Add(regtest.Fault{Method: "PUT", Path: "/manifests/", Action: regtest.Status(400, "")})
+	report := filepath.Join(t.TempDir(), "report.jsonl")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan int, 1)
+	var stderr strings.Builder
+	go func() {
+		done <- run(ctx, []string{"ferry", "--no-progress", "sync", "--retries", "1", "--target", p.Host, "--watch", "1s", "--report", report, src + "/team/app:1"}, strings.NewReader(""), io.Discard, &stderr)
+	}()
+	var reps []syncReport
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		b, _ := os.ReadFile(report)
+		reps = nil
+		for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+			if l != "" {
+				reps = append(reps, decodeReport(t, l))
+			}
+		}
+		if len(reps) == 1 {
+			p.Reset() // the target recovers
+		}
+		if len(reps) >= 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("reports %+v\n%s", reps, stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	if code := <-done; code != 0 {
+		t.Fatalf("exit %d\n%s", code, stderr.String())
+	}
+	if reps[0].Failed != 1 || len(reps[0].Failures) != 1 || reps[0].Copies != 0 {
+		t.Errorf("round 1: %+v", reps[0])
+	}
+	if reps[0].Pushed != len(img.Blobs) || reps[1].Failed != 0 || reps[1].Copies != 1 || reps[1].Pushed != 0 || reps[1].Manifests != 1 {
+		t.Errorf("round 2: %+v", reps[1])
 	}
 }
