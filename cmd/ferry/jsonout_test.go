@@ -6,12 +6,14 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/regclient/regclient/types/ref"
 
+	"github.com/ferry-oss/ferry/meta"
 	"github.com/ferry-oss/ferry/registry"
 	"github.com/ferry-oss/ferry/registry/regtest"
 )
@@ -141,5 +143,41 @@ func TestSaveWatch(t *testing.T) {
 	metas, _ := filepath.Glob(filepath.Join(out, "*_meta.yaml"))
 	if len(metas) != 2 {
 		t.Errorf("meta files %v: want the full and one increment", metas)
+	}
+}
+
+// TestSaveTagSelection: save expands a semver selection with --latest.
+func TestSaveTagSelection(t *testing.T) {
+	src, stop := regtest.Olareg()
+	defer stop()
+	reg, err := registry.New(registry.Options{Registries: []string{src}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for tag, img := range regtest.Versioned() {
+		r, _ := ref.New(src + "/team/versions:" + tag)
+		if err := regtest.Push(context.Background(), reg, r, img); err != nil {
+			t.Fatal(err)
+		}
+	}
+	code, stdout, stderr := ferry(t, "", "--no-progress", "save", "--json", "--latest", "2", src+"/team/versions:>=1.0.0 -> mirror/v", "-o", t.TempDir())
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, stderr)
+	}
+	var s saveJSON
+	if err := json.Unmarshal([]byte(stdout), &s); err != nil {
+		t.Fatal(err)
+	}
+	m, err := meta.Load(s.Meta)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tags []string
+	for _, img := range m.Images {
+		tags = append(tags, img.Repository+":"+img.Tag)
+	}
+	slices.Sort(tags)
+	if strings.Join(tags, " ") != "mirror/v:v1.10.0 mirror/v:v1.2.0" {
+		t.Errorf("saved %v", tags)
 	}
 }
