@@ -40,7 +40,7 @@ func ParseImage(line, registry string) (ImageSpec, error) {
 	src, dst = strings.TrimSpace(src), strings.TrimSpace(dst)
 	src = strings.TrimPrefix(src, "https://") // a registry URL pasted as an image
 	var sel *TagSelect
-	if base, expr, ok := splitSelector(src); ok {
+	if base, expr, ok := splitSelector(src); ok && !strings.Contains(line, "=>") {
 		var err error
 		if sel, err = ParseTagSelect(expr); err != nil {
 			return ImageSpec{}, fmt.Errorf("%q: %w", line, err)

@@ -127,7 +127,8 @@ type inspectImageJSON struct {
 	Target    string   `json:"target"`
 	Digest    string   `json:"digest"`
 	Platforms []string `json:"platforms"`
-	Blobs     int      `json:"blobs"`
+	Blobs     int      `json:"blobs"`     // every blob the image needs
+	BaseBlobs int      `json:"baseBlobs"` // of those, carried by a base bundle
 	Bytes     int64    `json:"bytes"`
 }
 
@@ -162,12 +163,12 @@ func inspectResultJSON(path string, m *meta.Meta) inspectJSON {
 		BlobBytes: m.TotalBlobBytes(), BaseBlobs: len(m.BaseBlobs), Manifests: len(m.Manifests),
 		Images: []inspectImageJSON{}, Bases: []string{}, Failed: []jsonFailure{}}
 	for _, img := range m.Images {
-		n, size := imageBlobs(m, img)
+		n, base, size := imageBlobs(m, img)
 		target := img.Repository
 		if img.Tag != "" {
 			target += ":" + img.Tag
 		}
-		j.Images = append(j.Images, inspectImageJSON{Source: img.Source, Target: target, Digest: img.Digest.String(), Platforms: orEmpty(img.Platforms), Blobs: n, Bytes: size})
+		j.Images = append(j.Images, inspectImageJSON{Source: img.Source, Target: target, Digest: img.Digest.String(), Platforms: orEmpty(img.Platforms), Blobs: n, BaseBlobs: base, Bytes: size})
 	}
 	for _, p := range m.Parts {
 		j.Parts = append(j.Parts, partJSON{Name: p.Name, Size: p.Size, SHA256: p.SHA256})

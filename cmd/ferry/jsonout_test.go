@@ -92,6 +92,9 @@ func TestSaveWatch(t *testing.T) {
 	}
 	dir := t.TempDir()
 	out := filepath.Join(dir, "out")
+	if err := os.Mkdir(out, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	report := filepath.Join(dir, "rounds.jsonl")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

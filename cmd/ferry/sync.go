@@ -40,13 +40,13 @@ Examples:
 			&cli.StringFlag{Name: "src", Usage: "registry (or cfg name) that list entries are paths on"},
 			&cli.StringSliceFlag{Name: "img", Usage: "an image, like an IMAGE argument (repeatable)"},
 			&cli.StringSliceFlag{Name: "platform", Aliases: []string{"p"}, Usage: "keep only these platforms of multi-platform images (as save)"},
-			&cli.IntFlag{Name: "latest", Usage: "tag selections keep the N highest tags (semver order)"},
+			&cli.IntFlag{Name: "latest", DefaultText: "all", Usage: "tag selections keep the N highest tags (semver order)"},
 			&cli.BoolFlag{Name: "referrers", Usage: "also copy what refers to each image (SBOMs, signatures: OCI referrers and cosign tags)"},
 			&cli.StringSliceFlag{Name: "artifact-type", Usage: "with --referrers: only these artifact types (repeatable)"},
-			&cli.IntFlag{Name: "jobs", Aliases: []string{"j"}, Usage: "concurrent transfers (default 4)"},
-			&cli.IntFlag{Name: "retries", Usage: "retries of a failed transfer (default 3)"},
+			&cli.IntFlag{Name: "jobs", Aliases: []string{"j"}, Value: 4, Usage: "concurrent transfers (cfg.yaml: jobs)"},
+			&cli.IntFlag{Name: "retries", Value: 3, Usage: "retries of a transfer that failed for a transient reason (cfg.yaml: retries)"},
 			&cli.DurationFlag{Name: "idle-timeout", Value: 2 * time.Minute, Usage: "a source that sends nothing this long is read again from where it stopped; a target that reads nothing this long drops out (0: no limit)"},
-			&cli.DurationFlag{Name: "watch", Usage: "repeat every interval (e.g. 10m) until stopped; SIGTERM ends after the blobs in flight"},
+			&cli.DurationFlag{Name: "watch", DefaultText: "off", Usage: "repeat every interval (e.g. 10m) until stopped; SIGTERM ends after the blobs in flight"},
 			&cli.StringFlag{Name: "report", Usage: "append one JSON object per round to this file"},
 			jsonFlag,
 			&cli.StringFlag{Name: "images", Usage: "image-syncer images file (YAML or JSON)"},
@@ -86,7 +86,7 @@ type jsonFailure struct {
 
 func (e *env) sync(c *cli.Context) error {
 	cfg := e.cfg
-	jobs := firstNonZero(c.Int("jobs"), cfg.Jobs, 4)
+	jobs := flagOr(c, "jobs", cfg.Jobs)
 	if jobs < 1 || jobs > 64 {
 		return usagef("--jobs must be 1 to 64")
 	}
