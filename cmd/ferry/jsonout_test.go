@@ -18,21 +18,28 @@ import (
 	"github.com/ferry-oss/ferry/registry/regtest"
 )
 
-// TestJSONResults: with --json, stdout is exactly one JSON object.
-func TestJSONResults(t *testing.T) {
+// olaregPair starts two in-memory registries, src with team/app:1.
+func olaregPair(t *testing.T) (src, dst string, img *regtest.Image) {
+	t.Helper()
 	src, stop := regtest.Olareg()
-	defer stop()
-	dst, stop2 := regtest.Olareg()
-	defer stop2()
+	t.Cleanup(stop)
+	dst, stop = regtest.Olareg()
+	t.Cleanup(stop)
 	reg, err := registry.New(registry.Options{Registries: []string{src, dst}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	img := regtest.Fixtures()["team/app:1"]
+	img = regtest.Fixtures()["team/app:1"]
 	r, _ := ref.New(src + "/team/app:1")
 	if err := regtest.Push(context.Background(), reg, r, img); err != nil {
 		t.Fatal(err)
 	}
+	return src, dst, img
+}
+
+// TestJSONResults: with --json, stdout is exactly one JSON object.
+func TestJSONResults(t *testing.T) {
+	src, dst, img := olaregPair(t)
 	decode := func(what, stdout string, v any) {
 		t.Helper()
 		if err := json.Unmarshal([]byte(stdout), v); err != nil {

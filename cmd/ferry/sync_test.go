@@ -375,19 +375,7 @@ func TestSyncUsageErrors(t *testing.T) {
 // is reported as failed; the next round finishes the image (its blobs
 // landed in the first).
 func TestSyncWatchFailedRoundGoesOn(t *testing.T) {
-	src, stop := regtest.Olareg()
-	defer stop()
-	dst, stop2 := regtest.Olareg()
-	defer stop2()
-	reg, err := registry.New(registry.Options{Registries: []string{src, dst}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	img := regtest.Fixtures()["team/app:1"]
-	r, _ := ref.New(src + "/team/app:1")
-	if err := regtest.Push(context.Background(), reg, r, img); err != nil {
-		t.Fatal(err)
-	}
+	src, dst, img := olaregPair(t)
 	p := regtest.StartFaultProxy(t, dst)
 	p.Add(regtest.Fault{Method: "PUT", Path: "/manifests/", Action: regtest.Status(400, "")})
 	report := filepath.Join(t.TempDir(), "report.jsonl")
