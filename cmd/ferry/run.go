@@ -84,14 +84,7 @@ func (e *env) save(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	timeout := c.Duration("timeout")
-	if !c.IsSet("timeout") && cfg.Timeout != "" {
-		timeout, _ = time.ParseDuration(cfg.Timeout) // validated with the config
-	}
-	referrers := c.Bool("referrers")
-	if !c.IsSet("referrers") && cfg.Referrers != nil {
-		referrers = *cfg.Referrers
-	}
+	timeout, referrers := e.timeout(c), e.referrers(c)
 	labels := newLabeler()
 	var source bundle.Source = reg
 	if cacheDir := firstNonZero(c.String("cache"), cfg.Cache.Dir); cacheDir != "" {

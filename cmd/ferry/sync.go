@@ -41,11 +41,11 @@ Examples:
 			&cli.StringSliceFlag{Name: "img", Usage: "an image, like an IMAGE argument (repeatable)"},
 			&cli.StringSliceFlag{Name: "platform", Aliases: []string{"p"}, Usage: "keep only these platforms of multi-platform images (as save)"},
 			&cli.IntFlag{Name: "latest", DefaultText: "all", Usage: "tag selections keep the N highest tags (semver order)"},
-			&cli.BoolFlag{Name: "referrers", Usage: "also copy what refers to each image (SBOMs, signatures: OCI referrers and cosign tags)"},
-			&cli.StringSliceFlag{Name: "artifact-type", Usage: "with --referrers: only these artifact types (repeatable)"},
+			&cli.BoolFlag{Name: "referrers", Value: true, Usage: "also copy signatures, SBOMs and other referrers of every image (cfg.yaml: referrers)"},
+			&cli.StringSliceFlag{Name: "artifact-type", Usage: "keep only referrers of this artifact type, or a cosign tag suffix (.sig, .att, .sbom); repeatable (cfg.yaml: artifactTypes)"},
 			&cli.IntFlag{Name: "jobs", Aliases: []string{"j"}, Value: 4, Usage: "concurrent transfers (cfg.yaml: jobs)"},
 			&cli.IntFlag{Name: "retries", Value: 3, Usage: "retries of a transfer that failed for a transient reason (cfg.yaml: retries)"},
-			&cli.DurationFlag{Name: "idle-timeout", Value: 2 * time.Minute, Usage: "a source that sends nothing this long is read again from where it stopped; a target that reads nothing this long drops out (0: no limit)"},
+			&cli.DurationFlag{Name: "timeout", Value: 60 * time.Second, Usage: "a source that sends nothing this long is read again from where it stopped; a target that reads nothing this long drops out; 0: never (cfg.yaml: timeout)"},
 			&cli.DurationFlag{Name: "watch", DefaultText: "off", Usage: "repeat every interval (e.g. 10m) until stopped; SIGTERM ends after the blobs in flight"},
 			&cli.StringFlag{Name: "report", Usage: "append one JSON object per round to this file"},
 			jsonFlag,
@@ -203,8 +203,8 @@ func (e *env) sync(c *cli.Context) error {
 			p := e.progress()
 			res, err = bundle.Sync(ctx, reg, targets, expanded, bundle.SyncOptions{
 				Platforms: plats, Jobs: jobs, Retries: retries, Stop: stop, Log: e.log, Progress: p,
-				Referrers: c.Bool("referrers"), ArtifactTypes: c.StringSlice("artifact-type"),
-				IdleTimeout: c.Duration("idle-timeout"),
+				Referrers: e.referrers(c), ArtifactTypes: orSlice(c.StringSlice("artifact-type"), cfg.ArtifactTypes),
+				IdleTimeout: e.timeout(c),
 			})
 			p.Stop()
 		}
@@ -407,4 +407,21 @@ func parseFile[T any](file string, parse func([]byte) (T, error)) (T, error) {
 		return zero, usageError{fmt.Errorf("%s: %w", file, err)}
 	}
 	return v, nil
+}
+
+// timeout is --timeout, else cfg.yaml timeout (validated with the config).
+func (e *env) timeout(c *cli.Context) time.Duration {
+	if !c.IsSet("timeout") && e.cfg.Timeout != "" {
+		d, _ := time.ParseDuration(e.cfg.Timeout)
+		return d
+	}
+	return c.Duration("timeout")
+}
+
+// referrers is --referrers, else cfg.yaml referrers.
+func (e *env) referrers(c *cli.Context) bool {
+	if !c.IsSet("referrers") && e.cfg.Referrers != nil {
+		return *e.cfg.Referrers
+	}
+	return c.Bool("referrers")
 }
