@@ -288,6 +288,12 @@ SYNC2_READ=$(grep -o '"bytesRead":[0-9]*' "$WORK/out.log" | cut -d: -f2)
 measure sync2 regctl "$fresh2" "$check2" -- \
   env HOME="$WORK/home" bash -c 'regctl --host "$1" --host "$2" --host "$3" image copy "$4" "$5" && regctl --host "$1" --host "$2" --host "$3" image copy "$4" "$6"' _ \
   "$(regctl_host "$SRC")" "$(regctl_host "$DST")" "$(regctl_host "$DST2")" "$SRC/$IMG" "$DST/$IMG" "$DST2/$IMG"
+# a whole repository (every tag): ferry's repo:* against skopeo sync
+REPO=${IMG%%:*}
+measure synctags ferry "$fresh1" "$check" -- \
+  "${FERRY[@]}" sync "$SRC/$REPO:*" --target "$DST"
+measure synctags skopeo "$fresh1" "$check" -- \
+  skopeo sync --preserve-digests --src docker --dest docker --src-tls-verify=false --dest-tls-verify=false "$SRC/$REPO" "$DST/${REPO%/*}"
 
 # ---------------------------------------------------------------- report
 
@@ -313,9 +319,10 @@ printf '%-9s %-9s %8s %8s %11s %10s\n' tool op "wall s" "RSS MB" "peer/ferry" "o
 results=()
 verdict() { if [ "$1" = 1 ]; then results+=("PASS $2"); else results+=("MISS $2"); fi; }
 # sync: ferry at most 0.9x the fastest peer; sync2 (two targets) has
-# regctl copying once per target as its peer
-declare -A FACTOR=([save]=0.9 [upload]=0.9 [reupload]=3 [sync]=0.9 [sync2]=0.9)
-for op in save upload reupload sync sync2; do
+# regctl copying once per target as its peer; synctags (repo:*) has skopeo
+# sync
+declare -A FACTOR=([save]=0.9 [upload]=0.9 [reupload]=3 [sync]=0.9 [sync2]=0.9 [synctags]=0.9)
+for op in save upload reupload sync sync2 synctags; do
   fw=${WALL[$op/ferry]}
   best="" best_tool=""
   for tool in "${TOOLS[@]}"; do
