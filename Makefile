@@ -48,6 +48,8 @@ fuzz: ## run each fuzz test for FUZZTIME
 	$(GO) test -run XXX -fuzz FuzzReadPart -fuzztime $(FUZZTIME) -fuzzminimizetime 10x ./bundle
 	$(GO) test -run XXX -fuzz FuzzOpenBlob -fuzztime $(FUZZTIME) -fuzzminimizetime 10x ./bundle
 	$(GO) test -run XXX -fuzz FuzzParseList -fuzztime $(FUZZTIME) -fuzzminimizetime 10x ./bundle
+	$(GO) test -run XXX -fuzz FuzzParseTagSelect -fuzztime $(FUZZTIME) -fuzzminimizetime 10x ./bundle
+	$(GO) test -run XXX -fuzz FuzzParseImages -fuzztime $(FUZZTIME) -fuzzminimizetime 10x ./registry/imagesyncer
 	$(GO) test -run XXX -fuzz FuzzParseConfig -fuzztime $(FUZZTIME) -fuzzminimizetime 10x ./cmd/ferry
 	$(GO) test -run XXX -fuzz FuzzVerify -fuzztime $(FUZZTIME) -fuzzminimizetime 10x ./meta/sign
 	$(GO) test -run XXX -fuzz FuzzParseKeys -fuzztime $(FUZZTIME) -fuzzminimizetime 10x ./meta/sign

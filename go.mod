@@ -3,6 +3,7 @@ module github.com/ferry-oss/ferry
 go 1.26.0
 
 require (
+	github.com/Masterminds/semver/v3 v3.5.0
 	github.com/creack/pty v1.1.24
 	github.com/hiddeco/sshsig v0.2.0
 	github.com/klauspost/compress v1.20.4

@@ -17,19 +17,36 @@ type ImageSpec struct {
 	Source     ref.Ref
 	Repository string
 	Tag        string
+	// Select, when set, names several tags of Source's repository (see
+	// TagSelect); ExpandTags turns the entry into one entry per tag.
+	Select *TagSelect
 }
 
 // String is the source reference as the user wrote it (normalized).
-func (s ImageSpec) String() string { return s.Source.CommonName() }
+func (s ImageSpec) String() string {
+	if s.Select != nil {
+		return s.Source.CommonName() + ":" + s.Select.Raw
+	}
+	return s.Source.CommonName()
+}
 
 // ParseImage parses "SRC" or "SRC -> DST". DST is a repository path with an
 // optional tag; without one the source tag is kept. When registry is set
 // and SRC does not name a registry itself (see NamesRegistry), SRC is a
-// path on that registry.
+// path on that registry. SRC may end in a tag selection (repo:*, repo:a,b,
+// repo:/REGEX/, repo:~1.2, exclusions; see TagSelect).
 func ParseImage(line, registry string) (ImageSpec, error) {
 	src, dst, renamed := strings.Cut(line, "->")
 	src, dst = strings.TrimSpace(src), strings.TrimSpace(dst)
 	src = strings.TrimPrefix(src, "https://") // a registry URL pasted as an image
+	var sel *TagSelect
+	if base, expr, ok := splitSelector(src); ok && !strings.Contains(line, "=>") {
+		var err error
+		if sel, err = ParseTagSelect(expr); err != nil {
+			return ImageSpec{}, fmt.Errorf("%q: %w", line, err)
+		}
+		src = base
+	}
 	if src == "" || (renamed && dst == "") || strings.ContainsAny(src, " \t") || strings.ContainsAny(dst, " \t") || strings.HasPrefix(src, "http://") {
 		return ImageSpec{}, fmt.Errorf("%w: %q: %s", ErrBadList, line, listLineProblem(src, dst, renamed))
 	}
@@ -50,6 +67,9 @@ func ParseImage(line, registry string) (ImageSpec, error) {
 		return ImageSpec{}, fmt.Errorf("%w: %q: only registry references are supported", ErrBadList, src)
 	}
 	spec := ImageSpec{Source: r, Repository: r.Repository, Tag: r.Tag}
+	if sel != nil {
+		spec.Source.Tag, spec.Tag, spec.Select = "", "", sel
+	}
 	if r.Digest != "" && !strings.Contains(src, ":"+r.Tag+"@") && !strings.HasSuffix(strings.Split(src, "@")[0], ":"+r.Tag) {
 		spec.Tag = "" // ref.New puts "latest" on a digest-only reference
 		spec.Source.Tag = ""

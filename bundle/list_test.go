@@ -91,6 +91,7 @@ func TestParseImageSource(t *testing.T) {
 func FuzzParseList(f *testing.F) {
 	f.Add("localhost:5000/a/b:1 -> c/d:2\n# x\n")
 	f.Add("a@sha256:0123456789012345678901234567890123456789012345678901234567890123")
+	f.Add("localhost:5000/a:/^v1,2/,!rc -> b\nx:>=1.0 <2\nh:5000/y:* -> z:1\n")
 	f.Fuzz(func(t *testing.T, s string) {
 		specs, err := bundle.ParseList(strings.NewReader(s), "")
 		if err != nil {

@@ -40,6 +40,7 @@ Examples:
 			&cli.StringFlag{Name: "src", Usage: "registry (or cfg name) that list entries are paths on"},
 			&cli.StringSliceFlag{Name: "img", Usage: "an image, like an IMAGE argument (repeatable; image-transmit's -img)"},
 			&cli.StringSliceFlag{Name: "platform", Aliases: []string{"p"}, Usage: "keep only these platforms of multi-platform images (repeatable, comma separated)"},
+			&cli.IntFlag{Name: "latest", DefaultText: "all", Usage: "tag selections keep the N highest tags (semver order)"},
 			&cli.IntFlag{Name: "jobs", Aliases: []string{"j"}, Value: 4, Usage: "concurrent transfers and parts (cfg.yaml: jobs)"},
 			&cli.IntFlag{Name: "retries", Value: 3, Usage: "retries of a transfer that failed for a transient reason (cfg.yaml: retries)"},
 			&cli.StringFlag{Name: "split-size", Usage: "start a new part at the next blob once a part reaches this size: a number with B, KB, MB, GB, TB, KiB, MiB, GiB or TiB, e.g. 2GiB (cfg.yaml: splitSize)"},
@@ -51,6 +52,9 @@ Examples:
 			&cli.StringSliceFlag{Name: "inc", Usage: "base meta file: skip blobs it (or its bases) carried (repeatable)"},
 			&cli.BoolFlag{Name: "keep-going", Usage: "write a bundle of the images that succeeded, marked partial (still exits 1)"},
 			&cli.StringFlag{Name: "cache", Usage: "blob cache directory"},
+			jsonFlag,
+			&cli.DurationFlag{Name: "watch", DefaultText: "off", Usage: "repeat every interval (e.g. 24h): each round an increment against the last round's meta"},
+			&cli.StringFlag{Name: "report", Usage: "with --watch: append one JSON object per round to this file"},
 			&cli.BoolFlag{Name: "insecure", Usage: "skip TLS certificate checks for registries not in cfg.yaml"},
 			&cli.StringFlag{Name: "ca-file", Usage: "CA certificate (PEM) for registries not in cfg.yaml"},
 			&cli.BoolFlag{Name: "referrers", Value: true, Usage: "also save signatures, SBOMs and other referrers of every image (cfg.yaml: referrers)"},
@@ -84,6 +88,7 @@ Examples:
 			&cli.IntFlag{Name: "retries", Value: 3, Usage: "retries of a part that failed for a transient reason (cfg.yaml: retries)"},
 			&cli.StringFlag{Name: "list", Aliases: []string{"l"}, Usage: "list with 'SRC -> DST' lines renaming repositories at the target"},
 			&cli.StringFlag{Name: "platform", Aliases: []string{"p"}, DefaultText: "this host's", Usage: "docker target: the platform to load"},
+			jsonFlag,
 			&cli.BoolFlag{Name: "insecure", Usage: "skip TLS certificate checks for a target not in cfg.yaml"},
 			&cli.StringFlag{Name: "ca-file", Usage: "CA certificate (PEM) for a target not in cfg.yaml"},
 			keyFlag(),
@@ -104,6 +109,7 @@ Example:
 		Flags: []cli.Flag{
 			&cli.IntFlag{Name: "jobs", Aliases: []string{"j"}, Value: 4, Usage: "parts read at once"},
 			keyFlag(),
+			jsonFlag,
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
@@ -113,9 +119,12 @@ Example:
 			if err != nil {
 				return err
 			}
+			jsonOut, restore := e.jsonOutput(c)
+			defer restore()
 			p := e.labelledProgress(labelsFromMeta(bd.Meta))
 			err = bd.Verify(c.Context, c.Int("jobs"), p)
 			p.Stop()
+			writeJSON(jsonOut, verifyResultJSON(c.Args().First(), bd.Meta, err))
 			if err != nil {
 				var problems []string
 				for _, line := range strings.Split(err.Error(), "\n") {
@@ -136,6 +145,7 @@ func inspectCommand(e *env) *cli.Command {
 		ArgsUsage: "META",
 		Description: `Example:
   ferry inspect out/ferry_full_20261124T101500Z_meta.yaml`,
+		Flags: []cli.Flag{jsonFlag},
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
 				return usagef("inspect takes one meta file")
@@ -145,6 +155,10 @@ func inspectCommand(e *env) *cli.Command {
 				return err
 			}
 			m := bd.Meta
+			if c.Bool("json") {
+				writeJSON(e.stdout, inspectResultJSON(c.Args().First(), m))
+				return nil
+			}
 			inspect(e.stdout, m)
 			inspectReferrers(e.stdout, m)
 			inspectSignature(e.stdout, bd.MetaPath)

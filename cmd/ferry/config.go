@@ -27,6 +27,9 @@ type Config struct {
 	// Target is the default upload target: a registries name, a
 	// host[/namespace], or docker[:///path/to/docker.sock].
 	Target string `yaml:"target"`
+	// Targets are the default sync targets (registries names or
+	// host[/namespace]); default: target.
+	Targets []string `yaml:"targets"`
 	// Images is an image list, as in a list file.
 	Images []string `yaml:"images"`
 	// List is an image list file.

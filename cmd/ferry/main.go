@@ -199,6 +199,8 @@ Exit codes: 0 success, 1 failure, 2 usage error.`,
 		Commands: []*cli.Command{
 			saveCommand(e),
 			uploadCommand(e),
+			syncCommand(e),
+			resolveCommand(e),
 			verifyCommand(e),
 			inspectCommand(e),
 			configCommand(e),

@@ -17,6 +17,11 @@ import (
 )
 
 func (e *env) save(c *cli.Context) error {
+	if every := c.Duration("watch"); every != 0 {
+		return e.saveWatch(c, every)
+	}
+	jsonOut, restore := e.jsonOutput(c)
+	defer restore()
 	cfg := e.cfg
 	src := firstNonZero(c.String("src"), cfg.Source)
 	if r, ok := cfg.Lookup(src); ok {
@@ -72,18 +77,14 @@ func (e *env) save(c *cli.Context) error {
 			return err
 		}
 	}
+	if images, err = e.expandTags(c, reg, images, jobs); err != nil {
+		return err
+	}
 	signMeta, signer, err := e.metaSigner(c)
 	if err != nil {
 		return err
 	}
-	timeout := c.Duration("timeout")
-	if !c.IsSet("timeout") && cfg.Timeout != "" {
-		timeout, _ = time.ParseDuration(cfg.Timeout) // validated with the config
-	}
-	referrers := c.Bool("referrers")
-	if !c.IsSet("referrers") && cfg.Referrers != nil {
-		referrers = *cfg.Referrers
-	}
+	timeout, referrers := e.timeout(c), e.referrers(c)
 	labels := newLabeler()
 	var source bundle.Source = reg
 	if cacheDir := firstNonZero(c.String("cache"), cfg.Cache.Dir); cacheDir != "" {
@@ -112,6 +113,7 @@ func (e *env) save(c *cli.Context) error {
 		Log: e.log, Progress: p,
 	})
 	p.Stop()
+	writeJSON(jsonOut, saveResultJSON(res, err))
 	if errors.Is(err, bundle.ErrBadList) {
 		return usageError{err}
 	}
@@ -159,6 +161,8 @@ func outputDir(dir string, mkdir bool) error {
 }
 
 func (e *env) upload(c *cli.Context) error {
+	jsonOut, restore := e.jsonOutput(c)
+	defer restore()
 	if c.NArg() != 1 {
 		return usagef("upload takes one meta file")
 	}
@@ -216,6 +220,7 @@ func (e *env) upload(c *cli.Context) error {
 		Target: bundle.RegistryTarget(host, ns, renames), Jobs: jobs, Retries: retries, Log: log, Progress: p,
 	})
 	p.Stop()
+	writeJSON(jsonOut, uploadResultJSON(c.Args().First(), bd.Meta.ID, targetName, res, err))
 	var re *registry.Error
 	if errors.As(err, &re) {
 		log.Debug("upload failed", "err", err)

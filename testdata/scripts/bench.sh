@@ -30,6 +30,7 @@
 #   BENCH_LAYER_SIZE  bytes per layer (104857600)
 #   BENCH_RUNS        measured runs per tool and op (3)
 #   BENCH_DIR         work dir (/tmp/ferry-bench), removed at the end unless KEEP=1
+#   BENCH_PORT        first loopback port to try for the registries (5710)
 
 # measure's PREP and CHECK arguments are eval'd: single quotes on purpose.
 # shellcheck disable=SC2016
@@ -188,7 +189,7 @@ go build -trimpath -o "$WORK/ferry" ./cmd/ferry
 go build -trimpath -o "$WORK/ferry-seed" ./cmd/ferry-seed
 FERRY=("$WORK/ferry" -q --no-progress)
 
-SRC_PORT=$(free_port 5710)
+SRC_PORT=$(free_port "${BENCH_PORT:-5710}")
 start_registry src "$SRC_PORT"
 SRC=127.0.0.1:$SRC_PORT
 DST_PORT=$(free_port $((SRC_PORT + 1)))
@@ -257,6 +258,43 @@ if command -v fincore >/dev/null; then
   echo "  page cache after the drop: $(fincore -n -o RES "$OUT"/*.tar* | awk '{s+=$1} END{print s+0}') bytes of the parts resident"
 fi
 
+# ---------------------------------------------------------------- sync
+# registry -> registry, no files: ferry sync, regctl image copy, skopeo
+# copy, crane copy into an empty DST; then ferry with two targets (DST and
+# DST2), whose source reads must be one copy of the image (bytesRead of
+# its --json result), against regctl copying twice.
+echo
+echo "sync $SRC/$IMG into an empty $DST: a warm-up and $RUNS runs each"
+DST2_PORT=$(free_port $((DST_PORT + 1)))
+DST2=127.0.0.1:$DST2_PORT
+# PREP also flushes dirty pages (untimed): the runs before must not make
+# the next tool pay for their disk writeback
+fresh1='fresh_registry dst "$DST_PORT"; command sync'
+measure sync ferry "$fresh1" "$check" -- \
+  "${FERRY[@]}" sync "$SRC/$IMG" --target "$DST"
+measure sync regctl "$fresh1" "$check" -- \
+  "${REGCTL[@]}" --host "$(regctl_host "$SRC")" --host "$(regctl_host "$DST")" image copy "$SRC/$IMG" "$DST/$IMG"
+measure sync skopeo "$fresh1" "$check" -- \
+  skopeo copy -q --preserve-digests --src-tls-verify=false --dest-tls-verify=false "docker://$SRC/$IMG" "docker://$DST/$IMG"
+if [ "$HAVE_CRANE" = 1 ]; then
+  measure sync crane "$fresh1" "$check" -- \
+    crane copy --insecure "$SRC/$IMG" "$DST/$IMG"
+fi
+fresh2='fresh_registry dst "$DST_PORT"; fresh_registry dst2 "$DST2_PORT"; command sync'
+check2='"$WORK/ferry-seed" --registry "$DST" --check "$META" && "$WORK/ferry-seed" --registry "$DST2" --check "$META"'
+measure sync2 ferry "$fresh2" "$check2" -- \
+  "${FERRY[@]}" sync --json "$SRC/$IMG" --target "$DST" --target "$DST2"
+SYNC2_READ=$(grep -o '"bytesRead":[0-9]*' "$WORK/out.log" | cut -d: -f2)
+measure sync2 regctl "$fresh2" "$check2" -- \
+  env HOME="$WORK/home" bash -c 'regctl --host "$1" --host "$2" --host "$3" image copy "$4" "$5" && regctl --host "$1" --host "$2" --host "$3" image copy "$4" "$6"' _ \
+  "$(regctl_host "$SRC")" "$(regctl_host "$DST")" "$(regctl_host "$DST2")" "$SRC/$IMG" "$DST/$IMG" "$DST2/$IMG"
+# a whole repository (every tag): ferry's repo:* against skopeo sync
+REPO=${IMG%%:*}
+measure synctags ferry "$fresh1" "$check" -- \
+  "${FERRY[@]}" sync "$SRC/$REPO:*" --target "$DST"
+measure synctags skopeo "$fresh1" "$check" -- \
+  skopeo sync --preserve-digests --src docker --dest docker --src-tls-verify=false --dest-tls-verify=false "$SRC/$REPO" "$DST/${REPO%/*}"
+
 # ---------------------------------------------------------------- report
 
 mb() { awk -v b="$1" 'BEGIN{printf "%.1f", b / 1048576}'; }
@@ -277,20 +315,24 @@ for t in "${TOOLS[@]}"; do tools+="${tools:+, }$t $(version "$t")"; done
 echo "tools:   $tools"
 echo "median of $RUNS runs after a warm-up; RSS: largest peak of those runs"
 echo
-printf '%-7s %-9s %8s %8s %11s %10s\n' tool op "wall s" "RSS MB" "peer/ferry" "output MB"
+printf '%-9s %-9s %8s %8s %11s %10s\n' tool op "wall s" "RSS MB" "peer/ferry" "output MB"
 results=()
 verdict() { if [ "$1" = 1 ]; then results+=("PASS $2"); else results+=("MISS $2"); fi; }
-declare -A FACTOR=([save]=0.9 [upload]=0.9 [reupload]=3)
-for op in save upload reupload; do
+# sync: ferry at most 0.9x the fastest peer; sync2 (two targets) has
+# regctl copying once per target as its peer; synctags (repo:*) has skopeo
+# sync
+declare -A FACTOR=([save]=0.9 [upload]=0.9 [reupload]=3 [sync]=0.9 [sync2]=0.9 [synctags]=0.9)
+for op in save upload reupload sync sync2 synctags; do
   fw=${WALL[$op/ferry]}
   best="" best_tool=""
   for tool in "${TOOLS[@]}"; do
     [ -n "${WALL[$op/$tool]:-}" ] || continue
     w=${WALL[$op/$tool]}
     ratio=$(awk -v w="$w" -v f="$fw" 'BEGIN{if (f > 0) printf "%.2f", w / f; else print "-"}')
-    size=""
+    size="" label=$tool
     if [ "$op" = save ]; then size=$(mb "${OUTSIZE[$tool]}"); fi
-    printf '%-7s %-9s %8s %8s %11s %10s\n' "$tool" "$op" "$w" "$(mb $((RSS[$op/$tool] * 1024)))" "$ratio" "$size"
+    if [ "$op" = sync2 ] && [ "$tool" != ferry ]; then label="$tool x2"; fi
+    printf '%-9s %-9s %8s %8s %11s %10s\n' "$label" "$op" "$w" "$(mb $((RSS[$op/$tool] * 1024)))" "$ratio" "$size"
     if [ "$tool" != ferry ] && { [ -z "$best" ] || awk -v w="$w" -v b="$best" 'BEGIN{exit !(w < b)}'; }; then
       best=$w best_tool=$tool
     fi
@@ -300,12 +342,16 @@ for op in save upload reupload; do
     verdict "$(awk -v a="$fw" -v c="$cw" -v f="$f" 'BEGIN{print (a <= c * f) ? 1 : 0}')" \
       "$op: ferry wall ${fw}s <= ${f}x crane ($(awk -v c="$cw" -v f="$f" 'BEGIN{printf "%.3f", c * f}')s; ferry/crane $(awk -v a="$fw" -v c="$cw" 'BEGIN{printf "%.2f", a / c}'))"
   elif [ -n "$best" ]; then
-    verdict "$(awk -v f="$fw" -v b="$best" 'BEGIN{print (f <= b) ? 1 : 0}')" \
-      "$op: ferry wall ${fw}s <= fastest peer ($best_tool ${best}s)"
+    k=1
+    case $op in sync*) k=${FACTOR[$op]} ;; esac
+    verdict "$(awk -v f="$fw" -v b="$best" -v k="$k" 'BEGIN{print (f <= k * b) ? 1 : 0}')" \
+      "$op: ferry wall ${fw}s <= ${k}x fastest peer ($best_tool ${best}s)"
   fi
   verdict "$(( RSS[$op/ferry] < RSS_LIMIT_MB * 1024 ? 1 : 0 ))" \
     "$op: ferry peak RSS $(mb $((RSS[$op/ferry] * 1024))) MB < $RSS_LIMIT_MB MB"
 done
+verdict "$(( SYNC2_READ == BLOB_BYTES ? 1 : 0 ))" \
+  "sync2: ferry read ${SYNC2_READ} bytes from the source for two targets; one copy is $BLOB_BYTES"
 overhead=$(awk -v o="${OUTSIZE[ferry]}" -v b="$BLOB_BYTES" 'BEGIN{printf "%.3f", (o - b) * 100 / b}')
 verdict "$(awk -v o="$overhead" -v l="$OVERHEAD_LIMIT_PCT" 'BEGIN{print (o <= l) ? 1 : 0}')" \
   "bundle: ${OUTSIZE[ferry]} bytes (parts + meta.yaml) for $BLOB_BYTES blob bytes: overhead ${overhead}% <= ${OVERHEAD_LIMIT_PCT}%"
