@@ -162,7 +162,44 @@ func (bd *Bundle) entryReader(sec io.Reader, e Entry) (io.Reader, func(), error)
 		dec.Close()
 		return nil, nil, fmt.Errorf("blob %s: part %s at offset %d: %w: entry %q of %d bytes", e.Descriptor.Digest, e.Part, e.Offset, ErrPartCorrupt, hdr.Name, hdr.Size)
 	}
-	return VerifyReader(tr, e.Descriptor), func() { dec.Close() }, nil
+	return &entryRest{Reader: VerifyReader(tr, e.Descriptor), tr: tr, dec: dec, e: e}, func() { dec.Close() }, nil
+}
+
+// entryRest is an entry's reader that can also check, once the entry was
+// read, that its frame holds nothing else (no second, hidden tar entry).
+type entryRest struct {
+	io.Reader
+	tr  *tar.Reader
+	dec io.Reader
+	e   Entry
+}
+
+// checkRest refuses anything in the entry's frame after the entry but tar
+// padding (an end marker's zeros).
+func (r *entryRest) checkRest() error {
+	hdr, err := r.tr.Next()
+	switch {
+	case err == nil:
+		return fmt.Errorf("part %s at offset %d: entry %q after blob %s in its frame: %w", r.e.Part, r.e.Offset, hdr.Name, r.e.Descriptor.Digest, ErrUnlisted)
+	case err != io.EOF:
+		return fmt.Errorf("part %s at offset %d: after blob %s: %w: %v", r.e.Part, r.e.Offset, r.e.Descriptor.Digest, ErrPartCorrupt, err)
+	}
+	lim := &boundedReader{r: r.dec, left: 64 << 10}
+	buf := make([]byte, 4<<10)
+	for {
+		n, err := lim.Read(buf)
+		for _, c := range buf[:n] {
+			if c != 0 {
+				return fmt.Errorf("part %s at offset %d: data after blob %s in its frame: %w", r.e.Part, r.e.Offset, r.e.Descriptor.Digest, ErrUnlisted)
+			}
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("part %s at offset %d: after blob %s: %w", r.e.Part, r.e.Offset, r.e.Descriptor.Digest, err)
+		}
+	}
 }
 
 // Open loads and validates the meta file of a bundle.
@@ -362,8 +399,11 @@ func (bd *Bundle) readPartLocated(ctx context.Context, p meta.Part, fn BlobFunc)
 		return fmt.Errorf("part %s: %w", p.Name, err)
 	}
 	for _, e := range entries { // sorted by offset, not overlapping (meta.Validate)
-		if _, err := io.CopyN(io.Discard, cr, e.Offset-cr.n); err != nil {
-			return fail(fmt.Errorf("%w: %d bytes, an entry starts at %d: %v", ErrPartCorrupt, cr.n, e.Offset, err))
+		if err := bd.checkGap(cr, p.Name, cr.n, e.Offset-cr.n); err != nil { // nothing the meta file does not name
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return err
 		}
 		lr := io.LimitReader(cr, e.Length)
 		r, closeDec, err := bd.entryReader(lr, e)
@@ -376,6 +416,9 @@ func (bd *Bundle) readPartLocated(ctx context.Context, p meta.Part, fn BlobFunc)
 		if err == nil {
 			_, err = io.Copy(io.Discard, r)
 		}
+		if err == nil {
+			err = r.(*entryRest).checkRest() // verify: nothing hidden in the frame
+		}
 		closeDec()
 		if err != nil {
 			return fail(err)
@@ -383,6 +426,12 @@ func (bd *Bundle) readPartLocated(ctx context.Context, p meta.Part, fn BlobFunc)
 		if _, err := io.Copy(io.Discard, lr); err != nil { // the rest of the frame
 			return fail(err)
 		}
+	}
+	if err := bd.checkGap(cr, p.Name, cr.n, p.Size-cr.n); err != nil { // the layout files and the tar end
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return err
 	}
 	if _, err := io.Copy(io.Discard, cr); err != nil {
 		return fail(err)

@@ -96,6 +96,12 @@ func Upload(ctx context.Context, bd *Bundle, sink Sink, opts UploadOptions) (*Up
 	if err := bd.CheckParts(); err != nil {
 		return nil, err
 	}
+	if err := bd.CheckRefs(); err != nil { // every manifest's blobs in the bundle or a base
+		return nil, err
+	}
+	if err := bd.CheckGaps(ctx); err != nil { // nothing in the parts that the meta file does not name
+		return nil, err
+	}
 	targets := map[string]ref.Ref{}
 	target := func(repo string) ref.Ref {
 		if r, ok := targets[repo]; ok {

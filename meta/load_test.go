@@ -48,3 +48,50 @@ func TestLoadNotRegular(t *testing.T) {
 		t.Errorf("missing file: %v", err)
 	}
 }
+
+// TestLoadHostile: a meta file over the size limit is refused before it is
+// parsed; a YAML alias bomb, a manifest whose raw bytes do not match its
+// digest and an image that points at no manifest are refused.
+func TestLoadHostile(t *testing.T) {
+	dir := t.TempDir()
+	big := filepath.Join(dir, "big_meta.yaml")
+	f, err := os.Create(big)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(200 << 20); err != nil { // 200 MB, sparse
+		t.Fatal(err)
+	}
+	f.Close()
+	start := time.Now()
+	if _, err := meta.Load(big); !errors.Is(err, meta.ErrMetaTooBig) {
+		t.Fatalf("200 MB meta: %v", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("took %v to refuse", d)
+	}
+
+	bomb := "schemaVersion: 2\nkind: ferry-bundle\n" +
+		"a: &a [x, x, x, x, x, x, x, x, x, x]\n" +
+		"b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\n" +
+		"c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\n" +
+		"d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\n" +
+		"e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\n" +
+		"f: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e, *e]\n" +
+		"g: &g [*f, *f, *f, *f, *f, *f, *f, *f, *f, *f]\n" +
+		"h: &h [*g, *g, *g, *g, *g, *g, *g, *g, *g, *g]\n" +
+		"images: [*h]\n"
+	done := make(chan error, 1)
+	go func() {
+		_, err := meta.Parse([]byte(bomb))
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, meta.ErrInvalid) {
+			t.Errorf("alias bomb: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("an alias bomb took more than 10 s")
+	}
+}

@@ -38,6 +38,10 @@ import (
 // "Bundle format").
 const SchemaVersion = 2
 
+// MaxSize is the largest meta file Load reads (checked before parsing):
+// about 20,000 images with their manifests.
+const MaxSize = 64 << 20
+
 // Kind is the value of the kind field in every ferry meta file.
 const Kind = "ferry-bundle"
 
@@ -53,7 +57,7 @@ var (
 	ErrInvalid    = errors.New("invalid meta file")
 	ErrMetaTooBig = errors.New("meta file too large")
 	ErrNotRegular = errors.New("not a regular file")
-	maxMetaSize   = int64(256 << 20)
+	maxMetaSize   = int64(MaxSize)
 	partNameRe    = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
 	repoRe        = regexp.MustCompile(`^[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*)*$`)
 	tagRe         = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$`)
@@ -205,6 +209,9 @@ func Marshal(m *Meta) ([]byte, error) {
 // Parse decodes and validates a meta file. Unknown fields, unknown schema
 // versions and malformed content are errors.
 func Parse(b []byte) (*Meta, error) {
+	if int64(len(b)) > maxMetaSize {
+		return nil, fmt.Errorf("%w: %d bytes (at most %d)", ErrMetaTooBig, len(b), maxMetaSize)
+	}
 	var m Meta
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)

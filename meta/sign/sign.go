@@ -42,7 +42,7 @@ const Suffix = ".sig"
 // (as package meta does).
 const (
 	maxFile = 1 << 20
-	maxMeta = 256 << 20
+	maxMeta = meta.MaxSize
 )
 
 // Sentinel errors; test them with errors.Is.
