@@ -40,6 +40,10 @@ type Bundle struct {
 
 	indexOnce sync.Once
 	index     map[digest.Digest]Entry
+	refsOnce  sync.Once // ReferrersOf(Meta), for Referrers
+	refs      map[digest.Digest][]digest.Digest
+	tagged    map[string]digest.Digest // image tags (cosign-style referrers)
+	refsErr   error
 	// openPart opens a part file (tests count the bytes read).
 	openPart func(path string) (partFile, error)
 }

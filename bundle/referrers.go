@@ -58,3 +58,68 @@ func ReferrersOf(m *meta.Meta) (map[digest.Digest][]digest.Digest, error) {
 	}
 	return out, nil
 }
+
+// metaReferrers lists what m carries that refers to manifest d: manifests
+// whose subject is d (refs is ReferrersOf(m)), and cosign-style artifacts
+// tagged sha256-<hex>.sig, .att or .sbom after d (tagged maps m's image
+// tags to their digests).
+func metaReferrers(m *meta.Meta, refs map[digest.Digest][]digest.Digest, tagged map[string]digest.Digest, d digest.Digest) []Referrer {
+	var out []Referrer
+	for _, r := range refs[d] {
+		if mf := m.ManifestByDigest(r); mf != nil {
+			out = append(out, Referrer{Desc: descriptor.Descriptor{MediaType: mf.MediaType, Digest: mf.Digest, Size: mf.Size}})
+		}
+	}
+	prefix := "sha256-" + d.Encoded()
+	for _, suf := range []string{".sig", ".att", ".sbom"} {
+		if dg, ok := tagged[prefix+suf]; ok {
+			if mf := m.ManifestByDigest(dg); mf != nil {
+				out = append(out, Referrer{Desc: descriptor.Descriptor{MediaType: mf.MediaType, Digest: mf.Digest, Size: mf.Size}, Tag: prefix + suf})
+			}
+		}
+	}
+	return out
+}
+
+var (
+	_ ReferrerSource = (*Bundle)(nil)
+	_ ReferrerSource = (*Set)(nil)
+)
+
+// Referrers lists what the bundle carries that refers to manifest d (a
+// bundle as the Source of a save, an export or a sync keeps them).
+func (bd *Bundle) Referrers(_ context.Context, _ ref.Ref, d descriptor.Descriptor) ([]Referrer, error) {
+	bd.refsOnce.Do(func() {
+		bd.refs, bd.refsErr = ReferrersOf(bd.Meta)
+		bd.tagged = map[string]digest.Digest{}
+		for _, img := range bd.Meta.Images {
+			if img.Tag != "" {
+				bd.tagged[img.Tag] = img.Digest
+			}
+		}
+	})
+	if bd.refsErr != nil {
+		return nil, bd.refsErr
+	}
+	return metaReferrers(bd.Meta, bd.refs, bd.tagged, d.Digest), nil
+}
+
+// Referrers lists what the bundles of the set carry that refers to
+// manifest d, each once.
+func (s *Set) Referrers(_ context.Context, _ ref.Ref, d descriptor.Descriptor) ([]Referrer, error) {
+	var out []Referrer
+	seen := map[digest.Digest]bool{}
+	for _, bd := range s.Bundles {
+		rs, err := bd.Referrers(context.Background(), ref.Ref{}, d)
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range rs {
+			if !seen[r.Desc.Digest] {
+				seen[r.Desc.Digest] = true
+				out = append(out, r)
+			}
+		}
+	}
+	return out, nil
+}

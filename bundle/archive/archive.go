@@ -318,10 +318,13 @@ func (dw *DockerWriter) Commit(context.Context) error {
 // (oci-archive) or into a directory: blobs as they come, every manifest
 // as a blob too, then oci-layout and index.json (Commit). index.json lists
 // every manifest put by tag, annotated with the full name as both
-// org.opencontainers.image.ref.name and io.containerd.image.name.
+// org.opencontainers.image.ref.name and io.containerd.image.name, and,
+// unnamed with their artifact type, the referrers (manifests with a
+// subject) put by digest.
 type OCIWriter struct {
 	blobs
-	index []descriptor.Descriptor
+	index     []descriptor.Descriptor
+	referrers map[digest.Digest]bool // listed in index without a name
 }
 
 var _ bundle.Sink = (*OCIWriter)(nil)
@@ -355,6 +358,17 @@ func (ow *OCIWriter) ManifestPut(ctx context.Context, r ref.Ref, m manifest.Mani
 		}
 	}
 	if r.Tag == "" {
+		if sj, ok := m.(manifest.Subjecter); ok {
+			if s, err := sj.GetSubject(); err == nil && s != nil && !ow.referrers[d.Digest] {
+				if ow.referrers == nil {
+					ow.referrers = map[digest.Digest]bool{}
+				}
+				ow.referrers[d.Digest] = true
+				// a referrer: listed without a name, where tools look for
+				// referrers in a layout
+				ow.index = append(ow.index, descriptor.Descriptor{MediaType: d.MediaType, Digest: d.Digest, Size: int64(len(raw)), ArtifactType: artifactTypeOf(raw)})
+			}
+		}
 		return nil
 	}
 	name := r.SetTag(r.Tag).CommonName()
@@ -378,4 +392,19 @@ func (ow *OCIWriter) Commit(context.Context) error {
 		return err
 	}
 	return ow.finish("index.json", map[string]any{"schemaVersion": 2, "mediaType": mediatype.OCI1ManifestList, "manifests": append([]descriptor.Descriptor{}, ow.index...)})
+}
+
+// artifactTypeOf is a manifest's artifactType, else its config media type.
+func artifactTypeOf(raw []byte) string {
+	var m struct {
+		ArtifactType string `json:"artifactType"`
+		Config       struct {
+			MediaType string `json:"mediaType"`
+		} `json:"config"`
+	}
+	_ = json.Unmarshal(raw, &m)
+	if m.ArtifactType != "" {
+		return m.ArtifactType
+	}
+	return m.Config.MediaType
 }

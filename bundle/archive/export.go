@@ -48,7 +48,14 @@ type Result struct {
 
 type plan struct {
 	img       Image
-	manifests []manifest.Manifest // children first, the one to name last
+	manifests []manifest.Manifest // children first, referrers after their subject
+	top       manifest.Manifest   // the one to name
+	tagged    []taggedRef         // cosign-style referrers: tags next to each name
+}
+
+type taggedRef struct {
+	tag string
+	m   manifest.Manifest
 }
 
 // Export copies images from src into sink: all their blobs (each once,
@@ -67,8 +74,8 @@ func Export(ctx context.Context, src bundle.Source, sink bundle.Sink, images []I
 		}
 		p := plan{img: img}
 		seen := map[digest.Digest]bool{}
-		var walk func(r ref.Ref, depth int) error
-		walk = func(r ref.Ref, depth int) error {
+		var walk func(r ref.Ref, depth int, top bool) error
+		walk = func(r ref.Ref, depth int, top bool) error {
 			if depth > 8 {
 				return fmt.Errorf("manifest %s: %w: indexes nested too deep", r.Digest, bundle.ErrUnsupported)
 			}
@@ -85,10 +92,10 @@ func Export(ctx context.Context, src bundle.Source, sink bundle.Sink, images []I
 				if err != nil {
 					return fmt.Errorf("manifest %s: %w: %s (%v)", r.Digest, bundle.ErrPlatformMismatch, opts.Platform, err)
 				}
-				return walk(r.SetDigest(d.Digest.String()), depth+1)
+				return walk(r.SetDigest(d.Digest.String()), depth+1, top) // the chosen child is named
 			}
 			for _, c := range children {
-				if err := walk(r.SetDigest(c.Digest.String()), depth+1); err != nil {
+				if err := walk(r.SetDigest(c.Digest.String()), depth+1, false); err != nil {
 					return err
 				}
 			}
@@ -112,9 +119,30 @@ func Export(ctx context.Context, src bundle.Source, sink bundle.Sink, images []I
 				seen[m.GetDescriptor().Digest] = true
 				p.manifests = append(p.manifests, m)
 			}
+			if top {
+				p.top = m
+			}
+			// an OCI layout carries referrers: index.json lists them
+			if rs, ok := src.(bundle.ReferrerSource); ok && isOCI {
+				list, err := rs.Referrers(ctx, r, m.GetDescriptor())
+				if err != nil {
+					return fmt.Errorf("referrers of %s: %w", m.GetDescriptor().Digest, err)
+				}
+				for _, rf := range list {
+					if seen[rf.Desc.Digest] {
+						continue
+					}
+					if err := walk(r.SetDigest(rf.Desc.Digest.String()), depth+1, false); err != nil {
+						return fmt.Errorf("referrer %s: %w", rf.Desc.Digest, err)
+					}
+					if rf.Tag != "" {
+						p.tagged = append(p.tagged, taggedRef{tag: rf.Tag, m: p.manifests[len(p.manifests)-1]})
+					}
+				}
+			}
 			return nil
 		}
-		if err := walk(img.From, 0); err != nil {
+		if err := walk(img.From, 0, true); err != nil {
 			return nil, fmt.Errorf("image %s: %w", img.From.CommonName(), err)
 		}
 		plans = append(plans, p)
@@ -140,10 +168,14 @@ func Export(ctx context.Context, src bundle.Source, sink bundle.Sink, images []I
 			}
 			res.Manifests++
 		}
-		top := p.manifests[len(p.manifests)-1]
 		for _, n := range p.img.Names {
-			if err := sink.ManifestPut(ctx, n, top); err != nil {
+			if err := sink.ManifestPut(ctx, n, p.top); err != nil {
 				return nil, fmt.Errorf("image %s: naming %s: %w", p.img.From.CommonName(), n.CommonName(), err)
+			}
+			for _, tr := range p.tagged {
+				if err := sink.ManifestPut(ctx, n.SetTag(tr.tag), tr.m); err != nil {
+					return nil, fmt.Errorf("image %s: naming %s: %w", p.img.From.CommonName(), n.SetTag(tr.tag).CommonName(), err)
+				}
 			}
 		}
 		res.Images++
