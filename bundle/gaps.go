@@ -61,17 +61,20 @@ func (bd *Bundle) checkGap(r io.Reader, p string, off, n int64) error {
 	}
 	defer dec.Close()
 	lim := &boundedReader{r: dec, left: maxGapBytes}
+	wrap := func(err error) error {
+		if errors.Is(err, ErrUnlisted) {
+			return fmt.Errorf("part %s at offset %d: %w", p, off, err)
+		}
+		return fmt.Errorf("part %s at offset %d: %w: %v", p, off, ErrPartCorrupt, err)
+	}
 	tr := tar.NewReader(lim)
 	for {
 		hdr, err := tr.Next()
 		if err == io.EOF {
 			break
 		}
-		if errors.Is(err, ErrUnlisted) {
-			return fmt.Errorf("part %s at offset %d: %w", p, off, err)
-		}
 		if err != nil {
-			return fmt.Errorf("part %s at offset %d: %w: %v", p, off, ErrPartCorrupt, err)
+			return wrap(err)
 		}
 		limit, ok := layoutFiles[hdr.Name]
 		if !ok || hdr.Typeflag != tar.TypeReg || hdr.Size > limit {
@@ -79,23 +82,8 @@ func (bd *Bundle) checkGap(r io.Reader, p string, off, n int64) error {
 		}
 	}
 	// behind the archive's end marker: only zeros (tar block padding)
-	buf := make([]byte, 32<<10)
-	for {
-		k, err := lim.Read(buf)
-		for _, c := range buf[:k] {
-			if c != 0 {
-				return fmt.Errorf("part %s at offset %d: data after the end of the tar archive: %w", p, off, ErrUnlisted)
-			}
-		}
-		if err == io.EOF {
-			break
-		}
-		if errors.Is(err, ErrUnlisted) {
-			return fmt.Errorf("part %s at offset %d: %w", p, off, err)
-		}
-		if err != nil {
-			return fmt.Errorf("part %s at offset %d: %w: %v", p, off, ErrPartCorrupt, err)
-		}
+	if err := onlyZeros(lim); err != nil {
+		return wrap(fmt.Errorf("after the end of the tar archive: %w", err))
 	}
 	// what the decoder did not need (it would have failed on garbage)
 	if _, err := io.Copy(io.Discard, raw); err != nil {
@@ -136,6 +124,26 @@ func (bd *Bundle) CheckGaps(ctx context.Context) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// onlyZeros reads r to its end and fails with ErrUnlisted at the first
+// byte that is not zero.
+func onlyZeros(r io.Reader) error {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := r.Read(buf)
+		for _, c := range buf[:n] {
+			if c != 0 {
+				return fmt.Errorf("data: %w", ErrUnlisted)
+			}
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
 }
 
 // boundedReader fails with ErrUnlisted once more than left bytes were read.

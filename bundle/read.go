@@ -188,22 +188,13 @@ func (r *entryRest) checkRest() error {
 	case err != io.EOF:
 		return fmt.Errorf("part %s at offset %d: after blob %s: %w: %v", r.e.Part, r.e.Offset, r.e.Descriptor.Digest, ErrPartCorrupt, err)
 	}
-	lim := &boundedReader{r: r.dec, left: 64 << 10}
-	buf := make([]byte, 4<<10)
-	for {
-		n, err := lim.Read(buf)
-		for _, c := range buf[:n] {
-			if c != 0 {
-				return fmt.Errorf("part %s at offset %d: data after blob %s in its frame: %w", r.e.Part, r.e.Offset, r.e.Descriptor.Digest, ErrUnlisted)
-			}
+	if err := onlyZeros(&boundedReader{r: r.dec, left: 64 << 10}); err != nil {
+		if errors.Is(err, ErrUnlisted) {
+			return fmt.Errorf("part %s at offset %d: after blob %s in its frame: %w", r.e.Part, r.e.Offset, r.e.Descriptor.Digest, err)
 		}
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("part %s at offset %d: after blob %s: %w", r.e.Part, r.e.Offset, r.e.Descriptor.Digest, err)
-		}
+		return fmt.Errorf("part %s at offset %d: after blob %s: %w", r.e.Part, r.e.Offset, r.e.Descriptor.Digest, err)
 	}
+	return nil
 }
 
 // Open loads and validates the meta file of a bundle.

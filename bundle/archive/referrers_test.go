@@ -33,17 +33,14 @@ func TestOCIExportReferrers(t *testing.T) {
 	app := regtest.Fixtures()["team/app:1"]
 	r, _ := ref.New(host + "/team/app:1")
 	subject := app.Manifest.GetDescriptor()
-	sbom := regtest.Artifact(&subject, regtest.SBOMType, regtest.SBOMType, []byte(`{"spdxVersion":"SPDX-2.3"}`))
-	sig := regtest.Artifact(nil, regtest.SignatureType, regtest.CosignLayer, []byte(`{"critical":{}}`))
-	sigTag := "sha256-" + subject.Digest.Encoded() + ".sig"
-	for _, p := range []struct {
-		r   ref.Ref
-		img *regtest.Image
-	}{{r, app}, {r.SetDigest(sbom.Digest().String()), sbom}, {r.SetTag(sigTag), sig}} {
-		if err := regtest.Push(ctx, reg, p.r, p.img); err != nil {
-			t.Fatal(err)
-		}
+	if err := regtest.Push(ctx, reg, r, app); err != nil {
+		t.Fatal(err)
 	}
+	a, err := regtest.AttachReferrers(ctx, reg, r, app)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sbom, sig, sigTag := a.SBOM, a.Sig, a.SigTag
 	spec, _ := bundle.ParseImage("team/app:1", host)
 	w, err := bundle.NewWriter(bundle.WriterOptions{Dir: t.TempDir(), Parts: 1})
 	if err != nil {

@@ -138,19 +138,12 @@ func TestReferrersCLI(t *testing.T) {
 		t.Fatal(err)
 	}
 	app := regtest.Fixtures()["team/app:1"]
-	subject := app.Manifest.GetDescriptor()
 	r, _ := ref.New(host + "/team/app:1")
-	sbom := regtest.Artifact(&subject, regtest.SBOMType, regtest.SBOMType, []byte(`{"spdxVersion":"SPDX-2.3"}`))
-	sig := regtest.Artifact(nil, regtest.SignatureType, regtest.CosignLayer, []byte(`{"critical":{}}`))
-	sigTag := "sha256-" + subject.Digest.Encoded() + ".sig"
-	for _, p := range []struct {
-		r   ref.Ref
-		img *regtest.Image
-	}{{r.SetDigest(sbom.Digest().String()), sbom}, {r.SetTag(sigTag), sig}} {
-		if err := regtest.Push(context.Background(), reg, p.r, p.img); err != nil {
-			t.Fatal(err)
-		}
+	a, err := regtest.AttachReferrers(context.Background(), reg, r, app)
+	if err != nil {
+		t.Fatal(err)
 	}
+	sbom, sigTag := a.SBOM, a.SigTag
 	tests := []struct {
 		name              string
 		args              []string

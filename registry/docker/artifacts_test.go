@@ -2,7 +2,6 @@ package docker_test
 
 import (
 	"context"
-	"strings"
 	"testing"
 
 	"github.com/regclient/regclient/types/ref"
@@ -33,16 +32,11 @@ func TestArtifactsNotLoaded(t *testing.T) {
 	if err := regtest.Push(ctx, reg, r, app); err != nil {
 		t.Fatal(err)
 	}
-	subject := app.Manifest.GetDescriptor()
-	sbom := regtest.Artifact(&subject, regtest.SBOMType, regtest.SBOMType, []byte(`{"spdxVersion":"SPDX-2.3"}`))
-	if err := regtest.Push(ctx, reg, r.SetDigest(sbom.Digest().String()), sbom); err != nil {
+	a, err := regtest.AttachReferrers(ctx, reg, r, app)
+	if err != nil {
 		t.Fatal(err)
 	}
-	sig := regtest.Artifact(nil, regtest.SignatureType, regtest.CosignLayer, []byte(`{"critical":{}}`))
-	sigTag := strings.Replace(subject.Digest.String(), ":", "-", 1) + ".sig"
-	if err := regtest.Push(ctx, reg, r.SetTag(sigTag), sig); err != nil {
-		t.Fatal(err)
-	}
+	sigTag := a.SigTag
 	spec, _ := bundle.ParseImage("team/app:1", host)
 	w, err := bundle.NewWriter(bundle.WriterOptions{Dir: t.TempDir(), Parts: 1})
 	if err != nil {

@@ -1,12 +1,16 @@
 package regtest
 
 import (
+	"context"
 	"encoding/json"
 
 	"github.com/opencontainers/go-digest"
 	"github.com/regclient/regclient/types/descriptor"
 	"github.com/regclient/regclient/types/manifest"
 	"github.com/regclient/regclient/types/mediatype"
+	"github.com/regclient/regclient/types/ref"
+
+	"github.com/ferry-oss/ferry/bundle"
 )
 
 // Artifact types of the test artifacts.
@@ -40,4 +44,26 @@ func Artifact(subject *descriptor.Descriptor, artifactType, layerType string, co
 		panic(err)
 	}
 	return &Image{Manifest: m, Blobs: []Blob{cfg, layer}}
+}
+
+// Attached are the artifacts AttachReferrers pushed for an image.
+type Attached struct {
+	SBOM   *Image // an OCI referrer (subject: the image)
+	Sig    *Image // a cosign-style signature, tagged SigTag
+	SigTag string // sha256-<hex>.sig
+}
+
+// AttachReferrers pushes an SBOM (an OCI referrer of img) and a
+// cosign-style signature tag for img into repository repo of sink.
+func AttachReferrers(ctx context.Context, sink bundle.Sink, repo ref.Ref, img *Image) (Attached, error) {
+	subject := img.Manifest.GetDescriptor()
+	a := Attached{
+		SBOM:   Artifact(&subject, SBOMType, SBOMType, []byte(`{"spdxVersion":"SPDX-2.3","name":"`+subject.Digest.Encoded()[:12]+`"}`)),
+		Sig:    Artifact(nil, SignatureType, CosignLayer, []byte(`{"critical":{"image":{"docker-manifest-digest":"`+subject.Digest.String()+`"}}}`)),
+		SigTag: "sha256-" + subject.Digest.Encoded() + ".sig",
+	}
+	if err := Push(ctx, sink, repo.SetDigest(a.SBOM.Digest().String()), a.SBOM); err != nil {
+		return a, err
+	}
+	return a, Push(ctx, sink, repo.SetTag(a.SigTag), a.Sig)
 }
