@@ -152,8 +152,9 @@ func TestSaveReferrers(t *testing.T) {
 }
 
 // TestUploadReferrers: referrers reach the target where a client no one
-// here wrote (regctl artifact list) finds them: docker-registry 2.8
-// through the fallback tag, olareg through its referrers API. An
+// here wrote (regctl artifact list) finds them: docker-registry 2.8 and
+// distribution v3.1.2 through the fallback tag, olareg through its
+// referrers API. An
 // increment that only adds a new signature carries just its blobs.
 func TestUploadReferrers(t *testing.T) {
 	e := seeded(t)
@@ -186,9 +187,10 @@ func TestUploadReferrers(t *testing.T) {
 		name, host string
 	}
 	d := regtest.StartDistribution(t, regtest.DistributionOptions{})
+	d3 := regtest.StartDistribution(t, regtest.DistributionOptions{V3: true})
 	oh, stop := regtest.Olareg()
 	defer stop()
-	for _, tgt := range []target{{"docker-registry 2.8", d.Host}, {"olareg", oh}} {
+	for _, tgt := range []target{{"docker-registry 2.8", d.Host}, {"distribution v3", d3.Host}, {"olareg", oh}} {
 		t.Run(tgt.name, func(t *testing.T) {
 			dreg := newReg(t, tgt.host)
 			th, _ := ref.NewHost(tgt.host)
