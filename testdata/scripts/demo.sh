@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # make demo: ferry's main job end to end on loopback.
 #   two docker-registry instances (source, target), the source seeded from
-#   testdata, a full and an incremental bundle saved, both verified and
-#   uploaded, and every image digest checked at the target.
+#   testdata, a full (SSH-signed when ssh-keygen is there) and an
+#   incremental bundle saved, both verified and uploaded, and every image
+#   digest checked at the target.
 # Everything started here is stopped by PID on exit; the work dir (DEMO_DIR) is removed
 # unless KEEP=1.
 set -euo pipefail
@@ -51,8 +52,16 @@ library/multi:1
 TXT
 F="$BIN/ferry --config $WORK/cfg.yaml --no-progress"
 
-step "ferry save: full bundle (multi-arch index filtered to linux/amd64 + linux/arm64)"
-$F save --list "$WORK/full.txt" --compress zstd
+SIGN=()
+VERIFY=()
+if command -v ssh-keygen >/dev/null; then
+  ssh-keygen -q -t ed25519 -N "" -C "ferry demo" -f "$WORK/sign"
+  SIGN=(--sign-key "$WORK/sign")
+  VERIFY=(--key "$WORK/sign.pub")
+fi
+
+step "ferry save: full bundle (multi-arch index filtered to linux/amd64 + linux/arm64), signed"
+$F save --list "$WORK/full.txt" --compress zstd ${SIGN[@]+"${SIGN[@]}"}
 FULL=$(ls "$WORK"/out/demo_full_*_meta.yaml)
 $F inspect "$FULL"
 
@@ -66,16 +75,20 @@ $F save --list "$WORK/daily.txt" --inc "$FULL" --compress zstd
 INCR=$(ls "$WORK"/out/demo_incr_*_meta.yaml)
 $F inspect "$INCR"
 
-step "ferry verify both bundles (offline)"
-$F verify "$FULL"
+step "ferry verify both bundles (offline; the full one's SSH signature too)"
+$F verify "$FULL" ${VERIFY[@]+"${VERIFY[@]}"}
 $F verify "$INCR"
+if [ ${#VERIFY[@]} -gt 0 ]; then
+  echo "ferry $(cat "$WORK/sign.pub")" > "$WORK/allowed_signers"
+  ssh-keygen -Y verify -f "$WORK/allowed_signers" -I ferry -n ferry -s "$FULL.sig" < "$FULL"
+fi
 
 step "ferry upload: the increment first must be refused (its base is not at the target)"
 if $F upload "$INCR"; then echo "expected a refusal" >&2; exit 1; fi
 echo "refused, as it should be"
 
 step "ferry upload: full, then incremental"
-$F upload "$FULL"
+$F upload "$FULL" ${VERIFY[@]+"${VERIFY[@]}"}
 $F upload "$INCR"
 
 step "check every image digest at the target against the meta files"
