@@ -5,7 +5,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -24,31 +23,12 @@ func StartContainerd(t testing.TB) *Containerd {
 	t.Helper()
 	ctr := Need(t, "ctr")
 	bin := Need(t, "containerd")
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("containerd needs root")
-		}
-		t.Skip("containerd needs root")
-	}
-	dir, err := os.MkdirTemp("/tmp", "fc") // short: unix socket paths are limited
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir := daemonDir(t, "containerd", "fc")
 	c := &Containerd{Socket: filepath.Join(dir, "c.sock"), Dir: dir, ctr: ctr}
 	cfg := filepath.Join(dir, "config.toml")
 	_ = os.WriteFile(cfg, []byte(fmt.Sprintf("version = 2\nroot = %q\nstate = %q\ndisabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n[grpc]\n  address = %q\n",
 		filepath.Join(dir, "root"), filepath.Join(dir, "state"), c.Socket)), 0o644)
-	logf, err := os.Create(filepath.Join(dir, "containerd.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logf.Close()
-	cmd := exec.Command(bin, "--config", cfg)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd := startLogged(t, filepath.Join(dir, "containerd.log"), bin, "--config", cfg)
 	t.Cleanup(func() {
 		stopProcess(cmd, 15*time.Second)
 		_ = exec.Command("sh", "-c", fmt.Sprintf("grep -o ' %s[^ ]*' /proc/mounts | sort -r | xargs -r -n1 umount -l", dir)).Run()

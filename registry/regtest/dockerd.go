@@ -26,30 +26,11 @@ type Dockerd struct {
 func StartDockerd(t testing.TB) *Dockerd {
 	t.Helper()
 	bin := Need(t, "dockerd")
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("dockerd needs root")
-		}
-		t.Skip("dockerd needs root")
-	}
-	dir, err := os.MkdirTemp("/tmp", "fd") // short: unix socket paths are limited
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir := daemonDir(t, "dockerd", "fd")
 	d := &Dockerd{Socket: filepath.Join(dir, "docker.sock"), Dir: dir}
-	log, err := os.Create(filepath.Join(dir, "dockerd.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer log.Close()
-	d.cmd = exec.Command(bin, "--iptables=false", "--ip6tables=false", "--bridge=none",
+	d.cmd = startLogged(t, filepath.Join(dir, "dockerd.log"), bin, "--iptables=false", "--ip6tables=false", "--bridge=none",
 		"--host=unix://"+d.Socket, "--data-root="+filepath.Join(dir, "root"),
 		"--exec-root="+filepath.Join(dir, "exec"), "--pidfile="+filepath.Join(dir, "pid"))
-	d.cmd.Stdout, d.cmd.Stderr = log, log
-	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := d.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
 	t.Cleanup(d.Stop)
 	client := d.Client()
 	deadline := time.Now().Add(60 * time.Second)
@@ -89,4 +70,40 @@ func (d *Dockerd) Stop() {
 	// the data root may hold mounts from overlay layers
 	_ = exec.Command("sh", "-c", fmt.Sprintf("grep -o ' %s[^ ]*' /proc/mounts | sort -r | xargs -r -n1 umount -l", d.Dir)).Run()
 	_ = os.RemoveAll(d.Dir)
+}
+
+// daemonDir skips (or, under CI, fails) a test that needs root for a
+// daemon when it is not root, and makes the daemon's directory: short,
+// under /tmp, as unix socket paths are limited.
+func daemonDir(t testing.TB, daemon, prefix string) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("%s needs root", daemon)
+		}
+		t.Skipf("%s needs root", daemon)
+	}
+	dir, err := os.MkdirTemp("/tmp", prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// startLogged starts bin with args in its own process group, its output
+// in logFile; the caller stops it (stopProcess).
+func startLogged(t testing.TB, logFile, bin string, args ...string) *exec.Cmd {
+	t.Helper()
+	log, err := os.Create(logFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer log.Close()
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = log, log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd
 }
