@@ -12,8 +12,10 @@ import (
 	"os"
 	"os/signal"
 	"sort"
+	"strings"
 
 	"github.com/regclient/regclient/types/ref"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/ferry-oss/ferry/meta"
 	"github.com/ferry-oss/ferry/registry"
@@ -28,6 +30,10 @@ func main() {
 	layers := flag.Int("layers", 5, "big image: number of layers")
 	size := flag.Int64("layer-size", 100<<20, "big image: bytes per layer")
 	seed := flag.Uint64("seed", 1, "big image: random seed")
+	generate := flag.Int("generate", 0, "push this many generated images gen/app-NNNNN:1 (-gen-layers tiny layers each, the first shared by all; for make bench-scale)")
+	genLayers := flag.Int("gen-layers", 5, "generated images: layers each")
+	genLayerSize := flag.Int("gen-layer-size", 4096, "generated images: bytes per layer (before gzip)")
+	list := flag.String("list", "", "with -generate: also write the image list (one reference a line) to this file")
 	check := flag.String("check", "", "instead of pushing: check that every image of this meta file is at the registry with the meta's digest")
 	namespace := flag.String("namespace", "", "with -check: the namespace the bundle was uploaded under")
 	flag.Parse()
@@ -35,6 +41,13 @@ func main() {
 	defer stop()
 	if *check != "" {
 		if err := checkMeta(ctx, *host, *check, *namespace); err != nil {
+			fmt.Fprintln(os.Stderr, "ferry-seed:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if *generate > 0 {
+		if err := generateImages(ctx, *host, *generate, *genLayers, *genLayerSize, *list); err != nil {
 			fmt.Fprintln(os.Stderr, "ferry-seed:", err)
 			os.Exit(1)
 		}
@@ -130,5 +143,54 @@ func checkMeta(ctx context.Context, host, file, namespace string) error {
 	if bad > 0 {
 		return fmt.Errorf("%d image(s) wrong or missing", bad)
 	}
+	return nil
+}
+
+// generateImages pushes n images gen/app-NNNNN:1 of layers tiny layers:
+// the first layer is shared by all, the others are the image's own
+// (deterministic content of size bytes each). 16 pushes run at once.
+func generateImages(ctx context.Context, host string, n, layers, size int, listFile string) error {
+	reg, err := registry.New(registry.Options{Registries: []string{host}, Retries: 2, Concurrency: 16, Log: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		return err
+	}
+	filler := func(seed string) string {
+		b := make([]byte, size)
+		for i := range b {
+			b[i] = "abcdefghijklmnopqrstuvwxyz0123456789"[(i*7+len(seed)+int(seed[len(seed)-1]))%36]
+		}
+		return seed + "\n" + string(b)
+	}
+	shared := regtest.Layer(map[string]string{"etc/shared": filler("shared")})
+	var names []string
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(16)
+	for i := range n {
+		name := fmt.Sprintf("gen/app-%05d:1", i)
+		names = append(names, host+"/"+name)
+		g.Go(func() error {
+			ls := []regtest.Blob{shared}
+			for l := 1; l < layers; l++ {
+				ls = append(ls, regtest.Layer(map[string]string{fmt.Sprintf("app/%d", l): filler(fmt.Sprintf("%s layer %d", name, l))}))
+			}
+			r, err := ref.New(host + "/" + name)
+			if err != nil {
+				return err
+			}
+			if err := regtest.Push(gctx, reg, r, regtest.NewImage("linux/amd64", ls...)); err != nil {
+				return fmt.Errorf("%s: %w", name, err)
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	if listFile != "" {
+		if err := os.WriteFile(listFile, []byte(strings.Join(names, "\n")+"\n"), 0o644); err != nil {
+			return err
+		}
+	}
+	fmt.Printf("pushed %d generated images of %d layers to %s\n", n, layers, host)
 	return nil
 }
