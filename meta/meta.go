@@ -195,15 +195,79 @@ func (r *Raw) UnmarshalYAML(n *yaml.Node) error {
 // Marshal encodes m as YAML.
 func Marshal(m *Meta) ([]byte, error) {
 	var buf bytes.Buffer
-	enc := yaml.NewEncoder(&buf)
-	enc.SetIndent(2)
-	if err := enc.Encode(m); err != nil {
+	head := metaHead{
+		SchemaVersion: m.SchemaVersion, Kind: m.Kind, ID: m.ID, Type: m.Type, Partial: m.Partial,
+		Tool: m.Tool, Created: m.Created, Platforms: m.Platforms, Compression: m.Compression,
+		Parts: m.Parts, Bases: m.Bases,
+	}
+	if err := encodeYAML(&buf, head); err != nil {
 		return nil, err
 	}
-	if err := enc.Close(); err != nil {
-		return nil, err
+	// The long lists an item at a time: yaml.v3 builds a node tree of
+	// what it encodes, about 40 times the bytes it writes, so one Encode
+	// of a 10,000-image meta would need gigabytes. The output is the same.
+	for _, err := range []error{
+		appendList(&buf, "images", m.Images, false),
+		appendList(&buf, "manifests", m.Manifests, false),
+		appendList(&buf, "blobs", m.Blobs, false),
+		appendList(&buf, "baseBlobs", m.BaseBlobs, true),
+		appendList(&buf, "failed", m.Failed, true),
+	} {
+		if err != nil {
+			return nil, err
+		}
 	}
 	return buf.Bytes(), nil
+}
+
+// metaHead is Meta without its long lists (same fields, same order).
+type metaHead struct {
+	SchemaVersion int       `yaml:"schemaVersion"`
+	Kind          string    `yaml:"kind"`
+	ID            string    `yaml:"id"`
+	Type          string    `yaml:"type"`
+	Partial       bool      `yaml:"partial,omitempty"`
+	Tool          string    `yaml:"tool"`
+	Created       time.Time `yaml:"created"`
+	Platforms     []string  `yaml:"platforms,omitempty"`
+	Compression   string    `yaml:"compression"`
+	Parts         []Part    `yaml:"parts"`
+	Bases         []Base    `yaml:"bases,omitempty"`
+}
+
+func encodeYAML(w io.Writer, v any) error {
+	enc := yaml.NewEncoder(w)
+	enc.SetIndent(2)
+	if err := enc.Encode(v); err != nil {
+		return err
+	}
+	return enc.Close()
+}
+
+// appendList writes "key:" and items as a block sequence, as Encode of
+// the whole Meta would, encoding one item at a time.
+func appendList[T any](buf *bytes.Buffer, key string, items []T, omitEmpty bool) error {
+	if len(items) == 0 {
+		if !omitEmpty {
+			buf.WriteString(key + ": []\n")
+		}
+		return nil
+	}
+	buf.WriteString(key + ":\n")
+	var one bytes.Buffer
+	for i := range items {
+		one.Reset()
+		if err := encodeYAML(&one, items[i:i+1]); err != nil {
+			return err
+		}
+		for _, line := range bytes.SplitAfter(one.Bytes(), []byte("\n")) {
+			if len(line) > 0 {
+				buf.WriteString("  ")
+				buf.Write(line)
+			}
+		}
+	}
+	return nil
 }
 
 // Parse decodes and validates a meta file. Unknown fields, unknown schema

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
+	"gopkg.in/yaml.v3"
 
 	"github.com/ferry-oss/ferry/meta"
 )
@@ -171,4 +172,33 @@ func FuzzParse(f *testing.F) {
 			t.Fatal("encoding is not stable")
 		}
 	})
+}
+
+// TestMarshalByItems: Marshal, which encodes the long lists an item at a
+// time, writes the same bytes as one yaml.v3 Encode of the whole Meta,
+// with every list full or empty, and failures listed.
+func TestMarshalByItems(t *testing.T) {
+	full := sample()
+	full.Partial = true
+	full.Failed = []meta.FailedItem{{Source: "reg.test/a:1", Error: "manifest unknown: \"quoted\"\nsecond line"}}
+	empty := sample()
+	empty.Images, empty.Manifests, empty.Blobs, empty.BaseBlobs, empty.Bases, empty.Platforms = nil, nil, nil, nil, nil, nil
+	for name, m := range map[string]*meta.Meta{"full": full, "empty lists": empty} {
+		t.Run(name, func(t *testing.T) {
+			var want bytes.Buffer
+			enc := yaml.NewEncoder(&want)
+			enc.SetIndent(2)
+			if err := enc.Encode(m); err != nil {
+				t.Fatal(err)
+			}
+			_ = enc.Close()
+			got, err := meta.Marshal(m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, want.Bytes()) {
+				t.Fatalf("Marshal differs from one Encode:\n--- got\n%s\n--- want\n%s", got, want.Bytes())
+			}
+		})
+	}
 }
