@@ -569,7 +569,8 @@ func (e *Engine) BlobMount(_ context.Context, _, _ ref.Ref, d descriptor.Descrip
 // BlobPut writes a wanted blob into the load stream as blobs/sha256/<hex>.
 // When rdr fails (or ctx ends) part way, the stream is aborted: Docker
 // gets a broken request and loads nothing, and the Engine fails from then
-// on. Blobs no chosen image needs, or already written, are read and
+// on. When ctx ends, rdr is closed if it is an io.Closer, so that a read
+// blocked on it returns. Blobs no chosen image needs, or already written, are read and
 // dropped.
 func (e *Engine) BlobPut(ctx context.Context, _ ref.Ref, d descriptor.Descriptor, rdr io.Reader) error {
 	e.mu.Lock()
@@ -587,7 +588,12 @@ func (e *Engine) BlobPut(ctx context.Context, _ ref.Ref, d descriptor.Descriptor
 		e.start()
 	}
 	pw := e.pw
-	stop := context.AfterFunc(ctx, func() { pw.CloseWithError(context.Cause(ctx)) })
+	stop := context.AfterFunc(ctx, func() {
+		pw.CloseWithError(context.Cause(ctx))
+		if c, ok := rdr.(io.Closer); ok {
+			_ = c.Close() // a read blocked on a source that stalled ends too
+		}
+	})
 	err := e.tw.WriteHeader(&tar.Header{Name: bundle.BlobPath(d.Digest), Size: d.Size, Mode: 0o644, Typeflag: tar.TypeReg, ModTime: time.Unix(0, 0)})
 	if err == nil {
 		var n int64
