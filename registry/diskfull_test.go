@@ -65,8 +65,11 @@ func TestUploadTargetDiskFull(t *testing.T) {
 	if err == nil {
 		t.Fatal("upload into a full registry succeeded")
 	}
-	named := false
+	named := false // the config or a layer, whichever hit the full disk
 	for _, b := range img.Big {
+		named = named || strings.Contains(err.Error(), b.Desc.Digest.String())
+	}
+	for _, b := range img.Blobs {
 		named = named || strings.Contains(err.Error(), b.Desc.Digest.String())
 	}
 	if !named {
