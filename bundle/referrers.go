@@ -2,7 +2,9 @@ package bundle
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"strings"
 
 	"github.com/opencontainers/go-digest"
 	"github.com/regclient/regclient/types/descriptor"
@@ -70,11 +72,10 @@ func metaReferrers(m *meta.Meta, refs map[digest.Digest][]digest.Digest, tagged 
 			out = append(out, Referrer{Desc: descriptor.Descriptor{MediaType: mf.MediaType, Digest: mf.Digest, Size: mf.Size}})
 		}
 	}
-	prefix := "sha256-" + d.Encoded()
-	for _, suf := range []string{".sig", ".att", ".sbom"} {
-		if dg, ok := tagged[prefix+suf]; ok {
+	for _, tag := range CosignTags(d) {
+		if dg, ok := tagged[tag]; ok {
 			if mf := m.ManifestByDigest(dg); mf != nil {
-				out = append(out, Referrer{Desc: descriptor.Descriptor{MediaType: mf.MediaType, Digest: mf.Digest, Size: mf.Size}, Tag: prefix + suf})
+				out = append(out, Referrer{Desc: descriptor.Descriptor{MediaType: mf.MediaType, Digest: mf.Digest, Size: mf.Size}, Tag: tag})
 			}
 		}
 	}
@@ -122,4 +123,47 @@ func (s *Set) Referrers(_ context.Context, _ ref.Ref, d descriptor.Descriptor) (
 		}
 	}
 	return out, nil
+}
+
+// cosignSuffixes are the tag suffixes cosign gives artifacts of a manifest.
+var cosignSuffixes = []string{".sig", ".att", ".sbom"}
+
+// CosignTags are the tags under which cosign stores artifacts of manifest
+// d: sha256-<hex>.sig, .att and .sbom.
+func CosignTags(d digest.Digest) []string {
+	base := string(d.Algorithm()) + "-" + d.Encoded()
+	out := make([]string, len(cosignSuffixes))
+	for i, s := range cosignSuffixes {
+		out[i] = base + s
+	}
+	return out
+}
+
+// IsCosignTag reports whether tag is one of CosignTags of some digest.
+func IsCosignTag(tag string) bool {
+	for _, s := range cosignSuffixes {
+		if hex, ok := strings.CutSuffix(tag, s); ok {
+			if algo, enc, ok := strings.Cut(hex, "-"); ok && digest.NewDigestFromEncoded(digest.Algorithm(algo), enc).Validate() == nil {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// ArtifactType is a manifest's artifact type as the OCI referrers API
+// reports it: its artifactType, else (for an image manifest) its config's
+// media type.
+func ArtifactType(mediaType string, raw []byte) string {
+	var m struct {
+		ArtifactType string `json:"artifactType"`
+		Config       struct {
+			MediaType string `json:"mediaType"`
+		} `json:"config"`
+	}
+	_ = json.Unmarshal(raw, &m)
+	if m.ArtifactType == "" && !IsIndex(mediaType) {
+		return m.Config.MediaType
+	}
+	return m.ArtifactType
 }

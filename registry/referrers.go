@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 
 	"github.com/regclient/regclient/types/descriptor"
@@ -15,10 +14,6 @@ import (
 )
 
 var _ bundle.ReferrerSource = (*Registry)(nil)
-
-// cosignSuffixes are the tag suffixes cosign uses for artifacts of a
-// manifest digest: sha256-<hex>.sig, .att and .sbom.
-var cosignSuffixes = []string{".sig", ".att", ".sbom"}
 
 // tagCache holds one tag list per repository, so that looking for cosign
 // tags costs one listing per repository, not three requests per manifest.
@@ -57,9 +52,7 @@ func (r *Registry) Referrers(ctx context.Context, rf ref.Ref, d descriptor.Descr
 	if err != nil {
 		return nil, fmt.Errorf("listing tags of %s for cosign artifacts: %w", rf.CommonName(), err)
 	}
-	base := strings.Replace(d.Digest.String(), ":", "-", 1)
-	for _, suf := range cosignSuffixes {
-		tag := base + suf
+	for _, tag := range bundle.CosignTags(d.Digest) {
 		if !tags[tag] {
 			continue
 		}

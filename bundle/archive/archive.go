@@ -366,7 +366,7 @@ func (ow *OCIWriter) ManifestPut(ctx context.Context, r ref.Ref, m manifest.Mani
 				ow.referrers[d.Digest] = true
 				// a referrer: listed without a name, where tools look for
 				// referrers in a layout
-				ow.index = append(ow.index, descriptor.Descriptor{MediaType: d.MediaType, Digest: d.Digest, Size: int64(len(raw)), ArtifactType: artifactTypeOf(raw)})
+				ow.index = append(ow.index, descriptor.Descriptor{MediaType: d.MediaType, Digest: d.Digest, Size: int64(len(raw)), ArtifactType: bundle.ArtifactType(d.MediaType, raw)})
 			}
 		}
 		return nil
@@ -392,19 +392,4 @@ func (ow *OCIWriter) Commit(context.Context) error {
 		return err
 	}
 	return ow.finish("index.json", map[string]any{"schemaVersion": 2, "mediaType": mediatype.OCI1ManifestList, "manifests": append([]descriptor.Descriptor{}, ow.index...)})
-}
-
-// artifactTypeOf is a manifest's artifactType, else its config media type.
-func artifactTypeOf(raw []byte) string {
-	var m struct {
-		ArtifactType string `json:"artifactType"`
-		Config       struct {
-			MediaType string `json:"mediaType"`
-		} `json:"config"`
-	}
-	_ = json.Unmarshal(raw, &m)
-	if m.ArtifactType != "" {
-		return m.ArtifactType
-	}
-	return m.Config.MediaType
 }

@@ -1,10 +1,11 @@
 package main
 
 import (
-	"encoding/json"
+	"cmp"
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"text/tabwriter"
 
 	"github.com/opencontainers/go-digest"
@@ -27,7 +28,7 @@ func inspectReferrers(w io.Writer, m *meta.Meta) {
 	}
 	var tagged []meta.Image // cosign-style artifacts, tagged after their subject
 	for _, img := range m.Images {
-		if isCosignTag(img.Tag) {
+		if bundle.IsCosignTag(img.Tag) {
 			tagged = append(tagged, img)
 		}
 	}
@@ -41,12 +42,12 @@ func inspectReferrers(w io.Writer, m *meta.Meta) {
 		mf := m.ManifestByDigest(dg)
 		size, typ := int64(0), "?"
 		if mf != nil {
-			size, typ = mf.Size, artifactType(*mf)
+			size, typ = mf.Size, cmp.Or(bundle.ArtifactType(mf.MediaType, mf.Raw), mf.MediaType)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", img.Source, short(subject.String()), typ, short(dg.String()), formatSize(size), orDash(tag))
 	}
 	for _, img := range m.Images {
-		if isCosignTag(img.Tag) {
+		if bundle.IsCosignTag(img.Tag) {
 			continue
 		}
 		eachManifest(m, img.Digest, func(mm manifest.Manifest, _ []descriptor.Descriptor) {
@@ -60,7 +61,7 @@ func inspectReferrers(w io.Writer, m *meta.Meta) {
 			}
 			walk(subject)
 			for _, t := range tagged {
-				if t.Repository == img.Repository && t.Tag == cosignTag(subject, t.Tag) {
+				if t.Repository == img.Repository && slices.Contains(bundle.CosignTags(subject), t.Tag) {
 					row(img, subject, t.Digest, t.Tag)
 					walk(t.Digest)
 				}
@@ -68,41 +69,6 @@ func inspectReferrers(w io.Writer, m *meta.Meta) {
 		})
 	}
 	tw.Flush()
-}
-
-// isCosignTag reports whether tag is cosign's sha256-<hex>.sig/.att/.sbom.
-func isCosignTag(tag string) bool {
-	if len(tag) < 7+64 || tag[:7] != "sha256-" {
-		return false
-	}
-	switch tag[7+64:] {
-	case ".sig", ".att", ".sbom":
-		return true
-	}
-	return false
-}
-
-// cosignTag is the cosign tag of subject with tag's suffix.
-func cosignTag(subject digest.Digest, tag string) string {
-	return "sha256-" + subject.Encoded() + tag[7+64:]
-}
-
-// artifactType is a manifest's artifactType, else its config media type.
-func artifactType(mf meta.Manifest) string {
-	var m struct {
-		ArtifactType string `json:"artifactType"`
-		Config       struct {
-			MediaType string `json:"mediaType"`
-		} `json:"config"`
-	}
-	_ = json.Unmarshal(mf.Raw, &m)
-	switch {
-	case m.ArtifactType != "":
-		return m.ArtifactType
-	case m.Config.MediaType != "":
-		return m.Config.MediaType
-	}
-	return mf.MediaType
 }
 
 func orDash(s string) string {

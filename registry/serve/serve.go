@@ -558,10 +558,6 @@ func (g *Registry) referrers(w http.ResponseWriter, r *http.Request, rp *repo, a
 	for m := range rp.manifests {
 		mf := g.set.Manifest(m)
 		var doc struct {
-			ArtifactType string `json:"artifactType"`
-			Config       struct {
-				MediaType string `json:"mediaType"`
-			} `json:"config"`
 			Subject *struct {
 				Digest digest.Digest `json:"digest"`
 			} `json:"subject"`
@@ -570,10 +566,7 @@ func (g *Registry) referrers(w http.ResponseWriter, r *http.Request, rp *repo, a
 		if json.Unmarshal(mf.Raw, &doc) != nil || doc.Subject == nil || doc.Subject.Digest != dg {
 			continue
 		}
-		at := doc.ArtifactType
-		if at == "" && doc.Config.MediaType != "" && !bundle.IsIndex(mf.MediaType) {
-			at = doc.Config.MediaType
-		}
+		at := bundle.ArtifactType(mf.MediaType, mf.Raw)
 		if filter != "" && at != filter {
 			continue
 		}
