@@ -44,16 +44,7 @@ lint: ## gofmt, go vet, and staticcheck when installed
 	@if command -v staticcheck >/dev/null; then staticcheck ./...; else echo "staticcheck not installed: skipped"; fi
 
 fuzz: ## run each fuzz test for FUZZTIME
-	$(GO) test -run XXX -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10x ./meta
-	$(GO) test -run XXX -fuzz '^FuzzReadPart$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10x ./bundle
-	$(GO) test -run XXX -fuzz '^FuzzOpenBlob$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10x ./bundle
-	$(GO) test -run XXX -fuzz '^FuzzParseList$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10x ./bundle
-	$(GO) test -run XXX -fuzz '^FuzzParseTagSelect$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10x ./bundle
-	$(GO) test -run XXX -fuzz '^FuzzParseImages$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10x ./registry/imagesyncer
-	$(GO) test -run XXX -fuzz '^FuzzParseConfig$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10x ./cmd/ferry
-	$(GO) test -run XXX -fuzz '^FuzzVerify$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10x ./meta/sign
-	$(GO) test -run XXX -fuzz '^FuzzParseKeys$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10x ./meta/sign
-	$(GO) test -run XXX -fuzz '^FuzzParseRange$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10x ./registry/serve
+	FUZZTIME=$(FUZZTIME) GO=$(GO) bash testdata/scripts/fuzz.sh
 
 bench: deps ## save, upload, cold no-op re-upload (and serve) of a ~500 MB image beside crane, regctl, skopeo
 	bash testdata/scripts/bench.sh
