@@ -159,8 +159,16 @@ func Save(ctx context.Context, src Source, w *Writer, images []ImageSpec, opts S
 		targets[t] = s.String()
 	}
 
+	// Plans go to a spool file in the output directory: memory holds an
+	// offset per image, not every image's manifests.
+	spool, err := newPlanSpool(w.opts.Dir)
+	if err != nil {
+		return nil, err
+	}
+	defer spool.Close()
+	plan := func(i int) (*imagePlan, error) { return spool.get(i, images[i]) }
+
 	// 1. Resolve every image and its manifests.
-	plans := make([]*imagePlan, len(images))
 	failures := map[int]error{}
 	var mu sync.Mutex
 	g, gctx := errgroup.WithContext(ctx)
@@ -168,13 +176,15 @@ func Save(ctx context.Context, src Source, w *Writer, images []ImageSpec, opts S
 	for i, spec := range images {
 		g.Go(func() error {
 			p, err := planImage(gctx, src, spec, opts)
+			if err == nil {
+				err = spool.put(i, p)
+			}
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
 				failures[i] = err
 				opts.Log.Debug("image failed", "image", spec.String(), "err", err) // the caller's summary says it
 			} else {
-				plans[i] = p
 				distinct := map[digest.Digest]bool{}
 				for _, b := range p.blobs {
 					distinct[b.desc.Digest] = true
@@ -192,31 +202,39 @@ func Save(ctx context.Context, src Source, w *Writer, images []ImageSpec, opts S
 		return nil, failedErr(images, failures)
 	}
 
-	// 2. Blobs: unique, not in a base bundle, largest first.
-	var todo []srcBlob
-	users := map[digest.Digest][]int{}
-	seen := map[digest.Digest]bool{}
-	for i, p := range plans {
-		if p == nil {
+	// 2. Blobs: unique, not in a base bundle, largest first. A blob is
+	// fetched through the first image that needs it.
+	type todoBlob struct {
+		d   planDesc
+		img int
+	}
+	var todo []todoBlob
+	seen := map[digest.Digest]struct{}{}
+	for i := range images {
+		if !spool.has(i) {
 			continue
 		}
+		p, err := plan(i)
+		if err != nil {
+			return nil, err
+		}
 		for _, b := range p.blobs {
-			users[b.desc.Digest] = append(users[b.desc.Digest], i)
-			if seen[b.desc.Digest] {
+			if _, ok := seen[b.desc.Digest]; ok {
 				continue
 			}
-			seen[b.desc.Digest] = true
+			seen[b.desc.Digest] = struct{}{}
 			if ok, _ := w.BlobExists(ctx, b.tgt, b.desc); ok {
 				res.Skipped++
 				continue
 			}
-			todo = append(todo, b)
+			todo = append(todo, todoBlob{d: planDescOf(b.desc), img: i})
 		}
 	}
-	sort.SliceStable(todo, func(i, j int) bool { return todo[i].desc.Size > todo[j].desc.Size })
+	seen = nil
+	sort.SliceStable(todo, func(i, j int) bool { return todo[i].d.Size > todo[j].d.Size })
 	var total int64
 	for _, b := range todo {
-		total += b.desc.Size
+		total += b.d.Size
 	}
 	prog.SetTotal(total, len(todo))
 	opts.Log.Info("fetching blobs", "blobs", len(todo), "bytes", total, "skipped", res.Skipped)
@@ -226,8 +244,10 @@ func Save(ctx context.Context, src Source, w *Writer, images []ImageSpec, opts S
 	g, gctx = errgroup.WithContext(bctx)
 	g.SetLimit(opts.Jobs)
 	blobErr := map[digest.Digest]error{}
-	for _, b := range todo {
+	for _, tb := range todo {
 		g.Go(func() error {
+			spec := images[tb.img]
+			b := srcBlob{desc: tb.d.desc(), src: spec.Source, tgt: ref.Ref{Scheme: "reg", Registry: "bundle", Repository: spec.Repository}}
 			err := copyBlob(gctx, src, w, b, opts, prog)
 			if err != nil {
 				mu.Lock()
@@ -246,29 +266,41 @@ func Save(ctx context.Context, src Source, w *Writer, images []ImageSpec, opts S
 		})
 	}
 	_ = g.Wait()
+	todo = nil
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	for dg, err := range blobErr {
-		for _, i := range users[dg] {
-			if errors.Is(err, context.Canceled) && failures[i] != nil {
+	if len(blobErr) > 0 { // every image that needs a failed blob fails
+		for i := range images {
+			if _, failed := failures[i]; failed || !spool.has(i) {
 				continue
 			}
-			if _, ok := failures[i]; !ok || errors.Is(failures[i], context.Canceled) {
+			p, err := plan(i)
+			if err != nil {
+				return nil, err
+			}
+			if err := blobFailure(p, blobErr); err != nil {
 				failures[i] = err
 			}
-			plans[i] = nil
+		}
+		if !opts.KeepGoing {
+			return nil, failedErr(images, failures)
 		}
 	}
-	if len(failures) > 0 && !opts.KeepGoing {
-		return nil, failedErr(images, failures)
-	}
 
-	// 3. Manifests, children first, then the image records.
+	// 3. Manifests, children first, then the image records; an image
+	// whose blob failed fails with it.
 	taggedSeen := map[string]bool{}
-	for i, p := range plans {
-		if p == nil {
+	for i := range images {
+		if !spool.has(i) {
 			continue
+		}
+		if _, failed := failures[i]; failed {
+			continue
+		}
+		p, err := plan(i)
+		if err != nil {
+			return nil, err
 		}
 		if err := putManifests(ctx, w, p); err != nil {
 			failures[i] = err
@@ -322,6 +354,24 @@ func Save(ctx context.Context, src Source, w *Writer, images []ImageSpec, opts S
 		return res, fe
 	}
 	return res, nil
+}
+
+// blobFailure is the error of the first blob of p that failed, if any. A
+// blob cancelled because another one failed counts only when nothing
+// better is known.
+func blobFailure(p *imagePlan, blobErr map[digest.Digest]error) error {
+	var canceled error
+	for _, b := range p.blobs {
+		err, ok := blobErr[b.desc.Digest]
+		if !ok {
+			continue
+		}
+		if !errors.Is(err, context.Canceled) {
+			return err
+		}
+		canceled = err
+	}
+	return canceled
 }
 
 func failedErr(images []ImageSpec, failures map[int]error) *FailedError {

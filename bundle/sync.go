@@ -117,7 +117,7 @@ func (r *SyncResult) Total() TargetResult {
 type syncJob struct {
 	img, tgt int
 	repo     ref.Ref // at the target
-	plan     *imagePlan
+	plan     int // spool key of the image's plan
 	upToDate bool
 	err      error
 }
@@ -187,26 +187,34 @@ func Sync(ctx context.Context, src Source, targets []SyncTarget, images []SyncIm
 		}
 	}
 
-	// 1. Resolve each source image once.
-	plans := map[string]*imagePlan{}
+	// Plans are spooled to a temporary file: memory holds a key per
+	// image, not every image's manifests.
+	spool, err := newPlanSpool("")
+	if err != nil {
+		return nil, err
+	}
+	defer spool.Close()
+	plan := func(key int) (*imagePlan, error) { return spool.get(key, images[key].Spec) }
+
+	// 1. Resolve each source image once (under the index of its first
+	// entry).
+	plans := map[string]int{}
 	planErr := map[string]error{}
 	var mu sync.Mutex
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(opts.Jobs)
 	popts := SaveOptions{Platforms: opts.Platforms, Retries: opts.Retries, RetryDelay: opts.RetryDelay, IdleTimeout: opts.IdleTimeout, Referrers: opts.Referrers, ArtifactTypes: opts.ArtifactTypes, Log: opts.Log}
-	for _, im := range images {
+	for i, im := range images {
 		key := im.Spec.String()
-		mu.Lock()
-		_, dup := plans[key]
-		if !dup {
-			plans[key] = nil
-		}
-		mu.Unlock()
-		if dup {
+		if _, dup := plans[key]; dup {
 			continue
 		}
+		plans[key] = i
 		g.Go(func() error {
 			p, err := planImage(gctx, src, im.Spec, popts)
+			if err == nil {
+				err = spool.put(i, p)
+			}
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
@@ -214,7 +222,7 @@ func Sync(ctx context.Context, src Source, targets []SyncTarget, images []SyncIm
 				opts.Log.Warn("image failed", "image", key, "err", err)
 				return nil
 			}
-			plans[key] = p
+			res.Images++
 			opts.Log.Info("resolved", "image", key, "digest", p.top.GetDescriptor().Digest, "manifests", len(p.manifests), "blobs", len(p.blobs))
 			return nil
 		})
@@ -222,11 +230,6 @@ func Sync(ctx context.Context, src Source, targets []SyncTarget, images []SyncIm
 	_ = g.Wait()
 	if err := ctx.Err(); err != nil {
 		return nil, err
-	}
-	for _, p := range plans {
-		if p != nil {
-			res.Images++
-		}
 	}
 
 	// 2. Which targets already have the image (tag or digest points at the
@@ -262,11 +265,17 @@ func Sync(ctx context.Context, src Source, targets []SyncTarget, images []SyncIm
 			}
 			mh := targets[j.tgt].Sink.(ManifestHeader)
 			g.Go(func() error {
-				j.upToDate, j.err = present(gctx, mh, j.repo, images[j.img].Spec.Tag, j.plan, opts)
+				p, err := plan(j.plan)
+				if err != nil {
+					return err
+				}
+				j.upToDate, j.err = present(gctx, mh, j.repo, images[j.img].Spec.Tag, p, opts)
 				return nil
 			})
 		}
-		_ = g.Wait()
+		if err := g.Wait(); err != nil {
+			return nil, err
+		}
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
@@ -279,29 +288,50 @@ func Sync(ctx context.Context, src Source, targets []SyncTarget, images []SyncIm
 	}
 
 	// 3. Blobs: every blob a pending copy needs, once per target, each
-	// read once from the source for all targets that lack it.
-	needs := map[digest.Digest]*blobNeed{}
-	var order []*blobNeed
-	for _, j := range jobs {
+	// read once from the source for all targets that lack it. A need is
+	// kept compact (the jobs that need it) until its copy starts.
+	type needRec struct {
+		d    planDesc
+		img  int     // an image that has it at the source
+		jobs []int32 // indexes into jobs
+	}
+	needs := map[digest.Digest]*needRec{}
+	var order []*needRec
+	for ji, j := range jobs {
 		if j.err != nil || j.upToDate {
 			continue
 		}
-		for _, b := range j.plan.blobs {
+		p, err := plan(j.plan)
+		if err != nil {
+			return nil, err
+		}
+		for _, b := range p.blobs {
 			n := needs[b.desc.Digest]
 			if n == nil {
-				n = &blobNeed{desc: b.desc, src: b.src, repos: map[int][]ref.Ref{}}
+				n = &needRec{d: planDescOf(b.desc), img: j.plan}
 				needs[b.desc.Digest] = n
 				order = append(order, n)
 			}
-			if !containsRepo(n.repos[j.tgt], j.repo) {
-				n.repos[j.tgt] = append(n.repos[j.tgt], j.repo)
+			if len(n.jobs) == 0 || n.jobs[len(n.jobs)-1] != int32(ji) {
+				n.jobs = append(n.jobs, int32(ji))
 			}
 		}
 	}
-	sort.SliceStable(order, func(a, b int) bool { return order[a].desc.Size > order[b].desc.Size })
+	needs = nil
+	need := func(n *needRec) *blobNeed {
+		bn := &blobNeed{desc: n.d.desc(), src: images[n.img].Spec.Source, repos: map[int][]ref.Ref{}}
+		for _, ji := range n.jobs {
+			j := jobs[ji]
+			if !containsRepo(bn.repos[j.tgt], j.repo) {
+				bn.repos[j.tgt] = append(bn.repos[j.tgt], j.repo)
+			}
+		}
+		return bn
+	}
+	sort.SliceStable(order, func(a, b int) bool { return order[a].d.Size > order[b].d.Size })
 	var total int64
 	for _, n := range order {
-		total += n.desc.Size
+		total += n.d.Size
 	}
 	prog.SetTotal(total, len(order))
 	opts.Log.Info("copying blobs", "blobs", len(order), "bytes", total, "targets", len(targets))
@@ -317,7 +347,7 @@ func Sync(ctx context.Context, src Source, targets []SyncTarget, images []SyncIm
 	wasStopped := false
 	g, gctx = errgroup.WithContext(ctx)
 	g.SetLimit(opts.Jobs)
-	for _, n := range order {
+	for _, nr := range order {
 		if stopped() {
 			wasStopped = true
 			break
@@ -327,6 +357,7 @@ func Sync(ctx context.Context, src Source, targets []SyncTarget, images []SyncIm
 				wasStoppedLate.Store(true)
 				return nil
 			}
+			n := need(nr)
 			c := &blobCopy{src: src, n: n, targets: targets, opts: opts, prog: prog, read: &read, down: blobDown}
 			failed := c.run(gctx)
 			mu.Lock()
@@ -344,6 +375,7 @@ func Sync(ctx context.Context, src Source, targets []SyncTarget, images []SyncIm
 		})
 	}
 	_ = g.Wait()
+	order = nil
 	res.BytesRead = read.Load()
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -353,10 +385,14 @@ func Sync(ctx context.Context, src Source, targets []SyncTarget, images []SyncIm
 		return res, ErrStopped
 	}
 	for _, j := range jobs {
-		if j.err != nil || j.upToDate {
+		if j.err != nil || j.upToDate || len(blobErr[j.tgt]) == 0 {
 			continue
 		}
-		for _, b := range j.plan.blobs {
+		p, err := plan(j.plan)
+		if err != nil {
+			return nil, err
+		}
+		for _, b := range p.blobs {
 			if err := blobErr[j.tgt][b.desc.Digest]; err != nil {
 				j.err = err
 				break
@@ -372,7 +408,14 @@ func Sync(ctx context.Context, src Source, targets []SyncTarget, images []SyncIm
 			continue
 		}
 		g.Go(func() error {
-			n, err := pushManifests(gctx, targets[j.tgt].Sink, j.repo, images[j.img].Spec.Tag, j.plan, opts)
+			p, err := plan(j.plan)
+			if err != nil {
+				mu.Lock()
+				j.err = err
+				mu.Unlock()
+				return nil
+			}
+			n, err := pushManifests(gctx, targets[j.tgt].Sink, j.repo, images[j.img].Spec.Tag, p, opts)
 			mu.Lock()
 			defer mu.Unlock()
 			res.Targets[j.tgt].Manifests += n
@@ -380,7 +423,7 @@ func Sync(ctx context.Context, src Source, targets []SyncTarget, images []SyncIm
 				j.err = err
 				return nil
 			}
-			opts.Log.Info("synced", "image", j.name(images), "digest", j.plan.top.GetDescriptor().Digest)
+			opts.Log.Info("synced", "image", j.name(images), "digest", p.top.GetDescriptor().Digest)
 			return nil
 		})
 	}

@@ -57,6 +57,7 @@ func (e *env) save(c *cli.Context) error {
 	if jobs < 1 || jobs > 64 {
 		return usagef("--jobs must be 1 to 64")
 	}
+	setMemoryLimit(jobs)
 	retries := e.retries(c)
 	outDir := flagOr(c, "out", cfg.Output.Dir)
 	if err := outputDir(outDir, c.Bool("mkdir") || cfg.Output.Mkdir); err != nil {
@@ -171,6 +172,7 @@ func (e *env) upload(c *cli.Context) error {
 		return err
 	}
 	jobs := flagOr(c, "jobs", e.cfg.Jobs)
+	setMemoryLimit(jobs)
 	retries := e.retries(c)
 	host, ns, sock, isDocker, err := e.parseTarget(firstNonZero(c.String("target"), e.cfg.Target))
 	if err != nil {

@@ -90,6 +90,7 @@ func (e *env) sync(c *cli.Context) error {
 	if jobs < 1 || jobs > 64 {
 		return usagef("--jobs must be 1 to 64")
 	}
+	setMemoryLimit(jobs)
 	retries := e.retries(c)
 	plats, _, err := parsePlatforms(orSlice(c.StringSlice("platform"), cfg.Platforms))
 	if err != nil {
