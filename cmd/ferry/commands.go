@@ -41,6 +41,7 @@ Examples:
 			&cli.StringSliceFlag{Name: "img", Usage: "an image, like an IMAGE argument (repeatable; image-transmit's -img)"},
 			&cli.StringSliceFlag{Name: "platform", Aliases: []string{"p"}, Usage: "keep only these platforms of multi-platform images (repeatable, comma separated)"},
 			&cli.IntFlag{Name: "latest", DefaultText: "all", Usage: "tag selections keep the N highest tags (semver order)"},
+			shardFlag(),
 			&cli.IntFlag{Name: "jobs", Aliases: []string{"j"}, Value: 4, Usage: "concurrent transfers and parts (cfg.yaml: jobs)"},
 			&cli.IntFlag{Name: "retries", Value: 3, Usage: "retries of a transfer that failed for a transient reason (cfg.yaml: retries)"},
 			&cli.StringFlag{Name: "split-size", Usage: "start a new part at the next blob once a part reaches this size: a number with B, KB, MB, GB, TB, KiB, MiB, GiB or TiB, e.g. 2GiB (cfg.yaml: splitSize)"},

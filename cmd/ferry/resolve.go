@@ -30,6 +30,7 @@ Examples:
 			&cli.StringFlag{Name: "src", Usage: "registry (or cfg name) that list entries are paths on"},
 			&cli.StringSliceFlag{Name: "img", Usage: "an image, like an IMAGE argument (repeatable)"},
 			&cli.IntFlag{Name: "latest", DefaultText: "all", Usage: "tag selections keep the N highest tags (semver order)"},
+			shardFlag(),
 			&cli.IntFlag{Name: "retries", Value: 3, Usage: "retries of a request that failed for a transient reason (cfg.yaml: retries)"},
 			&cli.BoolFlag{Name: "insecure", Usage: "skip TLS certificate checks for registries not in cfg.yaml"},
 			&cli.StringFlag{Name: "ca-file", Usage: "CA certificate (PEM) for registries not in cfg.yaml"},
@@ -41,6 +42,9 @@ Examples:
 			}
 			specs, err := gatherImages(append(c.Args().Slice(), c.StringSlice("img")...), c.String("list"), e.cfg.List, e.cfg.Images, src, e.stdin)
 			if err != nil {
+				return err
+			}
+			if specs, err = shardOf(c, specs); err != nil {
 				return err
 			}
 			if len(specs) == 0 {

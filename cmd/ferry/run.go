@@ -31,6 +31,9 @@ func (e *env) save(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	if images, err = shardOf(c, images); err != nil {
+		return err
+	}
 	if len(images) == 0 {
 		return usagef("no images: give IMAGE arguments, --list, or images/list in cfg.yaml")
 	}

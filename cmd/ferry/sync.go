@@ -41,6 +41,7 @@ Examples:
 			&cli.StringSliceFlag{Name: "img", Usage: "an image, like an IMAGE argument (repeatable)"},
 			&cli.StringSliceFlag{Name: "platform", Aliases: []string{"p"}, Usage: "keep only these platforms of multi-platform images (as save)"},
 			&cli.IntFlag{Name: "latest", DefaultText: "all", Usage: "tag selections keep the N highest tags (semver order)"},
+			shardFlag(),
 			&cli.BoolFlag{Name: "referrers", Value: true, Usage: "also copy signatures, SBOMs and other referrers of every image (cfg.yaml: referrers)"},
 			&cli.StringSliceFlag{Name: "artifact-type", Usage: "keep only referrers of this artifact type, or a cosign tag suffix (.sig, .att, .sbom); repeatable (cfg.yaml: artifactTypes)"},
 			&cli.IntFlag{Name: "jobs", Aliases: []string{"j"}, Value: 4, Usage: "concurrent transfers (cfg.yaml: jobs)"},
@@ -148,6 +149,9 @@ func (e *env) sync(c *cli.Context) error {
 		}
 		specs, err := gatherImages(append(c.Args().Slice(), c.StringSlice("img")...), c.String("list"), cfg.List, cfg.Images, src, e.stdin)
 		if err != nil {
+			return err
+		}
+		if specs, err = shardOf(c, specs); err != nil {
 			return err
 		}
 		for _, s := range specs {
