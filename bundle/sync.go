@@ -117,7 +117,7 @@ func (r *SyncResult) Total() TargetResult {
 type syncJob struct {
 	img, tgt int
 	repo     ref.Ref // at the target
-	plan     int // spool key of the image's plan
+	plan     int     // spool key of the image's plan
 	upToDate bool
 	err      error
 }
