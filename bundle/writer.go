@@ -15,6 +15,7 @@ import (
 	"sort"
 	"sync"
 	"time"
+	"unique"
 
 	"github.com/opencontainers/go-digest"
 	"github.com/regclient/regclient/types/descriptor"
@@ -253,7 +254,7 @@ func (w *Writer) BlobPut(ctx context.Context, _ ref.Ref, d descriptor.Descriptor
 		return fmt.Errorf("storing blob %s: %w", d.Digest, err)
 	}
 	w.mu.Lock()
-	w.blobs[d.Digest] = &meta.Blob{Digest: d.Digest, Size: d.Size, MediaType: d.MediaType, Part: part, Location: loc}
+	w.blobs[d.Digest] = &meta.Blob{Digest: d.Digest, Size: d.Size, MediaType: unique.Make(d.MediaType).Value(), Part: part, Location: loc}
 	w.mu.Unlock()
 	return nil
 }
@@ -589,7 +590,7 @@ func (w *Writer) buildMeta() (*meta.Meta, error) {
 		Platforms:     w.opts.Platforms,
 		Compression:   string(w.opts.Codec),
 		Bases:         w.bases,
-		Images:        slices.Clone(w.images),
+		Images:        w.images,
 		Failed:        w.failed,
 	}
 	if len(w.bases) > 0 {
@@ -641,6 +642,10 @@ func (w *Writer) buildMeta() (*meta.Meta, error) {
 		m.BaseBlobs = append(m.BaseBlobs, c)
 	}
 	sort.Slice(m.BaseBlobs, func(i, j int) bool { return m.BaseBlobs[i].Digest < m.BaseBlobs[j].Digest })
+	// m holds it all now: a bundle of 10,000 images need not keep two
+	// copies of its records while the meta file is written.
+	w.blobs, w.repos, w.mindex = map[digest.Digest]*meta.Blob{}, map[digest.Digest][]string{}, map[digest.Digest]*meta.Manifest{}
+	w.manifests, w.images = nil, nil
 	return m, nil
 }
 
