@@ -122,7 +122,7 @@ Example:
 			}
 			jsonOut, restore := e.jsonOutput(c)
 			defer restore()
-			p := e.labelledProgress(labelsFromMeta(bd.Meta))
+			p := e.labelledProgress(e.labelsFromMeta(bd.Meta))
 			err = bd.Verify(c.Context, c.Int("jobs"), p)
 			p.Stop()
 			writeJSON(jsonOut, verifyResultJSON(c.Args().First(), bd.Meta, err))

@@ -277,6 +277,9 @@ func newLabeler() *labeler {
 // notes its children's platforms, an image manifest labels its config and
 // layers.
 func (l *labeler) manifest(name string, m manifest.Manifest) {
+	if l == nil {
+		return
+	}
 	blobs, children, err := bundle.References(m)
 	if err != nil {
 		return
@@ -297,6 +300,24 @@ func (l *labeler) manifest(name string, m manifest.Manifest) {
 		hexes[i] = b.Digest.Encoded()
 	}
 	l.add(name, plat, hexes)
+}
+
+// labels is a labeler when something shows labels (bars on a terminal,
+// debug logs), else nil: 10,000 images' labels are not built for nothing.
+func (e *env) labels() *labeler {
+	if !e.term && e.level > slog.LevelDebug {
+		return nil
+	}
+	return newLabeler()
+}
+
+// labelsFromMeta labels every blob of a bundle's images, when labels are
+// shown.
+func (e *env) labelsFromMeta(m *meta.Meta) *labeler {
+	if e.labels() == nil {
+		return nil
+	}
+	return labelsFromMeta(m)
 }
 
 // labelsFromMeta labels every blob of a bundle's images.

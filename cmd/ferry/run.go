@@ -89,7 +89,7 @@ func (e *env) save(c *cli.Context) error {
 		return err
 	}
 	timeout, referrers := e.timeout(c), e.referrers(c)
-	labels := newLabeler()
+	labels := e.labels()
 	var source bundle.Source = reg
 	if cacheDir := firstNonZero(c.String("cache"), cfg.Cache.Dir); cacheDir != "" {
 		source, err = e.withCache(source, cacheDir)
@@ -220,7 +220,7 @@ func (e *env) upload(c *cli.Context) error {
 		sink = reg
 	}
 	log.Info("uploading", "bundle", bd.Meta.ID, "target", targetName, "namespace", ns, "parts", len(bd.Meta.Parts), "blobs", len(bd.Meta.Blobs))
-	p := e.labelledProgress(labelsFromMeta(bd.Meta))
+	p := e.labelledProgress(e.labelsFromMeta(bd.Meta))
 	res, err := bundle.Upload(c.Context, bd, sink, bundle.UploadOptions{
 		Target: bundle.RegistryTarget(host, ns, renames), Jobs: jobs, Retries: retries, Log: log, Progress: p,
 	})
