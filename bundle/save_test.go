@@ -3,6 +3,7 @@ package bundle_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -541,5 +542,65 @@ func TestBundleAsSource(t *testing.T) {
 	}
 	if _, err := bd.BlobGet(context.Background(), ref.Ref{}, descriptor.Descriptor{Digest: digest.FromString("nope")}); !errors.Is(err, bundle.ErrBlobMissing) {
 		t.Errorf("missing blob: %v", err)
+	}
+}
+
+// TestSplitSizeBlobBoundary: --split-size starts a new part only at a blob
+// boundary: every entry starts before the split size in its part (a part
+// passes the size by its last blob at most), blobs larger than the split
+// get a part each, and the bundle verifies.
+func TestSplitSizeBlobBoundary(t *testing.T) {
+	e := seeded(t)
+	for _, c := range []saveCase{
+		{images: []string{"team/app:1", "library/multi:1"}, split: 1, jobs: 1},
+		{images: []string{"team/app:1", "library/multi:1"}, split: 700, jobs: 1},
+		{images: []string{"team/app:1", "library/multi:1"}, split: 700, jobs: 3},
+		{images: []string{"team/app:1", "library/multi:1"}, split: 1 << 30, jobs: 1},
+	} {
+		t.Run(fmt.Sprintf("split %d jobs %d", c.split, c.jobs), func(t *testing.T) {
+			res, err := save(t, e.reg, e.specs(t, c.images...), t.TempDir(), c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := res.Meta
+			sizes := map[string]int64{}
+			for _, p := range m.Parts {
+				sizes[p.Name] = p.Size
+			}
+			over := 0
+			check := func(what string, part string, size int64, loc meta.Location) {
+				if loc.Offset >= c.split {
+					t.Errorf("%s starts at %d in %s, past the split size %d", what, loc.Offset, part, c.split)
+				}
+				if loc.Offset+loc.Length > sizes[part] {
+					t.Errorf("%s ends at %d, after its part %s (%d bytes)", what, loc.Offset+loc.Length, part, sizes[part])
+				}
+				if size > c.split {
+					over++
+				}
+			}
+			for _, b := range m.Blobs {
+				check("blob "+b.Digest.String(), b.Part, b.Size, b.Location)
+			}
+			for _, mf := range m.Manifests {
+				check("manifest "+mf.Digest.String(), mf.Part, mf.Size, mf.Location)
+			}
+			if c.split == 1 && len(m.Parts) < len(m.Blobs)+len(m.Manifests) {
+				t.Errorf("split 1: %d parts for %d entries: every entry is larger than the split, so each needs its own part", len(m.Parts), len(m.Blobs)+len(m.Manifests))
+			}
+			if c.split == 1<<30 && len(m.Parts) != 1 {
+				t.Errorf("split 1 GiB: %d parts", len(m.Parts))
+			}
+			if c.split == 700 && over == 0 {
+				t.Fatal("no entry larger than the split: the case tests nothing")
+			}
+			bd, err := bundle.Open(res.MetaPath)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := bd.Verify(context.Background(), 2, nil); err != nil {
+				t.Fatal(err)
+			}
+		})
 	}
 }
