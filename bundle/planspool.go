@@ -23,10 +23,57 @@ import (
 // The file is unlinked at once where the system allows it (it vanishes
 // with the process, even on kill -9) and removed by Close elsewhere.
 type planSpool struct {
+	*spool
 	mu   sync.Mutex
-	f    *os.File
-	end  int64
-	locs map[int][2]int64 // key -> offset, length
+	locs map[int]spoolLoc
+}
+
+// spool is an append-only temporary file of records; see planSpool.
+type spool struct {
+	mu  sync.Mutex
+	f   *os.File
+	end int64
+}
+
+// spoolLoc is where a record is in a spool.
+type spoolLoc struct{ off, n int64 }
+
+func newSpool(dir string) (*spool, error) {
+	f, err := os.CreateTemp(dir, ".ferry-spool-*")
+	if err != nil {
+		return nil, fmt.Errorf("spool: %w", err)
+	}
+	if runtime.GOOS != "windows" {
+		_ = os.Remove(f.Name())
+	}
+	return &spool{f: f}, nil
+}
+
+// write appends b.
+func (s *spool) write(b []byte) (spoolLoc, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, err := s.f.WriteAt(b, s.end); err != nil {
+		return spoolLoc{}, fmt.Errorf("spool: %w", err)
+	}
+	loc := spoolLoc{s.end, int64(len(b))}
+	s.end += int64(len(b))
+	return loc, nil
+}
+
+// read returns the record at loc.
+func (s *spool) read(loc spoolLoc) ([]byte, error) {
+	b := make([]byte, loc.n)
+	if _, err := s.f.ReadAt(b, loc.off); err != nil {
+		return nil, fmt.Errorf("spool: %w", err)
+	}
+	return b, nil
+}
+
+// Close removes the spool.
+func (s *spool) Close() {
+	s.f.Close()
+	_ = os.Remove(s.f.Name())
 }
 
 // planRecord is the on-disk form of an imagePlan. The image's source and
@@ -57,20 +104,11 @@ type planReferrer struct {
 }
 
 func newPlanSpool(dir string) (*planSpool, error) {
-	f, err := os.CreateTemp(dir, ".ferry-plans-*")
+	s, err := newSpool(dir)
 	if err != nil {
-		return nil, fmt.Errorf("plan spool: %w", err)
+		return nil, err
 	}
-	if runtime.GOOS != "windows" {
-		_ = os.Remove(f.Name())
-	}
-	return &planSpool{f: f, locs: map[int][2]int64{}}, nil
-}
-
-// Close removes the spool.
-func (s *planSpool) Close() {
-	s.f.Close()
-	_ = os.Remove(s.f.Name())
+	return &planSpool{spool: s, locs: map[int]spoolLoc{}}, nil
 }
 
 func planDescOf(d descriptor.Descriptor) planDesc {
@@ -109,13 +147,13 @@ func (s *planSpool) put(key int, p *imagePlan) error {
 	if err != nil {
 		return err
 	}
+	loc, err := s.write(b)
+	if err != nil {
+		return err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, err := s.f.WriteAt(b, s.end); err != nil {
-		return fmt.Errorf("plan spool: %w", err)
-	}
-	s.locs[key] = [2]int64{s.end, int64(len(b))}
-	s.end += int64(len(b))
+	s.locs[key] = loc
 	return nil
 }
 
@@ -136,9 +174,9 @@ func (s *planSpool) get(key int, spec ImageSpec) (*imagePlan, error) {
 	if !ok {
 		return nil, fmt.Errorf("plan spool: no plan %d", key)
 	}
-	b := make([]byte, loc[1])
-	if _, err := s.f.ReadAt(b, loc[0]); err != nil {
-		return nil, fmt.Errorf("plan spool: %w", err)
+	b, err := s.read(loc)
+	if err != nil {
+		return nil, err
 	}
 	var rec planRecord
 	if err := json.Unmarshal(b, &rec); err != nil {
