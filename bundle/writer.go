@@ -97,6 +97,9 @@ type Writer struct {
 	blobs     map[digest.Digest]*meta.Blob
 	manifests []*meta.Manifest
 	mindex    map[digest.Digest]*meta.Manifest
+	raws      *spool                     // manifest bytes, kept out of memory until the meta file is written
+	rawAt     map[digest.Digest]spoolLoc // where each manifest's bytes are in raws
+	platforms map[digest.Digest]string   // index children's platforms
 	repos     map[digest.Digest][]string // blob -> repositories that need it
 	base      map[digest.Digest]*meta.BaseBlob
 	bases     []meta.Base
@@ -131,12 +134,14 @@ func NewWriter(opts WriterOptions) (*Writer, error) {
 		opts.Codec = CodecNone
 	}
 	w := &Writer{
-		opts:    opts,
-		created: opts.Now().UTC().Truncate(time.Second),
-		blobs:   map[digest.Digest]*meta.Blob{},
-		mindex:  map[digest.Digest]*meta.Manifest{},
-		repos:   map[digest.Digest][]string{},
-		base:    map[digest.Digest]*meta.BaseBlob{},
+		opts:      opts,
+		created:   opts.Now().UTC().Truncate(time.Second),
+		blobs:     map[digest.Digest]*meta.Blob{},
+		mindex:    map[digest.Digest]*meta.Manifest{},
+		rawAt:     map[digest.Digest]spoolLoc{},
+		platforms: map[digest.Digest]string{},
+		repos:     map[digest.Digest][]string{},
+		base:      map[digest.Digest]*meta.BaseBlob{},
 	}
 	w.cond = sync.NewCond(&w.mu)
 	for range opts.Parts {
@@ -436,22 +441,32 @@ func (w *Writer) ManifestPut(ctx context.Context, r ref.Ref, m manifest.Manifest
 		if err != nil {
 			return fmt.Errorf("storing manifest %s: %w", d.Digest, err)
 		}
-		mf = &meta.Manifest{Digest: d.Digest, MediaType: d.MediaType, Size: d.Size, Part: part, Location: loc, Raw: raw}
+		at, err := w.spoolRaw(raw)
+		if err != nil {
+			return fmt.Errorf("storing manifest %s: %w", d.Digest, err)
+		}
+		mf = &meta.Manifest{Digest: d.Digest, MediaType: unique.Make(d.MediaType).Value(), Size: d.Size, Part: part, Location: loc}
 		w.mu.Lock()
 		if prev, dup := w.mindex[d.Digest]; dup {
 			mf = prev
 		} else {
 			w.mindex[d.Digest] = mf
+			w.rawAt[d.Digest] = at
 			w.manifests = append(w.manifests, mf)
 		}
 		w.mu.Unlock()
 	}
+	blobs, children, err := References(m)
+	if err != nil {
+		return fmt.Errorf("storing manifest %s: %w", d.Digest, err)
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	mf.Repos = addUnique(mf.Repos, r.Repository)
-	blobs, _, err := References(m)
-	if err != nil {
-		return fmt.Errorf("storing manifest %s: %w", d.Digest, err)
+	for _, c := range children {
+		if c.Platform != nil {
+			w.platforms[c.Digest] = c.Platform.String()
+		}
 	}
 	for _, b := range blobs {
 		w.repos[b.Digest] = addUnique(w.repos[b.Digest], r.Repository)
@@ -491,6 +506,7 @@ func (w *Writer) CommitMeta(ctx context.Context) (*meta.Meta, error) {
 		w.abortLocked()
 		return nil, err
 	}
+	w.closeRaws()
 	w.unlock()
 	w.releaseAll()
 	return m, nil
@@ -563,6 +579,11 @@ func (w *Writer) commit(ctx context.Context) (*meta.Meta, error) {
 	}
 	for i := range m.Manifests {
 		m.Manifests[i].Part = names[m.Manifests[i].Part]
+		raw, err := w.manifestRaw(m.Manifests[i].Digest)
+		if err != nil {
+			return nil, err
+		}
+		m.Manifests[i].Raw = raw
 	}
 	for i := range m.Blobs {
 		m.Blobs[i].Part = names[m.Blobs[i].Part]
@@ -600,27 +621,9 @@ func (w *Writer) buildMeta() (*meta.Meta, error) {
 		return nil, fmt.Errorf("bundle %s: %w: no image was saved", w.id, ErrImagesFailed)
 	}
 	sort.SliceStable(m.Images, func(i, j int) bool { return m.Images[i].Source < m.Images[j].Source })
-	platforms := map[digest.Digest]string{}
-	for _, mf := range w.manifests {
-		if !IsIndex(mf.MediaType) {
-			continue
-		}
-		mm, err := manifest.New(manifest.WithRaw(mf.Raw), manifest.WithDesc(descriptor.Descriptor{MediaType: mf.MediaType, Digest: mf.Digest, Size: mf.Size}))
-		if err != nil {
-			return nil, err
-		}
-		if ix, ok := mm.(manifest.Indexer); ok {
-			dl, _ := ix.GetManifestList()
-			for _, c := range dl {
-				if c.Platform != nil {
-					platforms[c.Digest] = c.Platform.String()
-				}
-			}
-		}
-	}
 	for _, mf := range w.manifests {
 		c := *mf
-		c.Platform = platforms[c.Digest]
+		c.Platform = w.platforms[c.Digest]
 		m.Manifests = append(m.Manifests, c)
 	}
 	for dg, b := range w.blobs {
@@ -645,8 +648,56 @@ func (w *Writer) buildMeta() (*meta.Meta, error) {
 	// m holds it all now: a bundle of 10,000 images need not keep two
 	// copies of its records while the meta file is written.
 	w.blobs, w.repos, w.mindex = map[digest.Digest]*meta.Blob{}, map[digest.Digest][]string{}, map[digest.Digest]*meta.Manifest{}
-	w.manifests, w.images = nil, nil
+	w.manifests, w.images, w.platforms = nil, nil, map[digest.Digest]string{}
 	return m, nil
+}
+
+// spoolRaw keeps a manifest's bytes in a spool file in the output
+// directory (hidden, unlinked at once) until the meta file is written:
+// 10,000 images' manifests are megabytes that memory need not hold.
+func (w *Writer) spoolRaw(raw []byte) (spoolLoc, error) {
+	w.mu.Lock()
+	if w.raws == nil {
+		s, err := newSpool(w.opts.Dir)
+		if err != nil {
+			w.mu.Unlock()
+			return spoolLoc{}, err
+		}
+		w.raws = s
+	}
+	s := w.raws
+	w.mu.Unlock()
+	return s.write(raw)
+}
+
+// manifestRaw reads a manifest's bytes back from the spool.
+func (w *Writer) manifestRaw(d digest.Digest) ([]byte, error) {
+	w.mu.Lock()
+	at, ok := w.rawAt[d]
+	s := w.raws
+	w.mu.Unlock()
+	if !ok || s == nil {
+		return nil, fmt.Errorf("manifest %s: %w", d, ErrBlobMissing)
+	}
+	raw, err := s.read(at)
+	if err != nil {
+		return nil, err
+	}
+	if d.Algorithm().FromBytes(raw) != d {
+		return nil, fmt.Errorf("manifest %s: spooled bytes: %w", d, ErrDigestMismatch)
+	}
+	return raw, nil
+}
+
+// closeRaws removes the manifest spool.
+func (w *Writer) closeRaws() {
+	w.mu.Lock()
+	s := w.raws
+	w.raws = nil
+	w.mu.Unlock()
+	if s != nil {
+		s.Close()
+	}
 }
 
 // Abort removes every part written so far. It waits for running puts.
@@ -673,6 +724,7 @@ func (w *Writer) abortLocked() {
 	for _, s := range w.slots {
 		w.setPart(s, nil)
 	}
+	w.closeRaws()
 	w.unlock()
 	w.releaseAll()
 }
