@@ -157,6 +157,7 @@ type partWriter struct {
 	fe    frameEncoder
 	tw    *tar.Writer
 	count int // entries
+	seq   int // the part's number in its partial name (the resume journal's)
 	mtime time.Time
 	err   error // a failed write to the file: the part is unusable
 }

@@ -89,6 +89,7 @@ type SaveResult struct {
 	Blobs     int
 	BlobBytes int64
 	Skipped   int // blobs skipped because a base bundle has them
+	Resumed   int // blobs not fetched: the interrupted save resumed wrote them
 	Failed    []ImageError
 	Duration  time.Duration
 }
@@ -224,7 +225,11 @@ func Save(ctx context.Context, src Source, w *Writer, images []ImageSpec, opts S
 			}
 			seen[b.desc.Digest] = struct{}{}
 			if ok, _ := w.BlobExists(ctx, b.tgt, b.desc); ok {
-				res.Skipped++
+				if w.Kept(b.desc.Digest) {
+					res.Resumed++
+				} else {
+					res.Skipped++
+				}
 				continue
 			}
 			todo = append(todo, todoBlob{d: planDescOf(b.desc), img: i})
@@ -237,7 +242,7 @@ func Save(ctx context.Context, src Source, w *Writer, images []ImageSpec, opts S
 		total += b.d.Size
 	}
 	prog.SetTotal(total, len(todo))
-	opts.Log.Info("fetching blobs", "blobs", len(todo), "bytes", total, "skipped", res.Skipped)
+	opts.Log.Info("fetching blobs", "blobs", len(todo), "bytes", total, "skipped", res.Skipped, "resumed", res.Resumed)
 
 	bctx, cancel := context.WithCancel(ctx)
 	defer cancel()

@@ -55,6 +55,13 @@ type WriterOptions struct {
 	// SignMeta, when set, signs the meta file's bytes; the signature is
 	// written next to it (sign.SigPath) before the meta file itself.
 	SignMeta func(metaBytes []byte) ([]byte, error)
+	// Resume says what to do with an interrupted save of the same inputs
+	// in Dir and whether this save keeps a resume journal (see resume.go).
+	Resume ResumeMode
+	// Inputs are the caller's inputs that change the bundle's content
+	// (SaveInputs); with the Writer's own options they decide which
+	// interrupted save may be resumed.
+	Inputs []string
 }
 
 // slot is one part being written; at most Parts slots exist, each used by
@@ -87,6 +94,7 @@ type Writer struct {
 	id      string
 	created time.Time
 	lock    string   // reservation of the id, removed by Commit and Abort
+	lockf   *os.File // lock's file, flocked while the Writer lives
 	renamed []string // parts renamed to their final names by commit
 	seq     int      // parts started
 
@@ -106,6 +114,16 @@ type Writer struct {
 	images    []meta.Image
 	failed    []meta.FailedItem
 	done      bool
+
+	// resume (resume.go)
+	key           string     // resumeKey, when a journal is kept
+	jmu           sync.Mutex // journal, journaled
+	journal       *os.File   // .<id>.resume, appended per entry
+	journaled     int        // entries the journal records
+	kept          map[digest.Digest]bool
+	keptManifests map[digest.Digest]*meta.Manifest // kept, not put again yet
+	resumeInfo    ResumeInfo
+	suspended     bool
 }
 
 var _ Sink = (*Writer)(nil)
@@ -142,6 +160,9 @@ func NewWriter(opts WriterOptions) (*Writer, error) {
 		platforms: map[digest.Digest]string{},
 		repos:     map[digest.Digest][]string{},
 		base:      map[digest.Digest]*meta.BaseBlob{},
+
+		kept:          map[digest.Digest]bool{},
+		keptManifests: map[digest.Digest]*meta.Manifest{},
 	}
 	w.cond = sync.NewCond(&w.mu)
 	for range opts.Parts {
@@ -154,8 +175,20 @@ func NewWriter(opts WriterOptions) (*Writer, error) {
 	if len(w.bases) > 0 {
 		typ = meta.TypeIncremental
 	}
+	if opts.Resume != ResumeOff {
+		resumed, err := w.resumeInterrupted(typ)
+		if err != nil || resumed {
+			return w, err
+		}
+	}
 	if err := w.reserveID(typ); err != nil {
 		return nil, err
+	}
+	if opts.Resume != ResumeOff {
+		if err := w.startJournal(); err != nil {
+			w.unlock()
+			return nil, err
+		}
 	}
 	return w, nil
 }
@@ -179,8 +212,11 @@ func (w *Writer) reserveID(typ string) error {
 		if err != nil {
 			return fmt.Errorf("reserving bundle id: %w", err)
 		}
-		_ = f.Close()
-		w.id, w.lock = id, lock
+		if err := tryLock(f); err != nil { // a resume of another process may hold it
+			_ = f.Close()
+			continue
+		}
+		w.id, w.lock, w.lockf = id, lock, f
 		return nil
 	}
 	return fmt.Errorf("no free bundle id for %s_%s in %s", w.opts.Prefix, typ, w.opts.Dir)
@@ -189,6 +225,10 @@ func (w *Writer) reserveID(typ string) error {
 func (w *Writer) unlock() {
 	if w.lock != "" {
 		_ = os.Remove(w.lock)
+	}
+	if w.lockf != nil {
+		w.lockf.Close()
+		w.lockf = nil
 	}
 }
 
@@ -254,7 +294,7 @@ func (w *Writer) BlobPut(ctx context.Context, _ ref.Ref, d descriptor.Descriptor
 	if err := d.Digest.Validate(); err != nil {
 		return fmt.Errorf("storing blob: %w", err)
 	}
-	part, loc, err := w.put(ctx, d, rdr)
+	part, loc, err := w.put(ctx, "b", d, rdr)
 	if err != nil {
 		return fmt.Errorf("storing blob %s: %w", d.Digest, err)
 	}
@@ -264,9 +304,10 @@ func (w *Writer) BlobPut(ctx context.Context, _ ref.Ref, d descriptor.Descriptor
 	return nil
 }
 
-// put writes an entry into a part and returns the part's partial file
-// name (renamed to its final name by Commit) and the entry's location.
-func (w *Writer) put(ctx context.Context, d descriptor.Descriptor, rdr io.Reader) (string, meta.Location, error) {
+// put writes an entry (kind "b" blob or "m" manifest, for the journal)
+// into a part and returns the part's partial file name (renamed to its
+// final name by Commit) and the entry's location.
+func (w *Writer) put(ctx context.Context, kind string, d descriptor.Descriptor, rdr io.Reader) (string, meta.Location, error) {
 	s, err := w.acquire(ctx, d.Size)
 	if err != nil {
 		return "", meta.Location{}, err
@@ -289,6 +330,7 @@ func (w *Writer) put(ctx context.Context, d descriptor.Descriptor, rdr io.Reader
 	if err != nil {
 		return "", meta.Location{}, err
 	}
+	w.journalPut(kind, s.pw, d, loc)
 	return filepath.Base(s.pw.path), loc, nil
 }
 
@@ -397,6 +439,7 @@ func (w *Writer) newPart() (*partWriter, error) {
 	if err != nil {
 		return nil, err
 	}
+	pw.seq = seq
 	w.parts = append(w.parts, &partRec{seq: seq, pw: pw})
 	w.opts.Log.Debug("part started", "part", filepath.Base(pw.path))
 	return pw, nil
@@ -434,10 +477,16 @@ func (w *Writer) ManifestPut(ctx context.Context, r ref.Ref, m manifest.Manifest
 	}
 	w.mu.Lock()
 	mf, ok := w.mindex[d.Digest]
+	if kept := w.keptManifests[d.Digest]; !ok && kept != nil { // stored by the interrupted save
+		delete(w.keptManifests, d.Digest)
+		mf, ok = kept, true
+		w.mindex[d.Digest] = mf
+		w.manifests = append(w.manifests, mf)
+	}
 	w.mu.Unlock()
 	if !ok {
 		d.Size = int64(len(raw))
-		part, loc, err := w.put(ctx, d, bytesReader(raw))
+		part, loc, err := w.put(ctx, "m", d, bytesReader(raw))
 		if err != nil {
 			return fmt.Errorf("storing manifest %s: %w", d.Digest, err)
 		}
@@ -594,6 +643,7 @@ func (w *Writer) commit(ctx context.Context) (*meta.Meta, error) {
 	if err := w.writeMeta(m); err != nil {
 		return nil, fmt.Errorf("writing meta: %w", err)
 	}
+	w.removeJournal()
 	return m, nil
 }
 
@@ -626,6 +676,14 @@ func (w *Writer) buildMeta() (*meta.Meta, error) {
 		c.Platform = w.platforms[c.Digest]
 		m.Manifests = append(m.Manifests, c)
 	}
+	// Manifests an interrupted save stored that this one did not put
+	// again (the source changed in between) are in the parts: list them.
+	var orphans []meta.Manifest
+	for _, mf := range w.keptManifests {
+		orphans = append(orphans, *mf)
+	}
+	sort.Slice(orphans, func(i, j int) bool { return orphans[i].Digest < orphans[j].Digest })
+	m.Manifests = append(m.Manifests, orphans...)
 	for dg, b := range w.blobs {
 		c := *b
 		c.Repos = w.repos[dg]
@@ -712,6 +770,11 @@ func (w *Writer) abortLocked() {
 	w.done = true
 	parts := slices.Clone(w.parts)
 	w.mu.Unlock()
+	if w.resumable() {
+		w.suspend(parts)
+		return
+	}
+	w.removeJournal()
 	for _, p := range parts {
 		if !p.finished {
 			p.pw.abort()
