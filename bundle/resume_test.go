@@ -283,12 +283,20 @@ func TestResumeOtherInputs(t *testing.T) {
 	first := interrupt(t, e, dir, c, specs, opts, 3)
 	journal := filepath.Join(dir, "."+first.ID()+".resume")
 	others := map[string]func() (resumeCase, []string){
-		"images":    func() (resumeCase, []string) { return c, bundle.SaveInputs(specs[:2], opts) },
-		"platforms": func() (resumeCase, []string) { o := opts; o.Platforms = mustPlatforms(t, "linux/amd64"); return c, bundle.SaveInputs(specs, o) },
+		"images": func() (resumeCase, []string) { return c, bundle.SaveInputs(specs[:2], opts) },
+		"platforms": func() (resumeCase, []string) {
+			o := opts
+			o.Platforms = mustPlatforms(t, "linux/amd64")
+			return c, bundle.SaveInputs(specs, o)
+		},
 		"referrers": func() (resumeCase, []string) { o := opts; o.Referrers = true; return c, bundle.SaveInputs(specs, o) },
-		"codec":     func() (resumeCase, []string) { c := c; c.codec = bundle.CodecGzip; return c, bundle.SaveInputs(specs, opts) },
-		"split":     func() (resumeCase, []string) { c := c; c.split = 1 << 20; return c, bundle.SaveInputs(specs, opts) },
-		"single":    func() (resumeCase, []string) { c := c; c.single = true; return c, bundle.SaveInputs(specs, opts) },
+		"codec": func() (resumeCase, []string) {
+			c := c
+			c.codec = bundle.CodecGzip
+			return c, bundle.SaveInputs(specs, opts)
+		},
+		"split":  func() (resumeCase, []string) { c := c; c.split = 1 << 20; return c, bundle.SaveInputs(specs, opts) },
+		"single": func() (resumeCase, []string) { c := c; c.single = true; return c, bundle.SaveInputs(specs, opts) },
 	}
 	for name, other := range others {
 		t.Run(name, func(t *testing.T) {
