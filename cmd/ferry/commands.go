@@ -34,7 +34,12 @@ Examples:
   ferry save localhost:5000/library/alpine:3.19 -o out
   ferry save --list images.txt --platform linux/amd64,linux/arm64 --compress zstd -o out
   ferry save --list images.txt --inc out/ferry_full_20261101T000000Z_meta.yaml -o out
-  echo 'localhost:5000/app:1 -> team/app:1' | ferry save --list - -o out`,
+  echo 'localhost:5000/app:1 -> team/app:1' | ferry save --list - -o out
+  ferry save --list images.txt --resume out   # continue the save that was interrupted
+
+A save that fails or is interrupted (kill -9 included) keeps the blobs it
+wrote; the next save of the same images and options into the same directory
+continues it and fetches only the rest (--fresh starts over).`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "list", Aliases: []string{"l", "lst"}, Usage: "image list file, - for stdin (one ref a line, 'SRC -> DST' renames, # comments)"},
 			&cli.StringFlag{Name: "src", Usage: "registry (or cfg name) that list entries are paths on"},
@@ -52,6 +57,9 @@ Examples:
 			&cli.StringFlag{Name: "prefix", Value: "ferry", Usage: "bundle file name prefix (cfg.yaml: output.prefix)"},
 			&cli.StringSliceFlag{Name: "inc", Usage: "base meta file: skip blobs it (or its bases) carried (repeatable)"},
 			&cli.BoolFlag{Name: "keep-going", Usage: "write a bundle of the images that succeeded, marked partial (still exits 1)"},
+			&cli.StringFlag{Name: "resume", Usage: "output directory holding an interrupted save of the same images and options: continue it, or fail (exit 2) if there is none; without this flag a save resumes such a save by itself"},
+			&cli.BoolFlag{Name: "fresh", Usage: "discard an interrupted save of the same images and options instead of resuming it"},
+			&cli.BoolFlag{Name: "watch-round", Hidden: true}, // set by --watch: its rounds never resume
 			&cli.StringFlag{Name: "cache", Usage: "blob cache directory"},
 			jsonFlag,
 			&cli.DurationFlag{Name: "watch", DefaultText: "off", Usage: "repeat every interval (e.g. 24h): each round an increment against the last round's meta"},

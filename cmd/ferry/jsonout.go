@@ -61,6 +61,7 @@ type saveJSON struct {
 	Blobs      int           `json:"blobs"`
 	BlobBytes  int64         `json:"blobBytes"`
 	Skipped    int           `json:"blobsSkipped"`
+	Resumed    int           `json:"blobsResumed"`
 	DurationMS int64         `json:"durationMs"`
 	Failures   []jsonFailure `json:"failures"`
 	Error      string        `json:"error,omitempty"`
@@ -74,7 +75,7 @@ func saveResultJSON(res *bundle.SaveResult, err error) saveJSON {
 	if res != nil && res.Meta != nil {
 		j.Meta, j.ID, j.Partial = res.MetaPath, res.Meta.ID, res.Meta.Partial
 		j.Images, j.Parts, j.Blobs, j.BlobBytes, j.Skipped = len(res.Meta.Images), len(res.Meta.Parts), res.Blobs, res.BlobBytes, res.Skipped
-		j.DurationMS = res.Duration.Milliseconds()
+		j.DurationMS, j.Resumed = res.Duration.Milliseconds(), res.Resumed
 	}
 	return j
 }

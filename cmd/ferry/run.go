@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -63,6 +64,10 @@ func (e *env) save(c *cli.Context) error {
 	setMemoryLimit(jobs)
 	retries := e.retries(c)
 	outDir := flagOr(c, "out", cfg.Output.Dir)
+	resume, err := resumeMode(c, &outDir)
+	if err != nil {
+		return err
+	}
 	if err := outputDir(outDir, c.Bool("mkdir") || cfg.Output.Mkdir); err != nil {
 		return err
 	}
@@ -97,26 +102,34 @@ func (e *env) save(c *cli.Context) error {
 			return err
 		}
 	}
+	p := e.labelledProgress(labels)
+	sopts := bundle.SaveOptions{
+		Platforms: plats, Jobs: jobs, Retries: retries, KeepGoing: c.Bool("keep-going"),
+		IdleTimeout: timeout, Referrers: referrers, ArtifactTypes: orSlice(c.StringSlice("artifact-type"), cfg.ArtifactTypes),
+		Log: e.log, Progress: p,
+	}
 	w, err := bundle.NewWriter(bundle.WriterOptions{
 		Dir: outDir, Prefix: flagOr(c, "prefix", cfg.Output.Prefix), Codec: codec,
 		Parts: jobs, SplitSize: split, Single: single, Platforms: platNames,
 		Bases: c.StringSlice("inc"), Tool: "ferry " + version, Log: e.log,
-		SignMeta: signMeta,
+		SignMeta: signMeta, Resume: resume, Inputs: bundle.SaveInputs(images, sopts),
 	})
 	if err != nil {
+		p.Stop()
 		return usageError{err}
+	}
+	if r := w.Resumed(); r.ID != "" {
+		e.log.Info(fmt.Sprintf("resuming %s: %d blobs kept", r.ID, r.Blobs), "bytes", r.Bytes, "manifests", r.Manifests, "dropped", r.Dropped)
 	}
 	e.log.Info("saving", "bundle", w.ID(), "images", len(images), "dir", outDir, "compression", codec, "jobs", jobs, "referrers", referrers)
 	if signer != "" {
 		e.log.Info("signing the meta file", "key", signer)
 	}
-	p := e.labelledProgress(labels)
-	res, err := bundle.Save(c.Context, labelSource{source, labels}, w, images, bundle.SaveOptions{
-		Platforms: plats, Jobs: jobs, Retries: retries, KeepGoing: c.Bool("keep-going"),
-		IdleTimeout: timeout, Referrers: referrers, ArtifactTypes: orSlice(c.StringSlice("artifact-type"), cfg.ArtifactTypes),
-		Log: e.log, Progress: p,
-	})
+	res, err := bundle.Save(c.Context, labelSource{source, labels}, w, images, sopts)
 	p.Stop()
+	if err != nil && w.Suspended() {
+		defer fmt.Fprintf(e.stderr, "the blobs written so far are kept in %s: the same save run again resumes %s (--fresh starts over)\n", outDir, w.ID())
+	}
 	writeJSON(jsonOut, saveResultJSON(res, err))
 	if errors.Is(err, bundle.ErrBadList) {
 		return usageError{err}
@@ -137,10 +150,34 @@ func (e *env) save(c *cli.Context) error {
 		return err
 	}
 	// stdout carries only the meta path: META=$(ferry save ...) works
-	fmt.Fprintf(e.info(), "saved %d image(s), %d blob(s) (%s, %d skipped as in base bundles) in %s into %d part(s)\n",
-		len(res.Meta.Images), res.Blobs, formatSize(res.BlobBytes), res.Skipped, res.Duration.Round(time.Millisecond), len(res.Meta.Parts))
+	kept := ""
+	if res.Resumed > 0 {
+		kept = fmt.Sprintf(", %d kept from the interrupted save", res.Resumed)
+	}
+	fmt.Fprintf(e.info(), "saved %d image(s), %d blob(s) (%s, %d skipped as in base bundles%s) in %s into %d part(s)\n",
+		len(res.Meta.Images), res.Blobs, formatSize(res.BlobBytes), res.Skipped, kept, res.Duration.Round(time.Millisecond), len(res.Meta.Parts))
 	fmt.Fprintln(e.stdout, res.MetaPath)
 	return nil
+}
+
+// resumeMode reads --resume DIR (which is then the output directory) and
+// --fresh; --watch rounds never resume.
+func resumeMode(c *cli.Context, outDir *string) (bundle.ResumeMode, error) {
+	dir, fresh := c.String("resume"), c.Bool("fresh")
+	switch {
+	case c.Bool("watch-round"):
+		return bundle.ResumeOff, nil
+	case dir != "" && fresh:
+		return 0, usagef("--resume and --fresh exclude each other")
+	case dir != "" && c.IsSet("out") && filepath.Clean(c.String("out")) != filepath.Clean(dir):
+		return 0, usagef("--resume %s is the output directory; -o names another (%s)", dir, c.String("out"))
+	case dir != "":
+		*outDir = dir
+		return bundle.ResumeRequire, nil
+	case fresh:
+		return bundle.ResumeFresh, nil
+	}
+	return bundle.ResumeAuto, nil
 }
 
 // outputDir checks that save's output directory exists: a month's bundle

@@ -43,7 +43,7 @@ func (e *env) saveWatch(c *cli.Context, every time.Duration) error {
 	}
 	jsonWanted := c.Bool("json")
 	// each round is a plain save whose result object is read back
-	if err := errors.Join(c.Set("watch", "0"), c.Set("json", "true")); err != nil {
+	if err := errors.Join(c.Set("watch", "0"), c.Set("json", "true"), c.Set("watch-round", "true")); err != nil {
 		return err
 	}
 	out := e.stdout
