@@ -212,9 +212,11 @@ func (w *Writer) reserveID(typ string) error {
 		if err != nil {
 			return fmt.Errorf("reserving bundle id: %w", err)
 		}
-		if err := tryLock(f); err != nil { // a resume of another process may hold it
+		if err := tryLock(f); errors.Is(err, errLocked) { // a resume of another process took it
 			_ = f.Close()
 			continue
+		} else if err != nil { // no locks on this file system: the file alone reserves the id
+			w.opts.Log.Debug("lock file not locked", "file", lock, "err", err)
 		}
 		w.id, w.lock, w.lockf = id, lock, f
 		return nil
