@@ -368,7 +368,16 @@ func (w *Writer) discard(id string) {
 	for _, p := range parts {
 		_ = os.Remove(p)
 	}
+	w.removeJournalTemps(id)
 	_ = os.Remove(w.journalPath(id))
+}
+
+// removeJournalTemps removes temp files a killed journal rewrite left.
+func (w *Writer) removeJournalTemps(id string) {
+	tmps, _ := filepath.Glob(w.journalPath(id) + ".tmp*")
+	for _, t := range tmps {
+		_ = os.Remove(t)
+	}
 }
 
 // partSeq is the part number of a partial part's file name, 0 if none.
@@ -403,6 +412,7 @@ func (w *Writer) reopen(entries []journalEntry) error {
 		byPart[e.Part] = append(byPart[e.Part], e)
 		maxSeq = max(maxSeq, e.Part)
 	}
+	w.removeJournalTemps(w.id)
 	files, _ := filepath.Glob(filepath.Join(w.opts.Dir, w.id+"_*.tar*"+PartialSuffix))
 	for _, f := range files {
 		seq := partSeq(w.id, filepath.Base(f))
@@ -670,6 +680,22 @@ func (w *Writer) resumable() bool {
 	w.jmu.Lock()
 	defer w.jmu.Unlock()
 	return w.journal != nil && w.journaled > 0 && len(w.renamed) == 0
+}
+
+// checkOrphans: manifests kept from the interrupted save that this save
+// did not put again (the source changed in between) are listed in m; their
+// references must resolve too, or the bundle would not verify.
+func (w *Writer) checkOrphans(m *meta.Meta) error {
+	w.mu.Lock()
+	n := len(w.keptManifests)
+	w.mu.Unlock()
+	if n == 0 {
+		return nil
+	}
+	if err := (&Bundle{Meta: m}).CheckRefs(); err != nil {
+		return fmt.Errorf("bundle %s: the source changed since the interrupted save this one resumed (%d manifest(s) it stored are used by no image now): %w; save again with --fresh", w.id, n, err)
+	}
+	return nil
 }
 
 // suspend ends an aborted save keeping it resumable: parts holding entries

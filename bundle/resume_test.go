@@ -425,3 +425,39 @@ func TestResumeKeepsManifests(t *testing.T) {
 		}
 	}
 }
+
+// TestResumeSourceChanged: manifests the interrupted save stored that the
+// resumed one does not put again stay listed (they are in the parts) and
+// the bundle verifies.
+func TestResumeSourceChanged(t *testing.T) {
+	e := seeded(t)
+	c := resumeCase{codec: bundle.CodecNone, jobs: 1}
+	dir := t.TempDir()
+	inputs := []string{"test"}
+	multi, _ := ref.New("bundle/library/multi:1")
+	app, _ := ref.New("bundle/team/app:1")
+	w1, err := c.writer(t, dir, bundle.ResumeAuto, inputs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := regtest.Push(context.Background(), w1, multi, e.imgs["library/multi:1"]); err != nil {
+		t.Fatal(err)
+	}
+	w1.Abort()
+	w2, err := c.writer(t, dir, bundle.ResumeRequire, inputs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img := e.imgs["team/app:1"]
+	if err := regtest.Push(context.Background(), w2, app, img); err != nil {
+		t.Fatal(err)
+	}
+	w2.AddImage(meta.Image{Source: "src/team/app:1", Repository: app.Repository, Tag: "1", Digest: img.Digest(), MediaType: img.Manifest.GetDescriptor().MediaType})
+	if _, err := w2.CommitMeta(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	got := verifyMeta(t, w2.MetaPath())
+	if len(got.Manifests) != 5 {
+		t.Fatalf("%d manifests, want app's and multi's 4", len(got.Manifests))
+	}
+}

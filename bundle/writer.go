@@ -642,6 +642,9 @@ func (w *Writer) commit(ctx context.Context) (*meta.Meta, error) {
 	if err := m.Validate(); err != nil {
 		return nil, fmt.Errorf("bundle %s: %w", w.id, err)
 	}
+	if err := w.checkOrphans(m); err != nil {
+		return nil, err
+	}
 	if err := w.writeMeta(m); err != nil {
 		return nil, fmt.Errorf("writing meta: %w", err)
 	}
