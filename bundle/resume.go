@@ -638,13 +638,16 @@ func writeFileAtomic(path string, data []byte) error {
 // never names bytes a killed process did not write. A journal that cannot
 // be written is closed (what it has stays valid) and the save goes on.
 func (w *Writer) journalPut(kind string, pw *partWriter, d descriptor.Descriptor, loc meta.Location) {
+	if w.key == "" {
+		return // no journal kept
+	}
+	if err := pw.af.flush(); err != nil {
+		return // the part is broken: the put fails on its next write
+	}
 	w.jmu.Lock()
 	defer w.jmu.Unlock()
 	if w.journal == nil {
 		return
-	}
-	if err := pw.af.flush(); err != nil {
-		return // the part is broken: the put fails on its next write
 	}
 	rec := encodeRecord(journalEntry{Kind: kind, Digest: d.Digest, Size: d.Size, MediaType: d.MediaType, Part: pw.seq, Offset: loc.Offset, Length: loc.Length})
 	if _, err := w.journal.Write(rec); err != nil {
