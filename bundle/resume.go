@@ -54,6 +54,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	"github.com/regclient/regclient/types/descriptor"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/ferry-oss/ferry/meta"
 )
@@ -426,9 +427,35 @@ func (w *Writer) reopen(entries []journalEntry) error {
 		seqs = append(seqs, seq)
 	}
 	sort.Ints(seqs)
-	seen := map[digest.Digest]bool{}
+	// Parts are checked in parallel (reading them back is most of a
+	// resume's time), then a digest kept by an earlier part cuts a later
+	// part there (a journal never has one twice unless damaged).
+	type reopened struct {
+		pw   *partWriter
+		good []keptEntry
+	}
+	results := make([]reopened, len(seqs))
+	var g errgroup.Group
+	g.SetLimit(max(1, w.opts.Parts))
+	for i, seq := range seqs {
+		g.Go(func() error {
+			path := filepath.Join(w.opts.Dir, partName(w.id, seq, w.opts.Codec))
+			pw, good, err := reopenPart(path, w.opts.Codec, w.created, byPart[seq])
+			if pw != nil {
+				pw.seq = seq
+			}
+			results[i] = reopened{pw, good}
+			return err
+		})
+	}
+	gerr := g.Wait()
 	var kept []keptEntry
 	var pws []*partWriter
+	for _, r := range results {
+		if r.pw != nil {
+			pws = append(pws, r.pw)
+		}
+	}
 	fail := func(err error) error {
 		for _, pw := range pws {
 			_ = pw.af.close()
@@ -436,17 +463,33 @@ func (w *Writer) reopen(entries []journalEntry) error {
 		}
 		return err
 	}
-	for _, seq := range seqs {
-		path := filepath.Join(w.opts.Dir, partName(w.id, seq, w.opts.Codec))
-		pw, good, err := reopenPart(path, w.opts.Codec, w.created, byPart[seq], seen)
-		if err != nil {
-			return fail(err)
+	if gerr != nil {
+		return fail(gerr)
+	}
+	pws = pws[:0]
+	seen := map[digest.Digest]bool{}
+	for _, r := range results {
+		if r.pw == nil {
+			continue
 		}
-		if pw != nil {
-			pw.seq = seq
-			pws = append(pws, pw)
-			kept = append(kept, good...)
+		j := 0
+		for j < len(r.good) && !seen[r.good[j].Digest] {
+			seen[r.good[j].Digest] = true
+			j++
 		}
+		switch {
+		case j == 0:
+			r.pw.abort()
+			continue
+		case j < len(r.good):
+			if err := r.pw.rollback(r.good[j].Offset); err != nil {
+				r.pw.abort()
+				return fail(err)
+			}
+			r.pw.count, r.good = j, r.good[:j]
+		}
+		pws = append(pws, r.pw)
+		kept = append(kept, r.good...)
 	}
 	if err := w.rewriteJournal(kept); err != nil {
 		return fail(err)
@@ -484,11 +527,11 @@ func (w *Writer) reopen(entries []journalEntry) error {
 
 // reopenPart checks the journaled entries of one partial part in offset
 // order (each must start where the one before ended, from 0, and decode
-// to its digest; a digest seen before ends it too), truncates the part
+// to its digest; a digest the part holds already ends it too), truncates the part
 // after the last good one and returns it open for appending with its
 // sha256 state restored; nil when nothing of it is kept (the file is then
 // removed).
-func reopenPart(path string, codec Codec, mtime time.Time, entries []journalEntry, seen map[digest.Digest]bool) (*partWriter, []keptEntry, error) {
+func reopenPart(path string, codec Codec, mtime time.Time, entries []journalEntry) (*partWriter, []keptEntry, error) {
 	f, err := os.OpenFile(path+PartialSuffix, os.O_RDWR, 0)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil, nil
@@ -500,6 +543,7 @@ func reopenPart(path string, codec Codec, mtime time.Time, entries []journalEntr
 	h := sha256.New()
 	var at int64
 	var good []keptEntry
+	seen := map[digest.Digest]bool{}
 	name := filepath.Base(path)
 	for _, e := range entries {
 		if e.Offset != at || seen[e.Digest] {

@@ -2,8 +2,10 @@ package bundle_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"os"
 	"path/filepath"
@@ -460,4 +462,52 @@ func TestResumeSourceChanged(t *testing.T) {
 	if len(got.Manifests) != 5 {
 		t.Fatalf("%d manifests, want app's and multi's 4", len(got.Manifests))
 	}
+}
+
+// TestResumeDuplicateEntry: a journal naming one blob in two parts (only a
+// damaged one can) keeps it once: the later part is cut there.
+func TestResumeDuplicateEntry(t *testing.T) {
+	e := seeded(t)
+	specs := e.specs(t, resumeImages...)
+	opts := bundle.SaveOptions{Jobs: 1, RetryDelay: time.Millisecond}
+	c := resumeCase{codec: bundle.CodecZstd, jobs: 1, split: 1} // a part per blob
+	dir := t.TempDir()
+	first := interrupt(t, e, dir, c, specs, opts, 3)
+	journal := filepath.Join(dir, "."+first.ID()+".resume")
+	raw, err := os.ReadFile(journal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSuffix(string(raw), "\n"), "\n")
+	var rec1 map[string]any
+	if err := json.Unmarshal([]byte(lines[1][9:]), &rec1); err != nil {
+		t.Fatal(err)
+	}
+	// copy part 1's entry to the end of part 3 and journal it there
+	p1 := filepath.Join(dir, first.ID()+"_1.tar.zst.partial")
+	p3 := filepath.Join(dir, first.ID()+"_3.tar.zst.partial")
+	b1, _ := os.ReadFile(p1)
+	b3, _ := os.ReadFile(p3)
+	off, n := int64(rec1["o"].(float64)), int64(rec1["l"].(float64))
+	if err := os.WriteFile(p3, append(b3, b1[off:off+n]...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rec1["p"], rec1["o"] = 3, len(b3)
+	js, _ := json.Marshal(rec1)
+	line := fmt.Sprintf("%08x %s\n", crc32.Checksum(js, crc32.MakeTable(crc32.Castagnoli)), js)
+	if err := os.WriteFile(journal, append(raw, line...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	w, err := c.writer(t, dir, bundle.ResumeRequire, bundle.SaveInputs(specs, opts))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info := w.Resumed(); info.Blobs != 3 || info.Dropped != 1 {
+		t.Fatalf("resumed %+v, want 3 kept, 1 dropped", info)
+	}
+	res, err := bundle.Save(context.Background(), e.reg, w, specs, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	verifyMeta(t, res.MetaPath)
 }
