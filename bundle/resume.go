@@ -115,6 +115,9 @@ type journalEntry struct {
 	Part      int           `json:"p"` // the part's number in its partial name
 	Offset    int64         `json:"o"`
 	Length    int64         `json:"l"`
+	// Final is, in a rename record (kind "r", written when commit begins),
+	// the final number part Part gets.
+	Final int `json:"n,omitempty"`
 }
 
 func (e journalEntry) desc() descriptor.Descriptor {
@@ -177,7 +180,11 @@ func (h journalHeader) valid() bool {
 }
 
 func (e journalEntry) valid() bool {
-	return (e.Kind == "b" || e.Kind == "m") && e.Digest.Validate() == nil && e.Size >= 0 &&
+	if e.Kind == "r" {
+		return e.Part >= 1 && e.Part <= maxJournalPart && e.Final >= 1 && e.Final <= maxJournalPart &&
+			e.Digest == "" && e.Size == 0 && e.MediaType == "" && e.Offset == 0 && e.Length == 0
+	}
+	return (e.Kind == "b" || e.Kind == "m") && e.Final == 0 && e.Digest.Validate() == nil && e.Size >= 0 &&
 		e.Part >= 1 && e.Part <= maxJournalPart && e.Offset >= 0 && e.Length > 0 && e.Offset <= 1<<62 && e.Length <= 1<<62 &&
 		len(e.MediaType) <= 255 && (e.Kind == "b" || e.Size <= maxResumedManifest)
 }
@@ -321,6 +328,14 @@ func (w *Writer) resumeInterrupted(typ string) (bool, error) {
 			release()
 			continue
 		}
+		var renames []journalEntry
+		entries = slices.DeleteFunc(entries, func(e journalEntry) bool {
+			if e.Kind == "r" {
+				renames = append(renames, e)
+			}
+			return e.Kind == "r"
+		})
+		w.undoRenames(id, renames)
 		if final, _ := filepath.Glob(filepath.Join(w.opts.Dir, id+"_*.tar"+w.opts.Codec.Ext())); len(final) > 0 {
 			others = append(others, id+" (its commit was interrupted: not resumable)")
 			release()
@@ -722,11 +737,66 @@ func (w *Writer) removeJournal() {
 }
 
 // resumable reports whether Abort keeps the save for a resume: a journal
-// with entries, and no part renamed yet.
+// with entries.
 func (w *Writer) resumable() bool {
 	w.jmu.Lock()
 	defer w.jmu.Unlock()
-	return w.journal != nil && w.journaled > 0 && len(w.renamed) == 0
+	return w.journal != nil && w.journaled > 0
+}
+
+// renameBack gives parts a failed commit renamed their partial names again;
+// false if one cannot be (the save is then not resumable).
+func (w *Writer) renameBack() bool {
+	for i, f := range w.renamed {
+		if err := os.Rename(f, w.unnamed[i]); err != nil {
+			return false
+		}
+	}
+	w.renamed, w.unnamed = nil, nil
+	return true
+}
+
+// journalRenames records, before commit renames the finished parts, the
+// final number each gets (from 1, in the order parts were started, as
+// commit names them) and syncs the journal: a resume of a save killed
+// while renaming gives them their partial names back.
+func (w *Writer) journalRenames(parts []*partRec) error {
+	if w.key == "" {
+		return nil
+	}
+	w.jmu.Lock()
+	defer w.jmu.Unlock()
+	if w.journal == nil {
+		return nil
+	}
+	var b []byte
+	n := 0
+	for _, p := range parts {
+		if p.finished {
+			n++
+			b = append(b, encodeRecord(journalEntry{Kind: "r", Part: p.pw.seq, Final: n})...)
+		}
+	}
+	_, err := w.journal.Write(b)
+	if err == nil {
+		err = w.journal.Sync()
+	}
+	if err != nil {
+		return fmt.Errorf("writing the resume journal: %w", err)
+	}
+	return nil
+}
+
+// undoRenames gives the parts of an interrupted commit (journal records
+// "r") their partial names back.
+func (w *Writer) undoRenames(id string, renames []journalEntry) {
+	for _, r := range renames {
+		final := filepath.Join(w.opts.Dir, partName(id, r.Final, w.opts.Codec))
+		partial := filepath.Join(w.opts.Dir, partName(id, r.Part, w.opts.Codec)) + PartialSuffix
+		if _, err := os.Lstat(partial); errors.Is(err, fs.ErrNotExist) {
+			_ = os.Rename(final, partial)
+		}
+	}
 }
 
 // checkOrphans: manifests kept from the interrupted save that this save

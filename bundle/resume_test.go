@@ -65,6 +65,14 @@ func (c resumeCase) writer(t *testing.T, dir string, mode bundle.ResumeMode, inp
 
 var resumeImages = []string{"team/app:1", "team/tools:1", "library/base:1", "library/multi:1"}
 
+// resumeEnv is a seeded source, the resume tests' images and options,
+// and an output directory.
+func resumeEnv(t *testing.T, jobs int) (*env, []bundle.ImageSpec, bundle.SaveOptions, string) {
+	t.Helper()
+	e := seeded(t)
+	return e, e.specs(t, resumeImages...), bundle.SaveOptions{Jobs: jobs, RetryDelay: time.Millisecond}, t.TempDir()
+}
+
 // normalized is a meta's content without times, ids, parts and offsets:
 // what a resumed save must share with a clean one.
 func normalized(m *meta.Meta) string {
@@ -195,11 +203,8 @@ func TestResumeMatchesCleanSave(t *testing.T) {
 // TestResumeTwice interrupts a resumed save again: manifests and blobs
 // written by either run are kept, none is stored twice.
 func TestResumeTwice(t *testing.T) {
-	e := seeded(t)
-	specs := e.specs(t, resumeImages...)
-	opts := bundle.SaveOptions{Jobs: 2, RetryDelay: time.Millisecond}
+	e, specs, opts, dir := resumeEnv(t, 2)
 	c := resumeCase{codec: bundle.CodecZstd, jobs: 2}
-	dir := t.TempDir()
 	interrupt(t, e, dir, c, specs, opts, 3)
 	second := interrupt(t, e, dir, c, specs, opts, 3)
 	if got := second.Resumed(); got.Blobs != 3 {
@@ -277,11 +282,8 @@ func TestResumeTornJournal(t *testing.T) {
 // never resumed: ResumeRequire refuses naming it, ResumeAuto starts a new
 // bundle and leaves it alone; ResumeFresh discards one of the same inputs.
 func TestResumeOtherInputs(t *testing.T) {
-	e := seeded(t)
-	specs := e.specs(t, resumeImages...)
-	opts := bundle.SaveOptions{Jobs: 2, RetryDelay: time.Millisecond}
+	e, specs, opts, dir := resumeEnv(t, 2)
 	c := resumeCase{codec: bundle.CodecZstd, jobs: 2}
-	dir := t.TempDir()
 	first := interrupt(t, e, dir, c, specs, opts, 3)
 	journal := filepath.Join(dir, "."+first.ID()+".resume")
 	others := map[string]func() (resumeCase, []string){
@@ -341,11 +343,8 @@ func TestResumeOtherInputs(t *testing.T) {
 // TestResumeLiveSave: the journal of a save that is still running is never
 // resumed (its lock is held).
 func TestResumeLiveSave(t *testing.T) {
-	e := seeded(t)
-	specs := e.specs(t, resumeImages...)
-	opts := bundle.SaveOptions{Jobs: 2, RetryDelay: time.Millisecond}
+	_, specs, opts, dir := resumeEnv(t, 2)
 	c := resumeCase{codec: bundle.CodecNone, jobs: 2}
-	dir := t.TempDir()
 	live, err := c.writer(t, dir, bundle.ResumeAuto, bundle.SaveInputs(specs, opts))
 	if err != nil {
 		t.Fatal(err)
@@ -367,10 +366,7 @@ func TestResumeLiveSave(t *testing.T) {
 
 // TestJournalIsNoMeta: no reader takes the journal for a meta file.
 func TestJournalIsNoMeta(t *testing.T) {
-	e := seeded(t)
-	specs := e.specs(t, resumeImages...)
-	opts := bundle.SaveOptions{Jobs: 2, RetryDelay: time.Millisecond}
-	dir := t.TempDir()
+	e, specs, opts, dir := resumeEnv(t, 2)
 	first := interrupt(t, e, dir, resumeCase{jobs: 2}, specs, opts, 3)
 	journal := filepath.Join(dir, "."+first.ID()+".resume")
 	if _, err := bundle.Open(journal); err == nil {
@@ -467,11 +463,8 @@ func TestResumeSourceChanged(t *testing.T) {
 // TestResumeDuplicateEntry: a journal naming one blob in two parts (only a
 // damaged one can) keeps it once: the later part is cut there.
 func TestResumeDuplicateEntry(t *testing.T) {
-	e := seeded(t)
-	specs := e.specs(t, resumeImages...)
-	opts := bundle.SaveOptions{Jobs: 1, RetryDelay: time.Millisecond}
+	e, specs, opts, dir := resumeEnv(t, 1)
 	c := resumeCase{codec: bundle.CodecZstd, jobs: 1, split: 1} // a part per blob
-	dir := t.TempDir()
 	first := interrupt(t, e, dir, c, specs, opts, 3)
 	journal := filepath.Join(dir, "."+first.ID()+".resume")
 	raw, err := os.ReadFile(journal)
@@ -493,17 +486,62 @@ func TestResumeDuplicateEntry(t *testing.T) {
 		t.Fatal(err)
 	}
 	rec1["p"], rec1["o"] = 3, len(b3)
-	js, _ := json.Marshal(rec1)
-	line := fmt.Sprintf("%08x %s\n", crc32.Checksum(js, crc32.MakeTable(crc32.Castagnoli)), js)
-	if err := os.WriteFile(journal, append(raw, line...), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	appendRecord(t, journal, rec1)
 	w, err := c.writer(t, dir, bundle.ResumeRequire, bundle.SaveInputs(specs, opts))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if info := w.Resumed(); info.Blobs != 3 || info.Dropped != 1 {
 		t.Fatalf("resumed %+v, want 3 kept, 1 dropped", info)
+	}
+	res, err := bundle.Save(context.Background(), e.reg, w, specs, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	verifyMeta(t, res.MetaPath)
+}
+
+// appendRecord appends a record to a resume journal (see resume.go).
+func appendRecord(t *testing.T, journal string, rec map[string]any) {
+	t.Helper()
+	js, _ := json.Marshal(rec)
+	f, err := os.OpenFile(journal, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := fmt.Fprintf(f, "%08x %s\n", crc32.Checksum(js, crc32.MakeTable(crc32.Castagnoli)), js); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestResumeInterruptedCommit: a save killed while its commit renamed the
+// parts (the journal says which final name each got) resumes: the parts
+// get their partial names back.
+func TestResumeInterruptedCommit(t *testing.T) {
+	e, specs, opts, dir := resumeEnv(t, 2)
+	c := resumeCase{codec: bundle.CodecGzip, jobs: 2, split: 1} // a part per blob
+	first := interrupt(t, e, dir, c, specs, opts, 4)
+	journal := filepath.Join(dir, "."+first.ID()+".resume")
+	parts, _ := filepath.Glob(filepath.Join(dir, first.ID()+"_*.partial"))
+	sort.Strings(parts)
+	if len(parts) != 4 {
+		t.Fatalf("parts %v", parts)
+	}
+	for i := range parts {
+		appendRecord(t, journal, map[string]any{"k": "r", "p": i + 1, "n": i + 1})
+	}
+	for _, p := range parts[:2] { // renamed; the others not yet
+		if err := os.Rename(p, strings.TrimSuffix(p, ".partial")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w, err := c.writer(t, dir, bundle.ResumeRequire, bundle.SaveInputs(specs, opts))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info := w.Resumed(); info.Blobs != 4 || info.Dropped != 0 {
+		t.Fatalf("resumed %+v", info)
 	}
 	res, err := bundle.Save(context.Background(), e.reg, w, specs, opts)
 	if err != nil {

@@ -96,6 +96,7 @@ type Writer struct {
 	lock    string   // reservation of the id, removed by Commit and Abort
 	lockf   *os.File // lock's file, flocked while the Writer lives
 	renamed []string // parts renamed to their final names by commit
+	unnamed []string // their partial names, in the same order
 	seq     int      // parts started
 
 	mu        sync.Mutex
@@ -615,6 +616,9 @@ func (w *Writer) commit(ctx context.Context) (*meta.Meta, error) {
 	parts := slices.Clone(w.parts)
 	w.mu.Unlock()
 	// Final names: <id>_<N>, N from 1 in the order parts were started.
+	if err := w.journalRenames(parts); err != nil {
+		return nil, err
+	}
 	names := map[string]string{}
 	for _, p := range parts {
 		if !p.finished {
@@ -625,6 +629,7 @@ func (w *Writer) commit(ctx context.Context) (*meta.Meta, error) {
 			return nil, fmt.Errorf("renaming part: %w", err)
 		}
 		w.renamed = append(w.renamed, filepath.Join(w.opts.Dir, name))
+		w.unnamed = append(w.unnamed, p.pw.path+PartialSuffix)
 		names[filepath.Base(p.pw.path)] = name
 		m.Parts = append(m.Parts, meta.Part{Name: name, Size: p.size, SHA256: p.sha})
 	}
@@ -775,7 +780,7 @@ func (w *Writer) abortLocked() {
 	w.done = true
 	parts := slices.Clone(w.parts)
 	w.mu.Unlock()
-	if w.resumable() {
+	if w.resumable() && w.renameBack() {
 		w.suspend(parts)
 		return
 	}
