@@ -178,8 +178,11 @@ func NewWriter(opts WriterOptions) (*Writer, error) {
 	}
 	if opts.Resume != ResumeOff {
 		resumed, err := w.resumeInterrupted(typ)
-		if err != nil || resumed {
-			return w, err
+		if err != nil {
+			return nil, err
+		}
+		if resumed {
+			return w, nil
 		}
 	}
 	if err := w.reserveID(typ); err != nil {
