@@ -413,8 +413,8 @@ func partSeq(id, name string) int {
 // keptEntry is a journaled entry that read back intact.
 type keptEntry struct {
 	journalEntry
-	part string // the part's name without PartialSuffix
-	raw  []byte // a manifest's bytes
+	part string   // the part's name without PartialSuffix
+	raw  spoolLoc // a manifest's bytes, in the Writer's spool
 }
 
 // reopen checks every journaled entry of the interrupted save w.id against
@@ -455,7 +455,7 @@ func (w *Writer) reopen(entries []journalEntry) error {
 	for i, seq := range seqs {
 		g.Go(func() error {
 			path := filepath.Join(w.opts.Dir, partName(w.id, seq, w.opts.Codec))
-			pw, good, err := reopenPart(path, w.opts.Codec, w.created, byPart[seq])
+			pw, good, err := reopenPart(path, w.opts.Codec, w.created, byPart[seq], w.spoolRaw)
 			if pw != nil {
 				pw.seq = seq
 			}
@@ -518,7 +518,8 @@ func (w *Writer) reopen(entries []journalEntry) error {
 			info.Blobs++
 			info.Bytes += k.Size
 		} else {
-			w.keptManifests[k.Digest] = &meta.Manifest{Digest: k.Digest, MediaType: k.MediaType, Size: k.Size, Part: k.part, Location: loc, Raw: k.raw}
+			w.keptManifests[k.Digest] = &meta.Manifest{Digest: k.Digest, MediaType: k.MediaType, Size: k.Size, Part: k.part, Location: loc}
+			w.rawAt[k.Digest] = k.raw
 			info.Manifests++
 		}
 	}
@@ -546,7 +547,7 @@ func (w *Writer) reopen(entries []journalEntry) error {
 // after the last good one and returns it open for appending with its
 // sha256 state restored; nil when nothing of it is kept (the file is then
 // removed).
-func reopenPart(path string, codec Codec, mtime time.Time, entries []journalEntry) (*partWriter, []keptEntry, error) {
+func reopenPart(path string, codec Codec, mtime time.Time, entries []journalEntry, keepRaw func([]byte) (spoolLoc, error)) (*partWriter, []keptEntry, error) {
 	f, err := os.OpenFile(path+PartialSuffix, os.O_RDWR, 0)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil, nil
@@ -577,8 +578,15 @@ func reopenPart(path string, codec Codec, mtime time.Time, entries []journalEntr
 			}
 			break
 		}
+		k := keptEntry{journalEntry: e, part: name}
+		if e.Kind == "m" {
+			if k.raw, err = keepRaw(raw); err != nil {
+				f.Close()
+				return nil, nil, err
+			}
+		}
 		seen[e.Digest] = true
-		good = append(good, keptEntry{journalEntry: e, part: name, raw: raw})
+		good = append(good, k)
 		at += e.Length
 	}
 	if len(good) == 0 {
