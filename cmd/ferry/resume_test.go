@@ -130,6 +130,7 @@ func TestKillResume(t *testing.T) {
 	rnd := rand.New(rand.NewPCG(3, 4))
 	keptRe := regexp.MustCompile(`resuming (\S+): (\d+) blobs kept`)
 	resumedSome := 0
+	lastResumed := ""
 	for i := 0; resumedSome < 3 && i < 12; i++ {
 		out := filepath.Join(dir, fmt.Sprintf("out%d", i))
 		var kills int
@@ -193,6 +194,9 @@ func TestKillResume(t *testing.T) {
 			t.Errorf("run %d: %d blobs fetched + %d kept, a clean save fetches %d\n%s", i, len(gets), kept, total, stderr)
 		}
 		metaPath := strings.TrimSpace(stdout)
+		if kept > 0 {
+			lastResumed = metaPath
+		}
 		if code, _, stderr := ferry(t, "", "verify", metaPath); code != 0 {
 			t.Fatalf("run %d: verify: %s", i, stderr)
 		}
@@ -206,6 +210,29 @@ func TestKillResume(t *testing.T) {
 	}
 	if resumedSome == 0 {
 		t.Fatal("no killed save had kept a blob: the test did not test")
+	}
+
+	// Judged from outside: the resumed bundle uploaded, crane finds the
+	// source's digests at the target.
+	crane := regtest.NeedGoBinary(t, "crane", "github.com/google/go-containerregistry/cmd/crane@v0.22.1")
+	dst := regtest.StartDistribution(t, regtest.DistributionOptions{})
+	if code, _, stderr := ferry(t, "", "--no-progress", "upload", lastResumed, "--target", dst.Host+"/m"); code != 0 {
+		t.Fatalf("upload of a resumed bundle: %s", stderr)
+	}
+	for i := range images {
+		digestOf := func(r string) string {
+			cmd := exec.Command(crane, "digest", "--insecure", r)
+			cmd.Env = append(os.Environ(), "HOME="+t.TempDir())
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("crane digest %s: %v\n%s", r, err, out)
+			}
+			return strings.TrimSpace(string(out))
+		}
+		want := digestOf(fmt.Sprintf("%s/big/img%d:1", src.Host, i))
+		if got := digestOf(fmt.Sprintf("%s/m/big/img%d:1", dst.Host, i)); got != want {
+			t.Errorf("image %d at the target: %s, want %s", i, got, want)
+		}
 	}
 
 	// An interrupted save of other images is not resumed: --resume refuses
