@@ -54,12 +54,12 @@ func newAsyncFile(w io.Writer) *asyncFile {
 	for range 2 {
 		a.free <- make([]byte, 0, asyncBuf)
 	}
-	go a.run()
+	go a.run(a.work) // close sets a.work to nil: the goroutine keeps its own copy
 	return a
 }
 
-func (a *asyncFile) run() {
-	for b := range a.work {
+func (a *asyncFile) run(work chan []byte) {
+	for b := range work {
 		if a.failed() == nil {
 			a.h.Write(b)
 			if _, err := a.w.Write(b); err != nil {
