@@ -108,6 +108,9 @@ func TestExitCodes(t *testing.T) {
 		{"registry down", "", []string{"save", "--retries", "3", down + "/team/app:1", "-o", out}, exitFailure, []string{"registry " + down + ": connection refused"}},
 		{"keep going past a registry that is down", "", []string{"save", "--keep-going", down + "/team/other:1", host + "/team/app:1", "-o", out, "--prefix", "kg"}, exitFailure, []string{down + "/team/other:1: registry " + down + ": connection refused", "PARTIAL"}},
 		{"tls on plain http", "", []string{"--config", tlsCfg, "save", host + "/team/app:1", "-o", out}, exitFailure, []string{"registry " + host + ": TLS handshake failed", `set "tls: disabled"`}},
+		{"resume and fresh", "", []string{"save", "--resume", out, "--fresh", host + "/team/app:1"}, exitUsage, []string{"--resume and --fresh exclude each other"}},
+		{"resume into another directory", "", []string{"save", "--resume", out, "-o", out + "/x", host + "/team/app:1"}, exitUsage, []string{"is the output directory; -o names another"}},
+		{"nothing to resume", "", []string{"save", "--resume", out, host + "/team/app:1"}, exitUsage, []string{"no interrupted save of these images and options to resume in " + out}},
 		{"missing tag", "", []string{"save", host + "/team/app:9", "-o", out}, exitFailure, []string{"team/app:9: tag not found in " + host + "/team/app (tags: 1)"}},
 		{"missing repository", "", []string{"save", host + "/team/ap:1", "-o", out}, exitFailure, []string{"team/ap:1: repository not found: " + host + "/team/ap"}},
 	}
