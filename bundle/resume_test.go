@@ -56,11 +56,12 @@ type resumeCase struct {
 	jobs   int
 	split  int64
 	single bool
+	bases  []string
 }
 
 func (c resumeCase) writer(t *testing.T, dir string, mode bundle.ResumeMode, inputs []string) (*bundle.Writer, error) {
 	t.Helper()
-	return bundle.NewWriter(bundle.WriterOptions{Dir: dir, Codec: c.codec, Parts: c.jobs, SplitSize: c.split, Single: c.single, Tool: "ferry test", Resume: mode, Inputs: inputs})
+	return bundle.NewWriter(bundle.WriterOptions{Dir: dir, Codec: c.codec, Parts: c.jobs, SplitSize: c.split, Single: c.single, Bases: c.bases, Tool: "ferry test", Resume: mode, Inputs: inputs})
 }
 
 var resumeImages = []string{"team/app:1", "team/tools:1", "library/base:1", "library/multi:1"}
@@ -137,6 +138,17 @@ func TestResumeMatchesCleanSave(t *testing.T) {
 		"lz4 single":     {codec: bundle.CodecLz4, jobs: 2, single: true},
 		"xz jobs 2 cut0": {codec: bundle.CodecXz, jobs: 2},
 	}
+	// an increment on a full bundle of one of the images
+	baseDir := t.TempDir()
+	bw, err := bundle.NewWriter(bundle.WriterOptions{Dir: baseDir, Parts: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, err := bundle.Save(context.Background(), e.reg, bw, e.specs(t, "team/app:1"), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases["incremental"] = resumeCase{codec: bundle.CodecZstd, jobs: 2, bases: []string{base.MetaPath}}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
 			cleanDir, dir := t.TempDir(), t.TempDir()
@@ -172,7 +184,7 @@ func TestResumeMatchesCleanSave(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if res.Resumed != info.Blobs || res.Blobs+res.Resumed != clean.Blobs {
+			if res.Resumed != info.Blobs || res.Blobs+res.Resumed != clean.Blobs || res.Skipped != clean.Skipped {
 				t.Errorf("fetched %d + resumed %d (kept %d), a clean save fetched %d", res.Blobs, res.Resumed, info.Blobs, clean.Blobs)
 			}
 			for d, n := range src.gets {
