@@ -561,3 +561,56 @@ func TestResumeInterruptedCommit(t *testing.T) {
 	}
 	verifyMeta(t, res.MetaPath)
 }
+
+// TestResumeAfterLinkDrop: the source fails for good after K blobs (a
+// FaultProxy answers 503 to every later blob GET, retries used up): the
+// save fails and keeps what it wrote; once the link is back the same save
+// resumes and asks the source only for the rest.
+func TestResumeAfterLinkDrop(t *testing.T) {
+	e := seeded(t)
+	proxy := regtest.StartFaultProxy(t, e.host)
+	reg := newReg(t, proxy.Host)
+	var names []string
+	for _, n := range resumeImages {
+		names = append(names, proxy.Host+"/"+n)
+	}
+	specs := e.specs(t, names...)
+	opts := bundle.SaveOptions{Jobs: 2, Retries: 1, RetryDelay: time.Millisecond}
+	c := resumeCase{codec: bundle.CodecZstd, jobs: 2}
+	dir := t.TempDir()
+	proxy.Add(regtest.Fault{Method: "GET", Path: `/blobs/sha256:`, Action: regtest.After(5, regtest.Status(503, ""))})
+	w, err := c.writer(t, dir, bundle.ResumeAuto, bundle.SaveInputs(specs, opts))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = bundle.Save(context.Background(), reg, w, specs, opts)
+	if !errors.Is(err, bundle.ErrImagesFailed) || !w.Suspended() {
+		t.Fatalf("err %v, suspended %v", err, w.Suspended())
+	}
+	proxy.Reset()
+	w, err = c.writer(t, dir, bundle.ResumeRequire, bundle.SaveInputs(specs, opts))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept := w.Resumed().Blobs
+	res, err := bundle.Save(context.Background(), reg, w, specs, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	verifyMeta(t, res.MetaPath)
+	gets := map[string]int{}
+	for _, r := range proxy.Requests(`/blobs/sha256:`) {
+		if r.Method == "GET" {
+			gets[r.Path]++
+		}
+	}
+	if kept == 0 || res.Resumed != kept || len(gets) != res.Blobs || len(gets)+kept != len(res.Meta.Blobs) {
+		t.Errorf("kept %d, resumed %d, fetched %d (%d GETs), bundle has %d blobs", kept, res.Resumed, res.Blobs, len(gets), len(res.Meta.Blobs))
+	}
+	for p, n := range gets {
+		if n != 1 {
+			t.Errorf("%s fetched %d times", p, n)
+		}
+	}
+	t.Logf("%d blobs kept, %d fetched after the link came back", kept, len(gets))
+}
