@@ -276,25 +276,7 @@ func Parse(b []byte) (*Meta, error) {
 	if int64(len(b)) > maxMetaSize {
 		return nil, fmt.Errorf("%w: %d bytes (at most %d)", ErrMetaTooBig, len(b), maxMetaSize)
 	}
-	var m Meta
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
-	if err := dec.Decode(&m); err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("%w: empty document", ErrInvalid)
-		}
-		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
-	}
-	if m.Kind != Kind {
-		return nil, fmt.Errorf("%w: kind %q, want %q", ErrInvalid, m.Kind, Kind)
-	}
-	if m.SchemaVersion < 1 || m.SchemaVersion > SchemaVersion {
-		return nil, fmt.Errorf("%w: schemaVersion %d (this ferry reads 1 to %d)", ErrSchema, m.SchemaVersion, SchemaVersion)
-	}
-	if err := m.Validate(); err != nil {
-		return nil, err
-	}
-	return &m, nil
+	return Decode(bytes.NewReader(b))
 }
 
 // OpenRegular opens a file that must be a regular file: a directory, a FIFO
@@ -333,21 +315,17 @@ func fileKind(m os.FileMode) string {
 	return "not a regular file"
 }
 
-// Load reads and parses the meta file at path.
+// Load reads and parses the meta file at path, streaming (see Decode).
 func Load(file string) (*Meta, error) {
 	f, err := OpenRegular(file)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxMetaSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", file, err)
+	if st, err := f.Stat(); err == nil && st.Size() > maxMetaSize {
+		return nil, fmt.Errorf("reading %s: %w: %d bytes (at most %d)", file, ErrMetaTooBig, st.Size(), maxMetaSize)
 	}
-	if int64(len(b)) > maxMetaSize {
-		return nil, fmt.Errorf("reading %s: %w", file, ErrMetaTooBig)
-	}
-	m, err := Parse(b)
+	m, err := Decode(f)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", file, err)
 	}

@@ -1,0 +1,521 @@
+package meta
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"reflect"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Decoding a meta file.
+//
+// yaml.v3 builds a node tree of the whole document before it decodes it,
+// about 14 times the file's size (a 32 MB meta file of 10,000 images took
+// 450 MB). Decode therefore splits the block-style YAML that Marshal
+// writes into chunks: one per top-level key, and for the long lists one
+// per list item, each prefixed by its key line ("blobs:\n  - digest: …"),
+// and decodes each chunk with yaml.v3 into a Meta with the same strict
+// field rules as a whole-document decode. Only the decoded structs and one
+// chunk are held at a time.
+//
+// The splitter is conservative: it accepts only lines whose structure it
+// fully understands (spaces for indentation, "key:" or "key: value" with
+// an optional "- " in front, single-line scalars: plain ones of a safe
+// character set, quoted ones that close on their line, "[]" and "{}").
+// Any other line (comments, blank lines, flow collections, anchors,
+// aliases, tags, block scalars, multi-line scalars, document markers,
+// directives, tabs, a BOM, CRLF, a duplicate top-level key) and any chunk
+// yaml.v3 refuses make it fall back to the whole-document decoder, so the
+// answer (value or error) is always the whole-document decoder's.
+
+// errFallBack is returned by the fast path for input it does not handle.
+var errFallBack = errors.New("meta: fall back to the whole-document decoder")
+
+// listKeys are the top-level keys whose block sequences are decoded an
+// item at a time.
+var listKeys = map[string]bool{"parts": true, "bases": true, "images": true, "manifests": true, "blobs": true, "baseBlobs": true, "failed": true}
+
+// metaFields maps each top-level key to the index of its field in Meta.
+var metaFields = func() map[string]int {
+	t := reflect.TypeOf(Meta{})
+	f := map[string]int{}
+	for i := range t.NumField() {
+		name, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ",")
+		f[name] = i
+	}
+	return f
+}()
+
+// Decode reads a meta file from r (at most MaxSize bytes) and validates
+// it as Parse does. It holds only the decoded Meta and one list item at a
+// time; only for a file it falls back on (see above) does it hold the
+// whole file and its node tree, as Parse always did. The fall back reads r
+// again from where Decode started when r is an io.Seeker; otherwise Decode
+// keeps a copy of the bytes it read.
+func Decode(r io.Reader) (*Meta, error) { return decode(r, nil) }
+
+// DecodeTee is Decode that also writes every byte it parses to a writer,
+// for a signature check over exactly the bytes parsed: start is called
+// each time decoding starts from the beginning of r (a second time when
+// the fast path falls back and reads r again) and returns the writer for
+// the bytes that follow; the last writer has seen exactly the bytes the
+// result was decoded from. DecodeTee reads r to its end (at most
+// MaxSize+1 bytes) even when the content is invalid.
+func DecodeTee(r io.ReadSeeker, start func() io.Writer) (*Meta, error) {
+	return decode(r, start)
+}
+
+func decode(r io.Reader, start func() io.Writer) (*Meta, error) {
+	seeker, _ := r.(io.Seeker)
+	var origin int64
+	if seeker != nil {
+		var err error
+		if origin, err = seeker.Seek(0, io.SeekCurrent); err != nil {
+			seeker = nil
+		}
+	}
+	src := r
+	if start != nil {
+		src = io.TeeReader(src, start())
+	}
+	var kept *bytes.Buffer
+	if seeker == nil {
+		kept = new(bytes.Buffer)
+		src = io.TeeReader(src, kept)
+	}
+	lim := &io.LimitedReader{R: src, N: maxMetaSize + 1}
+	m, err := decodeFast(lim)
+	switch {
+	case err == nil:
+		if err := check(m); err != nil {
+			return nil, err
+		}
+		return m, nil
+	case errors.Is(err, ErrMetaTooBig):
+		return nil, err
+	case !errors.Is(err, errFallBack):
+		return nil, err
+	}
+	// The whole-document decoder, on the whole input.
+	var b []byte
+	if seeker != nil {
+		if _, err := seeker.Seek(origin, io.SeekStart); err != nil {
+			return nil, err
+		}
+		src = r
+		if start != nil {
+			src = io.TeeReader(src, start())
+		}
+		if b, err = io.ReadAll(io.LimitReader(src, maxMetaSize+1)); err != nil {
+			return nil, err
+		}
+	} else {
+		if _, err := io.Copy(io.Discard, lim); err != nil { // the rest, into kept
+			return nil, err
+		}
+		b = kept.Bytes()
+	}
+	if int64(len(b)) > maxMetaSize {
+		return nil, fmt.Errorf("%w: more than %d bytes", ErrMetaTooBig, maxMetaSize)
+	}
+	return parseWhole(b)
+}
+
+// parseWhole decodes b with one yaml.v3 Decode of the whole document.
+func parseWhole(b []byte) (*Meta, error) {
+	var m Meta
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&m); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("%w: empty document", ErrInvalid)
+		}
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	in := interner{}
+	in.meta(&m)
+	in.lists(&m)
+	if err := check(&m); err != nil {
+		return nil, err
+	}
+	return &m, nil
+}
+
+// check validates a decoded Meta: kind, schema version, consistency.
+func check(m *Meta) error {
+	if m.Kind != Kind {
+		return fmt.Errorf("%w: kind %q, want %q", ErrInvalid, m.Kind, Kind)
+	}
+	if m.SchemaVersion < 1 || m.SchemaVersion > SchemaVersion {
+		return fmt.Errorf("%w: schemaVersion %d (this ferry reads 1 to %d)", ErrSchema, m.SchemaVersion, SchemaVersion)
+	}
+	return m.Validate()
+}
+
+// fastDecoder is the splitting decoder's state.
+type fastDecoder struct {
+	m       Meta
+	out     reflect.Value // &m, elem
+	seen    map[string]bool
+	key     string // current top-level key
+	field   int    // its field in Meta
+	split   bool   // its items are decoded one at a time
+	keyLine []byte // its line, the prefix of every item chunk
+	chunk   []byte // the chunk being collected
+	inItem  bool
+	lines   []int // offsets in chunk of an item's lines
+	in      interner
+}
+
+// decodeFast decodes r with the splitter; errFallBack when it cannot.
+func decodeFast(r *io.LimitedReader) (*Meta, error) {
+	d := &fastDecoder{seen: map[string]bool{}, in: interner{}}
+	d.out = reflect.ValueOf(&d.m).Elem()
+	br := bufio.NewReaderSize(r, 64<<10)
+	var long []byte // a line longer than br's buffer
+	for {
+		line, err := br.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) {
+			long = append(long, line...)
+			continue
+		}
+		if err != nil && !errors.Is(err, io.EOF) {
+			return nil, err
+		}
+		if long != nil {
+			line = append(long, line...)
+			long = long[:0]
+		}
+		if r.N <= 0 {
+			return nil, fmt.Errorf("%w: more than %d bytes", ErrMetaTooBig, maxMetaSize)
+		}
+		if len(line) > 0 {
+			if perr := d.line(line); perr != nil {
+				return nil, perr
+			}
+		}
+		if err != nil { // EOF
+			break
+		}
+	}
+	if err := d.flush(); err != nil {
+		return nil, err
+	}
+	if len(d.seen) == 0 {
+		return nil, errFallBack
+	}
+	d.in.meta(&d.m)
+	d.in.lists(&d.m) // lists set whole ("images: []"); items are interned already
+	return &d.m, nil
+}
+
+// line takes one line of input (with its "\n", if any).
+func (d *fastDecoder) line(raw []byte) error {
+	li, ok := simpleLine(bytes.TrimSuffix(raw, []byte("\n")))
+	if !ok {
+		return errFallBack
+	}
+	indent, item, hasValue := li.indent, li.item, li.hasValue
+	switch {
+	case indent == 0:
+		if item || len(li.key) == 0 {
+			return errFallBack
+		}
+		key := string(li.key)
+		if err := d.flush(); err != nil {
+			return err
+		}
+		f, known := metaFields[key]
+		if !known || d.seen[key] {
+			return errFallBack // unknown (an error) or twice (an error): the whole decoder says which
+		}
+		d.seen[key], d.key, d.field = true, key, f
+		d.split = listKeys[key] && !hasValue
+		d.inItem = false
+		if d.split {
+			d.keyLine = append(d.keyLine[:0], raw...)
+			if raw[len(raw)-1] != '\n' {
+				d.keyLine = append(d.keyLine, '\n')
+			}
+			return nil
+		}
+		d.chunk = append(d.chunk[:0], raw...)
+	case d.key == "":
+		return errFallBack // indented first line
+	case !d.split:
+		d.chunk = append(d.chunk, raw...)
+	case indent == 2 && item:
+		if err := d.flush(); err != nil {
+			return err
+		}
+		d.inItem = true
+		d.chunk = append(append(d.chunk[:0], d.keyLine...), raw...)
+		d.lines = append(d.lines[:0], len(d.keyLine))
+	case indent > 2 && d.inItem:
+		d.lines = append(d.lines, len(d.chunk))
+		d.chunk = append(d.chunk, raw...)
+	default:
+		return errFallBack
+	}
+	return nil
+}
+
+// flush decodes the chunk collected and merges it into d.m.
+func (d *fastDecoder) flush() error {
+	if len(d.chunk) == 0 {
+		return nil
+	}
+	dst := d.out.Field(d.field)
+	if d.split {
+		elem := reflect.New(dst.Type().Elem()).Elem()
+		if d.handItem(elem) {
+			d.chunk = d.chunk[:0]
+			dst.Set(reflect.Append(dst, elem))
+			d.in.item(dst.Index(dst.Len() - 1).Addr().Interface())
+			return nil
+		}
+	}
+	var part Meta
+	dec := yaml.NewDecoder(bytes.NewReader(d.chunk))
+	dec.KnownFields(true)
+	err := dec.Decode(&part)
+	d.chunk = d.chunk[:0]
+	if err != nil {
+		return errFallBack // the whole decoder gives the error, with its line numbers
+	}
+	v := reflect.ValueOf(&part).Elem().Field(d.field)
+	if !d.split {
+		dst.Set(v)
+		return nil
+	}
+	if v.Len() != 1 {
+		return errFallBack
+	}
+	dst.Set(reflect.Append(dst, v.Index(0)))
+	d.in.item(dst.Index(dst.Len() - 1).Addr().Interface())
+	return nil
+}
+
+// lineInfo is a line simpleLine understood.
+type lineInfo struct {
+	indent   int
+	item     bool   // it starts with "- "
+	key      []byte // "key:" or "key: value"; empty for a scalar entry
+	hasValue bool
+	value    []byte
+}
+
+// simpleLine parses a line (without its "\n") the fast path understands:
+// indent spaces, an optional "- ", then "key:", "key: value" or (after
+// "- " only) "value". ok is false for any other line.
+func simpleLine(l []byte) (li lineInfo, ok bool) {
+	for li.indent < len(l) && l[li.indent] == ' ' {
+		li.indent++
+	}
+	rest := l[li.indent:]
+	if len(rest) == 0 {
+		return li, false
+	}
+	if len(rest) >= 2 && rest[0] == '-' && rest[1] == ' ' {
+		li.item, rest = true, rest[2:]
+	}
+	n := identLen(rest)
+	if n > 0 && n < len(rest) && rest[n] == ':' {
+		switch {
+		case n+1 == len(rest):
+			li.key = rest[:n]
+			return li, true
+		case rest[n+1] == ' ':
+			li.key, li.hasValue, li.value = rest[:n], true, rest[n+2:]
+			return li, simpleValue(li.value)
+		}
+	}
+	li.hasValue, li.value = true, rest
+	return li, li.item && simpleValue(rest)
+}
+
+// identLen is the length of the key ([A-Za-z][A-Za-z0-9]*) at the start
+// of b.
+func identLen(b []byte) int {
+	for i, c := range b {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z':
+		case c >= '0' && c <= '9' && i > 0:
+		default:
+			return i
+		}
+	}
+	return len(b)
+}
+
+// simpleValue reports whether v is a scalar on one line that cannot open
+// a structure reaching into the next lines or refer to another part of
+// the document: "[]", "{}", a quoted scalar closed at the end of v, or a
+// plain scalar of letters, digits and a few punctuation characters.
+func simpleValue(v []byte) bool {
+	if len(v) == 0 {
+		return false
+	}
+	switch s := string(v); {
+	case s == "[]" || s == "{}":
+		return true
+	case v[0] == '"':
+		for i := 1; i < len(v); i++ {
+			switch c := v[i]; {
+			case c == '\\':
+				if i+1 >= len(v) || !safeQuoted(v, i+1) {
+					return false
+				}
+				i++
+			case c == '"':
+				return i == len(v)-1
+			case !safeQuoted(v, i):
+				return false
+			}
+		}
+		return false
+	case v[0] == '\'':
+		for i := 1; i < len(v); i++ {
+			switch c := v[i]; {
+			case c == '\'':
+				if i+1 < len(v) && v[i+1] == '\'' {
+					i++
+					continue
+				}
+				return i == len(v)-1
+			case !safeQuoted(v, i):
+				return false
+			}
+		}
+		return false
+	}
+	if !plainFirst(v[0]) || v[len(v)-1] == ' ' || v[len(v)-1] == ':' {
+		return false
+	}
+	if v[0] == '-' && (len(v) == 1 || v[1] == ' ') {
+		return false
+	}
+	for i, c := range v {
+		if !plainChars[c] || (c == ':' && i+1 < len(v) && v[i+1] == ' ') {
+			return false
+		}
+	}
+	return true
+}
+
+// safeQuoted reports whether the byte at v[i], inside a quoted scalar, is
+// printable and not part of a character YAML reads as a line break or a
+// byte order mark (NEL, LS, PS, BOM).
+func safeQuoted(v []byte, i int) bool {
+	c := v[i]
+	switch {
+	case c < 0x20 || c == 0x7f:
+		return false
+	case c < 0x80:
+		return true
+	case c == 0xC2:
+		return i+1 < len(v) && v[i+1] != 0x85
+	case c == 0xE2:
+		return i+2 < len(v) && !(v[i+1] == 0x80 && (v[i+2] == 0xA8 || v[i+2] == 0xA9))
+	case c == 0xEF:
+		return i+2 < len(v) && !(v[i+1] == 0xBB && v[i+2] == 0xBF)
+	}
+	return true
+}
+
+// plainFirsts and plainChars are the bytes a plain scalar may start
+// with and hold.
+var plainFirsts, plainChars = func() (first, any [256]bool) {
+	for c := range 256 {
+		b := byte(c)
+		first[c] = b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9' || strings.IndexByte("_./+=~-", b) >= 0
+		any[c] = first[c] || strings.IndexByte(" :@,()", b) >= 0
+	}
+	return first, any
+}()
+
+func plainFirst(c byte) bool { return plainFirsts[c] }
+
+// interner makes equal strings of a Meta share one copy: ~50,000 blob
+// records of a 10,000-image bundle name a handful of media types and
+// parts, and repositories recur in images, manifests and blobs.
+type interner map[string]string
+
+func (in interner) s(p *string) {
+	if *p == "" {
+		return
+	}
+	if v, ok := in[*p]; ok {
+		*p = v
+		return
+	}
+	in[*p] = *p
+}
+
+func (in interner) all(l []string) {
+	for i := range l {
+		in.s(&l[i])
+	}
+}
+
+// item interns the shared strings of one list item.
+func (in interner) item(v any) {
+	switch x := v.(type) {
+	case *Part:
+		in.s(&x.Name)
+	case *Image:
+		in.s(&x.Repository)
+		in.s(&x.MediaType)
+		in.all(x.Platforms)
+	case *Manifest:
+		in.s(&x.MediaType)
+		in.s(&x.Platform)
+		in.s(&x.Part)
+		in.all(x.Repos)
+	case *Blob:
+		in.s(&x.MediaType)
+		in.s(&x.Part)
+		in.all(x.Repos)
+	case *BaseBlob:
+		in.s(&x.MediaType)
+		in.s(&x.Base)
+		in.all(x.Repos)
+		in.all(x.BaseRepos)
+	case *Base:
+		in.s(&x.ID)
+	}
+}
+
+// meta interns the strings of m's head and, for a whole-document decode,
+// of its lists.
+func (in interner) meta(m *Meta) {
+	in.all(m.Platforms)
+	in.s(&m.Compression)
+	for i := range m.Parts {
+		in.item(&m.Parts[i])
+	}
+	for i := range m.Bases {
+		in.item(&m.Bases[i])
+	}
+}
+
+// lists interns every list of m (after a whole-document decode).
+func (in interner) lists(m *Meta) {
+	for i := range m.Images {
+		in.item(&m.Images[i])
+	}
+	for i := range m.Manifests {
+		in.item(&m.Manifests[i])
+	}
+	for i := range m.Blobs {
+		in.item(&m.Blobs[i])
+	}
+	for i := range m.BaseBlobs {
+		in.item(&m.BaseBlobs[i])
+	}
+}
