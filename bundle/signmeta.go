@@ -1,35 +1,65 @@
 package bundle
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"os"
 
 	"github.com/ferry-oss/ferry/meta"
 	"github.com/ferry-oss/ferry/meta/sign"
 )
 
-// writeMeta writes the meta file last, each file through a temp file and a
-// rename. With WriterOptions.SignMeta the signature of the exact bytes is
-// written first, so that a signed bundle never shows a meta file without
-// its signature; if the meta file cannot be written, the signature is
-// removed again.
+// errMetaWriteFailed ends a signer still reading when the meta file could
+// not be written.
+var errMetaWriteFailed = errors.New("the meta file could not be written")
+
+// writeMeta writes the meta file last, encoded straight into a temp file
+// and renamed. With WriterOptions.SignMeta the signer reads the very
+// bytes as they are written (through a pipe, nothing is buffered) and
+// its signature is written (temp file and rename) once the temp file is
+// synced and before it is renamed, so that a signed bundle never shows a
+// meta file without its signature; if the meta file cannot be renamed,
+// the signature is removed again.
 func (w *Writer) writeMeta(m *meta.Meta) error {
 	if w.opts.SignMeta == nil {
 		return meta.Write(w.MetaPath(), m)
 	}
-	b, err := meta.Marshal(m)
-	if err != nil {
-		return err
+	pr, pw := io.Pipe()
+	type result struct {
+		sig []byte
+		err error
 	}
-	sig, err := w.opts.SignMeta(b)
-	if err != nil {
-		return fmt.Errorf("signing: %w", err)
-	}
+	done := make(chan result, 1)
+	go func() {
+		sig, err := w.opts.SignMeta(pr)
+		pr.CloseWithError(errMetaWriteFailed) // a signer that stops early fails the write
+		done <- result{sig, err}
+	}()
 	sigPath := sign.SigPath(w.MetaPath())
-	if err := meta.WriteFileAtomic(sigPath, sig); err != nil {
-		return fmt.Errorf("writing signature: %w", err)
+	var signed *result
+	wait := func(cause error) result {
+		if signed == nil {
+			pw.CloseWithError(cause)
+			r := <-done
+			signed = &r
+		}
+		return *signed
 	}
-	if err := meta.WriteFileAtomic(w.MetaPath(), b); err != nil {
+	err := meta.WriteTee(w.MetaPath(), m, pw, func() error {
+		r := wait(nil) // EOF: the signer has all the bytes
+		if r.err != nil {
+			return fmt.Errorf("signing: %w", r.err)
+		}
+		if err := meta.WriteFileAtomic(sigPath, r.sig); err != nil {
+			return fmt.Errorf("writing signature: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		if r := wait(errMetaWriteFailed); r.err != nil && errors.Is(err, errMetaWriteFailed) {
+			err = fmt.Errorf("signing: %w", r.err) // the signer stopped reading: its reason
+		}
 		_ = os.Remove(sigPath)
 		return err
 	}

@@ -3,6 +3,7 @@ package bundle_test
 import (
 	"context"
 	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -38,7 +39,7 @@ func TestSignedSave(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	save := func(dir string, fn func([]byte) ([]byte, error)) (*bundle.SaveResult, error) {
+	save := func(dir string, fn func(io.Reader) ([]byte, error)) (*bundle.SaveResult, error) {
 		w, err := bundle.NewWriter(bundle.WriterOptions{Dir: dir, Parts: 2, SignMeta: fn})
 		if err != nil {
 			t.Fatal(err)
@@ -60,7 +61,7 @@ func TestSignedSave(t *testing.T) {
 	}
 
 	dir2 := t.TempDir()
-	if _, err := save(dir2, func([]byte) ([]byte, error) { return nil, errors.New("agent gone") }); err == nil {
+	if _, err := save(dir2, func(io.Reader) ([]byte, error) { return nil, errors.New("agent gone") }); err == nil {
 		t.Fatal("a failing signer did not fail the save")
 	}
 	if files, _ := filepath.Glob(filepath.Join(dir2, "*")); len(files) != 0 {

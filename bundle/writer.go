@@ -52,9 +52,10 @@ type WriterOptions struct {
 	Now func() time.Time
 	// Log receives debug messages (default discard).
 	Log *slog.Logger
-	// SignMeta, when set, signs the meta file's bytes; the signature is
-	// written next to it (sign.SigPath) before the meta file itself.
-	SignMeta func(metaBytes []byte) ([]byte, error)
+	// SignMeta, when set, signs the meta file's bytes (read to EOF as they
+	// are written); the signature is written next to it (sign.SigPath)
+	// before the meta file itself.
+	SignMeta func(metaFile io.Reader) ([]byte, error)
 	// Resume says what to do with an interrupted save of the same inputs
 	// in Dir and whether this save keeps a resume journal (see resume.go).
 	Resume ResumeMode

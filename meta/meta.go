@@ -9,6 +9,7 @@
 package meta
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"encoding/base64"
@@ -192,32 +193,42 @@ func (r *Raw) UnmarshalYAML(n *yaml.Node) error {
 	return nil
 }
 
-// Marshal encodes m as YAML.
+// Marshal encodes m as YAML (as Encode does).
 func Marshal(m *Meta) ([]byte, error) {
 	var buf bytes.Buffer
+	if err := Encode(&buf, m); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// Encode writes m as YAML to w, the bytes of one yaml.v3 Encode of the
+// whole Meta (indent 2), without holding them: the long lists are
+// encoded an item at a time. yaml.v3 builds a node tree of what it
+// encodes, about 40 times the bytes it writes, so one Encode of a
+// 10,000-image meta would need gigabytes.
+func Encode(w io.Writer, m *Meta) error {
+	bw := bufio.NewWriterSize(w, 64<<10)
 	head := metaHead{
 		SchemaVersion: m.SchemaVersion, Kind: m.Kind, ID: m.ID, Type: m.Type, Partial: m.Partial,
 		Tool: m.Tool, Created: m.Created, Platforms: m.Platforms, Compression: m.Compression,
 		Parts: m.Parts, Bases: m.Bases,
 	}
-	if err := encodeYAML(&buf, head); err != nil {
-		return nil, err
+	if err := encodeYAML(bw, head); err != nil {
+		return err
 	}
-	// The long lists an item at a time: yaml.v3 builds a node tree of
-	// what it encodes, about 40 times the bytes it writes, so one Encode
-	// of a 10,000-image meta would need gigabytes. The output is the same.
 	for _, err := range []error{
-		appendList(&buf, "images", m.Images, false),
-		appendList(&buf, "manifests", m.Manifests, false),
-		appendList(&buf, "blobs", m.Blobs, false),
-		appendList(&buf, "baseBlobs", m.BaseBlobs, true),
-		appendList(&buf, "failed", m.Failed, true),
+		appendList(bw, "images", m.Images, false),
+		appendList(bw, "manifests", m.Manifests, false),
+		appendList(bw, "blobs", m.Blobs, false),
+		appendList(bw, "baseBlobs", m.BaseBlobs, true),
+		appendList(bw, "failed", m.Failed, true),
 	} {
 		if err != nil {
-			return nil, err
+			return err
 		}
 	}
-	return buf.Bytes(), nil
+	return bw.Flush()
 }
 
 // metaHead is Meta without its long lists (same fields, same order).
@@ -246,14 +257,14 @@ func encodeYAML(w io.Writer, v any) error {
 
 // appendList writes "key:" and items as a block sequence, as Encode of
 // the whole Meta would, encoding one item at a time.
-func appendList[T any](buf *bytes.Buffer, key string, items []T, omitEmpty bool) error {
+func appendList[T any](w *bufio.Writer, key string, items []T, omitEmpty bool) error {
 	if len(items) == 0 {
 		if !omitEmpty {
-			buf.WriteString(key + ": []\n")
+			w.WriteString(key + ": []\n")
 		}
 		return nil
 	}
-	buf.WriteString(key + ":\n")
+	w.WriteString(key + ":\n")
 	var one bytes.Buffer
 	for i := range items {
 		one.Reset()
@@ -262,8 +273,8 @@ func appendList[T any](buf *bytes.Buffer, key string, items []T, omitEmpty bool)
 		}
 		for _, line := range bytes.SplitAfter(one.Bytes(), []byte("\n")) {
 			if len(line) > 0 {
-				buf.WriteString("  ")
-				buf.Write(line)
+				w.WriteString("  ")
+				w.Write(line)
 			}
 		}
 	}
@@ -347,23 +358,40 @@ func FileSHA256(file string) (string, error) {
 }
 
 // Write stores m as path atomically: a temp file in the same directory is
-// written, synced and renamed over path.
-func Write(file string, m *Meta) error {
-	b, err := Marshal(m)
-	if err != nil {
-		return err
-	}
-	return WriteFileAtomic(file, b)
+// written (encoded straight into it), synced and renamed over path.
+func Write(file string, m *Meta) error { return WriteTee(file, m, nil, nil) }
+
+// WriteTee is Write that also writes every byte of the file to tee (when
+// not nil) as it is written, and calls beforeRename (when not nil) once
+// the temp file is complete and synced, before it is renamed to file:
+// an error from it leaves no file. A signature of the bytes tee saw can
+// thus be written before the meta file appears.
+func WriteTee(file string, m *Meta, tee io.Writer, beforeRename func() error) error {
+	return writeAtomic(file, func(w io.Writer) error {
+		if tee != nil {
+			w = io.MultiWriter(w, tee)
+		}
+		return Encode(w, m)
+	}, beforeRename)
 }
 
 // WriteFileAtomic writes b to a temp file beside file and renames it.
 func WriteFileAtomic(file string, b []byte) error {
+	return writeAtomic(file, func(w io.Writer) error {
+		_, err := w.Write(b)
+		return err
+	}, nil)
+}
+
+// writeAtomic writes a temp file beside file with write, syncs it and
+// renames it to file.
+func writeAtomic(file string, write func(io.Writer) error, beforeRename func() error) error {
 	tmp, err := os.CreateTemp(filepath.Dir(file), "."+filepath.Base(file)+".*.tmp")
 	if err != nil {
 		return err
 	}
 	defer os.Remove(tmp.Name()) // no-op after a successful rename
-	if _, err := tmp.Write(b); err != nil {
+	if err := write(tmp); err != nil {
 		tmp.Close()
 		return err
 	}
@@ -377,6 +405,11 @@ func WriteFileAtomic(file string, b []byte) error {
 	}
 	if err := tmp.Close(); err != nil {
 		return err
+	}
+	if beforeRename != nil {
+		if err := beforeRename(); err != nil {
+			return err
+		}
 	}
 	if err := os.Rename(tmp.Name(), file); err != nil {
 		return err

@@ -202,3 +202,32 @@ func TestMarshalByItems(t *testing.T) {
 		})
 	}
 }
+
+// TestWriteStreams: Write encodes straight into the file the bytes of
+// Marshal, and WriteTee's tee sees exactly those bytes; an error from
+// beforeRename leaves no file.
+func TestWriteStreams(t *testing.T) {
+	dir := t.TempDir()
+	m := sample()
+	want, err := meta.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(dir, "x_meta.yaml")
+	var tee bytes.Buffer
+	called := false
+	if err := meta.WriteTee(file, m, &tee, func() error { called = true; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := os.ReadFile(file)
+	if !bytes.Equal(got, want) || !bytes.Equal(tee.Bytes(), want) || !called {
+		t.Fatalf("file %d bytes, tee %d bytes, Marshal %d bytes, beforeRename called %v", len(got), tee.Len(), len(want), called)
+	}
+	other := filepath.Join(dir, "y_meta.yaml")
+	if err := meta.WriteTee(other, m, nil, func() error { return errors.New("no") }); err == nil {
+		t.Fatal("beforeRename's error was lost")
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+		t.Fatalf("files left: %v", entries)
+	}
+}

@@ -3,7 +3,9 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
+	"path/filepath"
 
 	"github.com/urfave/cli/v2"
 
@@ -28,7 +30,7 @@ func keyFlag() cli.Flag {
 // metaSigner returns the writer's SignMeta for --sign-key (or cfg
 // signKey), nil when none is set. A key that cannot be used is a usage
 // error before anything is fetched.
-func (e *env) metaSigner(c *cli.Context) (func([]byte) ([]byte, error), string, error) {
+func (e *env) metaSigner(c *cli.Context) (func(io.Reader) ([]byte, error), string, error) {
 	file := firstNonZero(c.String("sign-key"), e.cfg.SignKey)
 	if file == "" {
 		return nil, "", nil
@@ -44,7 +46,8 @@ func (e *env) metaSigner(c *cli.Context) (func([]byte) ([]byte, error), string, 
 // signature first: with --key, or cfg verifyKey and requireSignature, a
 // valid signature by one of the keys is required; with verifyKey alone a
 // signature present must be valid and an unsigned bundle is accepted with
-// a warning. The bundle is parsed from the very bytes that were verified.
+// a warning. The bundle is parsed from the very bytes that were verified,
+// streamed once through the decoder and the check (sign.Keys.LoadFile).
 func (e *env) openChecked(c *cli.Context, path string) (*bundle.Bundle, error) {
 	keyFile := firstNonZero(c.String("key"), e.cfg.VerifyKey)
 	if keyFile == "" {
@@ -58,7 +61,7 @@ func (e *env) openChecked(c *cli.Context, path string) (*bundle.Bundle, error) {
 	if err != nil {
 		return nil, usageError{err}
 	}
-	b, pub, err := keys.VerifyFile(path)
+	m, pub, err := keys.LoadFile(path)
 	switch {
 	case errors.Is(err, sign.ErrNoSignature) && !required:
 		e.log.Warn("the bundle is not signed (requireSignature is off)", "meta", path)
@@ -68,10 +71,6 @@ func (e *env) openChecked(c *cli.Context, path string) (*bundle.Bundle, error) {
 	case err != nil:
 		return nil, usageError{err}
 	}
-	bd, err := bundle.OpenBytes(path, b)
-	if err != nil {
-		return nil, usageError{err}
-	}
 	e.log.Info("meta signature OK", "key", sign.Fingerprint(pub))
-	return bd, nil
+	return &bundle.Bundle{Meta: m, MetaPath: path, Dir: filepath.Dir(path)}, nil
 }

@@ -89,9 +89,10 @@ func LoadSigner(file string, passphrase []byte) (*Signer, error) {
 // ssh-keygen -l prints it.
 func (s *Signer) Fingerprint() string { return ssh.FingerprintSHA256(s.s.PublicKey()) }
 
-// Sign returns the armored SSH signature of the meta file's bytes.
-func (s *Signer) Sign(metaBytes []byte) ([]byte, error) {
-	sig, err := sshsig.Sign(bytes.NewReader(metaBytes), s.s, sshsig.HashSHA512, Namespace)
+// Sign returns the armored SSH signature of the meta file's bytes, read
+// from r to EOF (streamed: nothing is held but the hash).
+func (s *Signer) Sign(r io.Reader) ([]byte, error) {
+	sig, err := sshsig.Sign(r, s.s, sshsig.HashSHA512, Namespace)
 	if err != nil {
 		return nil, fmt.Errorf("signing the meta file: %w", err)
 	}
@@ -148,31 +149,111 @@ func ParseKeys(b []byte) (Keys, error) {
 // Verify checks an armored signature of metaBytes and returns the key that
 // made it: one of k, in the ferry namespace.
 func (k Keys) Verify(metaBytes, armored []byte) (ssh.PublicKey, error) {
+	sig, pub, err := k.match(armored)
+	if err != nil {
+		return nil, err
+	}
+	if err := verify(bytes.NewReader(metaBytes), sig, pub); err != nil {
+		return nil, err
+	}
+	return pub, nil
+}
+
+// match parses an armored signature and finds the trusted key that is
+// to have made it (not yet checked against the message).
+func (k Keys) match(armored []byte) (*sshsig.Signature, ssh.PublicKey, error) {
 	if len(armored) > maxFile {
-		return nil, fmt.Errorf("%w: signature file larger than %d bytes", ErrBadSignature, maxFile)
+		return nil, nil, fmt.Errorf("%w: signature file larger than %d bytes", ErrBadSignature, maxFile)
 	}
 	sig, err := sshsig.Unarmor(armored)
 	if err != nil {
-		return nil, fmt.Errorf("%w: not an SSH signature: %v", ErrBadSignature, err)
+		return nil, nil, fmt.Errorf("%w: not an SSH signature: %v", ErrBadSignature, err)
 	}
 	if sig.Namespace != Namespace {
-		return nil, fmt.Errorf("%w: namespace %q, want %q", ErrBadSignature, sig.Namespace, Namespace)
+		return nil, nil, fmt.Errorf("%w: namespace %q, want %q", ErrBadSignature, sig.Namespace, Namespace)
 	}
 	if err := sig.HashAlgorithm.Available(); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadSignature, err)
+		return nil, nil, fmt.Errorf("%w: %v", ErrBadSignature, err)
 	}
 	fp := ssh.FingerprintSHA256(sig.PublicKey)
 	for _, pub := range k {
-		if ssh.FingerprintSHA256(pub) != fp {
-			continue
+		if ssh.FingerprintSHA256(pub) == fp {
+			return sig, pub, nil
 		}
-		if err := sshsig.Verify(bytes.NewReader(metaBytes), sig, pub, sig.HashAlgorithm, Namespace); err != nil {
-			return nil, fmt.Errorf("%w (key %s): the meta file was changed after it was signed, or the signature is damaged: %v", ErrBadSignature, fp, err)
-		}
-		return pub, nil
 	}
-	return nil, fmt.Errorf("%w: signed by %s, which is not among the %d trusted key(s)", ErrUntrusted, fp, len(k))
+	return nil, nil, fmt.Errorf("%w: signed by %s, which is not among the %d trusted key(s)", ErrUntrusted, fp, len(k))
 }
+
+// verify checks sig by pub over the message read from m to EOF.
+func verify(m io.Reader, sig *sshsig.Signature, pub ssh.PublicKey) error {
+	if err := sshsig.Verify(m, sig, pub, sig.HashAlgorithm, Namespace); err != nil {
+		return fmt.Errorf("%w (key %s): the meta file was changed after it was signed, or the signature is damaged: %v", ErrBadSignature, ssh.FingerprintSHA256(pub), err)
+	}
+	return nil
+}
+
+// LoadFile checks the signature file (SigPath) of a meta file against k
+// and decodes the meta file (meta.DecodeTee) from the very bytes the
+// signature is checked over, streamed through the decoder and the check
+// together from one open file: nothing is held but the decoded Meta, and
+// nothing can change between the check and the use. The Meta is returned
+// only when both succeed; a bad signature is reported before a meta file
+// that does not parse (ErrNoSignature, ErrUntrusted and ErrBadSignature
+// as VerifyFile; a meta error wraps meta.ErrInvalid and its kin).
+func (k Keys) LoadFile(metaPath string) (*meta.Meta, ssh.PublicKey, error) {
+	f, err := meta.OpenRegular(metaPath)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err == nil && st.Size() > maxMeta {
+		return nil, nil, fmt.Errorf("%s: %w", metaPath, meta.ErrMetaTooBig)
+	}
+	armored, err := readLimited(SigPath(metaPath))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil, fmt.Errorf("%s: %w (no %s next to it)", metaPath, ErrNoSignature, SigPath(metaPath))
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	sig, pub, err := k.match(armored)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", metaPath, err)
+	}
+	// One check per pass of the decoder over the file; the last pass is
+	// the one its result comes from.
+	var pw *io.PipeWriter
+	var done chan error
+	finish := func(cause error) error {
+		if pw == nil {
+			return nil
+		}
+		pw.CloseWithError(cause)
+		return <-done
+	}
+	m, derr := meta.DecodeTee(f, func() io.Writer {
+		_ = finish(errRestart)
+		var pr *io.PipeReader
+		pr, pw = io.Pipe()
+		done = make(chan error, 1)
+		go func(pr *io.PipeReader, done chan error) {
+			err := verify(pr, sig, pub)
+			pr.CloseWithError(errRestart)
+			done <- err
+		}(pr, done)
+		return pw
+	})
+	if verr := finish(nil); verr != nil {
+		return nil, nil, fmt.Errorf("%s: %w", metaPath, verr)
+	}
+	if derr != nil {
+		return nil, nil, fmt.Errorf("%s: %w", metaPath, derr)
+	}
+	return m, pub, nil
+}
+
+// errRestart ends a signature check whose pass the decoder abandoned.
+var errRestart = errors.New("meta decoder restarted")
 
 // VerifyFile reads the meta file once, checks its signature file (SigPath)
 // against k, and returns the verified bytes, which the caller should parse

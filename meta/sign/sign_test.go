@@ -3,12 +3,15 @@ package sign_test
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
+	"github.com/ferry-oss/ferry/meta"
 	"github.com/ferry-oss/ferry/meta/sign"
 )
 
@@ -64,7 +67,7 @@ func TestSignVerify(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	armored, err := s.Sign(b)
+	armored, err := s.Sign(bytes.NewReader(b))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,7 +147,7 @@ func TestSSHKeygenInterop(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	armored, _ := s.Sign(b)
+	armored, _ := s.Sign(bytes.NewReader(b))
 	_ = os.WriteFile(sign.SigPath(metaPath), armored, 0o644)
 	if err := verifyCmd(); err != nil {
 		t.Fatalf("ssh-keygen does not verify ferry's signature: %v", err)
@@ -240,4 +243,84 @@ func FuzzParseKeys(f *testing.F) {
 			t.Fatal("no keys and no error")
 		}
 	})
+}
+
+// TestLoadFile: LoadFile returns the Meta only when the signature is good
+// over exactly the bytes decoded, on the streaming path and on the
+// whole-document fall back (a comment in the file), and reports a bad
+// signature before a meta file that does not parse.
+func TestLoadFile(t *testing.T) {
+	dir := t.TempDir()
+	key, pub := keygen(t, dir, "ferry", "")
+	_, otherPub := keygen(t, dir, "other", "")
+	s, err := sign.LoadSigner(key, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	trusted, _ := sign.LoadKeys(pub)
+	other, _ := sign.LoadKeys(otherPub)
+	good, err := os.ReadFile("../../testdata/bundles/v1-none/ferry_full_20261101T020000Z_meta.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	comment := append([]byte("# a comment: the whole-document decoder\n"), good...)
+	invalid := bytes.Replace(good, []byte("kind: ferry-bundle"), []byte("kind: other"), 1)
+	tamper := func(b []byte) []byte {
+		t.Helper()
+		if !bytes.Contains(b, []byte("tool: ferry ")) {
+			t.Fatal("nothing to tamper with")
+		}
+		return bytes.Replace(b, []byte("tool: ferry "), []byte("tool: ferrz "), 1)
+	}
+	tests := []struct {
+		name         string
+		keys         sign.Keys
+		signed, file []byte
+		unsigned     bool
+		want         error
+	}{
+		{"good", trusted, good, good, false, nil},
+		{"good, falls back", trusted, comment, comment, false, nil},
+		{"tampered", trusted, good, tamper(good), false, sign.ErrBadSignature},
+		{"tampered, falls back", trusted, comment, tamper(comment), false, sign.ErrBadSignature},
+		{"comment added", trusted, good, comment, false, sign.ErrBadSignature},
+		{"invalid and tampered", trusted, good, invalid, false, sign.ErrBadSignature},
+		{"signed but invalid", trusted, invalid, invalid, false, meta.ErrInvalid},
+		{"untrusted", other, good, good, false, sign.ErrUntrusted},
+		{"unsigned", trusted, good, good, true, sign.ErrNoSignature},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := filepath.Join(dir, fmt.Sprintf("b%d_meta.yaml", i))
+			if err := os.WriteFile(p, tt.file, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if !tt.unsigned {
+				armored, err := s.Sign(bytes.NewReader(tt.signed))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(sign.SigPath(p), armored, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			m, got, err := tt.keys.LoadFile(p)
+			if !errors.Is(err, tt.want) {
+				t.Fatalf("err %v, want %v", err, tt.want)
+			}
+			if tt.want != nil {
+				if m != nil {
+					t.Fatal("a Meta returned with an error")
+				}
+				return
+			}
+			want, err := meta.Parse(tt.file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(m, want) || sign.Fingerprint(got) != s.Fingerprint() {
+				t.Fatalf("LoadFile returned another Meta or key")
+			}
+		})
+	}
 }
