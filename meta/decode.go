@@ -361,8 +361,8 @@ func simpleValue(v []byte) bool {
 	if len(v) == 0 {
 		return false
 	}
-	switch s := string(v); {
-	case s == "[]" || s == "{}":
+	switch {
+	case len(v) == 2 && (v[0] == '[' && v[1] == ']' || v[0] == '{' && v[1] == '}'):
 		return true
 	case v[0] == '"':
 		for i := 1; i < len(v); i++ {

@@ -84,7 +84,7 @@ func (d *fastDecoder) handItem(elem reflect.Value) bool {
 		f := elem.FieldByIndex(idx)
 		switch {
 		case f.Kind() == reflect.String:
-			s, ok := handString(li)
+			s, ok := d.handString(li, sharedKeys[string(li.key)])
 			if !ok {
 				return false
 			}
@@ -99,7 +99,7 @@ func (d *fastDecoder) handItem(elem reflect.Value) bool {
 			}
 			f.SetInt(n)
 		case f.Type() == rawType:
-			s, ok := handString(li)
+			s, ok := d.handString(li, false)
 			if !ok {
 				return false
 			}
@@ -122,7 +122,7 @@ func (d *fastDecoder) handItem(elem reflect.Value) bool {
 				if !ok || e.indent != 6 || !e.item || len(e.key) != 0 {
 					break
 				}
-				s, ok := handString(e)
+				s, ok := d.handString(e, true)
 				if !ok {
 					return false
 				}
@@ -140,9 +140,13 @@ func (d *fastDecoder) handItem(elem reflect.Value) bool {
 	return true
 }
 
+// sharedKeys name the string fields whose values recur (interned as they
+// are decoded; string lists always are).
+var sharedKeys = map[string]bool{"mediaType": true, "part": true, "repository": true, "platform": true, "base": true}
+
 // handString is a scalar's string value as yaml.v3 decodes it into a
-// string, when that is plainly its text.
-func handString(li lineInfo) (string, bool) {
+// string, when that is plainly its text; shared values are interned.
+func (d *fastDecoder) handString(li lineInfo, shared bool) (string, bool) {
 	v := li.value
 	if !li.hasValue || len(v) == 0 {
 		return "", false
@@ -157,18 +161,30 @@ func handString(li lineInfo) (string, bool) {
 		if bytes.IndexByte(v, '\\') >= 0 || len(v) < 2 {
 			return "", false
 		}
-		return string(v[1 : len(v)-1]), true
+		return d.str(v[1:len(v)-1], shared), true
 	case '\'':
 		if len(v) < 2 || bytes.IndexByte(v[1:len(v)-1], '\'') >= 0 {
 			return "", false
 		}
-		return string(v[1 : len(v)-1]), true
+		return d.str(v[1:len(v)-1], shared), true
 	}
 	switch string(v) {
 	case "~", "null", "Null", "NULL":
 		return "", false
 	}
-	return string(v), true
+	return d.str(v, shared), true
+}
+
+func (d *fastDecoder) str(b []byte, shared bool) string {
+	if !shared {
+		return string(b)
+	}
+	if s, ok := d.in[string(b)]; ok {
+		return s
+	}
+	s := string(b)
+	d.in[s] = s
+	return s
 }
 
 // handInt parses a decimal integer without sign oddities or leading

@@ -59,15 +59,19 @@ func synthetic(n int) *Meta {
 }
 
 // write10k writes the synthetic 10,000-image meta file once per test
-// binary.
-var write10k = sync.OnceValues(func() (string, error) {
-	dir, err := os.MkdirTemp("", "ferry-meta-10k-")
-	if err != nil {
-		return "", err
-	}
-	file := filepath.Join(dir, "ferry_full_20261201T000000Z_meta.yaml")
-	return file, Write(file, synthetic(10000))
-})
+// binary (into dir10k, removed by TestMain).
+var (
+	dir10k   string
+	write10k = sync.OnceValues(func() (string, error) {
+		dir, err := os.MkdirTemp("", "ferry-meta-10k-")
+		if err != nil {
+			return "", err
+		}
+		dir10k = dir
+		file := filepath.Join(dir, "ferry_full_20261201T000000Z_meta.yaml")
+		return file, Write(file, synthetic(10000))
+	})
+)
 
 func file10k(tb testing.TB) string {
 	if f := os.Getenv("FERRY_META_10K"); f != "" { // e.g. a real bundle's meta file
@@ -77,14 +81,13 @@ func file10k(tb testing.TB) string {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	tb.Cleanup(func() {}) // the file stays for the binary's other tests; removed by TestMain
 	return file
 }
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if file, err := write10k(); err == nil && file != "" && os.Getenv("FERRY_META_10K") == "" {
-		os.RemoveAll(filepath.Dir(file))
+	if dir10k != "" {
+		os.RemoveAll(dir10k)
 	}
 	os.Exit(code)
 }
