@@ -228,3 +228,42 @@ func BenchmarkLoad10kWhole(b *testing.B) {
 	}
 	b.ReportMetric(float64(peak)/(1<<20), "peak-heap-MB")
 }
+
+// TestWriteMemoryBounded: Write encodes a 10,000-image meta (about 30
+// MB) into its file with a few MB of heap beyond the Meta itself;
+// Marshal's one []byte (what the writer used before) does not.
+func TestWriteMemoryBounded(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and writes a 30 MB meta file")
+	}
+	m := synthetic(10000)
+	dir := t.TempDir()
+	const bound = 16 << 20
+	var werr error
+	peak, _ := heapPeak(func() any {
+		werr = Write(filepath.Join(dir, "a_meta.yaml"), m)
+		return nil
+	})
+	if werr != nil {
+		t.Fatal(werr)
+	}
+	t.Logf("Write: peak heap %d MB", peak>>20)
+	if peak > bound {
+		t.Errorf("Write: peak heap %d MB, more than %d MB", peak>>20, bound>>20)
+	}
+	peak, _ = heapPeak(func() any {
+		b, err := Marshal(m)
+		if err == nil {
+			err = WriteFileAtomic(filepath.Join(dir, "b_meta.yaml"), b)
+		}
+		werr = err
+		return nil
+	})
+	if werr != nil {
+		t.Fatal(werr)
+	}
+	t.Logf("Marshal and WriteFileAtomic: peak heap %d MB", peak>>20)
+	if peak <= bound {
+		t.Errorf("Marshal stays within the bound too (%d MB): the test cannot tell", peak>>20)
+	}
+}
