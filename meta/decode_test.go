@@ -226,6 +226,9 @@ func FuzzDecodeSameAsWhole(f *testing.F) {
 			f.Add(b)
 		}
 	}
+	for _, in := range itemValues(f) {
+		f.Add([]byte(in))
+	}
 	f.Add([]byte("schemaVersion: 2\nkind: ferry-bundle\nimages:\n  - source: a\n    platforms:\n      - x\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if len(b) > 64<<10 {
@@ -237,4 +240,71 @@ func FuzzDecodeSameAsWhole(f *testing.F) {
 			t.Errorf("decoding %d bytes took %v", len(b), d)
 		}
 	})
+}
+
+// TestDecodeItemValues: values the hand decoder of list items must read
+// as yaml.v3 does, or leave to it (null words, quotes, escapes, odd
+// integers, empty and null lists, other indentations): the answer is the
+// whole-document decoder's, whether it succeeds or fails.
+func TestDecodeItemValues(t *testing.T) {
+	for _, in := range itemValues(t) {
+		sameAnswer(t, []byte(in))
+	}
+}
+
+func itemValues(tb testing.TB) []string {
+	good := string(seeds(tb)[len(seeds(tb))-1])
+	repl := func(old, new string) string {
+		if !strings.Contains(good, old) {
+			tb.Fatalf("%q not in the seed", old)
+		}
+		return strings.Replace(good, old, new, 1)
+	}
+	tag, size, repos := "    tag: \"1\"\n", "    size: 17920\n", "    repos:\n      - gen/app-00000\n"
+	return []string{
+		repl(tag, "    tag: 1\n"),
+		repl(tag, "    tag: '1'\n"),
+		repl(tag, "    tag: ~\n"),
+		repl(tag, "    tag: null\n"),
+		repl(tag, "    tag: NULL\n"),
+		repl(tag, "    tag: \"\"\n"),
+		repl(tag, "    tag: ''\n"),
+		repl(tag, "    tag: 'it''s'\n"),
+		repl(tag, "    tag: \"a\\tb\"\n"),
+		repl(tag, "    tag: true\n"),
+		repl(tag, "    tag: 0x1F\n"),
+		repl(tag, "    tag: 2001-12-14\n"),
+		repl(tag, "    tag:\n"),
+		repl(tag, "    tag: []\n"),
+		repl(tag, "    tag: {}\n"),
+		repl("    raw: ", "    raw: []\n    rawx: "),
+		repl(tag, "    tag: \"é\"\n"),
+		repl(size, "    size: 017920\n"),
+		repl(size, "    size: 0o42000\n"),
+		repl(size, "    size: 0x4600\n"),
+		repl(size, "    size: 17_920\n"),
+		repl(size, "    size: +17920\n"),
+		repl(size, "    size: 17920.0\n"),
+		repl(size, "    size: 1.792e4\n"),
+		repl(size, "    size: -0\n"),
+		repl(size, "    size: 99999999999999999999\n"),
+		repl(size, "    size: \"17920\"\n"),
+		repl(size, "    size: ~\n"),
+		repl(repos, "    repos: []\n"),
+		repl(repos, "    repos:\n"),
+		repl(repos, "    repos:\n    - gen/app-00000\n"),
+		repl(repos, "    repos:\n        - gen/app-00000\n"),
+		repl(repos, "    repos:\n      - ~\n"),
+		repl(repos, "    repos:\n      - \"gen/app-00000\"\n"),
+		repl(repos, "    repos:\n      - gen/app-00000\n      - gen/app-00000\n"),
+		repl("    raw: ", "    raw: \"\"\n    rawx: "),
+		repl("    raw: ", "    raw: ~\n    offset: 1\n    raw: "),
+		repl("    raw: eyJ", "    raw: eyJ!"),
+		repl("    raw: eyJ", "    raw: =eyJ"),
+		repl("\n    repository: gen/app-00001", "\n     repository: gen/app-00001"),
+		repl("\n    repository: gen/app-00001", "\n      repository: gen/app-00001"),
+		repl("\n    repository: gen/app-00001", "\n   repository: gen/app-00001"),
+		repl("  - source: 127.0.0.1:5900/gen/app-00001:1\n", "  - source:\n"),
+		repl("  - source: 127.0.0.1:5900/gen/app-00001:1\n", "  - 127.0.0.1:5900/gen/app-00001:1\n"),
+	}
 }

@@ -157,6 +157,8 @@ func (d *fastDecoder) handString(li lineInfo, shared bool) (string, bool) {
 		}
 	}
 	switch v[0] {
+	case '[', '{':
+		return "", false // "[]", "{}": a collection, not a string
 	case '"':
 		if bytes.IndexByte(v, '\\') >= 0 || len(v) < 2 {
 			return "", false
