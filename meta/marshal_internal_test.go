@@ -2,7 +2,10 @@ package meta
 
 import (
 	"reflect"
+	"strings"
 	"testing"
+
+	"github.com/opencontainers/go-digest"
 )
 
 // TestMetaHeadFields: metaHead (Marshal's head) has every field of Meta
@@ -24,5 +27,17 @@ func TestMetaHeadFields(t *testing.T) {
 	}
 	if j != ht.NumField() {
 		t.Fatalf("metaHead has %d fields, Meta's head %d", ht.NumField(), j)
+	}
+}
+
+// TestValidDigestShortCut: validDigest accepts exactly the digests
+// go-digest's Validate accepts.
+func TestValidDigestShortCut(t *testing.T) {
+	good := digest.FromString("x").String()
+	for _, d := range []string{good, strings.ToUpper(good), "SHA256" + good[6:], good[:70], good + "0", good[:70] + "g",
+		"sha256:" + strings.Repeat("g", 64), "sha512:" + strings.Repeat("ab", 64), "sha256" + good[6:], "", "sha256:", ":" + good[7:]} {
+		if got, want := validDigest(digest.Digest(d)), digest.Digest(d).Validate(); (got == nil) != (want == nil) {
+			t.Errorf("%q: validDigest %v, Validate %v", d, got, want)
+		}
 	}
 }
