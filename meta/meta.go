@@ -471,17 +471,24 @@ func (m *Meta) Validate() error {
 		}
 		bases[b.ID] = true
 	}
-	checkRepos := func(what string, repos []string) error {
-		for _, r := range repos {
-			if !repoRe.MatchString(r) || len(r) > 255 {
-				return bad("%s: repository %q", what, r)
+	goodRepos := map[string]bool{} // checked already: repositories recur
+	checkRepos := func(what entryName, lists ...[]string) error {
+		for _, repos := range lists {
+			for _, r := range repos {
+				if goodRepos[r] {
+					continue
+				}
+				if !repoRe.MatchString(r) || len(r) > 255 {
+					return bad("%s: repository %q", what, r)
+				}
+				goodRepos[r] = true
 			}
 		}
 		return nil
 	}
 	locs := &locations{schema: m.SchemaVersion, none: m.Compression == "" || m.Compression == "none", partSize: partSize, bad: bad}
-	seen := map[digest.Digest]bool{}      // manifests and blobs: each once
-	manifests := map[digest.Digest]bool{} // images must point at one of these
+	seen := make(map[digest.Digest]bool, len(m.Manifests)+len(m.Blobs)) // manifests and blobs: each once
+	manifests := make(map[digest.Digest]bool, len(m.Manifests))         // images must point at one of these
 	for i, mf := range m.Manifests {
 		if err := validDigest(mf.Digest); err != nil {
 			return bad("manifest %d: digest %q: %v", i, mf.Digest, err)
@@ -495,10 +502,10 @@ func (m *Meta) Validate() error {
 		if mf.Part != "" && !parts[mf.Part] {
 			return bad("manifest %s: unknown part %q", mf.Digest, mf.Part)
 		}
-		if err := locs.add("manifest "+mf.Digest.String(), mf.Part, mf.Size, mf.Location); err != nil {
+		if err := locs.add(entryName{"manifest", mf.Digest}, mf.Part, mf.Size, mf.Location); err != nil {
 			return err
 		}
-		if err := checkRepos("manifest "+mf.Digest.String(), mf.Repos); err != nil {
+		if err := checkRepos(entryName{"manifest", mf.Digest}, mf.Repos); err != nil {
 			return err
 		}
 		if seen[mf.Digest] {
@@ -517,10 +524,10 @@ func (m *Meta) Validate() error {
 		if !parts[b.Part] {
 			return bad("blob %s: unknown part %q", b.Digest, b.Part)
 		}
-		if err := locs.add("blob "+b.Digest.String(), b.Part, b.Size, b.Location); err != nil {
+		if err := locs.add(entryName{"blob", b.Digest}, b.Part, b.Size, b.Location); err != nil {
 			return err
 		}
-		if err := checkRepos("blob "+b.Digest.String(), b.Repos); err != nil {
+		if err := checkRepos(entryName{"blob", b.Digest}, b.Repos); err != nil {
 			return err
 		}
 		if seen[b.Digest] {
@@ -535,7 +542,7 @@ func (m *Meta) Validate() error {
 		if !bases[b.Base] {
 			return bad("base blob %s: unknown base %q", b.Digest, b.Base)
 		}
-		if err := checkRepos("base blob "+b.Digest.String(), append(append([]string{}, b.Repos...), b.BaseRepos...)); err != nil {
+		if err := checkRepos(entryName{"base blob", b.Digest}, b.Repos, b.BaseRepos); err != nil {
 			return err
 		}
 	}
@@ -585,14 +592,23 @@ type locations struct {
 }
 
 type span struct {
-	what     string
+	what     entryName
 	off, end int64
 }
+
+// entryName names a stored entry in messages ("blob sha256:…"), formatted
+// only when one is printed.
+type entryName struct {
+	kind string
+	d    digest.Digest
+}
+
+func (e entryName) String() string { return e.kind + " " + string(e.d) }
 
 // tarBlock is the size of a tar header block and of the padding unit.
 const tarBlock = 512
 
-func (l *locations) add(what, part string, size int64, loc Location) error {
+func (l *locations) add(what entryName, part string, size int64, loc Location) error {
 	if l.schema < 2 {
 		if loc != (Location{}) {
 			return l.bad("%s: offset and length need schemaVersion 2", what)
