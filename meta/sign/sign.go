@@ -257,7 +257,8 @@ var errRestart = errors.New("meta decoder restarted")
 
 // VerifyFile reads the meta file once, checks its signature file (SigPath)
 // against k, and returns the verified bytes, which the caller should parse
-// rather than reading the file again.
+// rather than reading the file again. It holds the whole file: LoadFile
+// streams it.
 func (k Keys) VerifyFile(metaPath string) ([]byte, ssh.PublicKey, error) {
 	b, err := readMeta(metaPath)
 	if err != nil {
