@@ -506,7 +506,11 @@ func (bd *Bundle) Verify(ctx context.Context, jobs int, prog Progress) error {
 // CheckRefs checks that every manifest's references resolve inside the
 // bundle: child manifests to manifests, config and layers to blobs or base
 // blobs, and every image to its manifest.
-func (bd *Bundle) CheckRefs() error {
+func (bd *Bundle) CheckRefs() error { return bd.checkRefs(nil) }
+
+// checkRefs is CheckRefs with the bytes of manifests whose Raw is nil
+// taken from raw (a Writer's spool).
+func (bd *Bundle) checkRefs(raw meta.RawSource) error {
 	have := map[digest.Digest]bool{}
 	for _, b := range bd.Meta.Blobs {
 		have[b.Digest] = true
@@ -520,6 +524,14 @@ func (bd *Bundle) CheckRefs() error {
 	}
 	var problems []error
 	for _, mf := range bd.Meta.Manifests {
+		if mf.Raw == nil && raw != nil {
+			b, err := raw(mf.Digest)
+			if err != nil {
+				problems = append(problems, err)
+				continue
+			}
+			mf.Raw = b
+		}
 		m, err := ParseManifest(mf)
 		if err != nil {
 			problems = append(problems, err)

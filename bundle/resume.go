@@ -323,6 +323,7 @@ func (w *Writer) resumeInterrupted(typ string) (bool, error) {
 			_ = os.Remove(w.lockPath(id))
 			lockf.Close()
 		}
+		w.removeMetaTemps(id)
 		if _, err := os.Stat(filepath.Join(w.opts.Dir, meta.FileName(id))); err == nil {
 			_ = os.Remove(j) // it was committed: the journal is stale
 			release()
@@ -386,6 +387,16 @@ func (w *Writer) discard(id string) {
 	}
 	w.removeJournalTemps(id)
 	_ = os.Remove(w.journalPath(id))
+}
+
+// removeMetaTemps removes the temp files of a meta file (and its
+// signature) that a save killed while writing them left (its lock is
+// held): hidden, never taken for a meta file, but litter.
+func (w *Writer) removeMetaTemps(id string) {
+	tmps, _ := filepath.Glob(filepath.Join(w.opts.Dir, "."+meta.FileName(id)+".*.tmp"))
+	for _, t := range tmps {
+		_ = os.Remove(t)
+	}
 }
 
 // removeJournalTemps removes temp files a killed journal rewrite left.
@@ -817,7 +828,7 @@ func (w *Writer) checkOrphans(m *meta.Meta) error {
 	if n == 0 {
 		return nil
 	}
-	if err := (&Bundle{Meta: m}).CheckRefs(); err != nil {
+	if err := (&Bundle{Meta: m}).checkRefs(w.manifestRaw); err != nil {
 		return fmt.Errorf("bundle %s: the source changed since the interrupted save this one resumed (%d manifest(s) it stored are used by no image now): %w; save again with --fresh", w.id, n, err)
 	}
 	return nil

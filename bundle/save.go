@@ -84,6 +84,8 @@ func (e *FailedError) Unwrap() []error {
 
 // SaveResult summarizes a save.
 type SaveResult struct {
+	// Meta is what was written, but for the manifests' bytes (Raw is nil;
+	// the meta file has them: meta.Load it to read them).
 	Meta      *meta.Meta
 	MetaPath  string
 	Blobs     int

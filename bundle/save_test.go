@@ -95,7 +95,32 @@ func save(t testing.TB, src bundle.Source, specs []bundle.ImageSpec, dir string,
 	if err != nil {
 		t.Fatal(err)
 	}
-	return bundle.Save(context.Background(), src, w, specs, bundle.SaveOptions{Platforms: plats, Jobs: max(c.jobs, 2), Retries: 2, RetryDelay: time.Millisecond})
+	res, err := bundle.Save(context.Background(), src, w, specs, bundle.SaveOptions{Platforms: plats, Jobs: max(c.jobs, 2), Retries: 2, RetryDelay: time.Millisecond})
+	return withFile(t, res), err
+}
+
+// withFile replaces a SaveResult's Meta (no manifest bytes) by the meta
+// file it wrote, for tests that edit and rewrite it; it first checks that
+// the two agree but for those bytes.
+func withFile(t testing.TB, res *bundle.SaveResult) *bundle.SaveResult {
+	t.Helper()
+	if res == nil || res.MetaPath == "" {
+		return res
+	}
+	m, err := meta.Load(res.MetaPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Manifests) != len(res.Meta.Manifests) || len(m.Blobs) != len(res.Meta.Blobs) || len(m.Images) != len(res.Meta.Images) || m.ID != res.Meta.ID {
+		t.Fatalf("SaveResult.Meta and %s differ", res.MetaPath)
+	}
+	for i, mf := range res.Meta.Manifests {
+		if mf.Raw != nil || m.Manifests[i].Digest != mf.Digest {
+			t.Fatalf("SaveResult.Meta manifest %d: %s with %d bytes in memory, file %s", i, mf.Digest, len(mf.Raw), m.Manifests[i].Digest)
+		}
+	}
+	res.Meta = m
+	return res
 }
 
 func TestSaveVerifyUpload(t *testing.T) {

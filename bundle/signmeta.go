@@ -23,7 +23,7 @@ var errMetaWriteFailed = errors.New("the meta file could not be written")
 // the signature is removed again.
 func (w *Writer) writeMeta(m *meta.Meta) error {
 	if w.opts.SignMeta == nil {
-		return meta.Write(w.MetaPath(), m)
+		return meta.WriteWith(w.MetaPath(), m, meta.WriteOptions{Raw: w.manifestRaw})
 	}
 	pr, pw := io.Pipe()
 	type result struct {
@@ -46,7 +46,7 @@ func (w *Writer) writeMeta(m *meta.Meta) error {
 		}
 		return *signed
 	}
-	err := meta.WriteTee(w.MetaPath(), m, pw, func() error {
+	err := meta.WriteWith(w.MetaPath(), m, meta.WriteOptions{Tee: pw, Raw: w.manifestRaw, BeforeRename: func() error {
 		r := wait(nil) // EOF: the signer has all the bytes
 		if r.err != nil {
 			return fmt.Errorf("signing: %w", r.err)
@@ -55,7 +55,7 @@ func (w *Writer) writeMeta(m *meta.Meta) error {
 			return fmt.Errorf("writing signature: %w", err)
 		}
 		return nil
-	})
+	}})
 	if err != nil {
 		if r := wait(errMetaWriteFailed); r.err != nil && errors.Is(err, errMetaWriteFailed) {
 			err = fmt.Errorf("signing: %w", r.err) // the signer stopped reading: its reason

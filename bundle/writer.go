@@ -552,7 +552,8 @@ func (w *Writer) Commit(ctx context.Context) error {
 	return err
 }
 
-// CommitMeta is Commit returning the written meta.
+// CommitMeta is Commit returning the written meta; its manifests' Raw
+// is nil (they were written to the file from the spool).
 func (w *Writer) CommitMeta(ctx context.Context) (*meta.Meta, error) {
 	if err := w.takeAll(ctx); err != nil {
 		return nil, err
@@ -639,16 +640,11 @@ func (w *Writer) commit(ctx context.Context) (*meta.Meta, error) {
 	}
 	for i := range m.Manifests {
 		m.Manifests[i].Part = names[m.Manifests[i].Part]
-		raw, err := w.manifestRaw(m.Manifests[i].Digest)
-		if err != nil {
-			return nil, err
-		}
-		m.Manifests[i].Raw = raw
 	}
 	for i := range m.Blobs {
 		m.Blobs[i].Part = names[m.Blobs[i].Part]
 	}
-	if err := m.Validate(); err != nil {
+	if err := m.ValidateWith(w.manifestRaw); err != nil {
 		return nil, fmt.Errorf("bundle %s: %w", w.id, err)
 	}
 	if err := w.checkOrphans(m); err != nil {

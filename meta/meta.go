@@ -207,7 +207,17 @@ func Marshal(m *Meta) ([]byte, error) {
 // encoded an item at a time. yaml.v3 builds a node tree of what it
 // encodes, about 40 times the bytes it writes, so one Encode of a
 // 10,000-image meta would need gigabytes.
-func Encode(w io.Writer, m *Meta) error {
+func Encode(w io.Writer, m *Meta) error { return EncodeWith(w, m, nil) }
+
+// RawSource gives the bytes of the manifest with digest d. A writer that
+// keeps manifests on disk rather than in memory passes one to EncodeWith
+// and ValidateWith for the manifests whose Raw is nil; each is loaded
+// only while it is checked or written.
+type RawSource func(d digest.Digest) ([]byte, error)
+
+// EncodeWith is Encode with the bytes of manifests whose Raw is nil taken
+// from raw (when not nil), one manifest at a time.
+func EncodeWith(w io.Writer, m *Meta, raw RawSource) error {
 	bw := bufio.NewWriterSize(w, 64<<10)
 	head := metaHead{
 		SchemaVersion: m.SchemaVersion, Kind: m.Kind, ID: m.ID, Type: m.Type, Partial: m.Partial,
@@ -218,11 +228,18 @@ func Encode(w io.Writer, m *Meta) error {
 		return err
 	}
 	for _, err := range []error{
-		appendList(bw, "images", m.Images, false),
-		appendList(bw, "manifests", m.Manifests, false),
-		appendList(bw, "blobs", m.Blobs, false),
-		appendList(bw, "baseBlobs", m.BaseBlobs, true),
-		appendList(bw, "failed", m.Failed, true),
+		appendList[Image](bw, "images", m.Images, false, nil),
+		appendList(bw, "manifests", m.Manifests, false, func(mf *Manifest) error {
+			if mf.Raw != nil || raw == nil {
+				return nil
+			}
+			b, err := raw(mf.Digest)
+			mf.Raw = b
+			return err
+		}),
+		appendList[Blob](bw, "blobs", m.Blobs, false, nil),
+		appendList[BaseBlob](bw, "baseBlobs", m.BaseBlobs, true, nil),
+		appendList[FailedItem](bw, "failed", m.Failed, true, nil),
 	} {
 		if err != nil {
 			return err
@@ -256,8 +273,9 @@ func encodeYAML(w io.Writer, v any) error {
 }
 
 // appendList writes "key:" and items as a block sequence, as Encode of
-// the whole Meta would, encoding one item at a time.
-func appendList[T any](w *bufio.Writer, key string, items []T, omitEmpty bool) error {
+// the whole Meta would, encoding one item at a time; fill, when not nil,
+// completes a copy of each item before it is encoded.
+func appendList[T any](w *bufio.Writer, key string, items []T, omitEmpty bool, fill func(*T) error) error {
 	if len(items) == 0 {
 		if !omitEmpty {
 			w.WriteString(key + ": []\n")
@@ -268,7 +286,15 @@ func appendList[T any](w *bufio.Writer, key string, items []T, omitEmpty bool) e
 	var one bytes.Buffer
 	for i := range items {
 		one.Reset()
-		if err := encodeYAML(&one, items[i:i+1]); err != nil {
+		item := items[i : i+1]
+		if fill != nil {
+			c := []T{items[i]}
+			if err := fill(&c[0]); err != nil {
+				return err
+			}
+			item = c
+		}
+		if err := encodeYAML(&one, item); err != nil {
 			return err
 		}
 		for _, line := range bytes.SplitAfter(one.Bytes(), []byte("\n")) {
@@ -367,12 +393,26 @@ func Write(file string, m *Meta) error { return WriteTee(file, m, nil, nil) }
 // an error from it leaves no file. A signature of the bytes tee saw can
 // thus be written before the meta file appears.
 func WriteTee(file string, m *Meta, tee io.Writer, beforeRename func() error) error {
+	return WriteWith(file, m, WriteOptions{Tee: tee, BeforeRename: beforeRename})
+}
+
+// WriteOptions are the options of WriteWith.
+type WriteOptions struct {
+	// Tee and BeforeRename: see WriteTee.
+	Tee          io.Writer
+	BeforeRename func() error
+	// Raw supplies the bytes of manifests whose Raw is nil (EncodeWith).
+	Raw RawSource
+}
+
+// WriteWith is Write with options.
+func WriteWith(file string, m *Meta, o WriteOptions) error {
 	return writeAtomic(file, func(w io.Writer) error {
-		if tee != nil {
-			w = io.MultiWriter(w, tee)
+		if o.Tee != nil {
+			w = io.MultiWriter(w, o.Tee)
 		}
-		return Encode(w, m)
-	}, beforeRename)
+		return EncodeWith(w, m, o.Raw)
+	}, o.BeforeRename)
 }
 
 // WriteFileAtomic writes b to a temp file beside file and renames it.
@@ -433,7 +473,12 @@ func syncDir(dir string) error {
 }
 
 // Validate checks the internal consistency of m.
-func (m *Meta) Validate() error {
+func (m *Meta) Validate() error { return m.ValidateWith(nil) }
+
+// ValidateWith is Validate for a Meta whose manifests' Raw may be nil:
+// their bytes come from raw, one at a time, and are checked the same way.
+// Parse never uses it: a meta file always carries the bytes.
+func (m *Meta) ValidateWith(raw RawSource) error {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%w: "+format, append([]any{ErrInvalid}, args...)...)
 	}
@@ -493,10 +538,17 @@ func (m *Meta) Validate() error {
 		if err := validDigest(mf.Digest); err != nil {
 			return bad("manifest %d: digest %q: %v", i, mf.Digest, err)
 		}
-		if mf.Size != int64(len(mf.Raw)) {
-			return bad("manifest %s: size %d but %d raw bytes", mf.Digest, mf.Size, len(mf.Raw))
+		b := mf.Raw
+		if b == nil && raw != nil {
+			var err error
+			if b, err = raw(mf.Digest); err != nil {
+				return fmt.Errorf("manifest %s: %w", mf.Digest, err)
+			}
 		}
-		if mf.Digest.Algorithm().FromBytes(mf.Raw) != mf.Digest {
+		if mf.Size != int64(len(b)) {
+			return bad("manifest %s: size %d but %d raw bytes", mf.Digest, mf.Size, len(b))
+		}
+		if mf.Digest.Algorithm().FromBytes(b) != mf.Digest {
 			return bad("manifest %s: raw bytes do not match the digest", mf.Digest)
 		}
 		if mf.Part != "" && !parts[mf.Part] {
