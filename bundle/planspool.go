@@ -6,6 +6,7 @@ import (
 	"os"
 	"runtime"
 	"sync"
+	"unique"
 
 	"github.com/opencontainers/go-digest"
 	"github.com/regclient/regclient/types/descriptor"
@@ -115,8 +116,10 @@ func planDescOf(d descriptor.Descriptor) planDesc {
 	return planDesc{MediaType: d.MediaType, Digest: d.Digest, Size: d.Size}
 }
 
+// desc is the descriptor; its media type is interned (a few distinct
+// values among tens of thousands of blobs).
 func (d planDesc) desc() descriptor.Descriptor {
-	return descriptor.Descriptor{MediaType: d.MediaType, Digest: d.Digest, Size: d.Size}
+	return descriptor.Descriptor{MediaType: unique.Make(d.MediaType).Value(), Digest: d.Digest, Size: d.Size}
 }
 
 // put stores p under key.

@@ -15,8 +15,10 @@ import (
 
 var _ bundle.ReferrerSource = (*Registry)(nil)
 
-// tagCache holds one tag list per repository, so that looking for cosign
-// tags costs one listing per repository, not three requests per manifest.
+// tagCache holds the cosign tags of each repository (from one tag listing
+// per repository), so that looking for cosign tags costs one listing per
+// repository, not three requests per manifest. Only cosign-shaped tags
+// are kept: a mirror of 10,000 repositories keeps no other tag names.
 type tagCache struct {
 	mu   sync.Mutex
 	tags map[string]*tagEntry
@@ -77,7 +79,8 @@ func (r *Registry) Referrers(ctx context.Context, rf ref.Ref, d descriptor.Descr
 	return out, nil
 }
 
-// repoTags returns the tags of rf's repository, listed once per Registry.
+// repoTags returns the cosign tags of rf's repository (nil when it has
+// none), listed once per Registry.
 func (r *Registry) repoTags(ctx context.Context, rf ref.Ref) (map[string]bool, error) {
 	key := rf.Registry + "/" + rf.Repository
 	r.tags.mu.Lock()
@@ -93,7 +96,6 @@ func (r *Registry) repoTags(ctx context.Context, rf ref.Ref) (map[string]bool, e
 	e.once.Do(func() {
 		tl, err := r.rc.TagList(ctx, ref.Ref{Scheme: rf.Scheme, Registry: rf.Registry, Repository: rf.Repository})
 		if errors.Is(err, errs.ErrNotFound) {
-			e.set = map[string]bool{}
 			return
 		}
 		if err != nil {
@@ -101,9 +103,13 @@ func (r *Registry) repoTags(ctx context.Context, rf ref.Ref) (map[string]bool, e
 			return
 		}
 		names, err := tl.GetTags()
-		e.set = map[string]bool{}
 		for _, t := range names {
-			e.set[t] = true
+			if bundle.IsCosignTag(t) {
+				if e.set == nil {
+					e.set = map[string]bool{}
+				}
+				e.set[t] = true
+			}
 		}
 		e.err = err
 	})
