@@ -16,7 +16,7 @@ func memoryBudget(jobs int) int64 {
 	if jobs < 1 {
 		jobs = 1
 	}
-	return int64(40+4*jobs) << 20
+	return int64(32+3*jobs) << 20
 }
 
 // setMemoryLimit applies memoryBudget unless GOMEMLIMIT is set.
