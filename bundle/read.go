@@ -40,6 +40,8 @@ type Bundle struct {
 
 	indexOnce sync.Once
 	index     map[digest.Digest]Entry
+	mansOnce  sync.Once // Manifest's index of Meta.Manifests
+	mans      map[digest.Digest]*meta.Manifest
 	refsOnce  sync.Once // ReferrersOf(Meta), for Referrers
 	refs      map[digest.Digest][]digest.Digest
 	tagged    map[string]digest.Digest // image tags (cosign-style referrers)
@@ -88,6 +90,21 @@ func (bd *Bundle) buildIndex() {
 	for _, b := range bd.Meta.Blobs {
 		bd.index[b.Digest] = Entry{Descriptor: descriptor.Descriptor{MediaType: b.MediaType, Digest: b.Digest, Size: b.Size}, Part: b.Part, Location: b.Location, Repos: b.Repos}
 	}
+}
+
+// Manifest returns the bundle's manifest with digest d, or nil: Meta's
+// ManifestByDigest through a map built once (a 10,000-image bundle looks
+// up every manifest; a scan for each would be quadratic).
+func (bd *Bundle) Manifest(d digest.Digest) *meta.Manifest {
+	bd.mansOnce.Do(func() {
+		bd.mans = make(map[digest.Digest]*meta.Manifest, len(bd.Meta.Manifests))
+		for i := range bd.Meta.Manifests {
+			if mf := &bd.Meta.Manifests[i]; bd.mans[mf.Digest] == nil {
+				bd.mans[mf.Digest] = mf // the first, as ManifestByDigest
+			}
+		}
+	})
+	return bd.mans[d]
 }
 
 // Stat returns the stored blob or manifest with digest d; the error wraps
@@ -608,7 +625,7 @@ func (bd *Bundle) ManifestGet(_ context.Context, r ref.Ref) (manifest.Manifest, 
 			}
 		}
 	}
-	mf := bd.Meta.ManifestByDigest(dg)
+	mf := bd.Manifest(dg)
 	if mf == nil {
 		return nil, fmt.Errorf("manifest %s: %w", r.CommonName(), ErrBlobMissing)
 	}

@@ -130,7 +130,7 @@ Example:
 			}
 			jsonOut, restore := e.jsonOutput(c)
 			defer restore()
-			p := e.labelledProgress(e.labelsFromMeta(bd.Meta))
+			p := e.labelledProgress(e.labelsFromMeta(bd))
 			err = bd.Verify(c.Context, c.Int("jobs"), p)
 			p.Stop()
 			writeJSON(jsonOut, verifyResultJSON(c.Args().First(), bd.Meta, err))
@@ -163,13 +163,12 @@ func inspectCommand(e *env) *cli.Command {
 			if err != nil {
 				return err
 			}
-			m := bd.Meta
 			if c.Bool("json") {
-				writeJSON(e.stdout, inspectResultJSON(c.Args().First(), m))
+				writeJSON(e.stdout, inspectResultJSON(c.Args().First(), bd))
 				return nil
 			}
-			inspect(e.stdout, m)
-			inspectReferrers(e.stdout, m)
+			inspect(e.stdout, bd)
+			inspectReferrers(e.stdout, bd)
 			inspectSignature(e.stdout, bd.MetaPath)
 			return nil
 		},
@@ -187,7 +186,8 @@ func openBundle(path string) (*bundle.Bundle, error) {
 	return bd, nil
 }
 
-func inspect(w io.Writer, m *meta.Meta) {
+func inspect(w io.Writer, bd *bundle.Bundle) {
+	m := bd.Meta
 	fmt.Fprintf(w, "bundle      %s (%s%s)\n", m.ID, m.Type, map[bool]string{true: ", PARTIAL", false: ""}[m.Partial])
 	fmt.Fprintf(w, "created     %s by %s\n", m.Created.Format("2006-01-02 15:04:05 MST"), m.Tool)
 	fmt.Fprintf(w, "platforms   %s\n", orAll(m.Platforms))
@@ -199,8 +199,9 @@ func inspect(w io.Writer, m *meta.Meta) {
 	fmt.Fprintf(w, "blobs       %d stored (%s), %d in base bundles (%s), %d manifests\n", len(m.Blobs), formatSize(m.TotalBlobBytes()), len(m.BaseBlobs), formatSize(baseBytes), len(m.Manifests))
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "\nIMAGE\tTARGET\tDIGEST\tPLATFORMS\tBLOBS\tSIZE")
+	blobs := newBlobIndex(m)
 	for _, img := range m.Images {
-		n, base, size := imageBlobs(m, img)
+		n, base, size := blobs.image(bd, img)
 		target := img.Repository
 		if img.Tag != "" {
 			target += ":" + img.Tag
@@ -217,14 +218,12 @@ func inspect(w io.Writer, m *meta.Meta) {
 	}
 	tw.Flush()
 	fmt.Fprintln(tw, "\nPART\tSIZE\tBLOBS\tSHA256")
+	perPart := map[string]int{}
+	for _, b := range m.Blobs {
+		perPart[b.Part]++
+	}
 	for _, p := range m.Parts {
-		n := 0
-		for _, b := range m.Blobs {
-			if b.Part == p.Name {
-				n++
-			}
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\n", p.Name, formatSize(p.Size), n, p.SHA256)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\n", p.Name, formatSize(p.Size), perPart[p.Name], p.SHA256)
 	}
 	tw.Flush()
 	if len(m.Bases) > 0 {
@@ -242,26 +241,36 @@ func inspect(w io.Writer, m *meta.Meta) {
 	}
 }
 
-// imageBlobs counts the distinct config and layer blobs an image needs
-// (of every platform it has), following its manifests; base counts those
-// a base bundle carried.
-func imageBlobs(m *meta.Meta, img meta.Image) (n, base int, size int64) {
-	sizes := map[digest.Digest]int64{}
+// blobIndex has the size of every blob and base blob of a bundle, and
+// which are base blobs: built once, not once per image.
+type blobIndex struct {
+	size   map[digest.Digest]int64
+	inBase map[digest.Digest]bool
+}
+
+func newBlobIndex(m *meta.Meta) blobIndex {
+	x := blobIndex{size: make(map[digest.Digest]int64, len(m.Blobs)+len(m.BaseBlobs)), inBase: make(map[digest.Digest]bool, len(m.BaseBlobs))}
 	for _, b := range m.Blobs {
-		sizes[b.Digest] = b.Size
+		x.size[b.Digest] = b.Size
 	}
-	inBase := map[digest.Digest]bool{}
 	for _, b := range m.BaseBlobs {
-		sizes[b.Digest], inBase[b.Digest] = b.Size, true
+		x.size[b.Digest], x.inBase[b.Digest] = b.Size, true
 	}
+	return x
+}
+
+// image counts the distinct config and layer blobs an image needs (of
+// every platform it has), following its manifests; base counts those a
+// base bundle carried.
+func (x blobIndex) image(bd *bundle.Bundle, img meta.Image) (n, base int, size int64) {
 	seen := map[digest.Digest]bool{}
-	eachManifest(m, img.Digest, func(_ manifest.Manifest, blobs []descriptor.Descriptor) {
+	eachManifest(bd, img.Digest, func(_ manifest.Manifest, blobs []descriptor.Descriptor) {
 		for _, b := range blobs {
 			if !seen[b.Digest] {
 				seen[b.Digest] = true
 				n++
-				size += sizes[b.Digest]
-				if inBase[b.Digest] {
+				size += x.size[b.Digest]
+				if x.inBase[b.Digest] {
 					base++
 				}
 			}
@@ -272,10 +281,10 @@ func imageBlobs(m *meta.Meta, img meta.Image) (n, base int, size int64) {
 
 // eachManifest calls fn for the manifest dg of the bundle and every child
 // manifest below it, with the blobs each references (config first).
-func eachManifest(m *meta.Meta, dg digest.Digest, fn func(mm manifest.Manifest, blobs []descriptor.Descriptor)) {
+func eachManifest(bd *bundle.Bundle, dg digest.Digest, fn func(mm manifest.Manifest, blobs []descriptor.Descriptor)) {
 	var walk func(dg digest.Digest, depth int)
 	walk = func(dg digest.Digest, depth int) {
-		mf := m.ManifestByDigest(dg)
+		mf := bd.Manifest(dg)
 		if mf == nil || depth > 4 {
 			return
 		}

@@ -158,13 +158,15 @@ type inspectJSON struct {
 	Failed      []jsonFailure      `json:"failed"`
 }
 
-func inspectResultJSON(path string, m *meta.Meta) inspectJSON {
+func inspectResultJSON(path string, bd *bundle.Bundle) inspectJSON {
+	m := bd.Meta
 	j := inspectJSON{Meta: path, ID: m.ID, Type: m.Type, Partial: m.Partial, Created: m.Created, Tool: m.Tool,
 		Platforms: orEmpty(m.Platforms), Compression: m.Compression, Parts: []partJSON{}, Blobs: len(m.Blobs),
 		BlobBytes: m.TotalBlobBytes(), BaseBlobs: len(m.BaseBlobs), Manifests: len(m.Manifests),
 		Images: []inspectImageJSON{}, Bases: []string{}, Failed: []jsonFailure{}}
+	blobs := newBlobIndex(m)
 	for _, img := range m.Images {
-		n, base, size := imageBlobs(m, img)
+		n, base, size := blobs.image(bd, img)
 		target := img.Repository
 		if img.Tag != "" {
 			target += ":" + img.Tag

@@ -19,7 +19,6 @@ import (
 	"github.com/vbauerster/mpb/v8/decor"
 
 	"github.com/ferry-oss/ferry/bundle"
-	"github.com/ferry-oss/ferry/meta"
 )
 
 // progress renders bundle.Progress: on a terminal, multi-bar progress
@@ -313,22 +312,22 @@ func (e *env) labels() *labeler {
 
 // labelsFromMeta labels every blob of a bundle's images, when labels are
 // shown.
-func (e *env) labelsFromMeta(m *meta.Meta) *labeler {
+func (e *env) labelsFromMeta(bd *bundle.Bundle) *labeler {
 	if e.labels() == nil {
 		return nil
 	}
-	return labelsFromMeta(m)
+	return labelsFromMeta(bd)
 }
 
 // labelsFromMeta labels every blob of a bundle's images.
-func labelsFromMeta(m *meta.Meta) *labeler {
+func labelsFromMeta(bd *bundle.Bundle) *labeler {
 	l := newLabeler()
-	for _, img := range m.Images {
+	for _, img := range bd.Meta.Images {
 		name := img.Repository + ":" + img.Tag
 		if img.Tag == "" {
 			name = img.Repository + "@" + short(img.Digest.String())
 		}
-		eachManifest(m, img.Digest, func(mm manifest.Manifest, _ []descriptor.Descriptor) { l.manifest(name, mm) })
+		eachManifest(bd, img.Digest, func(mm manifest.Manifest, _ []descriptor.Descriptor) { l.manifest(name, mm) })
 	}
 	return l
 }

@@ -20,17 +20,28 @@ import (
 // inspectReferrers lists, per image, the referrers the bundle carries for
 // its manifests (an index's children included): artifact type, digest,
 // size, and the tag of a cosign-style artifact.
-func inspectReferrers(w io.Writer, m *meta.Meta) {
+func inspectReferrers(w io.Writer, bd *bundle.Bundle) {
+	m := bd.Meta
 	refs, err := bundle.ReferrersOf(m)
 	if err != nil {
 		fmt.Fprintf(w, "\nreferrers: %v\n", err)
 		return
 	}
-	var tagged []meta.Image // cosign-style artifacts, tagged after their subject
-	for _, img := range m.Images {
+	// cosign-style artifacts, tagged after their subject, by repository
+	// and tag (with their place in the meta file, to list them in order)
+	type taggedImage struct {
+		i   int
+		img meta.Image
+	}
+	tagged := map[[2]string][]taggedImage{}
+	for i, img := range m.Images {
 		if bundle.IsCosignTag(img.Tag) {
-			tagged = append(tagged, img)
+			k := [2]string{img.Repository, img.Tag}
+			tagged[k] = append(tagged[k], taggedImage{i, img})
 		}
+	}
+	if len(refs) == 0 && len(tagged) == 0 {
+		return // no referrers: no need to walk every manifest again
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	header := false
@@ -39,7 +50,7 @@ func inspectReferrers(w io.Writer, m *meta.Meta) {
 			fmt.Fprintln(tw, "\nREFERRERS OF\tSUBJECT\tARTIFACT TYPE\tDIGEST\tSIZE\tTAG")
 			header = true
 		}
-		mf := m.ManifestByDigest(dg)
+		mf := bd.Manifest(dg)
 		size, typ := int64(0), "?"
 		if mf != nil {
 			size, typ = mf.Size, cmp.Or(bundle.ArtifactType(mf.MediaType, mf.Raw), mf.MediaType)
@@ -50,7 +61,7 @@ func inspectReferrers(w io.Writer, m *meta.Meta) {
 		if bundle.IsCosignTag(img.Tag) {
 			continue
 		}
-		eachManifest(m, img.Digest, func(mm manifest.Manifest, _ []descriptor.Descriptor) {
+		eachManifest(bd, img.Digest, func(mm manifest.Manifest, _ []descriptor.Descriptor) {
 			subject := mm.GetDescriptor().Digest
 			var walk func(s digest.Digest)
 			walk = func(s digest.Digest) {
@@ -60,11 +71,17 @@ func inspectReferrers(w io.Writer, m *meta.Meta) {
 				}
 			}
 			walk(subject)
-			for _, t := range tagged {
-				if t.Repository == img.Repository && slices.Contains(bundle.CosignTags(subject), t.Tag) {
-					row(img, subject, t.Digest, t.Tag)
-					walk(t.Digest)
-				}
+			if len(tagged) == 0 {
+				return
+			}
+			var found []taggedImage
+			for _, tag := range bundle.CosignTags(subject) {
+				found = append(found, tagged[[2]string{img.Repository, tag}]...)
+			}
+			slices.SortFunc(found, func(a, b taggedImage) int { return cmp.Compare(a.i, b.i) })
+			for _, t := range found {
+				row(img, subject, t.img.Digest, t.img.Tag)
+				walk(t.img.Digest)
 			}
 		})
 	}

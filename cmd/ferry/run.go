@@ -257,7 +257,7 @@ func (e *env) upload(c *cli.Context) error {
 		sink = reg
 	}
 	log.Info("uploading", "bundle", bd.Meta.ID, "target", targetName, "namespace", ns, "parts", len(bd.Meta.Parts), "blobs", len(bd.Meta.Blobs))
-	p := e.labelledProgress(e.labelsFromMeta(bd.Meta))
+	p := e.labelledProgress(e.labelsFromMeta(bd))
 	res, err := bundle.Upload(c.Context, bd, sink, bundle.UploadOptions{
 		Target: bundle.RegistryTarget(host, ns, renames), Jobs: jobs, Retries: retries, Log: log, Progress: p,
 	})
