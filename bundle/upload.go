@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -35,8 +34,15 @@ type UploadOptions struct {
 	// that landed are not sent again).
 	Retries    int
 	RetryDelay time.Duration
-	Log        *slog.Logger
-	Progress   Progress
+	// KeepGoing goes on past an image whose blob, manifest or tag push
+	// failed: the other images are pushed, the failed one gets no tag,
+	// and Upload returns a *FailedError listing each failed image with
+	// its cause (and the result of the rest). Without it the first
+	// failure ends the upload. Checks of the whole bundle (parts, base
+	// blobs) end it either way, before anything is pushed.
+	KeepGoing bool
+	Log       *slog.Logger
+	Progress  Progress
 }
 
 // UploadResult summarizes an upload.
@@ -48,6 +54,9 @@ type UploadResult struct {
 	BlobsMounted int
 	BytesPushed  int64
 	Duration     time.Duration
+	// Failed lists the images that were not pushed (KeepGoing), in meta
+	// order; Upload's error is then a *FailedError of them.
+	Failed []ImageError
 }
 
 // BaseMissingError says which base blobs are missing at the target.
@@ -72,8 +81,10 @@ func (e *BaseMissingError) Unwrap() error { return ErrBaseMissing }
 // read from its offset, largest first, Jobs at a time, digest checked as
 // it streams, blobs the target has not read at all; schema 1: part by
 // part, every blob and each part's sha256 checked), and only when every
-// blob landed pushes the manifests (children first, then indexes, then
-// tags) and commits.
+// blob landed pushes the manifests of every image (children first, then
+// indexes, referrers after their subject), then the tags of all images,
+// and commits. With KeepGoing an image whose blobs or manifests did not
+// land is left out (no tag) and the others go on.
 func Upload(ctx context.Context, bd *Bundle, sink Sink, opts UploadOptions) (*UploadResult, error) {
 	start := time.Now()
 	if opts.Jobs < 1 {
@@ -125,52 +136,173 @@ func Upload(ctx context.Context, bd *Bundle, sink Sink, opts UploadOptions) (*Up
 	}
 
 	// 2. Blobs: by offset (schema 2), or part by part (schema 1).
+	var failed *blobFailures
+	if opts.KeepGoing {
+		failed = &blobFailures{}
+	}
 	upload := uploadParts
 	if m.SchemaVersion >= 2 {
 		upload = uploadBlobs
 	}
-	if err := upload(ctx, bd, sink, target, opts, res); err != nil {
+	if err := upload(ctx, bd, sink, target, opts, res, failed); err != nil {
 		return nil, err
 	}
 
-	// 3. Manifests: per image, children first, referrers after their
-	// subject; tags last.
-	referrers, err := ReferrersOf(m)
-	if err != nil {
-		return nil, err
-	}
-	var mu sync.Mutex
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(opts.Jobs)
-	for _, img := range m.Images {
-		g.Go(func() error {
-			n, err := pushImage(gctx, bd, sink, target(img.Repository), img, referrers)
-			if err != nil {
-				return fmt.Errorf("image %s: %w", img.Source, err)
-			}
-			mu.Lock()
-			res.Manifests += n
-			res.Images++
-			mu.Unlock()
-			opts.Log.Info("pushed", "image", img.Source, "target", target(img.Repository).SetTag(img.Tag).CommonName(), "digest", img.Digest)
-			return nil
-		})
-	}
-	if err := g.Wait(); err != nil {
+	// 3. Manifests of every image, then 4. the tags of every image whose
+	// manifests all landed.
+	if err := pushImages(ctx, bd, sink, target, opts, res, failed); err != nil {
 		return nil, err
 	}
 	if err := sink.Commit(ctx); err != nil {
 		return nil, err
 	}
 	res.Duration = time.Since(start)
+	if len(res.Failed) > 0 {
+		return res, &FailedError{Images: res.Failed}
+	}
 	return res, nil
+}
+
+// pushImages pushes, Jobs images at a time, the manifests of each
+// image in dependency order (children first, referrers after their
+// subject), by digest; once every image's are in, it pushes the tags.
+// Nothing is kept of an image once its manifests are pushed but whether
+// they were: a tag is parsed again from the meta file when it is pushed.
+// With failed (KeepGoing), an image that needs a blob that did not land,
+// or whose manifest or tag push fails, is recorded in res.Failed and the
+// others go on.
+func pushImages(ctx context.Context, bd *Bundle, sink Sink, target func(string) ref.Ref, opts UploadOptions, res *UploadResult, failed *blobFailures) error {
+	m := bd.Meta
+	referrers, err := ReferrersOf(m)
+	if err != nil {
+		return err
+	}
+	imgErr := make([]error, len(m.Images)) // by image: why it was not pushed
+	var mu sync.Mutex
+	// each runs fn for every image not failed so far, Jobs at a time: the
+	// first error ends it, unless KeepGoing (then it is the image's)
+	each := func(fn func(ctx context.Context, img meta.Image) error) error {
+		g, gctx := errgroup.WithContext(ctx)
+		g.SetLimit(opts.Jobs)
+		for i, img := range m.Images {
+			if imgErr[i] != nil {
+				continue
+			}
+			g.Go(func() error {
+				err := fn(gctx, img)
+				if err == nil {
+					return nil
+				}
+				if failed == nil || ctx.Err() != nil {
+					return fmt.Errorf("image %s: %w", img.Source, err)
+				}
+				imgErr[i] = err // each goroutine its own index
+				return nil
+			})
+		}
+		return g.Wait()
+	}
+	err = each(func(ctx context.Context, img meta.Image) error {
+		n, err := pushImageManifests(ctx, bd, sink, target(img.Repository), img, referrers, failed)
+		if err != nil {
+			return err
+		}
+		mu.Lock()
+		res.Manifests += n
+		mu.Unlock()
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	err = each(func(ctx context.Context, img meta.Image) error {
+		tgt := target(img.Repository)
+		if img.Tag != "" {
+			mf := bd.Manifest(img.Digest)
+			if mf == nil {
+				return fmt.Errorf("manifest %s: %w", img.Digest, ErrBlobMissing)
+			}
+			mm, err := ParseManifest(*mf)
+			if err != nil {
+				return err
+			}
+			if err := sink.ManifestPut(ctx, tgt.SetTag(img.Tag), mm); err != nil {
+				return fmt.Errorf("pushing tag %s: %w", img.Tag, err)
+			}
+		}
+		mu.Lock()
+		res.Images++
+		mu.Unlock()
+		opts.Log.Info("pushed", "image", img.Source, "target", tgt.SetTag(img.Tag).CommonName(), "digest", img.Digest)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for i, err := range imgErr {
+		if err != nil {
+			img := m.Images[i]
+			opts.Log.Error("image failed, not tagged", "image", img.Source, "err", err)
+			res.Failed = append(res.Failed, ImageError{Image: img.Source, Err: err})
+		}
+	}
+	return nil
+}
+
+// blobFailures records, with KeepGoing, which blobs did not land: a blob
+// whose push (or check) failed is missing in every repository, a failed
+// mount only in its repository (the bundle's repository names).
+type blobFailures struct {
+	mu     sync.Mutex
+	blobs  map[digest.Digest]error
+	mounts map[string]error // repository + "@" + digest
+}
+
+// add records err for blob d, for repository repo ("": every repository).
+func (f *blobFailures) add(d digest.Digest, repo string, err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if repo == "" {
+		if f.blobs == nil {
+			f.blobs = map[digest.Digest]error{}
+		}
+		f.blobs[d] = err
+		return
+	}
+	if f.mounts == nil {
+		f.mounts = map[string]error{}
+	}
+	f.mounts[repo+"@"+string(d)] = err
+}
+
+// of returns why blob d is missing in repository repo, or nil.
+func (f *blobFailures) of(repo string, d digest.Digest) error {
+	if f == nil {
+		return nil
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.blobs[d]; err != nil {
+		return err
+	}
+	return f.mounts[repo+"@"+string(d)]
+}
+
+// keep is err for a blob: recorded, and so nil, with KeepGoing (unless
+// the upload was interrupted).
+func (f *blobFailures) keep(ctx context.Context, d digest.Digest, err error) error {
+	if err == nil || f == nil || ctx.Err() != nil {
+		return err
+	}
+	f.add(d, "", err)
+	return nil
 }
 
 // uploadBlobs pushes the blobs of a schema 2 bundle: it asks the target
 // which blobs it has (HEAD), then pushes the missing ones, largest first,
 // Jobs at a time, each read from its offset in its part (any part layout).
 // Blobs the target has are not read at all.
-func uploadBlobs(ctx context.Context, bd *Bundle, sink Sink, target func(string) ref.Ref, opts UploadOptions, res *UploadResult) error {
+func uploadBlobs(ctx context.Context, bd *Bundle, sink Sink, target func(string) ref.Ref, opts UploadOptions, res *UploadResult, failed *blobFailures) error {
 	prog := orNop(opts.Progress)
 	var mu sync.Mutex
 	var missing []*meta.Blob
@@ -185,7 +317,7 @@ func uploadBlobs(ctx context.Context, bd *Bundle, sink Sink, target func(string)
 			d := descOf(b)
 			ok, err := sink.BlobExists(gctx, target(b.Repos[0]), d)
 			if err != nil {
-				return fmt.Errorf("checking blob %s: %w", d.Digest, err)
+				return failed.keep(gctx, d.Digest, fmt.Errorf("checking blob %s: %w", d.Digest, err))
 			}
 			if !ok {
 				mu.Lock()
@@ -193,7 +325,7 @@ func uploadBlobs(ctx context.Context, bd *Bundle, sink Sink, target func(string)
 				mu.Unlock()
 				return nil
 			}
-			n, err := mountRest(gctx, sink, target, b)
+			n, err := mountRest(gctx, sink, target, b, true, failed)
 			mu.Lock()
 			res.BlobsSkipped++
 			res.BlobsMounted += n
@@ -237,9 +369,12 @@ func uploadBlobs(ctx context.Context, bd *Bundle, sink Sink, target func(string)
 				return confirmBlob(gctx, sink, first, d)
 			})
 			if err != nil {
-				return err
+				return failed.keep(gctx, d.Digest, err)
 			}
-			n, err := mountRest(gctx, sink, target, b)
+			// just pushed: the other repositories are very likely without
+			// it, so mount without asking first (a mount of a blob a
+			// repository has is a no-op)
+			n, err := mountRest(gctx, sink, target, b, false, failed)
 			mu.Lock()
 			res.BlobsPushed++
 			res.BytesPushed += d.Size
@@ -252,19 +387,28 @@ func uploadBlobs(ctx context.Context, bd *Bundle, sink Sink, target func(string)
 }
 
 // mountRest makes blob b, present in its first repository at the target,
-// available in its other repositories (mounting it where it is missing)
-// and returns how many mounts it made.
-func mountRest(ctx context.Context, sink Sink, target func(string) ref.Ref, b *meta.Blob) (int, error) {
+// available in its other repositories and returns how many mounts it
+// made. With ask, it asks each repository first (HEAD) and mounts only
+// where the blob is missing. With failed (KeepGoing), a failed mount is
+// recorded for its repository and the others go on.
+func mountRest(ctx context.Context, sink Sink, target func(string) ref.Ref, b *meta.Blob, ask bool, failed *blobFailures) (int, error) {
 	d := descOf(b)
 	first := target(b.Repos[0])
 	n := 0
 	for _, repo := range b.Repos[1:] {
 		tr := target(repo)
-		if ok, err := sink.BlobExists(ctx, tr, d); err == nil && ok {
-			continue
+		if ask {
+			if ok, err := sink.BlobExists(ctx, tr, d); err == nil && ok {
+				continue
+			}
 		}
 		if err := sink.BlobMount(ctx, first, tr, d); err != nil {
-			return n, fmt.Errorf("mounting blob %s into %s: %w", d.Digest, tr.CommonName(), err)
+			err = fmt.Errorf("mounting blob %s into %s: %w", d.Digest, tr.CommonName(), err)
+			if failed == nil || ctx.Err() != nil {
+				return n, err
+			}
+			failed.add(d.Digest, repo, err)
+			continue
 		}
 		n++
 	}
@@ -293,7 +437,9 @@ func descOf(b *meta.Blob) descriptor.Descriptor {
 // uploadParts pushes the blobs of a schema 1 bundle, whose parts can only
 // be read from the start: Jobs parts at a time, each streamed once, every
 // blob checked (and the part's sha256), blobs the target lacks pushed.
-func uploadParts(ctx context.Context, bd *Bundle, sink Sink, target func(string) ref.Ref, opts UploadOptions, res *UploadResult) error {
+// With failed (KeepGoing) a blob that fails is recorded and the part read
+// on; a part that fails marks the blobs it had not yet delivered.
+func uploadParts(ctx context.Context, bd *Bundle, sink Sink, target func(string) ref.Ref, opts UploadOptions, res *UploadResult, failed *blobFailures) error {
 	m := bd.Meta
 	prog := orNop(opts.Progress)
 	prog.SetTotal(m.TotalBlobBytes(), len(m.Blobs))
@@ -303,43 +449,29 @@ func uploadParts(ctx context.Context, bd *Bundle, sink Sink, target func(string)
 	g.SetLimit(opts.Jobs)
 	for _, p := range m.Parts {
 		g.Go(func() error {
-			return retry(gctx, opts.Retries, opts.RetryDelay, opts.Log, "part "+p.Name, func() error {
+			done := map[digest.Digest]bool{} // blobs of p pushed, present or recorded as failed
+			err := retry(gctx, opts.Retries, opts.RetryDelay, opts.Log, "part "+p.Name, func() error {
 				return bd.ReadPart(gctx, p, func(b *meta.Blob, r io.Reader) error {
 					d := descOf(b)
-					if len(b.Repos) == 0 {
-						return nil // stored but unused (a failed image of a partial bundle)
+					if len(b.Repos) == 0 || done[d.Digest] {
+						return nil // stored but unused (a failed image of a partial bundle), or done in an earlier attempt
 					}
-					first := target(b.Repos[0])
-					ok, err := sink.BlobExists(gctx, first, d)
-					if err != nil {
-						return fmt.Errorf("checking blob %s: %w", d.Digest, err)
+					err := pushFromPart(gctx, sink, target, b, r, prog, failed, &pushed, &skipped, &mounted, &bytes)
+					if err = failed.keep(gctx, d.Digest, err); err == nil {
+						done[d.Digest] = true
 					}
-					t := prog.Begin(d.Digest.Encoded()[:12], d.Size)
-					if ok {
-						// still read (and so checked) from the part: progress counts it
-						_, err := io.Copy(io.Discard, &trackReader{r: r, t: t})
-						t.Done(err)
-						if err != nil {
-							return err
-						}
-						skipped.Add(1)
-					} else {
-						err := sink.BlobPut(gctx, first, d, &trackReader{r: r, t: t})
-						t.Done(err)
-						if err != nil {
-							return fmt.Errorf("pushing blob %s to %s: %w", d.Digest, first.CommonName(), err)
-						}
-						if err := confirmBlob(gctx, sink, first, d); err != nil {
-							return err
-						}
-						pushed.Add(1)
-						bytes.Add(d.Size)
-					}
-					n, err := mountRest(gctx, sink, target, b)
-					mounted.Add(int64(n))
 					return err
 				})
 			})
+			if err == nil || failed == nil || ctx.Err() != nil {
+				return err
+			}
+			for _, b := range m.Blobs {
+				if b.Part == p.Name && len(b.Repos) > 0 && !done[b.Digest] {
+					failed.add(b.Digest, "", err)
+				}
+			}
+			return nil
 		})
 	}
 	if err := g.Wait(); err != nil {
@@ -350,9 +482,47 @@ func uploadParts(ctx context.Context, bd *Bundle, sink Sink, target func(string)
 	return nil
 }
 
-// pushImage pushes the manifests of one image in dependency order and then
-// its tag. It returns how many manifests it put.
-func pushImage(ctx context.Context, bd *Bundle, sink Sink, tgt ref.Ref, img meta.Image, referrers map[digest.Digest][]digest.Digest) (int, error) {
+// pushFromPart pushes blob b, read from its part by r, unless the target
+// has it (then r is still read, and so checked), and mounts it into its
+// other repositories.
+func pushFromPart(ctx context.Context, sink Sink, target func(string) ref.Ref, b *meta.Blob, r io.Reader, prog Progress, failed *blobFailures, pushed, skipped, mounted, bytes *atomic.Int64) error {
+	d := descOf(b)
+	first := target(b.Repos[0])
+	ok, err := sink.BlobExists(ctx, first, d)
+	if err != nil {
+		return fmt.Errorf("checking blob %s: %w", d.Digest, err)
+	}
+	t := prog.Begin(d.Digest.Encoded()[:12], d.Size)
+	if ok {
+		// still read (and so checked) from the part: progress counts it
+		_, err := io.Copy(io.Discard, &trackReader{r: r, t: t})
+		t.Done(err)
+		if err != nil {
+			return err
+		}
+		skipped.Add(1)
+	} else {
+		err := sink.BlobPut(ctx, first, d, &trackReader{r: r, t: t})
+		t.Done(err)
+		if err != nil {
+			return fmt.Errorf("pushing blob %s to %s: %w", d.Digest, first.CommonName(), err)
+		}
+		if err := confirmBlob(ctx, sink, first, d); err != nil {
+			return err
+		}
+		pushed.Add(1)
+		bytes.Add(d.Size)
+	}
+	n, err := mountRest(ctx, sink, target, b, ok, failed)
+	mounted.Add(int64(n))
+	return err
+}
+
+// pushImageManifests pushes the manifests of one image by digest, in
+// dependency order: children before indexes, referrers after their
+// subject. It returns how many it put. With failed (KeepGoing), it first
+// checks that every blob they reference landed in the image's repository.
+func pushImageManifests(ctx context.Context, bd *Bundle, sink Sink, tgt ref.Ref, img meta.Image, referrers map[digest.Digest][]digest.Digest, failed *blobFailures) (int, error) {
 	var order []manifest.Manifest
 	seen := map[digest.Digest]bool{}
 	var walk func(dg digest.Digest, depth int) error
@@ -361,7 +531,7 @@ func pushImage(ctx context.Context, bd *Bundle, sink Sink, tgt ref.Ref, img meta
 			return nil
 		}
 		seen[dg] = true
-		mf := bd.Meta.ManifestByDigest(dg)
+		mf := bd.Manifest(dg)
 		if mf == nil {
 			return fmt.Errorf("manifest %s: %w", dg, ErrBlobMissing)
 		}
@@ -369,9 +539,14 @@ func pushImage(ctx context.Context, bd *Bundle, sink Sink, tgt ref.Ref, img meta
 		if err != nil {
 			return err
 		}
-		_, children, err := References(mm)
+		blobs, children, err := References(mm)
 		if err != nil {
 			return fmt.Errorf("manifest %s: %w", dg, err)
+		}
+		for _, b := range blobs {
+			if err := failed.of(img.Repository, b.Digest); err != nil {
+				return err // names the blob
+			}
 		}
 		if depth > 4 && len(children) > 0 {
 			return fmt.Errorf("manifest %s: %w: indexes nested too deep", dg, ErrUnsupported)
@@ -382,7 +557,7 @@ func pushImage(ctx context.Context, bd *Bundle, sink Sink, tgt ref.Ref, img meta
 			}
 		}
 		order = append(order, mm)
-		for _, r := range referrers[dg] { // after their subject, before the tag
+		for _, r := range referrers[dg] { // after their subject
 			if err := walk(r, 0); err != nil {
 				return fmt.Errorf("referrer %s of %s: %w", r, dg, err)
 			}
@@ -396,12 +571,6 @@ func pushImage(ctx context.Context, bd *Bundle, sink Sink, tgt ref.Ref, img meta
 		dg := mm.GetDescriptor().Digest
 		if err := sink.ManifestPut(ctx, tgt.SetDigest(dg.String()), mm); err != nil {
 			return 0, fmt.Errorf("pushing manifest %s: %w", dg, err)
-		}
-	}
-	if img.Tag != "" {
-		top := order[slices.IndexFunc(order, func(mm manifest.Manifest) bool { return mm.GetDescriptor().Digest == img.Digest })]
-		if err := sink.ManifestPut(ctx, tgt.SetTag(img.Tag), top); err != nil {
-			return 0, fmt.Errorf("pushing tag %s: %w", img.Tag, err)
 		}
 	}
 	return len(order), nil

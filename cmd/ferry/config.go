@@ -66,6 +66,9 @@ type Config struct {
 	VerifyKey string `yaml:"verifyKey"`
 	// RequireSignature refuses unsigned bundles (needs verifyKey).
 	RequireSignature bool `yaml:"requireSignature"`
+	// KeepGoing is upload's --keep-going: an image that fails does not
+	// stop the others.
+	KeepGoing bool `yaml:"keepGoing"`
 }
 
 // RegistryConfig is one registries entry.

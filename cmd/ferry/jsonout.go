@@ -92,11 +92,16 @@ type uploadJSON struct {
 	Mounted     int    `json:"blobsMounted"`
 	BytesPushed int64  `json:"bytesPushed"`
 	DurationMS  int64  `json:"durationMs"`
-	Error       string `json:"error,omitempty"`
+	// Failures are the images not pushed (--keep-going), with their cause.
+	Failures []jsonFailure `json:"failures"`
+	Error    string        `json:"error,omitempty"`
 }
 
 func uploadResultJSON(metaPath, id, target string, res *bundle.UploadResult, err error) uploadJSON {
-	j := uploadJSON{OK: err == nil, Meta: metaPath, ID: id, Target: target, Error: errString(err)}
+	j := uploadJSON{OK: err == nil, Meta: metaPath, ID: id, Target: target, Failures: failuresOf(err)}
+	if len(j.Failures) == 0 {
+		j.Error = errString(err)
+	}
 	if res != nil {
 		j.Images, j.Manifests, j.Pushed, j.Skipped, j.Mounted = res.Images, res.Manifests, res.BlobsPushed, res.BlobsSkipped, res.BlobsMounted
 		j.BytesPushed, j.DurationMS = res.BytesPushed, res.Duration.Milliseconds()

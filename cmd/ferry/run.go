@@ -260,9 +260,18 @@ func (e *env) upload(c *cli.Context) error {
 	p := e.labelledProgress(e.labelsFromMeta(bd))
 	res, err := bundle.Upload(c.Context, bd, sink, bundle.UploadOptions{
 		Target: bundle.RegistryTarget(host, ns, renames), Jobs: jobs, Retries: retries, Log: log, Progress: p,
+		KeepGoing: c.Bool("keep-going") || e.cfg.KeepGoing,
 	})
 	p.Stop()
 	writeJSON(jsonOut, uploadResultJSON(c.Args().First(), bd.Meta.ID, targetName, res, err))
+	var fe *bundle.FailedError
+	if errors.As(err, &fe) && res != nil {
+		fmt.Fprintf(e.stderr, "\nFAILED: %d of %d image(s), not tagged:\n", len(fe.Images), len(bd.Meta.Images))
+		printFailures(e.stderr, fe.Images)
+		fmt.Fprintf(e.stderr, "uploaded the other %d image(s) of %s: %d manifest(s), %d blob(s) pushed (%s), %d skipped, %d mounted in %s\n",
+			res.Images, bd.Meta.ID, res.Manifests, res.BlobsPushed, formatSize(res.BytesPushed), res.BlobsSkipped, res.BlobsMounted, res.Duration.Round(time.Millisecond))
+		return errReported
+	}
 	var re *registry.Error
 	if errors.As(err, &re) {
 		log.Debug("upload failed", "err", err)

@@ -1,0 +1,185 @@
+package registry_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/regclient/regclient/types/ref"
+
+	"github.com/ferry-oss/ferry/bundle"
+	"github.com/ferry-oss/ferry/meta"
+	"github.com/ferry-oss/ferry/registry/regtest"
+)
+
+// failQuery answers code to requests whose query holds s (a blob upload's
+// PUT carries its digest there), and passes the others through.
+func failQuery(s string, code int) regtest.Action {
+	return func(w http.ResponseWriter, r *http.Request, next http.Handler) {
+		if strings.Contains(r.URL.RawQuery, s) {
+			regtest.Status(code, "")(w, r, next)
+			return
+		}
+		next.ServeHTTP(w, r)
+	}
+}
+
+// onlyBlobOf returns a blob that only image repo's manifests reference.
+func onlyBlobOf(t *testing.T, m *meta.Meta, repo string) meta.Blob {
+	t.Helper()
+	for _, b := range m.Blobs {
+		if slices.Equal(b.Repos, []string{repo}) {
+			return b
+		}
+	}
+	t.Fatalf("no blob only %s needs", repo)
+	return meta.Blob{}
+}
+
+// TestUploadKeepGoing: with KeepGoing, an image whose blob, manifest or
+// tag push fails at the target (docker-registry behind a FaultProxy) is
+// reported with its cause and gets no tag, and every other image lands
+// with its tag; without it the first failure ends the upload, with no tag
+// pushed at all.
+func TestUploadKeepGoing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs docker-registry")
+	}
+	src := regtest.StartDistribution(t, regtest.DistributionOptions{})
+	sreg := client(t, src, regtest.DistributionOptions{})
+	names := []string{"team/app:1", "team/tools:1", "library/base:1", "library/multi:1"}
+	seed(t, sreg, src.Host, names...)
+	saved, err := saveBundle(t, sreg, src.Host, t.TempDir(), names...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bd, err := bundle.Open(saved.MetaPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tools := onlyBlobOf(t, saved.Meta, "team/tools")
+	var app meta.Image
+	for _, img := range saved.Meta.Images {
+		if img.Repository == "team/app" {
+			app = img
+		}
+	}
+
+	for _, tt := range []struct {
+		name      string
+		keepGoing bool
+		fault     regtest.Fault
+		failed    string // the image that fails ("" without KeepGoing: all do)
+		cause     string // in its error
+	}{
+		{"blob push fails", true, regtest.Fault{Method: http.MethodPut, Path: "/v2/team/tools/blobs/uploads/", Action: failQuery(tools.Digest.Encoded(), 500)}, "team/tools", tools.Digest.String()},
+		{"manifest push fails", true, regtest.Fault{Method: http.MethodPut, Path: "/v2/team/app/manifests/sha256:", Action: regtest.Status(500, "")}, "team/app", "pushing manifest " + app.Digest.String()},
+		{"tag push fails", true, regtest.Fault{Method: http.MethodPut, Path: "/v2/library/base/manifests/1$", Action: regtest.Status(500, "")}, "library/base", "pushing tag 1"},
+		{"without keep-going the first failure ends it", false, regtest.Fault{Method: http.MethodPut, Path: "/v2/team/tools/blobs/uploads/", Action: failQuery(tools.Digest.Encoded(), 500)}, "", tools.Digest.String()},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dst, p, reg := faultTarget(t)
+			p.Add(tt.fault)
+			th, _ := ref.NewHost(p.Host)
+			res, err := bundle.Upload(context.Background(), bd, reg, bundle.UploadOptions{
+				Target: bundle.RegistryTarget(th, "", nil), Jobs: 2, Retries: 1, RetryDelay: 10 * time.Millisecond, KeepGoing: tt.keepGoing,
+			})
+			if err == nil || !strings.Contains(err.Error(), tt.cause) {
+				t.Fatalf("err %v, want one naming %q", err, tt.cause)
+			}
+			var fe *bundle.FailedError
+			if !tt.keepGoing {
+				if errors.As(err, &fe) || res != nil {
+					t.Fatalf("without KeepGoing: %v (result %v), want the first failure", err, res)
+				}
+				for _, n := range []string{"team/app", "team/tools", "library/base", "library/multi"} {
+					if tags := regtest.Tags(t, dst, n); len(tags) != 0 {
+						t.Errorf("%s: tags %v after an upload that stopped", n, tags)
+					}
+				}
+				return
+			}
+			if !errors.As(err, &fe) || !errors.Is(err, bundle.ErrImagesFailed) || len(fe.Images) != 1 || !strings.HasPrefix(fe.Images[0].Image, src.Host+"/"+tt.failed+":") {
+				t.Fatalf("err %v, want only %s failed", err, tt.failed)
+			}
+			if res == nil || res.Images != len(names)-1 || len(res.Failed) != 1 {
+				t.Fatalf("result %+v, want %d images pushed and 1 failed", res, len(names)-1)
+			}
+			dreg := client(t, dst, regtest.DistributionOptions{})
+			for _, img := range saved.Meta.Images {
+				tags := regtest.Tags(t, dst, img.Repository)
+				if img.Repository == tt.failed {
+					if len(tags) != 0 {
+						t.Errorf("%s failed but has tags %v", img.Repository, tags)
+					}
+					continue
+				}
+				r, _ := ref.New(dst.Host + "/" + img.Repository + ":" + img.Tag)
+				m, err := dreg.ManifestGet(context.Background(), r)
+				if err != nil || m.GetDescriptor().Digest != img.Digest {
+					t.Errorf("%s: %v, want %s", r.CommonName(), err, img.Digest)
+				}
+			}
+			if tt.failed == "team/tools" && len(p.Requests("^/v2/team/tools/manifests/")) != 0 {
+				t.Error("a manifest of team/tools was pushed although its blob did not land")
+			}
+		})
+	}
+}
+
+// TestUploadTagsLast: every tag is pushed after the manifests of every
+// image (request log of the target), and a small blob costs a HEAD, the
+// upload (POST, PUT) and a confirming HEAD, plus one mount for each other
+// repository that needs it (no HEAD first: it was just pushed).
+func TestUploadTagsLast(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs docker-registry")
+	}
+	src := regtest.StartDistribution(t, regtest.DistributionOptions{})
+	sreg := client(t, src, regtest.DistributionOptions{})
+	names := []string{"team/app:1", "team/tools:1", "library/base:1", "library/multi:1"}
+	seed(t, sreg, src.Host, names...)
+	saved, err := saveBundle(t, sreg, src.Host, t.TempDir(), names...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bd, err := bundle.Open(saved.MetaPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, p, reg := faultTarget(t)
+	if _, err := uploadTo(reg, p.Host, bd); err != nil {
+		t.Fatal(err)
+	}
+	byDigest := regexp.MustCompile(`/manifests/sha256:`)
+	lastManifest, firstTag, tags := -1, -1, 0
+	for i, r := range p.Requests("/manifests/") {
+		if r.Method != http.MethodPut {
+			continue
+		}
+		if byDigest.MatchString(r.Path) {
+			lastManifest = i
+		} else {
+			tags++
+			if firstTag < 0 {
+				firstTag = i
+			}
+		}
+	}
+	if tags != len(names) || lastManifest < 0 || firstTag < lastManifest {
+		t.Errorf("%d tag PUTs, the first at request %d, the last manifest by digest at %d: want %d tags, all after every manifest", tags, firstTag, lastManifest, len(names))
+	}
+
+	want := 0
+	for _, b := range saved.Meta.Blobs {
+		want += 4 + len(b.Repos) - 1
+	}
+	if got := len(p.Requests("/blobs/")); got != want {
+		t.Errorf("%d blob requests for %d blobs into an empty target, want %d", got, len(saved.Meta.Blobs), want)
+	}
+}
