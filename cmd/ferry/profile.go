@@ -12,8 +12,9 @@ import (
 // (to measure ferry at scale; not meant for users): FERRY_CPUPROFILE=file
 // writes a CPU profile; FERRY_MEMPROFILE=file a heap profile taken when
 // the heap was largest (checked every 100 ms; its inuse_space is what the
-// peak RSS holds) and file.exit one at exit (its alloc_space counts every
-// allocation of the run). The returned function ends them.
+// peak RSS holds), file.last every 5 s (what a long run holds after its
+// start) and file.exit at exit (its alloc_space counts every allocation
+// of the run). The returned function ends them.
 func startProfiles() func() {
 	var stops []func()
 	if file := os.Getenv("FERRY_CPUPROFILE"); file != "" {
@@ -48,10 +49,13 @@ func startProfiles() func() {
 			}
 			t := time.NewTicker(100 * time.Millisecond)
 			defer t.Stop()
-			for {
+			for n := 1; ; n++ {
 				select {
 				case <-t.C:
 					check()
+					if n%50 == 0 {
+						write(file + ".last")
+					}
 				case <-done:
 					check()
 					write(file + ".exit")
