@@ -39,8 +39,9 @@ type Bundle struct {
 	Dir      string
 
 	indexOnce sync.Once
-	index     map[digest.Digest]Entry
-	mansOnce  sync.Once // Manifest's index of Meta.Manifests
+	index     map[digest.Digest]indexRef // where each stored entry's record is in Meta
+	byPart    map[string][]indexRef      // each part's entries, by offset
+	mansOnce  sync.Once                  // Manifest's index of Meta.Manifests
 	mans      map[digest.Digest]*meta.Manifest
 	refsOnce  sync.Once // ReferrersOf(Meta), for Referrers
 	refs      map[digest.Digest][]digest.Digest
@@ -80,16 +81,77 @@ func (bd *Bundle) open(name string) (partFile, error) {
 	return meta.OpenRegular(path) // a FIFO or device must not block or never end
 }
 
+// indexRef is a stored entry's record in Meta: Manifests[i] or Blobs[i].
+// The index holds these rather than Entries (a few bytes an entry, not a
+// descriptor of a few hundred: 10,000 images store 60,000 entries).
+type indexRef struct {
+	manifest bool
+	i        int32
+}
+
+func (bd *Bundle) entry(r indexRef) Entry {
+	if r.manifest {
+		mf := &bd.Meta.Manifests[r.i]
+		return Entry{Descriptor: descriptor.Descriptor{MediaType: mf.MediaType, Digest: mf.Digest, Size: mf.Size}, Manifest: true, Part: mf.Part, Location: mf.Location, Repos: mf.Repos}
+	}
+	b := &bd.Meta.Blobs[r.i]
+	return Entry{Descriptor: descriptor.Descriptor{MediaType: b.MediaType, Digest: b.Digest, Size: b.Size}, Part: b.Part, Location: b.Location, Repos: b.Repos}
+}
+
 func (bd *Bundle) buildIndex() {
-	bd.index = map[digest.Digest]Entry{}
-	for _, mf := range bd.Meta.Manifests {
+	m := bd.Meta
+	bd.index = make(map[digest.Digest]indexRef, len(m.Manifests)+len(m.Blobs))
+	for i, mf := range m.Manifests {
 		if mf.Part != "" {
-			bd.index[mf.Digest] = Entry{Descriptor: descriptor.Descriptor{MediaType: mf.MediaType, Digest: mf.Digest, Size: mf.Size}, Manifest: true, Part: mf.Part, Location: mf.Location, Repos: mf.Repos}
+			bd.index[mf.Digest] = indexRef{manifest: true, i: int32(i)}
 		}
 	}
-	for _, b := range bd.Meta.Blobs {
-		bd.index[b.Digest] = Entry{Descriptor: descriptor.Descriptor{MediaType: b.MediaType, Digest: b.Digest, Size: b.Size}, Part: b.Part, Location: b.Location, Repos: b.Repos}
+	for i, b := range m.Blobs {
+		bd.index[b.Digest] = indexRef{i: int32(i)} // a blob wins over a manifest of the same digest
 	}
+	bd.byPart = map[string][]indexRef{}
+	for _, r := range bd.index {
+		part, _ := bd.where(r)
+		bd.byPart[part] = append(bd.byPart[part], r)
+	}
+	for _, refs := range bd.byPart {
+		sort.Slice(refs, func(i, j int) bool {
+			_, a := bd.where(refs[i])
+			_, b := bd.where(refs[j])
+			if a != b {
+				return a < b
+			}
+			return bd.digestOf(refs[i]) < bd.digestOf(refs[j])
+		})
+	}
+}
+
+// where is the part and offset of r's entry.
+func (bd *Bundle) where(r indexRef) (string, int64) {
+	if r.manifest {
+		mf := &bd.Meta.Manifests[r.i]
+		return mf.Part, mf.Offset
+	}
+	b := &bd.Meta.Blobs[r.i]
+	return b.Part, b.Offset
+}
+
+func (bd *Bundle) digestOf(r indexRef) digest.Digest {
+	if r.manifest {
+		return bd.Meta.Manifests[r.i].Digest
+	}
+	return bd.Meta.Blobs[r.i].Digest
+}
+
+// partEntries lists the entries stored in part, by offset.
+func (bd *Bundle) partEntries(part string) []Entry {
+	bd.indexOnce.Do(bd.buildIndex)
+	refs := bd.byPart[part]
+	out := make([]Entry, len(refs))
+	for i, r := range refs {
+		out[i] = bd.entry(r)
+	}
+	return out
 }
 
 // Manifest returns the bundle's manifest with digest d, or nil: Meta's
@@ -112,19 +174,19 @@ func (bd *Bundle) Manifest(d digest.Digest) *meta.Manifest {
 // increment is not stored).
 func (bd *Bundle) Stat(d digest.Digest) (Entry, error) {
 	bd.indexOnce.Do(bd.buildIndex)
-	e, ok := bd.index[d]
+	r, ok := bd.index[d]
 	if !ok {
 		return Entry{}, fmt.Errorf("blob %s: %w", d, ErrBlobMissing)
 	}
-	return e, nil
+	return bd.entry(r), nil
 }
 
 // Entries lists every stored blob and manifest, by part and offset.
 func (bd *Bundle) Entries() []Entry {
 	bd.indexOnce.Do(bd.buildIndex)
 	out := make([]Entry, 0, len(bd.index))
-	for _, e := range bd.index {
-		out = append(out, e)
+	for _, r := range bd.index {
+		out = append(out, bd.entry(r))
 	}
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].Part != out[j].Part {
@@ -392,12 +454,7 @@ func (bd *Bundle) readPartLocated(ctx context.Context, p meta.Part, fn BlobFunc)
 			blobs[b.Digest] = b
 		}
 	}
-	var entries []Entry
-	for _, e := range bd.Entries() {
-		if e.Part == p.Name {
-			entries = append(entries, e)
-		}
-	}
+	entries := bd.partEntries(p.Name)
 	f, err := bd.open(p.Name)
 	if err != nil {
 		return fmt.Errorf("part %s: %w: %v", p.Name, ErrPartMissing, err)
