@@ -165,7 +165,9 @@ func Upload(ctx context.Context, bd *Bundle, sink Sink, opts UploadOptions) (*Up
 
 // pushImages pushes, Jobs images at a time, the manifests of each
 // image in dependency order (children first, referrers after their
-// subject), by digest; once every image's are in, it pushes the tags.
+// subject), by digest; once every image's are in, it pushes the tags (the
+// PUT of a tag stores its manifest too: one without referrers is not
+// pushed by digest first).
 // Nothing is kept of an image once its manifests are pushed but whether
 // they were: a tag is parsed again from the meta file when it is pushed.
 // With failed (KeepGoing), an image that needs a blob that did not land,
@@ -232,6 +234,9 @@ func pushImages(ctx context.Context, bd *Bundle, sink Sink, target func(string) 
 		}
 		mu.Lock()
 		res.Images++
+		if tagCarries(img, referrers) {
+			res.Manifests++
+		}
 		mu.Unlock()
 		opts.Log.Info("pushed", "image", img.Source, "target", tgt.SetTag(img.Tag).CommonName(), "digest", img.Digest)
 		return nil
@@ -520,7 +525,8 @@ func pushFromPart(ctx context.Context, sink Sink, target func(string) ref.Ref, b
 
 // pushImageManifests pushes the manifests of one image by digest, in
 // dependency order: children before indexes, referrers after their
-// subject. It returns how many it put. With failed (KeepGoing), it first
+// subject; the image's own manifest is left to its tag where tagCarries.
+// It returns how many it put. With failed (KeepGoing), it first
 // checks that every blob they reference landed in the image's repository.
 func pushImageManifests(ctx context.Context, bd *Bundle, sink Sink, tgt ref.Ref, img meta.Image, referrers map[digest.Digest][]digest.Digest, failed *blobFailures) (int, error) {
 	var order []manifest.Manifest
@@ -567,13 +573,25 @@ func pushImageManifests(ctx context.Context, bd *Bundle, sink Sink, tgt ref.Ref,
 	if err := walk(img.Digest, 0); err != nil {
 		return 0, err
 	}
+	n := 0
 	for _, mm := range order {
 		dg := mm.GetDescriptor().Digest
+		if dg == img.Digest && tagCarries(img, referrers) {
+			continue // the tag's PUT stores it
+		}
 		if err := sink.ManifestPut(ctx, tgt.SetDigest(dg.String()), mm); err != nil {
 			return 0, fmt.Errorf("pushing manifest %s: %w", dg, err)
 		}
+		n++
 	}
-	return len(order), nil
+	return n, nil
+}
+
+// tagCarries says that the PUT of img's tag is enough to store its
+// manifest: a PUT by digest before it would send the same bytes twice. Not
+// when referrers of the manifest must come after it and before the tag.
+func tagCarries(img meta.Image, referrers map[digest.Digest][]digest.Digest) bool {
+	return img.Tag != "" && len(referrers[img.Digest]) == 0
 }
 
 // checkBase makes sure every base blob is at the target in each repository
