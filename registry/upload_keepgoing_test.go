@@ -41,18 +41,14 @@ func onlyBlobOf(t *testing.T, m *meta.Meta, repo string) meta.Blob {
 	return meta.Blob{}
 }
 
-// TestUploadKeepGoing: with KeepGoing, an image whose blob, manifest (an
-// index's child) or tag push fails at the target (docker-registry behind a FaultProxy) is
-// reported with its cause and gets no tag, and every other image lands
-// with its tag; without it the first failure ends the upload, with no tag
-// pushed at all.
-func TestUploadKeepGoing(t *testing.T) {
-	if testing.Short() {
-		t.Skip("needs docker-registry")
-	}
+var keepGoingImages = []string{"team/app:1", "team/tools:1", "library/base:1", "library/multi:1"}
+
+// savedFixtures saves the fixtures names from a docker-registry into a
+// bundle and opens it.
+func savedFixtures(t *testing.T, names ...string) (*regtest.Distribution, *bundle.SaveResult, *bundle.Bundle) {
+	t.Helper()
 	src := regtest.StartDistribution(t, regtest.DistributionOptions{})
 	sreg := client(t, src, regtest.DistributionOptions{})
-	names := []string{"team/app:1", "team/tools:1", "library/base:1", "library/multi:1"}
 	seed(t, sreg, src.Host, names...)
 	saved, err := saveBundle(t, sreg, src.Host, t.TempDir(), names...)
 	if err != nil {
@@ -62,6 +58,20 @@ func TestUploadKeepGoing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return src, saved, bd
+}
+
+// TestUploadKeepGoing: with KeepGoing, an image whose blob, manifest (an
+// index's child) or tag push fails at the target (docker-registry behind a FaultProxy) is
+// reported with its cause and gets no tag, and every other image lands
+// with its tag; without it the first failure ends the upload, with no tag
+// pushed at all.
+func TestUploadKeepGoing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs docker-registry")
+	}
+	names := keepGoingImages
+	src, saved, bd := savedFixtures(t, names...)
 	tools := onlyBlobOf(t, saved.Meta, "team/tools")
 
 	for _, tt := range []struct {
@@ -135,18 +145,8 @@ func TestUploadTagsLast(t *testing.T) {
 	if testing.Short() {
 		t.Skip("needs docker-registry")
 	}
-	src := regtest.StartDistribution(t, regtest.DistributionOptions{})
-	sreg := client(t, src, regtest.DistributionOptions{})
-	names := []string{"team/app:1", "team/tools:1", "library/base:1", "library/multi:1"}
-	seed(t, sreg, src.Host, names...)
-	saved, err := saveBundle(t, sreg, src.Host, t.TempDir(), names...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	bd, err := bundle.Open(saved.MetaPath)
-	if err != nil {
-		t.Fatal(err)
-	}
+	names := keepGoingImages
+	_, saved, bd := savedFixtures(t, names...)
 	_, p, reg := faultTarget(t)
 	if _, err := uploadTo(reg, p.Host, bd); err != nil {
 		t.Fatal(err)
