@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -186,5 +187,38 @@ func TestUploadTagsLast(t *testing.T) {
 	}
 	if got := len(p.Requests("/blobs/")); got != want {
 		t.Errorf("%d blob requests for %d blobs into an empty target, want %d", got, len(saved.Meta.Blobs), want)
+	}
+}
+
+// TestUploadKeepGoingSchema1: a schema 1 bundle (parts streamed from the
+// start) keeps going past a blob whose push fails the same way: the image
+// that needs it is listed and untagged, the other one lands.
+func TestUploadKeepGoingSchema1(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs docker-registry")
+	}
+	bd, err := bundle.Open(filepath.Join(regtest.TestdataDir(), "bundles", "v1-none", "ferry_full_20261101T020000Z_meta.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	victim := onlyBlobOf(t, bd.Meta, "library/multi")
+	dst, p, reg := faultTarget(t)
+	p.Add(regtest.Fault{Method: http.MethodPut, Path: "/blobs/uploads/", Action: failQuery(victim.Digest.Encoded(), 500)})
+	th, _ := ref.NewHost(p.Host)
+	res, err := bundle.Upload(context.Background(), bd, reg, bundle.UploadOptions{
+		Target: bundle.RegistryTarget(th, "", nil), Jobs: 2, Retries: 1, RetryDelay: 10 * time.Millisecond, KeepGoing: true,
+	})
+	var fe *bundle.FailedError
+	if !errors.As(err, &fe) || len(fe.Images) != 1 || !strings.Contains(fe.Images[0].Image, "library/multi") || !strings.Contains(err.Error(), victim.Digest.String()) {
+		t.Fatalf("err %v, want library/multi failed naming %s", err, victim.Digest)
+	}
+	if res.Images != 1 {
+		t.Errorf("%d images pushed, want 1", res.Images)
+	}
+	if tags := regtest.Tags(t, dst, "library/multi"); len(tags) != 0 {
+		t.Errorf("library/multi failed but has tags %v", tags)
+	}
+	if tags := regtest.Tags(t, dst, "library/base"); !slices.Equal(tags, []string{"1"}) {
+		t.Errorf("library/base: tags %v, want [1]", tags)
 	}
 }
