@@ -30,7 +30,7 @@ const maxGapBytes = 64<<20 + 64<<10
 func (bd *Bundle) gaps(p meta.Part) [][2]int64 {
 	var out [][2]int64
 	var at int64
-	for _, e := range bd.partEntries(p.Name) {
+	for e := range bd.partEntries(p.Name) {
 		if e.Offset > at {
 			out = append(out, [2]int64{at, e.Offset})
 		}

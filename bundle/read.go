@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"iter"
 	"os"
 	"path/filepath"
 	"sort"
@@ -143,15 +144,18 @@ func (bd *Bundle) digestOf(r indexRef) digest.Digest {
 	return bd.Meta.Blobs[r.i].Digest
 }
 
-// partEntries lists the entries stored in part, by offset.
-func (bd *Bundle) partEntries(part string) []Entry {
+// partEntries yields the entries stored in part, by offset, one at a
+// time (a part of 10,000 images holds 60,000 entries: no list of them).
+func (bd *Bundle) partEntries(part string) iter.Seq[Entry] {
 	bd.indexOnce.Do(bd.buildIndex)
 	refs := bd.byPart[part]
-	out := make([]Entry, len(refs))
-	for i, r := range refs {
-		out[i] = bd.entry(r)
+	return func(yield func(Entry) bool) {
+		for _, r := range refs {
+			if !yield(bd.entry(r)) {
+				return
+			}
+		}
 	}
-	return out
 }
 
 // Manifest returns the bundle's manifest with digest d, or nil: Meta's
@@ -454,7 +458,6 @@ func (bd *Bundle) readPartLocated(ctx context.Context, p meta.Part, fn BlobFunc)
 			blobs[b.Digest] = b
 		}
 	}
-	entries := bd.partEntries(p.Name)
 	f, err := bd.open(p.Name)
 	if err != nil {
 		return fmt.Errorf("part %s: %w: %v", p.Name, ErrPartMissing, err)
@@ -467,7 +470,7 @@ func (bd *Bundle) readPartLocated(ctx context.Context, p meta.Part, fn BlobFunc)
 		}
 		return fmt.Errorf("part %s: %w", p.Name, err)
 	}
-	for _, e := range entries { // sorted by offset, not overlapping (meta.Validate)
+	for e := range bd.partEntries(p.Name) { // sorted by offset, not overlapping (meta.Validate)
 		if err := bd.checkGap(cr, p.Name, cr.n, e.Offset-cr.n); err != nil { // nothing the meta file does not name
 			if ctx.Err() != nil {
 				return ctx.Err()
