@@ -82,3 +82,30 @@ func FuzzParseJournal(f *testing.F) {
 		}
 	})
 }
+
+// TestSuspendClosesManifestSpool: an aborted save that is kept for a
+// resume closes its manifest spool like any abort (the resume reads the
+// kept manifests back from the parts).
+func TestSuspendClosesManifestSpool(t *testing.T) {
+	for _, mode := range []ResumeMode{ResumeOff, ResumeAuto} {
+		w, err := NewWriter(WriterOptions{Dir: t.TempDir(), Resume: mode, Inputs: []string{"x"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw := []byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"` + digest.FromString("c").String() + `","size":1},"layers":[]}`)
+		m := spoolManifest(t, string(raw), "application/vnd.oci.image.manifest.v1+json")
+		if err := w.ManifestPut(t.Context(), bundleRef("team/app"), m); err != nil {
+			t.Fatal(err)
+		}
+		if w.raws == nil {
+			t.Fatal("no manifest spool after a manifest was put")
+		}
+		w.Abort()
+		if w.Suspended() != (mode == ResumeAuto) {
+			t.Errorf("mode %d: suspended %v", mode, w.Suspended())
+		}
+		if w.raws != nil {
+			t.Errorf("mode %d: the manifest spool is still open after Abort", mode)
+		}
+	}
+}

@@ -780,6 +780,7 @@ func (w *Writer) abortLocked() {
 	w.done = true
 	parts := slices.Clone(w.parts)
 	w.mu.Unlock()
+	w.closeRaws() // a resume reads kept manifests back from the parts
 	if w.resumable() && w.renameBack() {
 		w.suspend(parts)
 		return
@@ -797,7 +798,6 @@ func (w *Writer) abortLocked() {
 	for _, s := range w.slots {
 		w.setPart(s, nil)
 	}
-	w.closeRaws()
 	w.unlock()
 	w.releaseAll()
 }
