@@ -11,7 +11,6 @@ import (
 	"github.com/opencontainers/go-digest"
 	"github.com/regclient/regclient/types/descriptor"
 	"github.com/regclient/regclient/types/manifest"
-	"github.com/regclient/regclient/types/ref"
 )
 
 // planSpool keeps resolved image plans on disk between the phases of Save
@@ -197,9 +196,8 @@ func (s *planSpool) get(key int, spec ImageSpec) (*imagePlan, error) {
 		return nil, fmt.Errorf("plan spool: plan %d has no top manifest", key)
 	}
 	p.top = p.manifests[rec.Top]
-	tgt := ref.Ref{Scheme: "reg", Registry: "bundle", Repository: spec.Repository}
 	for _, d := range rec.Blobs {
-		p.blobs = append(p.blobs, srcBlob{desc: d.desc(), src: spec.Source, tgt: tgt})
+		p.blobs = append(p.blobs, specBlob(spec, d.desc()))
 	}
 	for _, t := range rec.Tagged {
 		p.tagged = append(p.tagged, taggedReferrer{tag: t.Tag, desc: t.desc()})

@@ -253,8 +253,7 @@ func Save(ctx context.Context, src Source, w *Writer, images []ImageSpec, opts S
 	blobErr := map[digest.Digest]error{}
 	for _, tb := range todo {
 		g.Go(func() error {
-			spec := images[tb.img]
-			b := srcBlob{desc: tb.d.desc(), src: spec.Source, tgt: ref.Ref{Scheme: "reg", Registry: "bundle", Repository: spec.Repository}}
+			b := specBlob(images[tb.img], tb.d.desc())
 			err := copyBlob(gctx, src, w, b, opts, prog)
 			if err != nil {
 				mu.Lock()
@@ -394,8 +393,20 @@ func failedErr(images []ImageSpec, failures map[int]error) *FailedError {
 	return fe
 }
 
+// bundleRef is the reference a bundle Writer stores repository repo's
+// manifests and blobs under.
+func bundleRef(repo string) ref.Ref {
+	return ref.Ref{Scheme: "reg", Registry: "bundle", Repository: repo}
+}
+
+// specBlob is blob d of image spec: read from the spec's source, stored
+// for its repository (as planImage plans every blob).
+func specBlob(spec ImageSpec, d descriptor.Descriptor) srcBlob {
+	return srcBlob{desc: d, src: spec.Source, tgt: bundleRef(spec.Repository)}
+}
+
 func putManifests(ctx context.Context, w *Writer, p *imagePlan) error {
-	tgt := ref.Ref{Scheme: "reg", Registry: "bundle", Repository: p.spec.Repository}
+	tgt := bundleRef(p.spec.Repository)
 	for _, m := range p.manifests {
 		if err := w.ManifestPut(ctx, tgt.SetDigest(m.GetDescriptor().Digest.String()), m); err != nil {
 			return err
@@ -413,7 +424,7 @@ func planImage(ctx context.Context, src Source, spec ImageSpec, opts SaveOptions
 		return nil, err
 	}
 	p.srcDigest = top.GetDescriptor().Digest
-	tgt := ref.Ref{Scheme: "reg", Registry: "bundle", Repository: spec.Repository}
+	tgt := bundleRef(spec.Repository)
 	top, err = p.walk(ctx, src, top, spec.Source, tgt, opts, 0)
 	if err != nil {
 		return nil, err
