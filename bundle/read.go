@@ -127,6 +127,12 @@ func (bd *Bundle) buildIndex() {
 	}
 }
 
+// storedBlob is the record of the stored blob d, which the index has (an
+// entry of partEntries that is not a manifest).
+func (bd *Bundle) storedBlob(d digest.Digest) *meta.Blob {
+	return &bd.Meta.Blobs[bd.index[d].i]
+}
+
 // where is the part and offset of r's entry.
 func (bd *Bundle) where(r indexRef) (string, int64) {
 	if r.manifest {
@@ -452,12 +458,6 @@ func (bd *Bundle) ReadPart(ctx context.Context, p meta.Part, fn BlobFunc) error 
 
 // readPartLocated is ReadPart for a schema 2 part.
 func (bd *Bundle) readPartLocated(ctx context.Context, p meta.Part, fn BlobFunc) error {
-	blobs := map[digest.Digest]*meta.Blob{}
-	for i := range bd.Meta.Blobs {
-		if b := &bd.Meta.Blobs[i]; b.Part == p.Name {
-			blobs[b.Digest] = b
-		}
-	}
 	f, err := bd.open(p.Name)
 	if err != nil {
 		return fmt.Errorf("part %s: %w: %v", p.Name, ErrPartMissing, err)
@@ -482,8 +482,8 @@ func (bd *Bundle) readPartLocated(ctx context.Context, p meta.Part, fn BlobFunc)
 		if err != nil {
 			return fail(err)
 		}
-		if b, ok := blobs[e.Descriptor.Digest]; ok && !e.Manifest {
-			err = fn(b, r)
+		if !e.Manifest {
+			err = fn(bd.storedBlob(e.Descriptor.Digest), r)
 		}
 		if err == nil {
 			_, err = io.Copy(io.Discard, r)
