@@ -301,10 +301,13 @@ func (l *labeler) manifest(name string, m manifest.Manifest) {
 	l.add(name, plat, hexes)
 }
 
-// labels is a labeler when something shows labels (bars on a terminal,
-// debug logs), else nil: 10,000 images' labels are not built for nothing.
+// showsLabels reports whether something shows blob labels (bars on a
+// terminal, debug logs): 10,000 images' labels are not built for nothing.
+func (e *env) showsLabels() bool { return e.term || e.level <= slog.LevelDebug }
+
+// labels is a labeler when labels are shown, else nil.
 func (e *env) labels() *labeler {
-	if !e.term && e.level > slog.LevelDebug {
+	if !e.showsLabels() {
 		return nil
 	}
 	return newLabeler()
@@ -313,7 +316,7 @@ func (e *env) labels() *labeler {
 // labelsFromMeta labels every blob of a bundle's images, when labels are
 // shown.
 func (e *env) labelsFromMeta(bd *bundle.Bundle) *labeler {
-	if e.labels() == nil {
+	if !e.showsLabels() {
 		return nil
 	}
 	return labelsFromMeta(bd)
