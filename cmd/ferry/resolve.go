@@ -36,15 +36,8 @@ Examples:
 			&cli.StringFlag{Name: "ca-file", Usage: "CA certificate (PEM) for registries not in cfg.yaml"},
 		},
 		Action: func(c *cli.Context) error {
-			src := firstNonZero(c.String("src"), e.cfg.Source)
-			if r, ok := e.cfg.Lookup(src); ok && src != "" {
-				src = r.Registry
-			}
-			specs, err := gatherImages(append(c.Args().Slice(), c.StringSlice("img")...), c.String("list"), e.cfg.List, e.cfg.Images, src, e.stdin)
+			specs, err := e.imageList(c)
 			if err != nil {
-				return err
-			}
-			if specs, err = shardOf(c, specs); err != nil {
 				return err
 			}
 			if len(specs) == 0 {

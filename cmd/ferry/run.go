@@ -24,15 +24,8 @@ func (e *env) save(c *cli.Context) error {
 	jsonOut, restore := e.jsonOutput(c)
 	defer restore()
 	cfg := e.cfg
-	src := firstNonZero(c.String("src"), cfg.Source)
-	if r, ok := cfg.Lookup(src); ok {
-		src = r.Registry
-	}
-	images, err := gatherImages(append(c.Args().Slice(), c.StringSlice("img")...), c.String("list"), cfg.List, cfg.Images, src, e.stdin)
+	images, err := e.imageList(c)
 	if err != nil {
-		return err
-	}
-	if images, err = shardOf(c, images); err != nil {
 		return err
 	}
 	if len(images) == 0 {

@@ -9,6 +9,21 @@ func shardFlag() cli.Flag {
 	return &cli.StringFlag{Name: "shard", Usage: "K/N: only the images of shard K of N (by target repository) — one list, split across N build hosts"}
 }
 
+// imageList is the image list of save, sync and resolve: IMAGE arguments,
+// --img, --list and cfg.yaml's images/list, paths prefixed by --src (or
+// cfg source, a registries name or a host), then --shard.
+func (e *env) imageList(c *cli.Context) ([]bundle.ImageSpec, error) {
+	src := firstNonZero(c.String("src"), e.cfg.Source)
+	if r, ok := e.cfg.Lookup(src); ok { // Lookup("") finds nothing
+		src = r.Registry
+	}
+	images, err := gatherImages(append(c.Args().Slice(), c.StringSlice("img")...), c.String("list"), e.cfg.List, e.cfg.Images, src, e.stdin)
+	if err != nil {
+		return nil, err
+	}
+	return shardOf(c, images)
+}
+
 // shardOf applies --shard to the image list.
 func shardOf(c *cli.Context, images []bundle.ImageSpec) ([]bundle.ImageSpec, error) {
 	if !c.IsSet("shard") {

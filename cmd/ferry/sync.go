@@ -143,15 +143,8 @@ func (e *env) sync(c *cli.Context) error {
 		if c.String("auth") != "" {
 			return usagef("--auth goes with --images (image-syncer's files); credentials otherwise come from cfg.yaml")
 		}
-		src := firstNonZero(c.String("src"), cfg.Source)
-		if r, ok := cfg.Lookup(src); ok && src != "" {
-			src = r.Registry
-		}
-		specs, err := gatherImages(append(c.Args().Slice(), c.StringSlice("img")...), c.String("list"), cfg.List, cfg.Images, src, e.stdin)
+		specs, err := e.imageList(c)
 		if err != nil {
-			return err
-		}
-		if specs, err = shardOf(c, specs); err != nil {
 			return err
 		}
 		for _, s := range specs {
