@@ -130,15 +130,7 @@ const maxReferrerLevel = 2
 // w is aborted and a *FailedError is returned.
 func Save(ctx context.Context, src Source, w *Writer, images []ImageSpec, opts SaveOptions) (*SaveResult, error) {
 	start := time.Now()
-	if opts.Jobs < 1 {
-		opts.Jobs = 4
-	}
-	if opts.RetryDelay <= 0 {
-		opts.RetryDelay = time.Second
-	}
-	if opts.Log == nil {
-		opts.Log = slog.New(slog.DiscardHandler)
-	}
+	defaults(&opts.Jobs, &opts.RetryDelay, &opts.Log)
 	prog := orNop(opts.Progress)
 	res := &SaveResult{}
 	committed := false
@@ -694,6 +686,20 @@ func copyBlob(ctx context.Context, src Source, w *Writer, b srcBlob, opts SaveOp
 		return fmt.Errorf("fetching blob %s: %w", b.desc.Digest, err)
 	}
 	return nil
+}
+
+// defaults fills the options Save, Sync and Upload share when unset: 4
+// jobs, 1 s before the first retry, a logger that discards.
+func defaults(jobs *int, retryDelay *time.Duration, log **slog.Logger) {
+	if *jobs < 1 {
+		*jobs = 4
+	}
+	if *retryDelay <= 0 {
+		*retryDelay = time.Second
+	}
+	if *log == nil {
+		*log = slog.New(slog.DiscardHandler)
+	}
 }
 
 // retryable reports whether err may go away on a retry.

@@ -154,15 +154,7 @@ type syncDest struct {
 // with a *FailedError listing every image copy that failed.
 func Sync(ctx context.Context, src Source, targets []SyncTarget, images []SyncImage, opts SyncOptions) (*SyncResult, error) {
 	start := time.Now()
-	if opts.Jobs < 1 {
-		opts.Jobs = 4
-	}
-	if opts.RetryDelay <= 0 {
-		opts.RetryDelay = time.Second
-	}
-	if opts.Log == nil {
-		opts.Log = slog.New(slog.DiscardHandler)
-	}
+	defaults(&opts.Jobs, &opts.RetryDelay, &opts.Log)
 	prog := orNop(opts.Progress)
 	if len(images) == 0 {
 		return nil, fmt.Errorf("%w: no images to sync", ErrBadList)

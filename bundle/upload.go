@@ -87,15 +87,7 @@ func (e *BaseMissingError) Unwrap() error { return ErrBaseMissing }
 // land is left out (no tag) and the others go on.
 func Upload(ctx context.Context, bd *Bundle, sink Sink, opts UploadOptions) (*UploadResult, error) {
 	start := time.Now()
-	if opts.Jobs < 1 {
-		opts.Jobs = 4
-	}
-	if opts.RetryDelay <= 0 {
-		opts.RetryDelay = time.Second
-	}
-	if opts.Log == nil {
-		opts.Log = slog.New(slog.DiscardHandler)
-	}
+	defaults(&opts.Jobs, &opts.RetryDelay, &opts.Log)
 	if opts.Target == nil {
 		return nil, errors.New("upload: no target")
 	}
