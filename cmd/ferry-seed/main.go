@@ -46,6 +46,13 @@ func main() {
 		}
 		return
 	}
+	if *imageTransmit {
+		if err := pushImageTransmit(ctx, *host); err != nil {
+			fmt.Fprintln(os.Stderr, "ferry-seed:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *generate > 0 {
 		if err := generateImages(ctx, *host, *generate, *genLayers, *genLayerSize, *list); err != nil {
 			fmt.Fprintln(os.Stderr, "ferry-seed:", err)
