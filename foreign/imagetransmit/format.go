@@ -123,7 +123,9 @@ func descriptors(im *itMeta) map[digest.Digest]descriptor.Descriptor {
 		}
 		blobs, _, _ := bundle.References(mm)
 		for _, d := range blobs {
-			out[d.Digest] = d
+			if d.Digest.Validate() == nil {
+				out[d.Digest] = d
+			}
 		}
 	}
 	return out
@@ -165,8 +167,14 @@ func convert(path string, im *itMeta, st *store) (*meta.Meta, error) {
 		} else {
 			addRepo(&m.ManifestByDigest(mf.Digest).Repos, r.Repository)
 		}
-		refs, _, _ := bundle.References(mm)
+		refs, _, err := bundle.References(mm)
+		if err != nil {
+			return nil, fmt.Errorf("%s: image %s: %w", filepath.Base(path), name, err)
+		}
 		for _, d := range refs {
+			if d.Digest.Validate() != nil || d.Digest.Algorithm() != digest.SHA256 || d.Size < 0 {
+				return nil, fmt.Errorf("%s: image %s: %w: blob %q (image-transmit stores sha256 blobs)", filepath.Base(path), name, ErrInvalid, d.Digest)
+			}
 			h := d.Digest.Encoded()
 			part, ok := st.partOf(d.Digest)
 			if !ok {
