@@ -61,7 +61,7 @@ func main() {
 // wrong) or 1 (failure while doing the work).
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	app := newApp(stdin, stdout, stderr)
-	args, cmdPath := interspersed(app, args)
+	args, cmdPath := interspersed(app, imageTransmitOut(args))
 	err := app.RunContext(ctx, args)
 	if err == nil {
 		return exitOK
@@ -117,6 +117,10 @@ type env struct {
 	logOut         *logWriter
 	cache          *cache.Cache
 	level          slog.Level
+	plain          map[string]bool // registry hosts written http://HOST (plainhttp.go)
+	plainAll       bool            // --plain-http
+	summary        []string        // what the command did, for notifyEnd (notify.go)
+	failed         []bundle.ImageError
 }
 
 // info is where summaries for people go: stderr, or nowhere with -q.
@@ -177,6 +181,7 @@ Exit codes: 0 success, 1 failure, 2 usage error.`,
 			if f, ok := stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) && !c.Bool("quiet") && !c.Bool("no-progress") {
 				e.term = true
 			}
+			e.plainAll = c.Bool("plain-http")
 			e.cfg = &Config{}
 			if file := c.String("config"); file != "" {
 				cfg, err := LoadConfig(file)
@@ -281,6 +286,7 @@ func globalFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "debug logging"},
 		&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "warnings and errors only, no progress bars"},
 		&cli.BoolFlag{Name: "no-progress", Usage: "log lines instead of progress bars"},
+		plainHTTPFlag,
 	}
 }
 

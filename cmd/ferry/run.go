@@ -21,6 +21,12 @@ func (e *env) save(c *cli.Context) error {
 	if every := c.Duration("watch"); every != 0 {
 		return e.saveWatch(c, every)
 	}
+	err := e.saveOnce(c)
+	e.notifyEnd(c.Context, "save", err) // each --watch round too
+	return err
+}
+
+func (e *env) saveOnce(c *cli.Context) error {
 	jsonOut, restore := e.jsonOutput(c)
 	defer restore()
 	cfg := e.cfg
@@ -33,6 +39,9 @@ func (e *env) save(c *cli.Context) error {
 	}
 	plats, platNames, err := parsePlatforms(orSlice(c.StringSlice("platform"), cfg.Platforms))
 	if err != nil {
+		return err
+	}
+	if err := squashfsRefused(flagOr(c, "compress", cfg.Compression)); err != nil {
 		return err
 	}
 	codec, err := bundle.ParseCodec(flagOr(c, "compress", cfg.Compression))
@@ -56,12 +65,12 @@ func (e *env) save(c *cli.Context) error {
 	}
 	setMemoryLimit(jobs)
 	retries := e.retries(c)
-	outDir := flagOr(c, "out", cfg.Output.Dir)
+	outDir, prefix, mkdir := e.outputFlags(c)
 	resume, err := resumeMode(c, &outDir)
 	if err != nil {
 		return err
 	}
-	if err := outputDir(outDir, c.Bool("mkdir") || cfg.Output.Mkdir); err != nil {
+	if err := outputDir(outDir, mkdir); err != nil {
 		return err
 	}
 	var hosts []string
@@ -102,7 +111,7 @@ func (e *env) save(c *cli.Context) error {
 		Log: e.log, Progress: p,
 	}
 	w, err := bundle.NewWriter(bundle.WriterOptions{
-		Dir: outDir, Prefix: flagOr(c, "prefix", cfg.Output.Prefix), Codec: codec,
+		Dir: outDir, Prefix: prefix, Codec: codec,
 		Parts: jobs, SplitSize: split, Single: single, Platforms: platNames,
 		Bases: c.StringSlice("inc"), Tool: "ferry " + version, Log: e.log,
 		SignMeta: signMeta, Resume: resume, Inputs: bundle.SaveInputs(images, sopts),
@@ -130,6 +139,7 @@ func (e *env) save(c *cli.Context) error {
 	var fe *bundle.FailedError
 	if errors.As(err, &fe) {
 		fmt.Fprintf(e.stderr, "\nFAILED: %d of %d image(s):\n", len(fe.Images), len(images))
+		e.failed = fe.Images
 		printFailures(e.stderr, fe.Images)
 		if res != nil {
 			fmt.Fprintf(e.stderr, "a PARTIAL bundle of the other images was written: %s\n", res.MetaPath)
@@ -147,7 +157,8 @@ func (e *env) save(c *cli.Context) error {
 	if res.Resumed > 0 {
 		kept = fmt.Sprintf(", %d kept from the interrupted save", res.Resumed)
 	}
-	fmt.Fprintf(e.info(), "saved %d image(s), %d blob(s) (%s, %d skipped as in base bundles%s) in %s into %d part(s)\n",
+	e.summary = append(e.summary, "meta: "+res.MetaPath)
+	fmt.Fprintf(e.summarize(e.info()), "saved %d image(s), %d blob(s) (%s, %d skipped as in base bundles%s) in %s into %d part(s)\n",
 		len(res.Meta.Images), res.Blobs, formatSize(res.BlobBytes), res.Skipped, kept, res.Duration.Round(time.Millisecond), len(res.Meta.Parts))
 	fmt.Fprintln(e.stdout, res.MetaPath)
 	return nil
@@ -197,17 +208,19 @@ func outputDir(dir string, mkdir bool) error {
 func (e *env) upload(c *cli.Context) error {
 	jsonOut, restore := e.jsonOutput(c)
 	defer restore()
-	if c.NArg() != 1 {
-		return usagef("upload takes one meta file")
+	metaFile, err := metaArg(c)
+	if err != nil {
+		return err
 	}
-	bd, err := e.openChecked(c, c.Args().First())
+	bd, err := e.openChecked(c, metaFile)
 	if err != nil {
 		return err
 	}
 	jobs := flagOr(c, "jobs", e.cfg.Jobs)
 	setMemoryLimit(jobs)
 	retries := e.retries(c)
-	host, ns, sock, isDocker, err := e.parseTarget(firstNonZero(c.String("target"), e.cfg.Target))
+	targetArg := firstNonZero(c.String("target"), e.cfg.Target)
+	host, ns, sock, isDocker, err := e.parseTarget(targetArg)
 	if err != nil {
 		return err
 	}
@@ -221,6 +234,7 @@ func (e *env) upload(c *cli.Context) error {
 			return usageError{err}
 		}
 	}
+	renames, ns = e.replaceNamespace(targetArg, bd.Meta, renames, ns)
 	var sink bundle.Sink
 	targetName := host.Registry
 	log := e.log
@@ -256,10 +270,11 @@ func (e *env) upload(c *cli.Context) error {
 		KeepGoing: c.Bool("keep-going") || e.cfg.KeepGoing,
 	})
 	p.Stop()
-	writeJSON(jsonOut, uploadResultJSON(c.Args().First(), bd.Meta.ID, targetName, res, err))
+	writeJSON(jsonOut, uploadResultJSON(metaFile, bd.Meta.ID, targetName, res, err))
 	var fe *bundle.FailedError
 	if errors.As(err, &fe) && res != nil {
 		fmt.Fprintf(e.stderr, "\nFAILED: %d of %d image(s), not tagged:\n", len(fe.Images), len(bd.Meta.Images))
+		e.failed = fe.Images
 		printFailures(e.stderr, fe.Images)
 		fmt.Fprintf(e.stderr, "uploaded the other %d image(s) of %s: %d manifest(s), %d blob(s) pushed (%s), %d skipped, %d mounted in %s\n",
 			res.Images, bd.Meta.ID, res.Manifests, res.BlobsPushed, formatSize(res.BytesPushed), res.BlobsSkipped, res.BlobsMounted, res.Duration.Round(time.Millisecond))
@@ -277,7 +292,7 @@ func (e *env) upload(c *cli.Context) error {
 		return fmt.Errorf("upload of %s failed (no manifest was pushed for blobs that did not land): %w", bd.Meta.ID, err)
 	}
 	rate := float64(res.BytesPushed) / max(res.Duration.Seconds(), 0.001)
-	fmt.Fprintf(e.stdout, "uploaded %s: %d image(s), %d manifest(s), %d blob(s) pushed (%s, %s/s), %d skipped, %d mounted in %s\n",
+	fmt.Fprintf(e.summarize(e.stdout), "uploaded %s: %d image(s), %d manifest(s), %d blob(s) pushed (%s, %s/s), %d skipped, %d mounted in %s\n",
 		bd.Meta.ID, res.Images, res.Manifests, res.BlobsPushed, formatSize(res.BytesPushed), formatSize(int64(rate)), res.BlobsSkipped, res.BlobsMounted, res.Duration.Round(time.Millisecond))
 	return nil
 }

@@ -172,7 +172,11 @@ func (e *env) sync(c *cli.Context) error {
 		}
 		return reg, nil
 	}
-	if _, err := newClient(); err != nil {
+	reg, err := newClient()
+	if err != nil {
+		return err
+	}
+	if err := reg.Check(c.Context, hosts...); err != nil { // every source and target, before any work
 		return err
 	}
 	var report *os.File
@@ -238,6 +242,7 @@ func (e *env) sync(c *cli.Context) error {
 				e.log.Warn("writing the report", "file", report.Name(), "err", werr)
 			}
 		}
+		e.notifySync(ctx, rep, err)
 		return rep, err
 	}
 

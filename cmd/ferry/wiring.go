@@ -19,7 +19,7 @@ import (
 
 // withCache puts the blob cache in front of src.
 func (e *env) withCache(src bundle.Source, dir string) (bundle.Source, error) {
-	keep, err := parseSize(e.cfg.Cache.KeepSize)
+	keep, err := parseKeepSize(e.cfg.Cache.KeepSize)
 	if err != nil {
 		return nil, usagef("cache.keepSize: %v", err)
 	}

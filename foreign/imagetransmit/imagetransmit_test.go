@@ -100,7 +100,7 @@ func target(t *testing.T) (*registry.Registry, ref.Ref) {
 	t.Helper()
 	host, stop := regtest.Olareg()
 	t.Cleanup(stop)
-	reg, err := registry.New(registry.Options{Registries: []string{host}})
+	reg, err := registry.New(registry.Options{Registries: []string{host}, RetryDelay: time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
