@@ -88,6 +88,7 @@ type Registry struct {
 	tags   tagCache // repository tag lists for Referrers (referrers.go)
 	hosts  []Host   // every configured host, for CheckRealms (realm.go)
 	docker bool     // Docker config credentials are in use
+	opts   Options  // as given to New (httpFallback builds the clients again)
 }
 
 var (
@@ -146,7 +147,7 @@ func New(opts Options) (*Registry, error) {
 		h.User, h.Pass, h.Token, h.CredHelper = "", "", "", ""
 		anonymous[i] = h
 	}
-	r := &Registry{log: opts.Log, hosts: all, docker: opts.DockerConfig}
+	r := &Registry{log: opts.Log, hosts: all, docker: opts.DockerConfig, opts: opts}
 	r.rc = regclient.New(append(rcOpts, regclient.WithConfigHost(hosts...), retryOpts)...)
 	r.ping = regclient.New(append(pingOpts, regclient.WithConfigHost(anonymous...),
 		regclient.WithRegOpts(reg.WithRetryLimit(1), reg.WithDelay(time.Millisecond, time.Millisecond)))...)
@@ -305,6 +306,9 @@ func (r *Registry) Check(ctx context.Context, registries ...string) error {
 			continue
 		}
 		if cerr, conn := classify(host, err); conn {
+			if r.httpFallback(ctx, host, cerr) {
+				continue
+			}
 			return cerr
 		}
 		r.log.Debug("ping", "registry", host, "err", err)

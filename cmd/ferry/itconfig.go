@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"os"
 	"path"
 	"path/filepath"
 	"strconv"
@@ -55,7 +56,7 @@ type itNotify struct {
 }
 
 // itOnlyKeys are top-level keys only image-transmit's cfg.yaml has.
-var itOnlyKeys = []string{"maxconn", "singlefile", "dockerfile", "compressor", "lang", "outprefix", "interval", "dingtalk", "platform", "keeptemp", "squashfs"}
+var itOnlyKeys = []string{"maxconn", "singlefile", "dockerfile", "compressor", "lang", "outprefix", "interval", "dingtalk", "keeptemp", "squashfs"}
 
 // isImageTransmitConfig tells image-transmit's cfg.yaml from ferry's by
 // content: source or target is a list (ferry's are names), or a key only
@@ -395,4 +396,24 @@ func safeText(s string) string {
 		}
 		return r
 	}, s)
+}
+
+// imageTransmitHome reads image-transmit's cfg.yaml where image-transmit
+// reads it, ./cfg.yaml or ./data/cfg.yaml, when no --config (or
+// FERRY_CONFIG) is given: its users run `ferry save -src=nj ...` in the
+// same directory. A ferry cfg.yaml there is not read unless named.
+func (e *env) imageTransmitHome() (*Config, error) {
+	for _, p := range []string{"cfg.yaml", filepath.Join("data", "cfg.yaml")} {
+		b, err := os.ReadFile(p)
+		if err != nil || !isImageTransmitConfig(b) {
+			continue
+		}
+		cfg, err := parseImageTransmitConfig(b)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", p, err)
+		}
+		e.log.Info("reading image-transmit's cfg.yaml", "file", p)
+		return cfg, nil
+	}
+	return nil, nil
 }

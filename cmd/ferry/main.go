@@ -189,6 +189,11 @@ Exit codes: 0 success, 1 failure, 2 usage error.`,
 					return usageError{err}
 				}
 				e.cfg = cfg
+			} else if cfg, err := e.imageTransmitHome(); err != nil || cfg != nil {
+				if err != nil {
+					return usageError{err}
+				}
+				e.cfg = cfg
 			}
 			return nil
 		},

@@ -32,7 +32,11 @@ type NotifyConfig struct {
 }
 
 func (n NotifyConfig) target() notify.Target {
-	return notify.Target{Type: n.Type, URL: n.URL, Token: os.ExpandEnv(n.Token), Secret: os.ExpandEnv(n.Secret), ChatID: n.ChatID}
+	url := n.URL
+	if url == "" && n.Type == "dingtalk" {
+		url = os.Getenv("FERRY_DINGTALK_URL") // a private deployment's, for cfg files without url (image-transmit's dingtalk)
+	}
+	return notify.Target{Type: n.Type, URL: url, Token: os.ExpandEnv(n.Token), Secret: os.ExpandEnv(n.Secret), ChatID: n.ChatID}
 }
 
 func (c *Config) validateNotify() error {
