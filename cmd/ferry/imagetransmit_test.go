@@ -197,10 +197,16 @@ dingtalk:
 	run("", "upload", "-dst=gz", "-img="+files[0])
 	targetHas(t, dst2.Host, want, "it/base:1", "it/app:1", "it/app:2", "it/multi:1", "it/oci:1")
 
+	// transmit mode (image-transmit -src=nj -lst=img.lst -dst=gz): sync
+	dst3 := regtest.StartDistribution(t, regtest.DistributionOptions{})
+	write("cfg.yaml", strings.Replace(cfg, dstHost, dstName+":"+strings.Split(dst3.Host, ":")[1], 1))
+	run("", "sync", "-src=nj", "-lst=img.lst", "-dst=gz")
+	targetHas(t, dst3.Host, want, "it/base:1", "it/app:1")
+
 	robot.mu.Lock()
 	defer robot.mu.Unlock()
-	if robot.bad > 0 || len(robot.messages) != 3+3+4 {
-		t.Fatalf("dingtalk: %d messages, %d badly signed; want 10 signed", len(robot.messages), robot.bad)
+	if robot.bad > 0 || len(robot.messages) != 3+3+4+1 {
+		t.Fatalf("dingtalk: %d messages, %d badly signed; want 11 signed", len(robot.messages), robot.bad)
 	}
 	if !strings.Contains(robot.messages[0], "meta: "+full) || !strings.Contains(robot.messages[3], "uploaded") {
 		t.Errorf("messages do not say what moved:\n%s\n%s", robot.messages[0], robot.messages[3])

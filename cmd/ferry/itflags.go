@@ -5,9 +5,11 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/regclient/regclient/types/ref"
 	"github.com/urfave/cli/v2"
 	"golang.org/x/term"
 
+	"github.com/ferry-oss/ferry/bundle"
 	"github.com/ferry-oss/ferry/meta"
 )
 
@@ -170,4 +172,16 @@ func replaceFirst(repo, ns string) string {
 		return ns + "/" + rest
 	}
 	return ns + "/" + repo
+}
+
+// syncRepo maps repositories to a sync target: under its namespace, or
+// with the namespace in place of their first path component for a target
+// that says so (replaceNamespace, image-transmit's repository).
+func (e *env) syncRepo(target string, host ref.Ref, ns string) func(string) (ref.Ref, error) {
+	rc, ok := e.cfg.Lookup(target)
+	if !ok || !rc.ReplaceNamespace || ns == "" {
+		return bundle.RegistryTarget(host, ns, nil)
+	}
+	to := bundle.RegistryTarget(host, "", nil)
+	return func(repo string) (ref.Ref, error) { return to(replaceFirst(repo, ns)) }
 }

@@ -122,7 +122,7 @@ func (e *env) sync(c *cli.Context) error {
 				return nil // the same target twice
 			}
 		}
-		targets = append(targets, bundle.SyncTarget{Name: name, Repo: bundle.RegistryTarget(host, ns, nil)})
+		targets = append(targets, bundle.SyncTarget{Name: name, Repo: e.syncRepo(s, host, ns)})
 		hosts = append(hosts, host.Registry)
 		return nil
 	}
