@@ -46,13 +46,6 @@ func main() {
 		}
 		return
 	}
-	if *imageTransmit {
-		if err := pushImageTransmit(ctx, *host); err != nil {
-			fmt.Fprintln(os.Stderr, "ferry-seed:", err)
-			os.Exit(1)
-		}
-		return
-	}
 	if *generate > 0 {
 		if err := generateImages(ctx, *host, *generate, *genLayers, *genLayerSize, *list); err != nil {
 			fmt.Fprintln(os.Stderr, "ferry-seed:", err)
@@ -82,8 +75,14 @@ func run(ctx context.Context, host string, fixtures bool, extra, bigRepo string,
 		fmt.Printf("%s %s\n", r.CommonName(), img.Digest())
 		return nil
 	}
+	var sets []map[string]*regtest.Image
 	if fixtures {
-		imgs := regtest.Fixtures()
+		sets = append(sets, regtest.Fixtures())
+	}
+	if *imageTransmit {
+		sets = append(sets, regtest.ImageTransmitFixtures())
+	}
+	for _, imgs := range sets {
 		names := make([]string, 0, len(imgs))
 		for n := range imgs {
 			names = append(names, n)
