@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -51,6 +52,13 @@ type Store interface {
 	ReadPart(ctx context.Context, p meta.Part, fn BlobFunc) error
 }
 
+// DirFormat is a Format whose bundles may be directories (an OCI layout).
+type DirFormat interface {
+	Format
+	// SniffDir reports whether the directory is this format's bundle.
+	SniffDir(dir string) bool
+}
+
 var (
 	formatsMu sync.Mutex
 	formats   []Format
@@ -72,6 +80,9 @@ func RegisterFormat(f Format) {
 // ferry's own (or a file too broken to tell: meta.Load says why), a
 // registered Format, or ErrNotBundle with one line naming what was found.
 func foreignFormat(path string) (Format, error) {
+	if st, err := os.Stat(path); err == nil && st.IsDir() {
+		return dirFormat(path), nil // none: meta.Load says it is a directory
+	}
 	f, err := meta.OpenRegular(path)
 	if err != nil {
 		return nil, nil // meta.Load reports it
@@ -102,6 +113,18 @@ func foreignFormat(path string) (Format, error) {
 		what = "top-level keys " + strings.Join(sortedFirst(ks, 5), ", ")
 	}
 	return nil, fmt.Errorf("%s: %w: it is neither %s (%s)", filepath.Base(path), ErrNotBundle, strings.Join(names, " nor "), what)
+}
+
+// dirFormat is the registered DirFormat that reads the directory, or nil.
+func dirFormat(dir string) Format {
+	formatsMu.Lock()
+	defer formatsMu.Unlock()
+	for _, fm := range formats {
+		if df, ok := fm.(DirFormat); ok && df.SniffDir(dir) {
+			return fm
+		}
+	}
+	return nil
 }
 
 // topLevelKeys lists the keys of the top-level YAML mapping in head

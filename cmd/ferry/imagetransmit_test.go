@@ -347,4 +347,20 @@ func TestImageTransmitToDocker(t *testing.T) {
 			t.Errorf("%s in the engine: id %q, want its config %s (engine has %v)", name, ids[name], want, ids)
 		}
 	}
+	// what the engine's docker save writes, uploaded by ferry: a new
+	// manifest over the same config (its layers as docker keeps them)
+	saved := filepath.Join(t.TempDir(), "saved.tar")
+	dockerSave(t, d, saved, "it/base:1", "it/app:1")
+	host, stop := regtest.Olareg()
+	defer stop()
+	if code, stdout, stderr := ferry(t, "", "--no-progress", "upload", saved, "--target", host+"/mirror"); code != 0 {
+		t.Fatalf("upload of docker save's archive: %d\n%s\n%s", code, stdout, stderr)
+	}
+	for _, name := range []string{"it/base:1", "it/app:1"} {
+		m := manifestAt(t, host, "mirror/"+name)
+		c, _ := m.(manifest.Imager).GetConfig()
+		if want := regtest.ImageTransmitFixtures()[name].Blobs[0].Desc.Digest; c.Digest != want {
+			t.Errorf("%s from docker save: config %s, want %s", name, c.Digest, want)
+		}
+	}
 }

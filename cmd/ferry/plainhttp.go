@@ -1,9 +1,14 @@
 package main
 
 import (
+	"context"
+	"errors"
+	"syscall"
+
 	"github.com/urfave/cli/v2"
 
 	"github.com/ferry-oss/ferry/bundle"
+	"github.com/ferry-oss/ferry/registry"
 )
 
 // plainHTTPFlag is global: registries not in cfg.yaml are reached over
@@ -30,4 +35,28 @@ func (e *env) markPlainImages(images []bundle.ImageSpec) {
 			e.markPlain(s.Source.Registry)
 		}
 	}
+}
+
+// checkSync pings every registry of a sync before any work: one that
+// cannot work as configured (TLS on plain HTTP, an untrusted certificate,
+// an unknown host, a token realm elsewhere) fails the sync at once; one
+// that is down (connection refused) only fails its own copies, and the
+// other targets complete.
+func (e *env) checkSync(ctx context.Context, reg *registry.Registry, hosts []string) error {
+	seen := map[string]bool{}
+	for _, h := range hosts {
+		if seen[h] {
+			continue
+		}
+		seen[h] = true
+		err := reg.Check(ctx, h)
+		if errors.Is(err, syscall.ECONNREFUSED) {
+			e.log.Warn("registry is down: its copies will fail", "err", err)
+			continue
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }

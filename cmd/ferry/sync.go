@@ -176,7 +176,7 @@ func (e *env) sync(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := reg.Check(c.Context, hosts...); err != nil { // every source and target, before any work
+	if err := e.checkSync(c.Context, reg, hosts); err != nil { // every source and target, before any work
 		return err
 	}
 	var report *os.File

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,6 +19,7 @@ import (
 	"github.com/ferry-oss/ferry/meta"
 	"github.com/ferry-oss/ferry/registry"
 	"github.com/ferry-oss/ferry/registry/regtest"
+	"github.com/ferry-oss/ferry/registry/serve"
 )
 
 func init() { imagetransmit.Register() }
@@ -304,6 +306,47 @@ func TestOpenBlobStreams(t *testing.T) {
 		rc.Close()
 		if err != nil || digest.FromBytes(data) != b.Digest {
 			t.Fatalf("blob %s: %v", b.Digest, err)
+		}
+	}
+}
+
+// TestServe: ferry serve answers from an image-transmit increment and its
+// base, straight from their data files; a pull gets the source's bytes.
+func TestServe(t *testing.T) {
+	full, incr := metas(t, "gui-zstd")
+	set, err := bundle.OpenSet(incr, full)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := serve.New(set, serve.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(srv)
+	defer hs.Close()
+	host := strings.TrimPrefix(hs.URL, "http://")
+	reg, err := registry.New(registry.Options{Registries: []string{host}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := sourceDigests()
+	for _, name := range []string{"it/app:2", "it/base:1"} {
+		r, _ := ref.New(host + "/" + name)
+		m, err := reg.ManifestGet(context.Background(), r)
+		if err != nil || m.GetDescriptor().Digest != want[name] {
+			t.Fatalf("%s: %v %v", name, m, err)
+		}
+		img := regtest.ImageTransmitFixtures()[name]
+		for _, b := range img.Blobs {
+			rc, err := reg.BlobGet(context.Background(), r, b.Desc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := io.ReadAll(rc)
+			rc.Close()
+			if err != nil || digest.FromBytes(got) != b.Desc.Digest {
+				t.Fatalf("%s blob %s: %v", name, b.Desc.Digest, err)
+			}
 		}
 	}
 }
