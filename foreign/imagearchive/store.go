@@ -92,4 +92,3 @@ func namedBlob(name string) (digest.Digest, bool) {
 	d := digest.NewDigestFromEncoded(digest.SHA256, hex)
 	return d, ok && d.Validate() == nil
 }
-
