@@ -26,6 +26,7 @@ import (
 
 	"github.com/ferry-oss/ferry/bundle"
 	"github.com/ferry-oss/ferry/meta"
+	"github.com/ferry-oss/ferry/oci"
 	"github.com/ferry-oss/ferry/registry/regtest"
 )
 
@@ -394,7 +395,7 @@ func TestUploadResumeReadsMissing(t *testing.T) {
 // acceptSink takes every blob it can read to the end, as a sink that
 // does not check digests itself (the Docker engine) would.
 type acceptSink struct {
-	bundle.Sink
+	oci.Sink
 	mu  sync.Mutex
 	got map[digest.Digest]bool
 }
@@ -436,7 +437,7 @@ func TestUploadCorruptBlob(t *testing.T) {
 	sink := &acceptSink{got: map[digest.Digest]bool{}}
 	target := func(repo string) (ref.Ref, error) { return ref.New("target.test/" + repo) }
 	_, err = bundle.Upload(context.Background(), bd, sink, bundle.UploadOptions{Target: target, Jobs: 1})
-	if !errors.Is(err, bundle.ErrDigestMismatch) {
+	if !errors.Is(err, oci.ErrDigestMismatch) {
 		t.Fatalf("upload: %v, want digest mismatch", err)
 	}
 	if sink.got[b.Digest] {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/ferry-oss/ferry/bundle"
 	"github.com/ferry-oss/ferry/meta"
+	"github.com/ferry-oss/ferry/oci"
 )
 
 // frame encodes one tar entry (no end marker) as a frame of codec c.
@@ -113,7 +114,7 @@ func (s *countSink) BlobExists(context.Context, ref.Ref, descriptor.Descriptor) 
 	return false, nil
 }
 func (s *countSink) BlobMount(context.Context, ref.Ref, ref.Ref, descriptor.Descriptor) error {
-	return bundle.ErrUnsupported
+	return oci.ErrUnsupported
 }
 func (s *countSink) BlobPut(_ context.Context, _ ref.Ref, _ descriptor.Descriptor, r io.Reader) error {
 	s.blobs.Add(1)

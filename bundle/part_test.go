@@ -16,42 +16,14 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
-	"github.com/regclient/regclient/types/descriptor"
 
 	"github.com/ferry-oss/ferry/bundle"
 	"github.com/ferry-oss/ferry/meta"
+	"github.com/ferry-oss/ferry/oci"
 	"github.com/ferry-oss/ferry/registry/regtest"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
-
-func TestVerifyReader(t *testing.T) {
-	data := []byte("hello, ferry")
-	d := descriptor.Descriptor{Digest: digest.FromBytes(data), Size: int64(len(data))}
-	tests := []struct {
-		name string
-		in   []byte
-		d    descriptor.Descriptor
-		err  error
-	}{
-		{"ok", data, d, nil},
-		{"short", data[:5], d, bundle.ErrSizeMismatch},
-		{"long", append(append([]byte{}, data...), '!'), d, bundle.ErrSizeMismatch},
-		{"flipped", []byte("hello, ferrY"), d, bundle.ErrDigestMismatch},
-		{"empty ok", nil, descriptor.Descriptor{Digest: digest.FromBytes(nil)}, nil},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got, err := io.ReadAll(bundle.VerifyReader(bytes.NewReader(tt.in), tt.d))
-			if !errors.Is(err, tt.err) {
-				t.Fatalf("err %v, want %v", err, tt.err)
-			}
-			if err == nil && !bytes.Equal(got, tt.in) {
-				t.Fatal("bytes changed")
-			}
-		})
-	}
-}
 
 func TestCodecsRoundTrip(t *testing.T) {
 	payload := bytes.Repeat([]byte("ferry moves images "), 50000)
@@ -194,7 +166,7 @@ func TestReadPartRejects(t *testing.T) {
 		err  error
 	}{
 		{"ok", mk(bundle.BlobPath(d), blob, int64(len(blob))), "", nil},
-		{"wrong content", mk(bundle.BlobPath(d), []byte("the only blub"), int64(len(blob))), "", bundle.ErrDigestMismatch},
+		{"wrong content", mk(bundle.BlobPath(d), []byte("the only blub"), int64(len(blob))), "", oci.ErrDigestMismatch},
 		{"missing blob", mk("blobs/sha256/"+strings.Repeat("0", 64), blob, int64(len(blob))), "", bundle.ErrBlobMissing},
 		{"sha mismatch", mk(bundle.BlobPath(d), blob, int64(len(blob))), strings.Repeat("ab", 32), bundle.ErrPartCorrupt},
 		{"garbage", []byte(strings.Repeat("garbage!", 100)), "", bundle.ErrPartCorrupt},

@@ -19,6 +19,7 @@ import (
 
 	"github.com/ferry-oss/ferry/bundle"
 	"github.com/ferry-oss/ferry/meta"
+	"github.com/ferry-oss/ferry/oci"
 	"github.com/ferry-oss/ferry/registry"
 	"github.com/ferry-oss/ferry/registry/regtest"
 )
@@ -69,7 +70,7 @@ func push(t *testing.T, reg *registry.Registry, r ref.Ref, img *regtest.Image) {
 	}
 }
 
-func saveReferrers(t *testing.T, src bundle.Source, specs []bundle.ImageSpec, dir string, opts bundle.SaveOptions, bases ...string) (*bundle.SaveResult, error) {
+func saveReferrers(t *testing.T, src oci.Source, specs []bundle.ImageSpec, dir string, opts bundle.SaveOptions, bases ...string) (*bundle.SaveResult, error) {
 	t.Helper()
 	w, err := bundle.NewWriter(bundle.WriterOptions{Dir: dir, Parts: 2, Bases: bases, Tool: "ferry test"})
 	if err != nil {
@@ -255,34 +256,10 @@ func TestSaveCorruptReferrer(t *testing.T) {
 	}
 	dir := t.TempDir()
 	_, err := saveReferrers(t, reg, specs, dir, bundle.SaveOptions{Referrers: true})
-	if !errors.Is(err, bundle.ErrDigestMismatch) && !errors.Is(err, errs.ErrDigestMismatch) {
+	if !errors.Is(err, oci.ErrDigestMismatch) && !errors.Is(err, errs.ErrDigestMismatch) {
 		t.Fatalf("err %v, want a digest mismatch", err)
 	}
 	if files, _ := filepath.Glob(filepath.Join(dir, "*")); len(files) != 0 {
 		t.Errorf("files left: %v", files)
-	}
-}
-
-func TestCosignTagsAndArtifactType(t *testing.T) {
-	d := digest.FromString("x")
-	tags := bundle.CosignTags(d)
-	if len(tags) != 3 || tags[0] != "sha256-"+d.Encoded()+".sig" || tags[2] != "sha256-"+d.Encoded()+".sbom" {
-		t.Fatalf("CosignTags: %v", tags)
-	}
-	for tag, want := range map[string]bool{tags[0]: true, tags[1]: true, tags[2]: true, "1": false, "sha256-abc.sig": false, "sha256-" + d.Encoded(): false} {
-		if bundle.IsCosignTag(tag) != want {
-			t.Errorf("IsCosignTag(%q) = %v", tag, !want)
-		}
-	}
-	tests := []struct{ mt, raw, want string }{
-		{"application/vnd.oci.image.manifest.v1+json", `{"artifactType":"a/b","config":{"mediaType":"c/d"}}`, "a/b"},
-		{"application/vnd.oci.image.manifest.v1+json", `{"config":{"mediaType":"c/d"}}`, "c/d"},
-		{"application/vnd.oci.image.index.v1+json", `{"manifests":[]}`, ""},
-		{"application/vnd.oci.image.index.v1+json", `{"artifactType":"e/f"}`, "e/f"},
-	}
-	for _, tt := range tests {
-		if got := bundle.ArtifactType(tt.mt, []byte(tt.raw)); got != tt.want {
-			t.Errorf("ArtifactType(%s) = %q, want %q", tt.raw, got, tt.want)
-		}
 	}
 }

@@ -23,13 +23,14 @@ import (
 
 	"github.com/ferry-oss/ferry/bundle"
 	"github.com/ferry-oss/ferry/meta"
+	"github.com/ferry-oss/ferry/oci"
 	"github.com/ferry-oss/ferry/registry/regtest"
 )
 
 // cutSource serves the first `after` blob requests and cancels the save at
 // the next one (after == -1: never); it counts requests per digest.
 type cutSource struct {
-	bundle.Source
+	oci.Source
 	after  int64
 	cancel context.CancelFunc
 	n      atomic.Int64
@@ -588,7 +589,7 @@ func TestResumeAfterLinkDrop(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = bundle.Save(context.Background(), reg, w, specs, opts)
-	if !errors.Is(err, bundle.ErrImagesFailed) || !w.Suspended() {
+	if !errors.Is(err, oci.ErrImagesFailed) || !w.Suspended() {
 		t.Fatalf("err %v, suspended %v", err, w.Suspended())
 	}
 	proxy.Reset()

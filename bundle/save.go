@@ -2,7 +2,6 @@ package bundle
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -22,6 +21,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/ferry-oss/ferry/meta"
+	"github.com/ferry-oss/ferry/oci"
 )
 
 // SaveOptions configure Save.
@@ -49,7 +49,7 @@ type SaveOptions struct {
 	// keeps all.
 	ArtifactTypes []string
 	Log           *slog.Logger
-	Progress      Progress
+	Progress      oci.Progress
 }
 
 // ImageError is the failure of one image.
@@ -75,7 +75,7 @@ func (e *FailedError) Error() string {
 }
 
 func (e *FailedError) Unwrap() []error {
-	out := []error{ErrImagesFailed}
+	out := []error{oci.ErrImagesFailed}
 	for _, f := range e.Images {
 		out = append(out, f.Err)
 	}
@@ -128,10 +128,10 @@ const maxReferrerLevel = 2
 // blobs) with bounded concurrency, then the manifests, then commits the
 // bundle. When an image fails and KeepGoing is off, nothing is committed,
 // w is aborted and a *FailedError is returned.
-func Save(ctx context.Context, src Source, w *Writer, images []ImageSpec, opts SaveOptions) (*SaveResult, error) {
+func Save(ctx context.Context, src oci.Source, w *Writer, images []ImageSpec, opts SaveOptions) (*SaveResult, error) {
 	start := time.Now()
 	defaults(&opts.Jobs, &opts.RetryDelay, &opts.Log)
-	prog := orNop(opts.Progress)
+	prog := oci.OrNop(opts.Progress)
 	res := &SaveResult{}
 	committed := false
 	defer func() {
@@ -409,7 +409,7 @@ func putManifests(ctx context.Context, w *Writer, p *imagePlan) error {
 
 // planImage resolves one image: its top manifest (an index filtered to the
 // wanted platforms), every child manifest, and the blobs they reference.
-func planImage(ctx context.Context, src Source, spec ImageSpec, opts SaveOptions) (*imagePlan, error) {
+func planImage(ctx context.Context, src oci.Source, spec ImageSpec, opts SaveOptions) (*imagePlan, error) {
 	p := &imagePlan{spec: spec}
 	top, err := getManifest(ctx, src, spec.Source, opts)
 	if err != nil {
@@ -428,9 +428,9 @@ func planImage(ctx context.Context, src Source, spec ImageSpec, opts SaveOptions
 	return p, nil
 }
 
-func (p *imagePlan) walk(ctx context.Context, src Source, m manifest.Manifest, srcRef, tgt ref.Ref, opts SaveOptions, depth int) (manifest.Manifest, error) {
+func (p *imagePlan) walk(ctx context.Context, src oci.Source, m manifest.Manifest, srcRef, tgt ref.Ref, opts SaveOptions, depth int) (manifest.Manifest, error) {
 	if depth > 4 {
-		return nil, fmt.Errorf("%w: indexes nested too deep", ErrUnsupported)
+		return nil, fmt.Errorf("%w: indexes nested too deep", oci.ErrUnsupported)
 	}
 	desc := m.GetDescriptor()
 	switch mm := m.(type) {
@@ -439,8 +439,8 @@ func (p *imagePlan) walk(ctx context.Context, src Source, m manifest.Manifest, s
 		if err != nil {
 			return nil, err
 		}
-		if len(dl) > MaxChildren {
-			return nil, fmt.Errorf("index %s lists %d manifests: %w (at most %d)", desc.Digest, len(dl), ErrLimit, MaxChildren)
+		if len(dl) > oci.MaxChildren {
+			return nil, fmt.Errorf("index %s lists %d manifests: %w (at most %d)", desc.Digest, len(dl), oci.ErrLimit, oci.MaxChildren)
 		}
 		kept := dl
 		if len(opts.Platforms) > 0 {
@@ -457,7 +457,7 @@ func (p *imagePlan) walk(ctx context.Context, src Source, m manifest.Manifest, s
 						have = append(have, c.Platform.String())
 					}
 				}
-				return nil, fmt.Errorf("%w: index %s has %s, wanted %s", ErrPlatformMismatch, desc.Digest, strings.Join(have, ", "), platformList(opts.Platforms))
+				return nil, fmt.Errorf("%w: index %s has %s, wanted %s", oci.ErrPlatformMismatch, desc.Digest, strings.Join(have, ", "), platformList(opts.Platforms))
 			}
 		}
 		for _, c := range kept {
@@ -487,22 +487,22 @@ func (p *imagePlan) walk(ctx context.Context, src Source, m manifest.Manifest, s
 			m = nm
 		}
 	case manifest.Imager:
-		blobs, _, err := References(m)
+		blobs, _, err := oci.References(m)
 		if err != nil {
 			return nil, err
 		}
-		if len(blobs)-1 > MaxLayers {
-			return nil, fmt.Errorf("image %s has %d layers: %w (at most %d)", desc.Digest, len(blobs)-1, ErrLimit, MaxLayers)
+		if len(blobs)-1 > oci.MaxLayers {
+			return nil, fmt.Errorf("image %s has %d layers: %w (at most %d)", desc.Digest, len(blobs)-1, oci.ErrLimit, oci.MaxLayers)
 		}
 		cfg := blobs[0]
 		if depth == 0 && len(opts.Platforms) > 0 && mediatype.Base(cfg.MediaType) != mediatype.OCI1Empty {
-			plat, err := configPlatform(ctx, src, srcRef, cfg)
+			plat, err := oci.ConfigPlatform(ctx, src, srcRef, cfg)
 			if err != nil {
 				return nil, err
 			}
 			if plat != nil {
 				if !matchAny(*plat, opts.Platforms) {
-					return nil, fmt.Errorf("%w: image is %s, wanted %s", ErrPlatformMismatch, plat, platformList(opts.Platforms))
+					return nil, fmt.Errorf("%w: image is %s, wanted %s", oci.ErrPlatformMismatch, plat, platformList(opts.Platforms))
 				}
 				p.platforms = append(p.platforms, plat.String())
 			}
@@ -511,7 +511,7 @@ func (p *imagePlan) walk(ctx context.Context, src Source, m manifest.Manifest, s
 			p.blobs = append(p.blobs, srcBlob{desc: descriptor.Descriptor{MediaType: b.MediaType, Digest: b.Digest, Size: b.Size}, src: srcRef, tgt: tgt})
 		}
 	default:
-		return nil, fmt.Errorf("%w: manifest media type %s", ErrUnsupported, desc.MediaType)
+		return nil, fmt.Errorf("%w: manifest media type %s", oci.ErrUnsupported, desc.MediaType)
 	}
 	p.manifests = append(p.manifests, m)
 	if m.GetDescriptor().Digest != desc.Digest {
@@ -528,12 +528,12 @@ func (p *imagePlan) walk(ctx context.Context, src Source, m manifest.Manifest, s
 // maxReferrerLevel, what refers to those) after it: their manifests and
 // blobs, never filtered by platform, and their tags when they are
 // cosign-style.
-func (p *imagePlan) addReferrers(ctx context.Context, src Source, d descriptor.Descriptor, srcRef, tgt ref.Ref, opts SaveOptions, level int) error {
-	rs, ok := src.(ReferrerSource)
+func (p *imagePlan) addReferrers(ctx context.Context, src oci.Source, d descriptor.Descriptor, srcRef, tgt ref.Ref, opts SaveOptions, level int) error {
+	rs, ok := src.(oci.ReferrerSource)
 	if !opts.Referrers || !ok || level > maxReferrerLevel {
 		return nil
 	}
-	var list []Referrer
+	var list []oci.Referrer
 	err := retry(ctx, opts.Retries, opts.RetryDelay, opts.Log, "referrers of "+d.Digest.String(), func() error {
 		var err error
 		list, err = rs.Referrers(ctx, srcRef, d)
@@ -542,8 +542,8 @@ func (p *imagePlan) addReferrers(ctx context.Context, src Source, d descriptor.D
 	if err != nil {
 		return fmt.Errorf("referrers of %s (leave them out with --referrers=false): %w", d.Digest, err)
 	}
-	if len(list) > MaxReferrers {
-		return fmt.Errorf("%s has %d referrers: %w (at most %d; leave them out with --referrers=false)", d.Digest, len(list), ErrLimit, MaxReferrers)
+	if len(list) > oci.MaxReferrers {
+		return fmt.Errorf("%s has %d referrers: %w (at most %d; leave them out with --referrers=false)", d.Digest, len(list), oci.ErrLimit, oci.MaxReferrers)
 	}
 	ropts := opts
 	ropts.Platforms = nil // platform filters never drop referrers
@@ -576,7 +576,7 @@ func (p *imagePlan) addReferrers(ctx context.Context, src Source, d descriptor.D
 
 // walkReferrer adds a referrer manifest like a child (depth 1: it adds no
 // platforms to the image), then its own referrers one level down.
-func (p *imagePlan) walkReferrer(ctx context.Context, src Source, m manifest.Manifest, srcRef, tgt ref.Ref, opts SaveOptions, level int) error {
+func (p *imagePlan) walkReferrer(ctx context.Context, src oci.Source, m manifest.Manifest, srcRef, tgt ref.Ref, opts SaveOptions, level int) error {
 	o := opts
 	o.Referrers = false // walk does not recurse into referrers here
 	if _, err := p.walk(ctx, src, m, srcRef, tgt, o, 1); err != nil {
@@ -586,7 +586,7 @@ func (p *imagePlan) walkReferrer(ctx context.Context, src Source, m manifest.Man
 }
 
 // wantArtifact applies SaveOptions.ArtifactTypes.
-func wantArtifact(r Referrer, types []string) bool {
+func wantArtifact(r oci.Referrer, types []string) bool {
 	if len(types) == 0 {
 		return true
 	}
@@ -596,41 +596,6 @@ func wantArtifact(r Referrer, types []string) bool {
 		}
 	}
 	return false
-}
-
-func configPlatform(ctx context.Context, src Source, r ref.Ref, cfg descriptor.Descriptor) (*platform.Platform, error) {
-	if cfg.Size > 4<<20 {
-		return nil, fmt.Errorf("config %s: %w: %d bytes", cfg.Digest, ErrUnsupported, cfg.Size)
-	}
-	rc, err := src.BlobGet(ctx, r, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("reading config %s: %w", cfg.Digest, err)
-	}
-	defer rc.Close()
-	b, err := io.ReadAll(VerifyReader(rc, cfg))
-	if err != nil {
-		return nil, fmt.Errorf("reading config %s: %w", cfg.Digest, err)
-	}
-	var c struct {
-		OS           string `json:"os"`
-		Architecture string `json:"architecture"`
-		Variant      string `json:"variant"`
-	}
-	if err := json.Unmarshal(b, &c); err != nil || c.OS == "" {
-		return nil, nil // not an image config: no platform to check
-	}
-	plat, err := platform.Parse(c.OS + "/" + c.Architecture + optional("/", c.Variant))
-	if err != nil {
-		return nil, nil
-	}
-	return &plat, nil
-}
-
-func optional(sep, s string) string {
-	if s == "" {
-		return ""
-	}
-	return sep + s
 }
 
 func matchAny(p platform.Platform, want []platform.Platform) bool {
@@ -651,7 +616,7 @@ func platformList(ps []platform.Platform) string {
 }
 
 // getManifest fetches a manifest with retries.
-func getManifest(ctx context.Context, src Source, r ref.Ref, opts SaveOptions) (manifest.Manifest, error) {
+func getManifest(ctx context.Context, src oci.Source, r ref.Ref, opts SaveOptions) (manifest.Manifest, error) {
 	var m manifest.Manifest
 	err := retry(ctx, opts.Retries, opts.RetryDelay, opts.Log, "manifest "+r.CommonName(), func() error {
 		var err error
@@ -666,7 +631,7 @@ func getManifest(ctx context.Context, src Source, r ref.Ref, opts SaveOptions) (
 
 // copyBlob streams one blob from src into w, reopening the source on
 // transient errors and resuming where it broke off.
-func copyBlob(ctx context.Context, src Source, w *Writer, b srcBlob, opts SaveOptions, prog Progress) error {
+func copyBlob(ctx context.Context, src oci.Source, w *Writer, b srcBlob, opts SaveOptions, prog oci.Progress) error {
 	t := prog.Begin(b.desc.Digest.Encoded()[:12], b.desc.Size)
 	rr := &resumeReader{ctx: ctx, idle: opts.IdleTimeout, open: func(actx context.Context) (io.ReadCloser, error) {
 		var rc io.ReadCloser
@@ -680,7 +645,7 @@ func copyBlob(ctx context.Context, src Source, w *Writer, b srcBlob, opts SaveOp
 	defer rr.Close()
 	// The Source contract makes rr check the digest at EOF: Verified
 	// spares the Writer a second hash of every byte.
-	err := w.BlobPut(ctx, b.tgt, b.desc, Verified(&trackReader{r: rr, t: t}))
+	err := w.BlobPut(ctx, b.tgt, b.desc, oci.Verified(oci.TrackReader(rr, t)))
 	t.Done(err)
 	if err != nil {
 		return fmt.Errorf("fetching blob %s: %w", b.desc.Digest, err)
@@ -707,7 +672,7 @@ func retryable(ctx context.Context, err error) bool {
 	if err == nil || ctx.Err() != nil {
 		return false
 	}
-	for _, perm := range []error{ErrLimit, ErrDigestMismatch, ErrSizeMismatch, ErrPartCorrupt, ErrPartMissing, ErrBlobMissing, ErrBaseMissing, ErrUnsupported, ErrCodec, errs.ErrDigestMismatch, errs.ErrNotRetryable, errs.ErrSizeLimitExceeded, errs.ErrNotFound, errs.ErrHTTPUnauthorized, errs.ErrInvalidReference, errs.ErrUnsupportedMediaType, errs.ErrParsingFailed, ErrPlatformMismatch, context.Canceled, context.DeadlineExceeded} {
+	for _, perm := range []error{oci.ErrLimit, oci.ErrDigestMismatch, oci.ErrSizeMismatch, ErrPartCorrupt, ErrPartMissing, ErrBlobMissing, ErrBaseMissing, oci.ErrUnsupported, ErrCodec, errs.ErrDigestMismatch, errs.ErrNotRetryable, errs.ErrSizeLimitExceeded, errs.ErrNotFound, errs.ErrHTTPUnauthorized, errs.ErrInvalidReference, errs.ErrUnsupportedMediaType, errs.ErrParsingFailed, oci.ErrPlatformMismatch, context.Canceled, context.DeadlineExceeded} {
 		if errors.Is(err, perm) {
 			return false
 		}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/ferry-oss/ferry/bundle"
 	"github.com/ferry-oss/ferry/meta"
+	"github.com/ferry-oss/ferry/oci"
 	"github.com/ferry-oss/ferry/registry"
 	"github.com/ferry-oss/ferry/registry/regtest"
 )
@@ -81,7 +82,7 @@ type saveCase struct {
 	jobs      int
 }
 
-func save(t testing.TB, src bundle.Source, specs []bundle.ImageSpec, dir string, c saveCase) (*bundle.SaveResult, error) {
+func save(t testing.TB, src oci.Source, specs []bundle.ImageSpec, dir string, c saveCase) (*bundle.SaveResult, error) {
 	t.Helper()
 	var plats []platform.Platform
 	for _, p := range c.platforms {
@@ -222,13 +223,13 @@ func TestPlatformFilter(t *testing.T) {
 		{nil, 3, nil},
 		{[]string{"linux/arm64"}, 1, nil},
 		{[]string{"linux/amd64", "linux/arm/v7"}, 2, nil},
-		{[]string{"windows/amd64"}, 0, bundle.ErrPlatformMismatch},
+		{[]string{"windows/amd64"}, 0, oci.ErrPlatformMismatch},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.platforms, ","), func(t *testing.T) {
 			res, err := save(t, e.reg, e.specs(t, "library/multi:1"), t.TempDir(), saveCase{platforms: tt.platforms})
 			if tt.err != nil {
-				if !errors.Is(err, tt.err) || !errors.Is(err, bundle.ErrImagesFailed) {
+				if !errors.Is(err, tt.err) || !errors.Is(err, oci.ErrImagesFailed) {
 					t.Fatalf("err %v, want %v", err, tt.err)
 				}
 				if !strings.Contains(err.Error(), "library/multi:1") {
@@ -257,7 +258,7 @@ func TestPlatformFilter(t *testing.T) {
 	}
 	// a single-platform image that does not match is an error naming it
 	_, err := save(t, e.reg, e.specs(t, "team/app:1"), t.TempDir(), saveCase{platforms: []string{"linux/arm64"}})
-	if !errors.Is(err, bundle.ErrPlatformMismatch) || !strings.Contains(err.Error(), "team/app:1") {
+	if !errors.Is(err, oci.ErrPlatformMismatch) || !strings.Contains(err.Error(), "team/app:1") {
 		t.Fatalf("err %v, want platform mismatch naming team/app:1", err)
 	}
 }
@@ -371,7 +372,7 @@ func TestCorruptPart(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), res.Meta.Parts[0].Name) {
 				t.Fatalf("verify: %v", err)
 			}
-			if !errors.Is(err, bundle.ErrPartCorrupt) && !errors.Is(err, bundle.ErrDigestMismatch) {
+			if !errors.Is(err, bundle.ErrPartCorrupt) && !errors.Is(err, oci.ErrDigestMismatch) {
 				t.Errorf("verify err %v: want part corrupt or digest mismatch", err)
 			}
 			thost, stop := regtest.Olareg()
@@ -437,7 +438,7 @@ func TestKeepGoingPartial(t *testing.T) {
 		t.Fatal(err)
 	}
 	res, err := bundle.Save(context.Background(), e.reg, w, specs, bundle.SaveOptions{KeepGoing: true, RetryDelay: time.Millisecond})
-	if !errors.Is(err, bundle.ErrImagesFailed) || res == nil {
+	if !errors.Is(err, oci.ErrImagesFailed) || res == nil {
 		t.Fatalf("err %v res %v", err, res)
 	}
 	m, err := meta.Load(res.MetaPath)
@@ -468,7 +469,7 @@ func mustPlatforms(t testing.TB, names ...string) []platform.Platform {
 
 // hostRewrite serves references to registry.test:5000 from the real host.
 type hostRewrite struct {
-	bundle.Source
+	oci.Source
 	host string
 }
 
@@ -485,7 +486,7 @@ func (h hostRewrite) BlobGet(ctx context.Context, r ref.Ref, d descriptor.Descri
 // stallSource delivers a few bytes of every blob, then blocks until the
 // context ends, like a transfer interrupted by Ctrl-C.
 type stallSource struct {
-	bundle.Source
+	oci.Source
 	started chan struct{}
 	once    sync.Once
 }

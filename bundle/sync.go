@@ -20,24 +20,19 @@ import (
 	"github.com/regclient/regclient/types/platform"
 	"github.com/regclient/regclient/types/ref"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/ferry-oss/ferry/oci"
 )
 
 // ErrStopped is returned by Sync when SyncOptions.Stop was closed: the
 // blobs in flight finished, nothing more was pushed.
 var ErrStopped = errors.New("stopped")
 
-// ManifestHeader is an optional Sink method: the digest of the manifest at
-// r (a tag or a digest), "" when there is none. Sync uses it to leave
-// images the target already has alone.
-type ManifestHeader interface {
-	ManifestDigest(ctx context.Context, r ref.Ref) (digest.Digest, error)
-}
-
 // SyncTarget is one destination of Sync.
 type SyncTarget struct {
 	// Name names the target in messages (host[/namespace]).
 	Name string
-	Sink Sink
+	Sink oci.Sink
 	// Repo maps an image's target repository (ImageSpec.Repository) to the
 	// repository at this sink (no tag or digest).
 	Repo func(repo string) (ref.Ref, error)
@@ -72,7 +67,7 @@ type SyncOptions struct {
 	// manifest: it returns ErrStopped once the blobs in flight landed.
 	Stop     <-chan struct{}
 	Log      *slog.Logger
-	Progress Progress
+	Progress oci.Progress
 }
 
 // TargetResult counts what Sync did at one target.
@@ -152,10 +147,10 @@ type syncDest struct {
 // target), and then pushes manifests, children first and tags last. A
 // failure at one target never stops the others; the result is returned
 // with a *FailedError listing every image copy that failed.
-func Sync(ctx context.Context, src Source, targets []SyncTarget, images []SyncImage, opts SyncOptions) (*SyncResult, error) {
+func Sync(ctx context.Context, src oci.Source, targets []SyncTarget, images []SyncImage, opts SyncOptions) (*SyncResult, error) {
 	start := time.Now()
 	defaults(&opts.Jobs, &opts.RetryDelay, &opts.Log)
-	prog := orNop(opts.Progress)
+	prog := oci.OrNop(opts.Progress)
 	if len(images) == 0 {
 		return nil, fmt.Errorf("%w: no images to sync", ErrBadList)
 	}
@@ -237,7 +232,7 @@ func Sync(ctx context.Context, src Source, targets []SyncTarget, images []SyncIm
 			continue
 		}
 		j.plan = plans[key]
-		if _, ok := targets[j.tgt].Sink.(ManifestHeader); !ok {
+		if _, ok := targets[j.tgt].Sink.(oci.ManifestHeader); !ok {
 			continue
 		}
 		k := 1
@@ -255,7 +250,7 @@ func Sync(ctx context.Context, src Source, targets []SyncTarget, images []SyncIm
 				j.err = err
 				continue
 			}
-			mh := targets[j.tgt].Sink.(ManifestHeader)
+			mh := targets[j.tgt].Sink.(oci.ManifestHeader)
 			g.Go(func() error {
 				p, err := plan(j.plan)
 				if err != nil {
@@ -475,7 +470,7 @@ func unreachable(err error) bool {
 // present reports whether the target already has the image: its tag (or
 // top digest) points at the planned top manifest and, with referrers,
 // every referrer manifest and cosign tag is there too.
-func present(ctx context.Context, mh ManifestHeader, repo ref.Ref, tag string, p *imagePlan, opts SyncOptions) (bool, error) {
+func present(ctx context.Context, mh oci.ManifestHeader, repo ref.Ref, tag string, p *imagePlan, opts SyncOptions) (bool, error) {
 	top := p.top.GetDescriptor().Digest
 	want := map[string]digest.Digest{}
 	if tag != "" {
@@ -568,7 +563,7 @@ func containsRepo(rs []ref.Ref, r ref.Ref) bool {
 // pushManifests puts an image's manifests, children first by digest, the
 // top one under its tag (by digest when it has none). It returns how many
 // manifests it put.
-func pushManifests(ctx context.Context, sink Sink, repo ref.Ref, tag string, p *imagePlan, opts SyncOptions) (int, error) {
+func pushManifests(ctx context.Context, sink oci.Sink, repo ref.Ref, tag string, p *imagePlan, opts SyncOptions) (int, error) {
 	top := p.top.GetDescriptor().Digest
 	put := func(r ref.Ref, m manifest.Manifest) error {
 		err := retry(ctx, opts.Retries, opts.RetryDelay, opts.Log, "manifest "+r.CommonName(), func() error {
@@ -609,11 +604,11 @@ func pushManifests(ctx context.Context, sink Sink, repo ref.Ref, tag string, p *
 
 // blobCopy copies one blob into every target that needs it.
 type blobCopy struct {
-	src     Source
+	src     oci.Source
 	n       *blobNeed
 	targets []SyncTarget
 	opts    SyncOptions
-	prog    Progress
+	prog    oci.Progress
 	read    *atomic.Int64
 	down    *downSet
 	counts  map[int]*TargetResult
@@ -621,7 +616,7 @@ type blobCopy struct {
 
 // sameSink reports whether a and b are the same sink (false when the
 // sinks cannot be compared).
-func sameSink(a, b Sink) (same bool) {
+func sameSink(a, b oci.Sink) (same bool) {
 	defer func() {
 		if recover() != nil {
 			same = false
@@ -852,7 +847,7 @@ func (c *blobCopy) teeOnce(ctx context.Context, dests []syncDest) []error {
 	errs := make([]error, len(dests))
 	if len(dests) == 1 {
 		// no tee: the sink reads the source directly
-		cr := &countReader{r: &trackReader{r: rr, t: t}, n: c.read}
+		cr := &countReader{r: oci.TrackReader(rr, t), n: c.read}
 		errs[0] = c.targets[dests[0].tgt].Sink.BlobPut(ctx, dests[0].repo, d, cr)
 		if cr.err != nil {
 			errs[0] = sourceError{fmt.Errorf("reading blob %s from the source: %w", d.Digest, cr.err)}
@@ -883,7 +878,7 @@ func (c *blobCopy) teeOnce(ctx context.Context, dests []syncDest) []error {
 		live[i] = true
 	}
 	buf := make([]byte, 256<<10)
-	src := &countReader{r: &trackReader{r: rr, t: t}, n: c.read}
+	src := &countReader{r: oci.TrackReader(rr, t), n: c.read}
 	var srcErr error // the source failed: the cause at every dest
 	for {
 		n, err := src.Read(buf)
@@ -951,7 +946,7 @@ func (c *blobCopy) teeOnce(ctx context.Context, dests []syncDest) []error {
 func drained(r io.Reader) error {
 	n, err := io.Copy(io.Discard, r)
 	if err == nil && n > 0 {
-		err = fmt.Errorf("%w: the target stopped reading %d bytes before the end", ErrSizeMismatch, n)
+		err = fmt.Errorf("%w: the target stopped reading %d bytes before the end", oci.ErrSizeMismatch, n)
 	}
 	return err
 }

@@ -17,13 +17,14 @@ import (
 	"github.com/regclient/regclient/types/ref"
 
 	"github.com/ferry-oss/ferry/bundle"
+	"github.com/ferry-oss/ferry/oci"
 	"github.com/ferry-oss/ferry/registry"
 	"github.com/ferry-oss/ferry/registry/regtest"
 )
 
 // countingSource counts the blob bytes read from a Source, per digest.
 type countingSource struct {
-	bundle.Source
+	oci.Source
 	mu    sync.Mutex
 	bytes map[digest.Digest]int64
 	total atomic.Int64
@@ -175,7 +176,7 @@ func TestSyncPlatformFilterAsSave(t *testing.T) {
 	plats := mustPlatforms(t, "linux/arm64", "linux/arm/v7")
 	ctx := context.Background()
 	res, err := bundle.Sync(ctx, e.reg, syncTargets(t, dreg, tgt), syncImages(e.specs(t, "library/multi:1", "team/app:1")), bundle.SyncOptions{Platforms: plats})
-	if !errors.Is(err, bundle.ErrImagesFailed) {
+	if !errors.Is(err, oci.ErrImagesFailed) {
 		t.Fatalf("sync accepted a single-platform image of another platform: %v", err)
 	}
 	saved, err := save(t, e.reg, e.specs(t, "library/multi:1", "team/app:1"), t.TempDir(), saveCase{platforms: []string{"linux/arm64", "linux/arm/v7"}})
@@ -184,11 +185,11 @@ func TestSyncPlatformFilterAsSave(t *testing.T) {
 		t.Fatalf("save accepted a single-platform image of another platform: %v", err)
 	}
 	var fe *bundle.FailedError
-	if !errors.As(err, &fe) || len(fe.Images) != 1 || !errors.Is(fe.Images[0].Err, bundle.ErrPlatformMismatch) {
+	if !errors.As(err, &fe) || len(fe.Images) != 1 || !errors.Is(fe.Images[0].Err, oci.ErrPlatformMismatch) {
 		t.Fatalf("save: %v", err)
 	}
 	_ = saved
-	if len(res.Failed) != 1 || !errors.Is(res.Failed[0].Err, bundle.ErrPlatformMismatch) {
+	if len(res.Failed) != 1 || !errors.Is(res.Failed[0].Err, oci.ErrPlatformMismatch) {
 		t.Fatalf("sync failures: %v", res.Failed)
 	}
 	saved, err = save(t, e.reg, e.specs(t, "library/multi:1"), t.TempDir(), saveCase{platforms: []string{"linux/arm64", "linux/arm/v7"}})
@@ -229,7 +230,7 @@ func TestSyncTargetDown(t *testing.T) {
 		t.Errorf("the dead target was asked for %d manifests: %v", len(asked.refs), asked.refs)
 	}
 	var fe *bundle.FailedError
-	if !errors.As(err, &fe) || !errors.Is(err, bundle.ErrImagesFailed) {
+	if !errors.As(err, &fe) || !errors.Is(err, oci.ErrImagesFailed) {
 		t.Fatalf("err %v", err)
 	}
 	if len(fe.Images) != len(names) {
@@ -272,7 +273,7 @@ func TestSyncStop(t *testing.T) {
 }
 
 // brokenSink fails every blob push after reading a few bytes.
-type brokenSink struct{ bundle.Sink }
+type brokenSink struct{ oci.Sink }
 
 var errBroken = errors.New("injected push failure")
 
@@ -309,7 +310,7 @@ func TestSyncTeeOneTargetFails(t *testing.T) {
 
 // stopOnRead closes stop when the first blob is opened.
 type stopOnRead struct {
-	bundle.Source
+	oci.Source
 	once sync.Once
 	stop chan struct{}
 }
@@ -391,7 +392,7 @@ func TestSyncReferrers(t *testing.T) {
 
 // stuckSink reads a little of each blob and then stops reading until its
 // stream is closed under it.
-type stuckSink struct{ bundle.Sink }
+type stuckSink struct{ oci.Sink }
 
 func (s stuckSink) BlobPut(ctx context.Context, r ref.Ref, d descriptor.Descriptor, rdr io.Reader) error {
 	_, _ = io.CopyN(io.Discard, rdr, 1)
@@ -422,7 +423,7 @@ func TestSyncStalledTargetDropsOut(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("a stalled target held up the sync")
 	}
-	if !errors.Is(err, bundle.ErrImagesFailed) || res.Targets[1].Images != 1 || res.Targets[0].Failed != 1 {
+	if !errors.Is(err, oci.ErrImagesFailed) || res.Targets[1].Images != 1 || res.Targets[0].Failed != 1 {
 		t.Fatalf("err %v, result %+v", err, res)
 	}
 }

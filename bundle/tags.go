@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/ferry-oss/ferry/meta"
+	"github.com/ferry-oss/ferry/oci"
 )
 
 // ErrNoTags is returned when a tag selection matches no tag.
@@ -271,7 +272,7 @@ func expandOne(ctx context.Context, lister TagLister, s ImageSpec, opts ExpandOp
 	tags := s.Select.Tags
 	if s.Select.listed() {
 		if lister == nil {
-			return nil, fmt.Errorf("%s: %w: the source cannot list tags", s.String(), ErrUnsupported)
+			return nil, fmt.Errorf("%s: %w: the source cannot list tags", s.String(), oci.ErrUnsupported)
 		}
 		all, err := lister.TagList(ctx, s.Source)
 		if err != nil {
@@ -332,7 +333,7 @@ func SortTags(tags []string) {
 
 // Resolver is what Resolve needs of a source.
 type Resolver interface {
-	Source
+	oci.Source
 	TagLister
 }
 
@@ -356,7 +357,7 @@ func Resolve(ctx context.Context, src Resolver, specs []ImageSpec, opts ExpandOp
 		}
 		g.Go(func() error {
 			var dg digest.Digest
-			if mh, ok := src.(ManifestHeader); ok {
+			if mh, ok := src.(oci.ManifestHeader); ok {
 				d, err := mh.ManifestDigest(gctx, s.Source)
 				if err != nil {
 					return fmt.Errorf("%s: %w", s.String(), err)

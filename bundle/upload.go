@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/ferry-oss/ferry/meta"
+	"github.com/ferry-oss/ferry/oci"
 )
 
 // UploadOptions configure Upload.
@@ -42,7 +43,7 @@ type UploadOptions struct {
 	// blobs) end it either way, before anything is pushed.
 	KeepGoing bool
 	Log       *slog.Logger
-	Progress  Progress
+	Progress  oci.Progress
 }
 
 // UploadResult summarizes an upload.
@@ -85,7 +86,7 @@ func (e *BaseMissingError) Unwrap() error { return ErrBaseMissing }
 // indexes, referrers after their subject), then the tags of all images,
 // and commits. With KeepGoing an image whose blobs or manifests did not
 // land is left out (no tag) and the others go on.
-func Upload(ctx context.Context, bd *Bundle, sink Sink, opts UploadOptions) (*UploadResult, error) {
+func Upload(ctx context.Context, bd *Bundle, sink oci.Sink, opts UploadOptions) (*UploadResult, error) {
 	start := time.Now()
 	defaults(&opts.Jobs, &opts.RetryDelay, &opts.Log)
 	if opts.Target == nil {
@@ -165,7 +166,7 @@ func Upload(ctx context.Context, bd *Bundle, sink Sink, opts UploadOptions) (*Up
 // With failed (KeepGoing), an image that needs a blob that did not land,
 // or whose manifest or tag push fails, is recorded in res.Failed and the
 // others go on.
-func pushImages(ctx context.Context, bd *Bundle, sink Sink, target func(string) ref.Ref, opts UploadOptions, res *UploadResult, failed *blobFailures) error {
+func pushImages(ctx context.Context, bd *Bundle, sink oci.Sink, target func(string) ref.Ref, opts UploadOptions, res *UploadResult, failed *blobFailures) error {
 	m := bd.Meta
 	referrers, err := ReferrersOf(m)
 	if err != nil {
@@ -299,8 +300,8 @@ func (f *blobFailures) keep(ctx context.Context, d digest.Digest, err error) err
 // which blobs it has (HEAD), then pushes the missing ones, largest first,
 // Jobs at a time, each read from its offset in its part (any part layout).
 // Blobs the target has are not read at all.
-func uploadBlobs(ctx context.Context, bd *Bundle, sink Sink, target func(string) ref.Ref, opts UploadOptions, res *UploadResult, failed *blobFailures) error {
-	prog := orNop(opts.Progress)
+func uploadBlobs(ctx context.Context, bd *Bundle, sink oci.Sink, target func(string) ref.Ref, opts UploadOptions, res *UploadResult, failed *blobFailures) error {
+	prog := oci.OrNop(opts.Progress)
 	var mu sync.Mutex
 	var missing []*meta.Blob
 	g, gctx := errgroup.WithContext(ctx)
@@ -358,7 +359,7 @@ func uploadBlobs(ctx context.Context, bd *Bundle, sink Sink, target func(string)
 				}
 				defer rc.Close()
 				t := prog.Begin(d.Digest.Encoded()[:12], d.Size)
-				err = sink.BlobPut(gctx, first, d, &trackReader{r: rc, t: t})
+				err = sink.BlobPut(gctx, first, d, oci.TrackReader(rc, t))
 				t.Done(err)
 				if err != nil {
 					return fmt.Errorf("pushing blob %s to %s: %w", d.Digest, first.CommonName(), err)
@@ -388,7 +389,7 @@ func uploadBlobs(ctx context.Context, bd *Bundle, sink Sink, target func(string)
 // made. With ask, it asks each repository first (HEAD) and mounts only
 // where the blob is missing. With failed (KeepGoing), a failed mount is
 // recorded for its repository and the others go on.
-func mountRest(ctx context.Context, sink Sink, target func(string) ref.Ref, b *meta.Blob, ask bool, failed *blobFailures) (int, error) {
+func mountRest(ctx context.Context, sink oci.Sink, target func(string) ref.Ref, b *meta.Blob, ask bool, failed *blobFailures) (int, error) {
 	d := descOf(b)
 	first := target(b.Repos[0])
 	n := 0
@@ -416,7 +417,7 @@ func mountRest(ctx context.Context, sink Sink, target func(string) ref.Ref, b *m
 // sent (a registry Sink's BlobExists compares the size and digest it
 // reports): a target that accepted a blob but serves something else is
 // caught before any manifest or tag points at it.
-func confirmBlob(ctx context.Context, sink Sink, r ref.Ref, d descriptor.Descriptor) error {
+func confirmBlob(ctx context.Context, sink oci.Sink, r ref.Ref, d descriptor.Descriptor) error {
 	ok, err := sink.BlobExists(ctx, r, d)
 	switch {
 	case err != nil:
@@ -436,9 +437,9 @@ func descOf(b *meta.Blob) descriptor.Descriptor {
 // blob checked (and the part's sha256), blobs the target lacks pushed.
 // With failed (KeepGoing) a blob that fails is recorded and the part read
 // on; a part that fails marks the blobs it had not yet delivered.
-func uploadParts(ctx context.Context, bd *Bundle, sink Sink, target func(string) ref.Ref, opts UploadOptions, res *UploadResult, failed *blobFailures) error {
+func uploadParts(ctx context.Context, bd *Bundle, sink oci.Sink, target func(string) ref.Ref, opts UploadOptions, res *UploadResult, failed *blobFailures) error {
 	m := bd.Meta
-	prog := orNop(opts.Progress)
+	prog := oci.OrNop(opts.Progress)
 	prog.SetTotal(m.TotalBlobBytes(), len(m.Blobs))
 	var pushed, skipped, mounted atomic.Int64
 	var bytes atomic.Int64
@@ -482,7 +483,7 @@ func uploadParts(ctx context.Context, bd *Bundle, sink Sink, target func(string)
 // pushFromPart pushes blob b, read from its part by r, unless the target
 // has it (then r is still read, and so checked), and mounts it into its
 // other repositories.
-func pushFromPart(ctx context.Context, sink Sink, target func(string) ref.Ref, b *meta.Blob, r io.Reader, prog Progress, failed *blobFailures, pushed, skipped, mounted, bytes *atomic.Int64) error {
+func pushFromPart(ctx context.Context, sink oci.Sink, target func(string) ref.Ref, b *meta.Blob, r io.Reader, prog oci.Progress, failed *blobFailures, pushed, skipped, mounted, bytes *atomic.Int64) error {
 	d := descOf(b)
 	first := target(b.Repos[0])
 	ok, err := sink.BlobExists(ctx, first, d)
@@ -492,14 +493,14 @@ func pushFromPart(ctx context.Context, sink Sink, target func(string) ref.Ref, b
 	t := prog.Begin(d.Digest.Encoded()[:12], d.Size)
 	if ok {
 		// still read (and so checked) from the part: progress counts it
-		_, err := io.Copy(io.Discard, &trackReader{r: r, t: t})
+		_, err := io.Copy(io.Discard, oci.TrackReader(r, t))
 		t.Done(err)
 		if err != nil {
 			return err
 		}
 		skipped.Add(1)
 	} else {
-		err := sink.BlobPut(ctx, first, d, &trackReader{r: r, t: t})
+		err := sink.BlobPut(ctx, first, d, oci.TrackReader(r, t))
 		t.Done(err)
 		if err != nil {
 			return fmt.Errorf("pushing blob %s to %s: %w", d.Digest, first.CommonName(), err)
@@ -520,7 +521,7 @@ func pushFromPart(ctx context.Context, sink Sink, target func(string) ref.Ref, b
 // subject; the image's own manifest is left to its tag where tagCarries.
 // It returns how many it put. With failed (KeepGoing), it first
 // checks that every blob they reference landed in the image's repository.
-func pushImageManifests(ctx context.Context, bd *Bundle, sink Sink, tgt ref.Ref, img meta.Image, referrers map[digest.Digest][]digest.Digest, failed *blobFailures) (int, error) {
+func pushImageManifests(ctx context.Context, bd *Bundle, sink oci.Sink, tgt ref.Ref, img meta.Image, referrers map[digest.Digest][]digest.Digest, failed *blobFailures) (int, error) {
 	var order []manifest.Manifest
 	seen := map[digest.Digest]bool{}
 	var walk func(dg digest.Digest, depth int) error
@@ -537,7 +538,7 @@ func pushImageManifests(ctx context.Context, bd *Bundle, sink Sink, tgt ref.Ref,
 		if err != nil {
 			return err
 		}
-		blobs, children, err := References(mm)
+		blobs, children, err := oci.References(mm)
 		if err != nil {
 			return fmt.Errorf("manifest %s: %w", dg, err)
 		}
@@ -547,7 +548,7 @@ func pushImageManifests(ctx context.Context, bd *Bundle, sink Sink, tgt ref.Ref,
 			}
 		}
 		if depth > 4 && len(children) > 0 {
-			return fmt.Errorf("manifest %s: %w: indexes nested too deep", dg, ErrUnsupported)
+			return fmt.Errorf("manifest %s: %w: indexes nested too deep", dg, oci.ErrUnsupported)
 		}
 		for _, c := range children {
 			if err := walk(c.Digest, depth+1); err != nil {
@@ -589,7 +590,7 @@ func tagCarries(img meta.Image, referrers map[digest.Digest][]digest.Digest) boo
 // checkBase makes sure every base blob is at the target in each repository
 // that needs it, mounting it from another repository where it is present
 // there. Nothing is mounted unless every base blob was found somewhere.
-func checkBase(ctx context.Context, bd *Bundle, sink Sink, target func(string) ref.Ref, res *UploadResult) error {
+func checkBase(ctx context.Context, bd *Bundle, sink oci.Sink, target func(string) ref.Ref, res *UploadResult) error {
 	m := bd.Meta
 	if len(m.BaseBlobs) == 0 {
 		return nil

@@ -24,6 +24,7 @@ import (
 	"github.com/regclient/regclient/types/ref"
 
 	"github.com/ferry-oss/ferry/meta"
+	"github.com/ferry-oss/ferry/oci"
 )
 
 // WriterOptions configure a bundle Writer.
@@ -128,7 +129,7 @@ type Writer struct {
 	suspended     bool
 }
 
-var _ Sink = (*Writer)(nil)
+var _ oci.Sink = (*Writer)(nil)
 
 // NewWriter prepares a bundle in opts.Dir. Base meta files are loaded now.
 func NewWriter(opts WriterOptions) (*Writer, error) {
@@ -333,7 +334,7 @@ func (w *Writer) put(ctx context.Context, kind string, d descriptor.Descriptor, 
 		}
 		w.setPart(s, pw)
 	}
-	loc, err := s.pw.add(BlobPath(d.Digest), d.Size, checkedReader(ctxReaderOf(ctx, rdr), d))
+	loc, err := s.pw.add(BlobPath(d.Digest), d.Size, oci.Checked(ctx, rdr, d))
 	if err != nil {
 		return "", meta.Location{}, err
 	}
@@ -480,7 +481,7 @@ func (w *Writer) ManifestPut(ctx context.Context, r ref.Ref, m manifest.Manifest
 		d.Digest = digest.FromBytes(raw)
 	}
 	if d.Digest.Algorithm().FromBytes(raw) != d.Digest {
-		return fmt.Errorf("storing manifest %s: %w", d.Digest, ErrDigestMismatch)
+		return fmt.Errorf("storing manifest %s: %w", d.Digest, oci.ErrDigestMismatch)
 	}
 	w.mu.Lock()
 	mf, ok := w.mindex[d.Digest]
@@ -512,7 +513,7 @@ func (w *Writer) ManifestPut(ctx context.Context, r ref.Ref, m manifest.Manifest
 		}
 		w.mu.Unlock()
 	}
-	blobs, children, err := References(m)
+	blobs, children, err := oci.References(m)
 	if err != nil {
 		return fmt.Errorf("storing manifest %s: %w", d.Digest, err)
 	}
@@ -678,7 +679,7 @@ func (w *Writer) buildMeta() (*meta.Meta, error) {
 		m.Type = meta.TypeIncremental
 	}
 	if len(m.Images) == 0 {
-		return nil, fmt.Errorf("bundle %s: %w: no image was saved", w.id, ErrImagesFailed)
+		return nil, fmt.Errorf("bundle %s: %w: no image was saved", w.id, oci.ErrImagesFailed)
 	}
 	sort.SliceStable(m.Images, func(i, j int) bool { return m.Images[i].Source < m.Images[j].Source })
 	for _, mf := range w.manifests {
@@ -752,7 +753,7 @@ func (w *Writer) manifestRaw(d digest.Digest) ([]byte, error) {
 		return nil, err
 	}
 	if d.Algorithm().FromBytes(raw) != d {
-		return nil, fmt.Errorf("manifest %s: spooled bytes: %w", d, ErrDigestMismatch)
+		return nil, fmt.Errorf("manifest %s: spooled bytes: %w", d, oci.ErrDigestMismatch)
 	}
 	return raw, nil
 }
@@ -856,35 +857,4 @@ func addUnique(list []string, s string) []string {
 	return append(list, s)
 }
 
-// ctxReaderOf wraps r in a ctxReader, keeping a Verified mark.
-func ctxReaderOf(ctx context.Context, r io.Reader) io.Reader {
-	if v, ok := r.(verified); ok {
-		return verified{ctxReader{ctx, v.Reader}}
-	}
-	return ctxReader{ctx, r}
-}
-
-// ContextReader returns a reader of r that fails with ctx's error once ctx
-// is done, so that a long copy stops on cancellation.
-func ContextReader(ctx context.Context, r io.Reader) io.Reader { return ctxReader{ctx, r} }
-
-// ctxReader stops reading when ctx is done.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
-}
-
 func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }
-
-// IsIndex reports whether a manifest media type is an index (manifest list).
-func IsIndex(mt string) bool {
-	mt = mediatype.Base(mt)
-	return mt == mediatype.OCI1ManifestList || mt == mediatype.Docker2ManifestList
-}

@@ -17,6 +17,7 @@ import (
 	"github.com/regclient/regclient/types/ref"
 
 	"github.com/ferry-oss/ferry/bundle"
+	"github.com/ferry-oss/ferry/oci"
 	"github.com/ferry-oss/ferry/registry"
 	"github.com/ferry-oss/ferry/registry/regtest"
 )
@@ -46,7 +47,7 @@ func seed(t *testing.T, reg *registry.Registry, host string, names ...string) ma
 	return imgs
 }
 
-func saveBundle(t *testing.T, reg bundle.Source, host, dir string, names ...string) (*bundle.SaveResult, error) {
+func saveBundle(t *testing.T, reg oci.Source, host, dir string, names ...string) (*bundle.SaveResult, error) {
 	t.Helper()
 	var specs []bundle.ImageSpec
 	for _, n := range names {

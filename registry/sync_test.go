@@ -10,6 +10,7 @@ import (
 	"github.com/regclient/regclient/types/ref"
 
 	"github.com/ferry-oss/ferry/bundle"
+	"github.com/ferry-oss/ferry/oci"
 	"github.com/ferry-oss/ferry/registry"
 	"github.com/ferry-oss/ferry/registry/regtest"
 )
@@ -41,7 +42,7 @@ func TestSyncLyingSource(t *testing.T) {
 	// one target (no tee), then both (tee)
 	for _, ts := range [][]bundle.SyncTarget{targets[:1], targets} {
 		res, err := bundle.Sync(context.Background(), reg, ts, []bundle.SyncImage{{Spec: spec}}, bundle.SyncOptions{Retries: 1, RetryDelay: 10 * time.Millisecond})
-		if !errors.Is(err, bundle.ErrImagesFailed) || !(errors.Is(err, bundle.ErrDigestMismatch) || errors.Is(err, errs.ErrDigestMismatch)) {
+		if !errors.Is(err, oci.ErrImagesFailed) || !(errors.Is(err, oci.ErrDigestMismatch) || errors.Is(err, errs.ErrDigestMismatch)) {
 			t.Fatalf("%d target(s): err %v, want a digest mismatch", len(ts), err)
 		}
 		if len(res.Failed) != len(ts) || res.Total().BlobsPushed != 0 {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/ferry-oss/ferry/bundle"
 	"github.com/ferry-oss/ferry/meta"
+	"github.com/ferry-oss/ferry/oci"
 	"github.com/ferry-oss/ferry/registry"
 	"github.com/ferry-oss/ferry/registry/regtest"
 )
@@ -114,7 +115,7 @@ func TestUploadTargetFaults(t *testing.T) {
 		}
 		p.Add(regtest.Fault{Method: http.MethodHead, Path: "/blobs/" + victim.Digest.String(), Action: regtest.SetHeader("Docker-Content-Digest", "sha256:"+strings.Repeat("0", 64))})
 		_, err := uploadTo(reg, p.Host, bd)
-		if !errors.Is(err, bundle.ErrDigestMismatch) || !strings.Contains(err.Error(), victim.Digest.String()) {
+		if !errors.Is(err, oci.ErrDigestMismatch) || !strings.Contains(err.Error(), victim.Digest.String()) {
 			t.Fatalf("err %v, want a digest mismatch naming %s", err, victim.Digest)
 		}
 		for _, n := range []string{"team/app", "team/tools", "library/base"} {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/ferry-oss/ferry/bundle"
 	"github.com/ferry-oss/ferry/meta"
+	"github.com/ferry-oss/ferry/oci"
 	"github.com/ferry-oss/ferry/registry/regtest"
 )
 
@@ -109,7 +110,7 @@ func TestUploadKeepGoing(t *testing.T) {
 				}
 				return
 			}
-			if !errors.As(err, &fe) || !errors.Is(err, bundle.ErrImagesFailed) || len(fe.Images) != 1 || !strings.HasPrefix(fe.Images[0].Image, src.Host+"/"+tt.failed+":") {
+			if !errors.As(err, &fe) || !errors.Is(err, oci.ErrImagesFailed) || len(fe.Images) != 1 || !strings.HasPrefix(fe.Images[0].Image, src.Host+"/"+tt.failed+":") {
 				t.Fatalf("err %v, want only %s failed", err, tt.failed)
 			}
 			if res == nil || res.Images != len(names)-1 || len(res.Failed) != 1 {

@@ -14,7 +14,7 @@
 // DockerWriter and OCIWriter are bundle.Sinks that stream every blob into
 // an io.Writer (a tar) or a directory: nothing is buffered whole and every
 // blob's digest is checked on the way through. Export copies images from
-// any bundle.Source (a bundle.Set, a registry) into one of them. The
+// any oci.Source (a bundle.Set, a registry) into one of them. The
 // index or manifest list naming the images is written last, so a stream
 // that broke off never looks complete to a loader.
 package archive
@@ -40,6 +40,7 @@ import (
 	"github.com/regclient/regclient/types/ref"
 
 	"github.com/ferry-oss/ferry/bundle"
+	"github.com/ferry-oss/ferry/oci"
 )
 
 // Format is an output format.
@@ -85,7 +86,7 @@ func (t tarEntries) add(name string, size int64, r io.Reader) error {
 	}
 	n, err := io.Copy(t.tw, r)
 	if err == nil && n != size {
-		err = fmt.Errorf("%s: %w: %d bytes, want %d", name, bundle.ErrSizeMismatch, n, size)
+		err = fmt.Errorf("%s: %w: %d bytes, want %d", name, oci.ErrSizeMismatch, n, size)
 	}
 	return err
 }
@@ -105,7 +106,7 @@ func (d dirEntries) add(name string, size int64, r io.Reader) error {
 	}
 	n, err := io.Copy(f, r)
 	if err == nil && n != size {
-		err = fmt.Errorf("%s: %w: %d bytes, want %d", name, bundle.ErrSizeMismatch, n, size)
+		err = fmt.Errorf("%s: %w: %d bytes, want %d", name, oci.ErrSizeMismatch, n, size)
 	}
 	if err == nil {
 		err = f.Sync()
@@ -141,7 +142,7 @@ func (b *blobs) BlobExists(_ context.Context, _ ref.Ref, d descriptor.Descriptor
 }
 
 func (b *blobs) BlobMount(_ context.Context, _, _ ref.Ref, d descriptor.Descriptor) error {
-	return fmt.Errorf("blob %s: %w: an archive cannot mount", d.Digest, bundle.ErrUnsupported)
+	return fmt.Errorf("blob %s: %w: an archive cannot mount", d.Digest, oci.ErrUnsupported)
 }
 
 // BlobPut writes blob d as blobs/<alg>/<hex>, checking its size and digest
@@ -163,7 +164,7 @@ func (b *blobs) putLocked(ctx context.Context, d descriptor.Descriptor, rdr io.R
 	if err := d.Digest.Validate(); err != nil {
 		return fmt.Errorf("blob %q: %w", d.Digest, err)
 	}
-	err := b.out.add(bundle.BlobPath(d.Digest), d.Size, bundle.ContextReader(ctx, bundle.VerifyReader(rdr, d)))
+	err := b.out.add(bundle.BlobPath(d.Digest), d.Size, oci.ContextReader(ctx, oci.VerifyReader(rdr, d)))
 	if err != nil {
 		b.failed = err
 		return fmt.Errorf("writing blob %s: %w", d.Digest, err)
@@ -194,7 +195,7 @@ func (b *blobs) finish(name string, v any) error {
 	return err
 }
 
-// DockerWriter is a bundle.Sink writing a docker-archive (`docker save`
+// DockerWriter is a oci.Sink writing a docker-archive (`docker save`
 // layout) to an io.Writer: blobs/sha256/<hex> entries for configs and
 // layers as they come, manifest.json last (Commit). A stream cut before
 // Commit holds no manifest.json, so `docker load` loads nothing from it.
@@ -216,7 +217,7 @@ type dockerImage struct {
 	tags   []string
 }
 
-var _ bundle.Sink = (*DockerWriter)(nil)
+var _ oci.Sink = (*DockerWriter)(nil)
 
 // NewDockerWriter writes a docker-archive tar to w.
 func NewDockerWriter(w io.Writer) *DockerWriter {
@@ -235,7 +236,7 @@ func (dw *DockerWriter) ManifestPut(_ context.Context, r ref.Ref, m manifest.Man
 	img := dw.images[dg]
 	if img == nil {
 		im, ok := m.(manifest.Imager)
-		if !ok || bundle.IsIndex(m.GetDescriptor().MediaType) {
+		if !ok || oci.IsIndex(m.GetDescriptor().MediaType) {
 			return fmt.Errorf("manifest %s (%s): %w: choose a platform", dg, m.GetDescriptor().MediaType, ErrOneImage)
 		}
 		cfg, err := im.GetConfig()
@@ -249,7 +250,7 @@ func (dw *DockerWriter) ManifestPut(_ context.Context, r ref.Ref, m manifest.Man
 		img = &dockerImage{config: cfg.Digest}
 		for _, l := range layers {
 			if len(l.URLs) > 0 {
-				return fmt.Errorf("manifest %s: layer %s: %w: foreign layers cannot be exported", dg, l.Digest, bundle.ErrUnsupported)
+				return fmt.Errorf("manifest %s: layer %s: %w: foreign layers cannot be exported", dg, l.Digest, oci.ErrUnsupported)
 			}
 			img.layers = append(img.layers, l.Digest)
 		}
@@ -314,7 +315,7 @@ func (dw *DockerWriter) Commit(context.Context) error {
 	return dw.finish("manifest.json", mj)
 }
 
-// OCIWriter is a bundle.Sink writing an OCI image layout, as a tar stream
+// OCIWriter is a oci.Sink writing an OCI image layout, as a tar stream
 // (oci-archive) or into a directory: blobs as they come, every manifest
 // as a blob too, then oci-layout and index.json (Commit). index.json lists
 // every manifest put by tag, annotated with the full name as both
@@ -327,7 +328,7 @@ type OCIWriter struct {
 	referrers map[digest.Digest]bool // listed in index without a name
 }
 
-var _ bundle.Sink = (*OCIWriter)(nil)
+var _ oci.Sink = (*OCIWriter)(nil)
 
 // NewOCIWriter writes an oci-archive (a tar of the layout) to w.
 func NewOCIWriter(w io.Writer) *OCIWriter {
@@ -366,7 +367,7 @@ func (ow *OCIWriter) ManifestPut(ctx context.Context, r ref.Ref, m manifest.Mani
 				ow.referrers[d.Digest] = true
 				// a referrer: listed without a name, where tools look for
 				// referrers in a layout
-				ow.index = append(ow.index, descriptor.Descriptor{MediaType: d.MediaType, Digest: d.Digest, Size: int64(len(raw)), ArtifactType: bundle.ArtifactType(d.MediaType, raw)})
+				ow.index = append(ow.index, descriptor.Descriptor{MediaType: d.MediaType, Digest: d.Digest, Size: int64(len(raw)), ArtifactType: oci.ArtifactType(d.MediaType, raw)})
 			}
 		}
 		return nil

@@ -19,6 +19,7 @@ import (
 	"github.com/ferry-oss/ferry/bundle"
 	"github.com/ferry-oss/ferry/bundle/archive"
 	"github.com/ferry-oss/ferry/meta"
+	"github.com/ferry-oss/ferry/oci"
 	"github.com/ferry-oss/ferry/registry/regtest"
 )
 
@@ -123,7 +124,7 @@ func TestDockerArchiveLayout(t *testing.T) {
 	imgs, _ = archive.Select(set, []string{"team/app:1"}, false, nil)
 	arm64, _ := platform.Parse("linux/arm64")
 	_, err = archive.ExportFile(context.Background(), set, imgs, filepath.Join(t.TempDir(), "x.tar"), archive.DockerArchive, archive.Options{Platform: &arm64, RequirePlatform: true})
-	if !errors.Is(err, bundle.ErrPlatformMismatch) || !strings.Contains(err.Error(), "linux/amd64") {
+	if !errors.Is(err, oci.ErrPlatformMismatch) || !strings.Contains(err.Error(), "linux/amd64") {
 		t.Errorf("amd64 image for linux/arm64: %v", err)
 	}
 }
@@ -154,7 +155,7 @@ func TestCorruptBundle(t *testing.T) {
 		imgs, _ := archive.Select(set, []string{"team/app:1"}, false, nil)
 		out := filepath.Join(t.TempDir(), "out")
 		_, err := archive.ExportFile(context.Background(), set, imgs, out, f, archive.Options{})
-		if !errors.Is(err, bundle.ErrDigestMismatch) {
+		if !errors.Is(err, oci.ErrDigestMismatch) {
 			t.Errorf("%s: %v", f, err)
 		}
 		left, _ := filepath.Glob(out + "*")

@@ -14,7 +14,7 @@ import (
 	"github.com/regclient/regclient/types/platform"
 	"github.com/regclient/regclient/types/ref"
 
-	"github.com/ferry-oss/ferry/bundle"
+	"github.com/ferry-oss/ferry/oci"
 )
 
 // Image is one image to export.
@@ -37,7 +37,7 @@ type Options struct {
 	// platform); otherwise such an image is exported as it is.
 	RequirePlatform bool
 	// Progress receives per-blob progress; nil means none.
-	Progress bundle.Progress
+	Progress oci.Progress
 }
 
 // Result summarizes an export.
@@ -61,7 +61,7 @@ type taggedRef struct {
 // Export copies images from src into sink: all their blobs (each once,
 // digest-checked while streaming), then their manifests (children first)
 // and names, then Commit.
-func Export(ctx context.Context, src bundle.Source, sink bundle.Sink, images []Image, opts Options) (*Result, error) {
+func Export(ctx context.Context, src oci.Source, sink oci.Sink, images []Image, opts Options) (*Result, error) {
 	prog := opts.Progress
 	var plans []plan
 	var blobs []descriptor.Descriptor
@@ -70,27 +70,27 @@ func Export(ctx context.Context, src bundle.Source, sink bundle.Sink, images []I
 	_, isOCI := sink.(*OCIWriter)
 	for _, img := range images {
 		if isOCI && len(img.Names) == 0 {
-			return nil, fmt.Errorf("image %s: %w: an OCI layout lists images by tagged name", img.From.CommonName(), bundle.ErrUnsupported)
+			return nil, fmt.Errorf("image %s: %w: an OCI layout lists images by tagged name", img.From.CommonName(), oci.ErrUnsupported)
 		}
 		p := plan{img: img}
 		seen := map[digest.Digest]bool{}
 		var walk func(r ref.Ref, depth int, top bool) error
 		walk = func(r ref.Ref, depth int, top bool) error {
 			if depth > 8 {
-				return fmt.Errorf("manifest %s: %w: indexes nested too deep", r.Digest, bundle.ErrUnsupported)
+				return fmt.Errorf("manifest %s: %w: indexes nested too deep", r.Digest, oci.ErrUnsupported)
 			}
 			m, err := src.ManifestGet(ctx, r)
 			if err != nil {
 				return err
 			}
-			refs, children, err := bundle.References(m)
+			refs, children, err := oci.References(m)
 			if err != nil {
 				return fmt.Errorf("manifest %s: %w", r.Digest, err)
 			}
 			if len(children) > 0 && opts.Platform != nil {
 				d, err := manifest.GetPlatformDesc(m, opts.Platform)
 				if err != nil {
-					return fmt.Errorf("manifest %s: %w: %s (%v)", r.Digest, bundle.ErrPlatformMismatch, opts.Platform, err)
+					return fmt.Errorf("manifest %s: %w: %s (%v)", r.Digest, oci.ErrPlatformMismatch, opts.Platform, err)
 				}
 				return walk(r.SetDigest(d.Digest.String()), depth+1, top) // the chosen child is named
 			}
@@ -100,12 +100,12 @@ func Export(ctx context.Context, src bundle.Source, sink bundle.Sink, images []I
 				}
 			}
 			if len(children) == 0 && depth == 0 && opts.RequirePlatform && opts.Platform != nil && len(refs) > 0 {
-				plat, err := bundle.ConfigPlatform(ctx, src, r, refs[0])
+				plat, err := oci.ConfigPlatform(ctx, src, r, refs[0])
 				if err != nil {
 					return err
 				}
 				if plat != nil && !platform.Match(*opts.Platform, *plat) {
-					return fmt.Errorf("%w: image is %s, wanted %s", bundle.ErrPlatformMismatch, plat, opts.Platform)
+					return fmt.Errorf("%w: image is %s, wanted %s", oci.ErrPlatformMismatch, plat, opts.Platform)
 				}
 			}
 			for _, d := range refs {
@@ -123,7 +123,7 @@ func Export(ctx context.Context, src bundle.Source, sink bundle.Sink, images []I
 				p.top = m
 			}
 			// an OCI layout carries referrers: index.json lists them
-			if rs, ok := src.(bundle.ReferrerSource); ok && isOCI {
+			if rs, ok := src.(oci.ReferrerSource); ok && isOCI {
 				list, err := rs.Referrers(ctx, r, m.GetDescriptor())
 				if err != nil {
 					return fmt.Errorf("referrers of %s: %w", m.GetDescriptor().Digest, err)
@@ -186,7 +186,7 @@ func Export(ctx context.Context, src bundle.Source, sink bundle.Sink, images []I
 	return res, nil
 }
 
-func copyBlob(ctx context.Context, src bundle.Source, sink bundle.Sink, r ref.Ref, d descriptor.Descriptor, prog bundle.Progress) (err error) {
+func copyBlob(ctx context.Context, src oci.Source, sink oci.Sink, r ref.Ref, d descriptor.Descriptor, prog oci.Progress) (err error) {
 	rc, err := src.BlobGet(ctx, r, d)
 	if err != nil {
 		return fmt.Errorf("reading blob %s: %w", d.Digest, err)
@@ -203,7 +203,7 @@ func copyBlob(ctx context.Context, src bundle.Source, sink bundle.Sink, r ref.Re
 
 type trackReader struct {
 	r io.Reader
-	t bundle.Tracker
+	t oci.Tracker
 }
 
 func (tr *trackReader) Read(p []byte) (int, error) {
@@ -216,9 +216,9 @@ func (tr *trackReader) Read(p []byte) (int, error) {
 // oci-archive) to w, e.g. a pipe into `docker load`. A failure leaves a
 // stream without its last entry (manifest.json, index.json), which
 // loaders reject.
-func ExportTo(ctx context.Context, src bundle.Source, images []Image, w io.Writer, f Format, opts Options) (*Result, error) {
+func ExportTo(ctx context.Context, src oci.Source, images []Image, w io.Writer, f Format, opts Options) (*Result, error) {
 	bw := bufio.NewWriterSize(w, 1<<20)
-	var sink bundle.Sink
+	var sink oci.Sink
 	switch f {
 	case DockerArchive:
 		sink = NewDockerWriter(bw)
@@ -241,7 +241,7 @@ func ExportTo(ctx context.Context, src bundle.Source, images []Image, w io.Write
 // path.partial first, synced and renamed when complete; on any failure
 // the partial output is removed. An oci directory must not exist yet; an
 // archive file is replaced.
-func ExportFile(ctx context.Context, src bundle.Source, images []Image, path string, f Format, opts Options) (*Result, error) {
+func ExportFile(ctx context.Context, src oci.Source, images []Image, path string, f Format, opts Options) (*Result, error) {
 	if _, err := ParseFormat(string(f)); err != nil {
 		return nil, err
 	}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/ferry-oss/ferry/bundle"
 	"github.com/ferry-oss/ferry/meta"
+	"github.com/ferry-oss/ferry/oci"
 	"github.com/ferry-oss/ferry/registry"
 )
 
@@ -293,7 +294,7 @@ func eachManifest(bd *bundle.Bundle, dg digest.Digest, fn func(mm manifest.Manif
 		if err != nil {
 			return
 		}
-		blobs, children, err := bundle.References(mm)
+		blobs, children, err := oci.References(mm)
 		if err != nil {
 			return
 		}

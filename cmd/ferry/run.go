@@ -13,6 +13,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/ferry-oss/ferry/bundle"
+	"github.com/ferry-oss/ferry/oci"
 	"github.com/ferry-oss/ferry/registry"
 	"github.com/ferry-oss/ferry/registry/docker"
 )
@@ -88,7 +89,7 @@ func (e *env) save(c *cli.Context) error {
 	}
 	timeout, referrers := e.timeout(c), e.referrers(c)
 	labels := e.labels()
-	var source bundle.Source = reg
+	var source oci.Source = reg
 	if cacheDir := firstNonZero(c.String("cache"), cfg.Cache.Dir); cacheDir != "" {
 		source, err = e.withCache(source, cacheDir)
 		if err != nil {
@@ -221,7 +222,7 @@ func (e *env) upload(c *cli.Context) error {
 			return usageError{err}
 		}
 	}
-	var sink bundle.Sink
+	var sink oci.Sink
 	targetName := host.Registry
 	log := e.log
 	if isDocker {

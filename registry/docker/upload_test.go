@@ -14,6 +14,7 @@ import (
 	"github.com/regclient/regclient/types/ref"
 
 	"github.com/ferry-oss/ferry/bundle"
+	"github.com/ferry-oss/ferry/oci"
 	"github.com/ferry-oss/ferry/registry"
 	"github.com/ferry-oss/ferry/registry/docker"
 	"github.com/ferry-oss/ferry/registry/regtest"
@@ -146,7 +147,7 @@ func TestUploadErrors(t *testing.T) {
 	}
 	p, _ := platform.Parse("linux/s390x")
 	multi := saveFixtures(t, "library/multi:1")
-	if _, err := docker.New(context.Background(), multi.Meta, docker.Options{Socket: sock, Platform: &p}); !errors.Is(err, bundle.ErrPlatformMismatch) {
+	if _, err := docker.New(context.Background(), multi.Meta, docker.Options{Socket: sock, Platform: &p}); !errors.Is(err, oci.ErrPlatformMismatch) {
 		t.Fatalf("missing platform: %v", err)
 	}
 }

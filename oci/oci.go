@@ -1,49 +1,27 @@
-// Package bundle moves container images between a Source and a Sink and
-// reads and writes ferry bundles: tar parts (optionally compressed) whose
-// entries are blobs/sha256/<hex>, plus a meta.yaml (package meta) written
-// last.
-//
-// The three sides of ferry meet here:
-//   - Save copies images from a Source (a registry) into a Writer, the
-//     bundle's Sink. The Writer compresses every entry as its own frame and
-//     records its offset and length in the part (meta schema 2).
-//   - Upload pushes a bundle into a Sink (a registry or a Docker engine):
-//     the blobs the target lacks, each read from its offset, largest first,
-//     Jobs at a time, every blob's digest checked as it streams.
-//   - Bundle (Open) is the bundle as a Source and gives random access:
-//     Stat and Entries say where each stored blob and manifest lies and
-//     which repositories need it, OpenBlob reads one blob from its offset
-//     (schema 1 bundles: by reading its part from the start).
-//
-// Every byte read is checked: VerifyReader enforces a descriptor's size and
-// digest at EOF, and no blob is buffered whole in memory.
-package bundle
+// Package oci holds the contracts that the bundle format, the transfer
+// engines, the registry client, the cache and the Docker sink share:
+// Source, Sink, Progress, the shared sentinel errors and limits.
+package oci
 
 import (
 	"context"
 	"errors"
 	"io"
 
+	"github.com/opencontainers/go-digest"
 	"github.com/regclient/regclient/types/descriptor"
 	"github.com/regclient/regclient/types/manifest"
 	"github.com/regclient/regclient/types/ref"
 )
 
-// Sentinel errors of this package; test them with errors.Is.
+// Sentinel errors that every side shares; test them with errors.Is.
 var (
-	ErrCodec            = errors.New("unknown compression")
 	ErrDigestMismatch   = errors.New("digest mismatch")
 	ErrSizeMismatch     = errors.New("size mismatch")
-	ErrPartMissing      = errors.New("part missing")
-	ErrPartCorrupt      = errors.New("part corrupt")
-	ErrBlobMissing      = errors.New("blob missing from bundle")
-	ErrBaseMissing      = errors.New("base blobs missing at target")
 	ErrPlatformMismatch = errors.New("no matching platform")
 	ErrImagesFailed     = errors.New("images failed")
 	ErrUnsupported      = errors.New("unsupported")
-	ErrBadList          = errors.New("bad image list")
 	ErrLimit            = errors.New("limit exceeded")
-	ErrIdleTimeout      = errors.New("idle timeout")
 )
 
 // Limits on what a source may hand to save and sync: beyond them a
@@ -93,6 +71,13 @@ type Sink interface {
 	Commit(ctx context.Context) error
 }
 
+// ManifestHeader is an optional Sink (and Source) method: the digest of
+// the manifest at r (a tag or a digest), "" when there is none. Sync uses
+// it to leave images the target already has alone.
+type ManifestHeader interface {
+	ManifestDigest(ctx context.Context, r ref.Ref) (digest.Digest, error)
+}
+
 // Progress receives transfer progress. cmd renders it as bars on a terminal
 // or as log lines. A nil Progress is allowed everywhere and means none.
 type Progress interface {
@@ -117,12 +102,17 @@ func (nopProgress) SetTotal(int64, int)         {}
 func (nopProgress) Begin(string, int64) Tracker { return nopTracker{} }
 func (nopTracker) Add(int64)                    {}
 func (nopTracker) Done(error)                   {}
-func orNop(p Progress) Progress {
+
+// OrNop is p, or a Progress that does nothing when p is nil.
+func OrNop(p Progress) Progress {
 	if p == nil {
 		return nopProgress{}
 	}
 	return p
 }
+
+// TrackReader returns a reader of r that counts the bytes read into t.
+func TrackReader(r io.Reader, t Tracker) io.Reader { return &trackReader{r: r, t: t} }
 
 // trackReader counts bytes read into a Tracker.
 type trackReader struct {

@@ -1,6 +1,7 @@
-package bundle
+package oci
 
 import (
+	"context"
 	"fmt"
 	"io"
 
@@ -22,12 +23,44 @@ func Verified(r io.Reader) io.Reader { return verified{r} }
 
 type verified struct{ io.Reader }
 
+// Checked returns a reader of r that stops with ctx's error once ctx is
+// done and fails unless the bytes match d: VerifyReader, or a size check
+// only when r was marked Verified.
+func Checked(ctx context.Context, r io.Reader, d descriptor.Descriptor) io.Reader {
+	return checkedReader(ctxReaderOf(ctx, r), d)
+}
+
 // checkedReader is VerifyReader, or a size-only check for a Verified reader.
 func checkedReader(r io.Reader, d descriptor.Descriptor) io.Reader {
 	if v, ok := r.(verified); ok {
 		return &verifyReader{r: v.Reader, d: d, remain: d.Size}
 	}
 	return VerifyReader(r, d)
+}
+
+// ctxReaderOf wraps r in a ctxReader, keeping a Verified mark.
+func ctxReaderOf(ctx context.Context, r io.Reader) io.Reader {
+	if v, ok := r.(verified); ok {
+		return verified{ctxReader{ctx, v.Reader}}
+	}
+	return ctxReader{ctx, r}
+}
+
+// ContextReader returns a reader of r that fails with ctx's error once ctx
+// is done, so that a long copy stops on cancellation.
+func ContextReader(ctx context.Context, r io.Reader) io.Reader { return ctxReader{ctx, r} }
+
+// ctxReader stops reading when ctx is done.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
 }
 
 type verifyReader struct {
