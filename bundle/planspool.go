@@ -3,14 +3,14 @@ package bundle
 import (
 	"encoding/json"
 	"fmt"
-	"os"
-	"runtime"
 	"sync"
 	"unique"
 
 	"github.com/opencontainers/go-digest"
 	"github.com/regclient/regclient/types/descriptor"
 	"github.com/regclient/regclient/types/manifest"
+
+	"github.com/ferry-oss/ferry/internal/spool"
 )
 
 // planSpool keeps resolved image plans on disk between the phases of Save
@@ -23,57 +23,9 @@ import (
 // The file is unlinked at once where the system allows it (it vanishes
 // with the process, even on kill -9) and removed by Close elsewhere.
 type planSpool struct {
-	*spool
+	*spool.Spool
 	mu   sync.Mutex
-	locs map[int]spoolLoc
-}
-
-// spool is an append-only temporary file of records; see planSpool.
-type spool struct {
-	mu  sync.Mutex
-	f   *os.File
-	end int64
-}
-
-// spoolLoc is where a record is in a spool.
-type spoolLoc struct{ off, n int64 }
-
-func newSpool(dir string) (*spool, error) {
-	f, err := os.CreateTemp(dir, ".ferry-spool-*")
-	if err != nil {
-		return nil, fmt.Errorf("spool: %w", err)
-	}
-	if runtime.GOOS != "windows" {
-		_ = os.Remove(f.Name())
-	}
-	return &spool{f: f}, nil
-}
-
-// write appends b.
-func (s *spool) write(b []byte) (spoolLoc, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, err := s.f.WriteAt(b, s.end); err != nil {
-		return spoolLoc{}, fmt.Errorf("spool: %w", err)
-	}
-	loc := spoolLoc{s.end, int64(len(b))}
-	s.end += int64(len(b))
-	return loc, nil
-}
-
-// read returns the record at loc.
-func (s *spool) read(loc spoolLoc) ([]byte, error) {
-	b := make([]byte, loc.n)
-	if _, err := s.f.ReadAt(b, loc.off); err != nil {
-		return nil, fmt.Errorf("spool: %w", err)
-	}
-	return b, nil
-}
-
-// Close removes the spool.
-func (s *spool) Close() {
-	s.f.Close()
-	_ = os.Remove(s.f.Name())
+	locs map[int]spool.Loc
 }
 
 // planRecord is the on-disk form of an imagePlan. The image's source and
@@ -104,11 +56,11 @@ type planReferrer struct {
 }
 
 func newPlanSpool(dir string) (*planSpool, error) {
-	s, err := newSpool(dir)
+	s, err := spool.New(dir)
 	if err != nil {
 		return nil, err
 	}
-	return &planSpool{spool: s, locs: map[int]spoolLoc{}}, nil
+	return &planSpool{Spool: s, locs: map[int]spool.Loc{}}, nil
 }
 
 func planDescOf(d descriptor.Descriptor) planDesc {
@@ -149,7 +101,7 @@ func (s *planSpool) put(key int, p *imagePlan) error {
 	if err != nil {
 		return err
 	}
-	loc, err := s.write(b)
+	loc, err := s.Write(b)
 	if err != nil {
 		return err
 	}
@@ -176,7 +128,7 @@ func (s *planSpool) get(key int, spec ImageSpec) (*imagePlan, error) {
 	if !ok {
 		return nil, fmt.Errorf("plan spool: no plan %d", key)
 	}
-	b, err := s.read(loc)
+	b, err := s.Read(loc)
 	if err != nil {
 		return nil, err
 	}

@@ -56,6 +56,7 @@ import (
 	"github.com/regclient/regclient/types/descriptor"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/ferry-oss/ferry/internal/spool"
 	"github.com/ferry-oss/ferry/meta"
 )
 
@@ -424,8 +425,8 @@ func partSeq(id, name string) int {
 // keptEntry is a journaled entry that read back intact.
 type keptEntry struct {
 	journalEntry
-	part string   // the part's name without PartialSuffix
-	raw  spoolLoc // a manifest's bytes, in the Writer's spool
+	part string    // the part's name without PartialSuffix
+	raw  spool.Loc // a manifest's bytes, in the Writer's spool
 }
 
 // reopen checks every journaled entry of the interrupted save w.id against
@@ -558,7 +559,7 @@ func (w *Writer) reopen(entries []journalEntry) error {
 // after the last good one and returns it open for appending with its
 // sha256 state restored; nil when nothing of it is kept (the file is then
 // removed).
-func reopenPart(path string, codec Codec, mtime time.Time, entries []journalEntry, keepRaw func([]byte) (spoolLoc, error)) (*partWriter, []keptEntry, error) {
+func reopenPart(path string, codec Codec, mtime time.Time, entries []journalEntry, keepRaw func([]byte) (spool.Loc, error)) (*partWriter, []keptEntry, error) {
 	f, err := os.OpenFile(path+PartialSuffix, os.O_RDWR, 0)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil, nil

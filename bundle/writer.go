@@ -23,6 +23,7 @@ import (
 	"github.com/regclient/regclient/types/mediatype"
 	"github.com/regclient/regclient/types/ref"
 
+	"github.com/ferry-oss/ferry/internal/spool"
 	"github.com/ferry-oss/ferry/meta"
 	"github.com/ferry-oss/ferry/oci"
 )
@@ -108,10 +109,10 @@ type Writer struct {
 	blobs     map[digest.Digest]*meta.Blob
 	manifests []*meta.Manifest
 	mindex    map[digest.Digest]*meta.Manifest
-	raws      *spool                     // manifest bytes, kept out of memory until the meta file is written
-	rawAt     map[digest.Digest]spoolLoc // where each manifest's bytes are in raws
-	platforms map[digest.Digest]string   // index children's platforms
-	repos     map[digest.Digest][]string // blob -> repositories that need it
+	raws      *spool.Spool                // manifest bytes, kept out of memory until the meta file is written
+	rawAt     map[digest.Digest]spool.Loc // where each manifest's bytes are in raws
+	platforms map[digest.Digest]string    // index children's platforms
+	repos     map[digest.Digest][]string  // blob -> repositories that need it
 	base      map[digest.Digest]*meta.BaseBlob
 	bases     []meta.Base
 	images    []meta.Image
@@ -159,7 +160,7 @@ func NewWriter(opts WriterOptions) (*Writer, error) {
 		created:   opts.Now().UTC().Truncate(time.Second),
 		blobs:     map[digest.Digest]*meta.Blob{},
 		mindex:    map[digest.Digest]*meta.Manifest{},
-		rawAt:     map[digest.Digest]spoolLoc{},
+		rawAt:     map[digest.Digest]spool.Loc{},
 		platforms: map[digest.Digest]string{},
 		repos:     map[digest.Digest][]string{},
 		base:      map[digest.Digest]*meta.BaseBlob{},
@@ -724,19 +725,19 @@ func (w *Writer) buildMeta() (*meta.Meta, error) {
 // spoolRaw keeps a manifest's bytes in a spool file in the output
 // directory (hidden, unlinked at once) until the meta file is written:
 // 10,000 images' manifests are megabytes that memory need not hold.
-func (w *Writer) spoolRaw(raw []byte) (spoolLoc, error) {
+func (w *Writer) spoolRaw(raw []byte) (spool.Loc, error) {
 	w.mu.Lock()
 	if w.raws == nil {
-		s, err := newSpool(w.opts.Dir)
+		s, err := spool.New(w.opts.Dir)
 		if err != nil {
 			w.mu.Unlock()
-			return spoolLoc{}, err
+			return spool.Loc{}, err
 		}
 		w.raws = s
 	}
 	s := w.raws
 	w.mu.Unlock()
-	return s.write(raw)
+	return s.Write(raw)
 }
 
 // manifestRaw reads a manifest's bytes back from the spool.
@@ -748,7 +749,7 @@ func (w *Writer) manifestRaw(d digest.Digest) ([]byte, error) {
 	if !ok || s == nil {
 		return nil, fmt.Errorf("manifest %s: %w", d, ErrBlobMissing)
 	}
-	raw, err := s.read(at)
+	raw, err := s.Read(at)
 	if err != nil {
 		return nil, err
 	}
