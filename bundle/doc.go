@@ -12,6 +12,5 @@ var (
 	ErrPartCorrupt = errors.New("part corrupt")
 	ErrBlobMissing = errors.New("blob missing from bundle")
 	ErrBaseMissing = errors.New("base blobs missing at target")
-	ErrBadList     = errors.New("bad image list")
 	ErrIdleTimeout = errors.New("idle timeout")
 )

@@ -11,6 +11,7 @@ import (
 	"github.com/regclient/regclient/types/manifest"
 
 	"github.com/ferry-oss/ferry/internal/spool"
+	"github.com/ferry-oss/ferry/selection"
 )
 
 // planSpool keeps resolved image plans on disk between the phases of Save
@@ -121,7 +122,7 @@ func (s *planSpool) has(key int) bool {
 
 // get reads the plan stored under key back; spec is the image it was
 // planned for.
-func (s *planSpool) get(key int, spec ImageSpec) (*imagePlan, error) {
+func (s *planSpool) get(key int, spec selection.ImageSpec) (*imagePlan, error) {
 	s.mu.Lock()
 	loc, ok := s.locs[key]
 	s.mu.Unlock()

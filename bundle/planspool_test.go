@@ -10,6 +10,8 @@ import (
 	"github.com/regclient/regclient/types/manifest"
 	"github.com/regclient/regclient/types/mediatype"
 	"github.com/regclient/regclient/types/ref"
+
+	"github.com/ferry-oss/ferry/selection"
 )
 
 func spoolManifest(t *testing.T, raw string, mt string) manifest.Manifest {
@@ -40,13 +42,13 @@ func TestPlanSpool(t *testing.T) {
 	img := `{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"` + cfg.Digest.String() + `","size":1},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"` + layer.Digest.String() + `","size":1}]}`
 	sig := `{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"` + cfg.Digest.String() + `","size":1},"layers":[]}`
 	mi, ms := spoolManifest(t, img, mediatype.OCI1Manifest), spoolManifest(t, sig, mediatype.OCI1Manifest)
-	specs := []ImageSpec{}
+	specs := []selection.ImageSpec{}
 	for _, s := range []string{"src.example/team/app:1", "src.example/team/other:2"} {
 		r, err := ref.New(s)
 		if err != nil {
 			t.Fatal(err)
 		}
-		specs = append(specs, ImageSpec{Source: r, Repository: r.Repository, Tag: r.Tag})
+		specs = append(specs, selection.ImageSpec{Source: r, Repository: r.Repository, Tag: r.Tag})
 	}
 	plans := []*imagePlan{
 		{spec: specs[0], top: mi, manifests: []manifest.Manifest{mi, ms}, platforms: []string{"linux/amd64"},

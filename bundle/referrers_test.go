@@ -22,6 +22,7 @@ import (
 	"github.com/ferry-oss/ferry/oci"
 	"github.com/ferry-oss/ferry/registry"
 	"github.com/ferry-oss/ferry/registry/regtest"
+	"github.com/ferry-oss/ferry/selection"
 )
 
 // attached are the artifacts attach pushed.
@@ -70,7 +71,7 @@ func push(t *testing.T, reg *registry.Registry, r ref.Ref, img *regtest.Image) {
 	}
 }
 
-func saveReferrers(t *testing.T, src oci.Source, specs []bundle.ImageSpec, dir string, opts bundle.SaveOptions, bases ...string) (*bundle.SaveResult, error) {
+func saveReferrers(t *testing.T, src oci.Source, specs []selection.ImageSpec, dir string, opts bundle.SaveOptions, bases ...string) (*bundle.SaveResult, error) {
 	t.Helper()
 	w, err := bundle.NewWriter(bundle.WriterOptions{Dir: dir, Parts: 2, Bases: bases, Tool: "ferry test"})
 	if err != nil {
@@ -249,7 +250,7 @@ func TestSaveCorruptReferrer(t *testing.T) {
 	p := regtest.StartFaultProxy(t, e.host)
 	p.Add(regtest.Fault{Method: "GET", Path: "/blobs/" + a.appSBOM.Blobs[1].Desc.Digest.String(), Action: regtest.Flip(3)})
 	reg := newReg(t, p.Host)
-	specs := []bundle.ImageSpec{}
+	specs := []selection.ImageSpec{}
 	for _, s := range e.specs(t, "team/app:1") {
 		s.Source.Registry = p.Host
 		specs = append(specs, s)

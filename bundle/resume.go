@@ -58,6 +58,7 @@ import (
 
 	"github.com/ferry-oss/ferry/internal/spool"
 	"github.com/ferry-oss/ferry/meta"
+	"github.com/ferry-oss/ferry/selection"
 )
 
 // ResumeMode says what NewWriter does with an interrupted save in Dir.
@@ -195,7 +196,7 @@ func (e journalEntry) valid() bool {
 // order does not matter), the platform filter and the referrer settings.
 // Pass it as WriterOptions.Inputs so that only a save of the same inputs
 // resumes an interrupted one.
-func SaveInputs(images []ImageSpec, opts SaveOptions) []string {
+func SaveInputs(images []selection.ImageSpec, opts SaveOptions) []string {
 	var imgs []string
 	for _, s := range images {
 		imgs = append(imgs, "image="+s.String()+" -> "+s.Repository+":"+s.Tag)

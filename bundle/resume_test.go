@@ -25,6 +25,7 @@ import (
 	"github.com/ferry-oss/ferry/meta"
 	"github.com/ferry-oss/ferry/oci"
 	"github.com/ferry-oss/ferry/registry/regtest"
+	"github.com/ferry-oss/ferry/selection"
 )
 
 // cutSource serves the first `after` blob requests and cancels the save at
@@ -69,7 +70,7 @@ var resumeImages = []string{"team/app:1", "team/tools:1", "library/base:1", "lib
 
 // resumeEnv is a seeded source, the resume tests' images and options,
 // and an output directory.
-func resumeEnv(t *testing.T, jobs int) (*env, []bundle.ImageSpec, bundle.SaveOptions, string) {
+func resumeEnv(t *testing.T, jobs int) (*env, []selection.ImageSpec, bundle.SaveOptions, string) {
 	t.Helper()
 	e := seeded(t)
 	return e, e.specs(t, resumeImages...), bundle.SaveOptions{Jobs: jobs, RetryDelay: time.Millisecond}, t.TempDir()
@@ -107,7 +108,7 @@ func verifyMeta(t *testing.T, path string) *meta.Meta {
 }
 
 // interrupt runs a save that is cancelled at the (after+1)th blob request.
-func interrupt(t *testing.T, e *env, dir string, c resumeCase, specs []bundle.ImageSpec, opts bundle.SaveOptions, after int64) *bundle.Writer {
+func interrupt(t *testing.T, e *env, dir string, c resumeCase, specs []selection.ImageSpec, opts bundle.SaveOptions, after int64) *bundle.Writer {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

@@ -22,6 +22,7 @@ import (
 
 	"github.com/ferry-oss/ferry/meta"
 	"github.com/ferry-oss/ferry/oci"
+	"github.com/ferry-oss/ferry/selection"
 )
 
 // SaveOptions configure Save.
@@ -103,7 +104,7 @@ type srcBlob struct {
 }
 
 type imagePlan struct {
-	spec      ImageSpec
+	spec      selection.ImageSpec
 	top       manifest.Manifest
 	srcDigest digest.Digest
 	manifests []manifest.Manifest // children first, referrers after their subject
@@ -128,7 +129,7 @@ const maxReferrerLevel = 2
 // blobs) with bounded concurrency, then the manifests, then commits the
 // bundle. When an image fails and KeepGoing is off, nothing is committed,
 // w is aborted and a *FailedError is returned.
-func Save(ctx context.Context, src oci.Source, w *Writer, images []ImageSpec, opts SaveOptions) (*SaveResult, error) {
+func Save(ctx context.Context, src oci.Source, w *Writer, images []selection.ImageSpec, opts SaveOptions) (*SaveResult, error) {
 	start := time.Now()
 	defaults(&opts.Jobs, &opts.RetryDelay, &opts.Log)
 	prog := oci.OrNop(opts.Progress)
@@ -140,7 +141,7 @@ func Save(ctx context.Context, src oci.Source, w *Writer, images []ImageSpec, op
 		}
 	}()
 	if len(images) == 0 {
-		return nil, fmt.Errorf("%w: no images to save", ErrBadList)
+		return nil, fmt.Errorf("%w: no images to save", selection.ErrBadList)
 	}
 	targets := map[string]string{}
 	for _, s := range images {
@@ -149,7 +150,7 @@ func Save(ctx context.Context, src oci.Source, w *Writer, images []ImageSpec, op
 		}
 		t := s.Repository + ":" + s.Tag
 		if prev, ok := targets[t]; ok && prev != s.String() {
-			return nil, fmt.Errorf("%w: %s and %s would both be %s at the target", ErrBadList, prev, s.String(), t)
+			return nil, fmt.Errorf("%w: %s and %s would both be %s at the target", selection.ErrBadList, prev, s.String(), t)
 		}
 		targets[t] = s.String()
 	}
@@ -372,7 +373,7 @@ func blobFailure(p *imagePlan, blobErr map[digest.Digest]error) error {
 	return canceled
 }
 
-func failedErr(images []ImageSpec, failures map[int]error) *FailedError {
+func failedErr(images []selection.ImageSpec, failures map[int]error) *FailedError {
 	if len(failures) == 0 {
 		return nil
 	}
@@ -393,7 +394,7 @@ func bundleRef(repo string) ref.Ref {
 
 // specBlob is blob d of image spec: read from the spec's source, stored
 // for its repository (as planImage plans every blob).
-func specBlob(spec ImageSpec, d descriptor.Descriptor) srcBlob {
+func specBlob(spec selection.ImageSpec, d descriptor.Descriptor) srcBlob {
 	return srcBlob{desc: d, src: spec.Source, tgt: bundleRef(spec.Repository)}
 }
 
@@ -409,7 +410,7 @@ func putManifests(ctx context.Context, w *Writer, p *imagePlan) error {
 
 // planImage resolves one image: its top manifest (an index filtered to the
 // wanted platforms), every child manifest, and the blobs they reference.
-func planImage(ctx context.Context, src oci.Source, spec ImageSpec, opts SaveOptions) (*imagePlan, error) {
+func planImage(ctx context.Context, src oci.Source, spec selection.ImageSpec, opts SaveOptions) (*imagePlan, error) {
 	p := &imagePlan{spec: spec}
 	top, err := getManifest(ctx, src, spec.Source, opts)
 	if err != nil {

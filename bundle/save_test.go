@@ -24,6 +24,7 @@ import (
 	"github.com/ferry-oss/ferry/oci"
 	"github.com/ferry-oss/ferry/registry"
 	"github.com/ferry-oss/ferry/registry/regtest"
+	"github.com/ferry-oss/ferry/selection"
 )
 
 // env is a source registry seeded with the fixtures and a client for it.
@@ -33,14 +34,7 @@ type env struct {
 	imgs map[string]*regtest.Image
 }
 
-func newReg(t testing.TB, hosts ...string) *registry.Registry {
-	t.Helper()
-	reg, err := registry.New(registry.Options{Registries: hosts, Retries: 1, RetryDelay: 10 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return reg
-}
+func newReg(t testing.TB, hosts ...string) *registry.Registry { return regtest.Client(t, hosts...) }
 
 func seeded(t testing.TB) *env {
 	t.Helper()
@@ -59,17 +53,8 @@ func seeded(t testing.TB) *env {
 	return e
 }
 
-func (e *env) specs(t testing.TB, names ...string) []bundle.ImageSpec {
-	t.Helper()
-	var out []bundle.ImageSpec
-	for _, n := range names {
-		s, err := bundle.ParseImage(n, e.host)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, s)
-	}
-	return out
+func (e *env) specs(t testing.TB, names ...string) []selection.ImageSpec {
+	return regtest.Specs(t, e.host, names...)
 }
 
 type saveCase struct {
@@ -82,7 +67,7 @@ type saveCase struct {
 	jobs      int
 }
 
-func save(t testing.TB, src oci.Source, specs []bundle.ImageSpec, dir string, c saveCase) (*bundle.SaveResult, error) {
+func save(t testing.TB, src oci.Source, specs []selection.ImageSpec, dir string, c saveCase) (*bundle.SaveResult, error) {
 	t.Helper()
 	var plats []platform.Platform
 	for _, p := range c.platforms {
@@ -545,9 +530,9 @@ func TestBundleAsSource(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	specs := []bundle.ImageSpec{}
+	specs := []selection.ImageSpec{}
 	for _, n := range []string{"bundle.local/team/app:1", "bundle.local/library/multi:1"} {
-		s, _ := bundle.ParseImage(n, "")
+		s, _ := selection.ParseImage(n, "")
 		specs = append(specs, s)
 	}
 	second, err := save(t, bd, specs, t.TempDir(), saveCase{platforms: []string{"linux/amd64"}})
@@ -628,5 +613,20 @@ func TestSplitSizeBlobBoundary(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
+	}
+}
+
+func TestSaveRejectsTargetClash(t *testing.T) {
+	specs, err := selection.ParseList(strings.NewReader("localhost:5000/a/app:1 -> x/app:1\nlocalhost:5000/b/app:1 -> x/app:1\n"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := bundle.NewWriter(bundle.WriterOptions{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = bundle.Save(context.Background(), nil, w, specs, bundle.SaveOptions{})
+	if !errors.Is(err, selection.ErrBadList) || !strings.Contains(err.Error(), "x/app:1") {
+		t.Fatalf("err %v", err)
 	}
 }

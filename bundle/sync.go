@@ -22,6 +22,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/ferry-oss/ferry/oci"
+	"github.com/ferry-oss/ferry/selection"
 )
 
 // ErrStopped is returned by Sync when SyncOptions.Stop was closed: the
@@ -40,7 +41,7 @@ type SyncTarget struct {
 
 // SyncImage is one image to copy and the targets it goes to.
 type SyncImage struct {
-	Spec ImageSpec
+	Spec selection.ImageSpec
 	// Targets are indexes into Sync's targets; empty means every target.
 	Targets []int
 }
@@ -152,10 +153,10 @@ func Sync(ctx context.Context, src oci.Source, targets []SyncTarget, images []Sy
 	defaults(&opts.Jobs, &opts.RetryDelay, &opts.Log)
 	prog := oci.OrNop(opts.Progress)
 	if len(images) == 0 {
-		return nil, fmt.Errorf("%w: no images to sync", ErrBadList)
+		return nil, fmt.Errorf("%w: no images to sync", selection.ErrBadList)
 	}
 	if len(targets) == 0 {
-		return nil, fmt.Errorf("%w: no targets", ErrBadList)
+		return nil, fmt.Errorf("%w: no targets", selection.ErrBadList)
 	}
 	jobs, err := syncJobs(targets, images)
 	if err != nil {
@@ -528,7 +529,7 @@ func syncJobs(targets []SyncTarget, images []SyncImage) ([]*syncJob, error) {
 		}
 		for _, t := range ts {
 			if t < 0 || t >= len(targets) {
-				return nil, fmt.Errorf("%w: %s: no target %d", ErrBadList, im.Spec.String(), t)
+				return nil, fmt.Errorf("%w: %s: no target %d", selection.ErrBadList, im.Spec.String(), t)
 			}
 			r, err := targets[t].Repo(im.Spec.Repository)
 			if err != nil {
@@ -538,7 +539,7 @@ func syncJobs(targets []SyncTarget, images []SyncImage) ([]*syncJob, error) {
 			if tag := im.Spec.Tag; tag != "" {
 				k := fmt.Sprintf("%d|%s:%s", t, r.CommonName(), tag)
 				if prev, ok := claimed[k]; ok && prev != im.Spec.String() {
-					return nil, fmt.Errorf("%w: %s and %s would both be %s", ErrBadList, prev, im.Spec.String(), r.SetTag(tag).CommonName())
+					return nil, fmt.Errorf("%w: %s and %s would both be %s", selection.ErrBadList, prev, im.Spec.String(), r.SetTag(tag).CommonName())
 				}
 				if _, ok := claimed[k]; ok {
 					continue // the same image twice
@@ -973,4 +974,27 @@ func (c *countReader) Read(p []byte) (int, error) {
 		c.err = err
 	}
 	return k, err
+}
+
+// ExpandSyncImages is ExpandTags for Sync: an entry whose selection fails
+// (no tag matches, the listing failed) is returned as a failure, the
+// others go on. Each expanded entry keeps its targets.
+func ExpandSyncImages(ctx context.Context, lister oci.TagLister, images []SyncImage, opts selection.ExpandOptions) ([]SyncImage, []ImageError) {
+	specs := make([]selection.ImageSpec, len(images))
+	for i, im := range images {
+		specs[i] = im.Spec
+	}
+	out, errs := selection.ExpandEach(ctx, lister, specs, opts)
+	var ok []SyncImage
+	var failed []ImageError
+	for i, o := range out {
+		if errs[i] != nil {
+			failed = append(failed, ImageError{Image: specs[i].String(), Err: errs[i]})
+			continue
+		}
+		for _, s := range o {
+			ok = append(ok, SyncImage{Spec: s, Targets: images[i].Targets})
+		}
+	}
+	return ok, failed
 }

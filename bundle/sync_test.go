@@ -20,6 +20,7 @@ import (
 	"github.com/ferry-oss/ferry/oci"
 	"github.com/ferry-oss/ferry/registry"
 	"github.com/ferry-oss/ferry/registry/regtest"
+	"github.com/ferry-oss/ferry/selection"
 )
 
 // countingSource counts the blob bytes read from a Source, per digest.
@@ -82,7 +83,7 @@ func twoTargets(t *testing.T) (e *env, src *countingSource, dreg *registry.Regis
 	return e, src, dreg, t1, t2, syncTargets(t, dreg, t1, t2)
 }
 
-func syncImages(specs []bundle.ImageSpec) []bundle.SyncImage {
+func syncImages(specs []selection.ImageSpec) []bundle.SyncImage {
 	out := make([]bundle.SyncImage, len(specs))
 	for i, s := range specs {
 		out[i] = bundle.SyncImage{Spec: s}

@@ -2,12 +2,14 @@ package bundle_test
 
 import (
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/regclient/regclient/types/ref"
 
 	"github.com/ferry-oss/ferry/bundle"
 	"github.com/ferry-oss/ferry/meta"
+	"github.com/ferry-oss/ferry/selection"
 )
 
 func TestRegistryTargetAndRenames(t *testing.T) {
@@ -15,7 +17,7 @@ func TestRegistryTargetAndRenames(t *testing.T) {
 		{Source: "src.example:5000/team/app:1", Repository: "team/app", Tag: "1"},
 		{Source: "src.example:5000/library/base:1", Repository: "library/base", Tag: "1"},
 	}}
-	specs, err := bundle.ParseList(stringsReader("src.example:5000/team/app:1 -> apps/app\n"), "")
+	specs, err := selection.ParseList(stringsReader("src.example:5000/team/app:1 -> apps/app\n"), "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,8 +40,10 @@ func TestRegistryTargetAndRenames(t *testing.T) {
 			t.Errorf("%s -> %s, want %s", repo, got, want)
 		}
 	}
-	bad, _ := bundle.ParseList(stringsReader("src.example:5000/nope:1 -> x/y\n"), "")
-	if _, err := bundle.Renames(m, bad); !errors.Is(err, bundle.ErrBadList) {
+	bad, _ := selection.ParseList(stringsReader("src.example:5000/nope:1 -> x/y\n"), "")
+	if _, err := bundle.Renames(m, bad); !errors.Is(err, selection.ErrBadList) {
 		t.Errorf("rename of an image not in the bundle: %v", err)
 	}
 }
+
+func stringsReader(s string) *strings.Reader { return strings.NewReader(s) }

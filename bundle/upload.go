@@ -20,6 +20,7 @@ import (
 
 	"github.com/ferry-oss/ferry/meta"
 	"github.com/ferry-oss/ferry/oci"
+	"github.com/ferry-oss/ferry/selection"
 )
 
 // UploadOptions configure Upload.
@@ -704,7 +705,7 @@ func RegistryTarget(host ref.Ref, namespace string, renames map[string]string) f
 			repo = namespace + "/" + repo
 		}
 		if !meta.ValidRepository(repo) {
-			return ref.Ref{}, fmt.Errorf("%w: target repository %q", ErrBadList, repo)
+			return ref.Ref{}, fmt.Errorf("%w: target repository %q", selection.ErrBadList, repo)
 		}
 		r := host
 		r.Scheme, r.Repository, r.Tag, r.Digest = "reg", repo, "", ""
@@ -716,7 +717,7 @@ func RegistryTarget(host ref.Ref, namespace string, renames map[string]string) f
 // Renames turns "SRC -> DST" list entries into renames of the bundle's
 // repositories: SRC is matched against each image's source reference, or
 // its source repository.
-func Renames(m *meta.Meta, specs []ImageSpec) (map[string]string, error) {
+func Renames(m *meta.Meta, specs []selection.ImageSpec) (map[string]string, error) {
 	out := map[string]string{}
 	for _, s := range specs {
 		matched := false
@@ -727,14 +728,14 @@ func Renames(m *meta.Meta, specs []ImageSpec) (map[string]string, error) {
 			}
 			if img.Source == s.Source.CommonName() || (src.Registry == s.Source.Registry && src.Repository == s.Source.Repository) {
 				if prev, ok := out[img.Repository]; ok && prev != s.Repository {
-					return nil, fmt.Errorf("%w: %s renamed to both %s and %s", ErrBadList, img.Repository, prev, s.Repository)
+					return nil, fmt.Errorf("%w: %s renamed to both %s and %s", selection.ErrBadList, img.Repository, prev, s.Repository)
 				}
 				out[img.Repository] = s.Repository
 				matched = true
 			}
 		}
 		if !matched {
-			return nil, fmt.Errorf("%w: %s matches no image of the bundle", ErrBadList, s.Source.CommonName())
+			return nil, fmt.Errorf("%w: %s matches no image of the bundle", selection.ErrBadList, s.Source.CommonName())
 		}
 	}
 	return out, nil

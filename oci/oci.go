@@ -78,6 +78,12 @@ type ManifestHeader interface {
 	ManifestDigest(ctx context.Context, r ref.Ref) (digest.Digest, error)
 }
 
+// TagLister is a Source that can list a repository's tags (for tag
+// selections such as repo:*, repo:/REGEX/ and semver ranges).
+type TagLister interface {
+	TagList(ctx context.Context, r ref.Ref) ([]string, error)
+}
+
 // Progress receives transfer progress. cmd renders it as bars on a terminal
 // or as log lines. A nil Progress is allowed everywhere and means none.
 type Progress interface {

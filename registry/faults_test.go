@@ -24,6 +24,7 @@ import (
 	"github.com/ferry-oss/ferry/oci"
 	"github.com/ferry-oss/ferry/registry"
 	"github.com/ferry-oss/ferry/registry/regtest"
+	"github.com/ferry-oss/ferry/selection"
 )
 
 // faultSource is docker-registry seeded with team/app:1 behind a
@@ -288,7 +289,7 @@ func TestSaveStalledSource(t *testing.T) {
 	p, reg, img := faultSource(t, regtest.DistributionOptions{}, 3)
 	layer := biggest(img)
 	p.Add(regtest.Fault{Method: "GET", Path: "/blobs/" + layer.Desc.Digest.String(), Times: 1, Action: regtest.Stall(layer.Desc.Size/2, 2*time.Second)})
-	spec, err := bundle.ParseImage("team/app:1", p.Host)
+	spec, err := selection.ParseImage("team/app:1", p.Host)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -297,7 +298,7 @@ func TestSaveStalledSource(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	res, err := bundle.Save(context.Background(), reg, w, []bundle.ImageSpec{spec}, bundle.SaveOptions{Jobs: 2, Retries: 2, RetryDelay: 10 * time.Millisecond, IdleTimeout: 300 * time.Millisecond})
+	res, err := bundle.Save(context.Background(), reg, w, []selection.ImageSpec{spec}, bundle.SaveOptions{Jobs: 2, Retries: 2, RetryDelay: 10 * time.Millisecond, IdleTimeout: 300 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/ferry-oss/ferry/oci"
 	"github.com/ferry-oss/ferry/registry"
 	"github.com/ferry-oss/ferry/registry/regtest"
+	"github.com/ferry-oss/ferry/selection"
 )
 
 func client(t *testing.T, d *regtest.Distribution, opts regtest.DistributionOptions) *registry.Registry {
@@ -49,9 +50,9 @@ func seed(t *testing.T, reg *registry.Registry, host string, names ...string) ma
 
 func saveBundle(t *testing.T, reg oci.Source, host, dir string, names ...string) (*bundle.SaveResult, error) {
 	t.Helper()
-	var specs []bundle.ImageSpec
+	var specs []selection.ImageSpec
 	for _, n := range names {
-		s, err := bundle.ParseImage(n, host)
+		s, err := selection.ParseImage(n, host)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -138,9 +139,9 @@ func TestIncrementalDistribution(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(1100 * time.Millisecond) // bundle ids carry the second
-	specs := []bundle.ImageSpec{}
+	specs := []selection.ImageSpec{}
 	for _, n := range []string{"team/app:1", "team/tools:1 -> other/tools:1"} {
-		s, _ := bundle.ParseImage(n, src.Host)
+		s, _ := selection.ParseImage(n, src.Host)
 		specs = append(specs, s)
 	}
 	w, err := bundle.NewWriter(bundle.WriterOptions{Dir: dir, Parts: 2, Bases: []string{full.MetaPath}})
@@ -257,9 +258,9 @@ func TestSaveMatrixDistribution(t *testing.T) {
 				pp, _ := platform.Parse(p)
 				plats = append(plats, pp)
 			}
-			var specs []bundle.ImageSpec
+			var specs []selection.ImageSpec
 			for _, n := range []string{"library/multi:1", "team/app:1", "team/tools:1"} {
-				s, _ := bundle.ParseImage(n, src.Host)
+				s, _ := selection.ParseImage(n, src.Host)
 				specs = append(specs, s)
 			}
 			w, err := bundle.NewWriter(bundle.WriterOptions{Dir: t.TempDir(), Codec: c.codec, Parts: 2})

@@ -14,6 +14,7 @@ import (
 	"github.com/ferry-oss/ferry/bundle"
 	"github.com/ferry-oss/ferry/registry"
 	"github.com/ferry-oss/ferry/registry/regtest"
+	"github.com/ferry-oss/ferry/selection"
 )
 
 // openFDs counts this process's open file descriptors.
@@ -61,9 +62,9 @@ func TestSoak(t *testing.T) {
 	if err := g.Wait(); err != nil {
 		t.Fatal(err)
 	}
-	var specs []bundle.ImageSpec
+	var specs []selection.ImageSpec
 	for _, nm := range names {
-		s, err := bundle.ParseImage(nm, src.Host)
+		s, err := selection.ParseImage(nm, src.Host)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -13,6 +13,7 @@ import (
 	"github.com/ferry-oss/ferry/oci"
 	"github.com/ferry-oss/ferry/registry"
 	"github.com/ferry-oss/ferry/registry/regtest"
+	"github.com/ferry-oss/ferry/selection"
 )
 
 // TestSyncLyingSource: a source whose blobs do not match their digests (a
@@ -35,7 +36,7 @@ func TestSyncLyingSource(t *testing.T) {
 		host, _ := ref.NewHost(h)
 		targets = append(targets, bundle.SyncTarget{Name: h, Sink: reg, Repo: bundle.RegistryTarget(host, "", nil)})
 	}
-	spec, err := bundle.ParseImage(proxy+"/team/app:1", "")
+	spec, err := selection.ParseImage(proxy+"/team/app:1", "")
 	if err != nil {
 		t.Fatal(err)
 	}

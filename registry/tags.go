@@ -10,12 +10,11 @@ import (
 	"github.com/regclient/regclient/types/errs"
 	"github.com/regclient/regclient/types/ref"
 
-	"github.com/ferry-oss/ferry/bundle"
 	"github.com/ferry-oss/ferry/oci"
 )
 
 var (
-	_ bundle.TagLister   = (*Registry)(nil)
+	_ oci.TagLister      = (*Registry)(nil)
 	_ oci.ManifestHeader = (*Registry)(nil)
 )
 

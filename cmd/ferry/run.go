@@ -16,6 +16,7 @@ import (
 	"github.com/ferry-oss/ferry/oci"
 	"github.com/ferry-oss/ferry/registry"
 	"github.com/ferry-oss/ferry/registry/docker"
+	"github.com/ferry-oss/ferry/selection"
 )
 
 func (e *env) save(c *cli.Context) error {
@@ -125,7 +126,7 @@ func (e *env) save(c *cli.Context) error {
 		defer fmt.Fprintf(e.stderr, "the blobs written so far are kept in %s: the same save run again resumes %s (--fresh starts over)\n", outDir, w.ID())
 	}
 	writeJSON(jsonOut, saveResultJSON(res, err))
-	if errors.Is(err, bundle.ErrBadList) {
+	if errors.Is(err, selection.ErrBadList) {
 		return usageError{err}
 	}
 	var fe *bundle.FailedError

@@ -15,6 +15,7 @@ import (
 	"github.com/ferry-oss/ferry/bundle"
 	"github.com/ferry-oss/ferry/registry"
 	"github.com/ferry-oss/ferry/registry/imagesyncer"
+	"github.com/ferry-oss/ferry/selection"
 )
 
 func syncCommand(e *env) *cli.Command {
@@ -195,7 +196,7 @@ func (e *env) sync(c *cli.Context) error {
 		if err != nil {
 			return rep, err
 		}
-		expanded, failed := bundle.ExpandSyncImages(ctx, reg, images, bundle.ExpandOptions{Latest: c.Int("latest"), Jobs: jobs})
+		expanded, failed := bundle.ExpandSyncImages(ctx, reg, images, selection.ExpandOptions{Latest: c.Int("latest"), Jobs: jobs})
 		var res *bundle.SyncResult
 		if len(expanded) > 0 {
 			p := e.progress()
@@ -263,7 +264,7 @@ func (e *env) sync(c *cli.Context) error {
 	for n := 1; ; n++ {
 		rep, err := runRound(hard, c.Context.Done(), n)
 		var fe *bundle.FailedError
-		if errors.Is(err, bundle.ErrBadList) && !errors.As(err, &fe) {
+		if errors.Is(err, selection.ErrBadList) && !errors.As(err, &fe) {
 			return usageError{err} // the next round would fail the same way
 		}
 		if err != nil && !errors.Is(err, context.Canceled) {
@@ -302,7 +303,7 @@ func (e *env) syncDone(c *cli.Context, rep *syncReport, err error) error {
 	}
 	var fe *bundle.FailedError
 	if err != nil && !errors.As(err, &fe) {
-		if errors.Is(err, bundle.ErrBadList) {
+		if errors.Is(err, selection.ErrBadList) {
 			return usageError{err}
 		}
 		return err
@@ -367,7 +368,7 @@ func (e *env) imageSyncerImages(imagesFile, authFile string, targets *[]bundle.S
 			if err != nil {
 				return nil, usageError{fmt.Errorf("%s: line %d: %w", imagesFile, r.Line, err)}
 			}
-			spec, err := bundle.ParseImage(rt.Line, "")
+			spec, err := selection.ParseImage(rt.Line, "")
 			if err != nil {
 				return nil, usageError{fmt.Errorf("%s: line %d: %w", imagesFile, r.Line, err)}
 			}

@@ -18,6 +18,7 @@ import (
 	"github.com/ferry-oss/ferry/registry"
 	"github.com/ferry-oss/ferry/registry/docker"
 	"github.com/ferry-oss/ferry/registry/regtest"
+	"github.com/ferry-oss/ferry/selection"
 )
 
 // saveFixtures writes a bundle of fixtures from an olareg registry.
@@ -43,9 +44,9 @@ func saveFixtures(t *testing.T, names ...string) *bundle.Bundle {
 // parts, an increment of bases when given.
 func saveBundle(t *testing.T, reg *registry.Registry, host string, bases []string, lines ...string) *bundle.Bundle {
 	t.Helper()
-	var specs []bundle.ImageSpec
+	var specs []selection.ImageSpec
 	for _, l := range lines {
-		s, err := bundle.ParseImage(l, host)
+		s, err := selection.ParseImage(l, host)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,7 +1,11 @@
-package bundle
+// Package selection turns what a user names into the images to move: list
+// files and arguments (ImageSpec), tag selections, --latest, shards and
+// lockfiles (Resolve); save, sync and resolve share it.
+package selection
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -10,6 +14,9 @@ import (
 
 	"github.com/ferry-oss/ferry/meta"
 )
+
+// ErrBadList: an image list, a list entry or a selection is not valid.
+var ErrBadList = errors.New("bad image list")
 
 // ImageSpec is one image to move: where it comes from and the repository
 // and tag it gets at the target.

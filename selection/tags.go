@@ -1,4 +1,4 @@
-package bundle
+package selection
 
 import (
 	"context"
@@ -10,7 +10,6 @@ import (
 
 	"github.com/Masterminds/semver/v3"
 	"github.com/opencontainers/go-digest"
-	"github.com/regclient/regclient/types/ref"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/ferry-oss/ferry/meta"
@@ -19,12 +18,6 @@ import (
 
 // ErrNoTags is returned when a tag selection matches no tag.
 var ErrNoTags = errors.New("no tag matches")
-
-// TagLister is a Source that can list a repository's tags (for tag
-// selections such as repo:*, repo:/REGEX/ and semver ranges).
-type TagLister interface {
-	TagList(ctx context.Context, r ref.Ref) ([]string, error)
-}
 
 // TagSelect is the tag part of a list entry that names several tags:
 //
@@ -211,8 +204,8 @@ type ExpandOptions struct {
 // ExpandTags replaces every entry with a tag selection by one entry per
 // selected tag (in semver order), listing tags through lister when the
 // selection needs it. Entries without a selection are kept as they are.
-func ExpandTags(ctx context.Context, lister TagLister, specs []ImageSpec, opts ExpandOptions) ([]ImageSpec, error) {
-	out, errs := expandEach(ctx, lister, specs, opts)
+func ExpandTags(ctx context.Context, lister oci.TagLister, specs []ImageSpec, opts ExpandOptions) ([]ImageSpec, error) {
+	out, errs := ExpandEach(ctx, lister, specs, opts)
 	var flat []ImageSpec
 	for i, o := range out {
 		if errs[i] != nil {
@@ -223,30 +216,9 @@ func ExpandTags(ctx context.Context, lister TagLister, specs []ImageSpec, opts E
 	return flat, nil
 }
 
-// ExpandSyncImages is ExpandTags for Sync: an entry whose selection fails
-// (no tag matches, the listing failed) is returned as a failure, the
-// others go on. Each expanded entry keeps its targets.
-func ExpandSyncImages(ctx context.Context, lister TagLister, images []SyncImage, opts ExpandOptions) ([]SyncImage, []ImageError) {
-	specs := make([]ImageSpec, len(images))
-	for i, im := range images {
-		specs[i] = im.Spec
-	}
-	out, errs := expandEach(ctx, lister, specs, opts)
-	var ok []SyncImage
-	var failed []ImageError
-	for i, o := range out {
-		if errs[i] != nil {
-			failed = append(failed, ImageError{Image: specs[i].String(), Err: errs[i]})
-			continue
-		}
-		for _, s := range o {
-			ok = append(ok, SyncImage{Spec: s, Targets: images[i].Targets})
-		}
-	}
-	return ok, failed
-}
-
-func expandEach(ctx context.Context, lister TagLister, specs []ImageSpec, opts ExpandOptions) ([][]ImageSpec, []error) {
+// ExpandEach is ExpandTags entry by entry: out[i] are the entries that
+// specs[i] expands to, errs[i] why it could not be expanded.
+func ExpandEach(ctx context.Context, lister oci.TagLister, specs []ImageSpec, opts ExpandOptions) ([][]ImageSpec, []error) {
 	if opts.Jobs < 1 {
 		opts.Jobs = 4
 	}
@@ -268,7 +240,7 @@ func expandEach(ctx context.Context, lister TagLister, specs []ImageSpec, opts E
 	return out, errs
 }
 
-func expandOne(ctx context.Context, lister TagLister, s ImageSpec, opts ExpandOptions) ([]ImageSpec, error) {
+func expandOne(ctx context.Context, lister oci.TagLister, s ImageSpec, opts ExpandOptions) ([]ImageSpec, error) {
 	tags := s.Select.Tags
 	if s.Select.listed() {
 		if lister == nil {
@@ -334,7 +306,7 @@ func SortTags(tags []string) {
 // Resolver is what Resolve needs of a source.
 type Resolver interface {
 	oci.Source
-	TagLister
+	oci.TagLister
 }
 
 // Resolve expands tag selections and pins every entry to the digest its

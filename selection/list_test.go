@@ -1,12 +1,11 @@
-package bundle_test
+package selection_test
 
 import (
-	"context"
 	"errors"
 	"strings"
 	"testing"
 
-	"github.com/ferry-oss/ferry/bundle"
+	"github.com/ferry-oss/ferry/selection"
 )
 
 func TestParseList(t *testing.T) {
@@ -17,7 +16,7 @@ localhost:5000/team/tools@sha256:01234567890123456789012345678901234567890123456
 registry.example.com:443/a/b/c:v1 -> x/y
 
 `
-	got, err := bundle.ParseList(strings.NewReader(list), "")
+	got, err := selection.ParseList(strings.NewReader(list), "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,11 +46,11 @@ func TestParseImageErrors(t *testing.T) {
 		"localhost:5000/a:1 -> x:-bad",
 		"ocidir://some/dir:tag",
 	} {
-		if _, err := bundle.ParseImage(line, ""); !errors.Is(err, bundle.ErrBadList) {
+		if _, err := selection.ParseImage(line, ""); !errors.Is(err, selection.ErrBadList) {
 			t.Errorf("%q: err %v, want ErrBadList", line, err)
 		}
 	}
-	s, err := bundle.ParseImage("team/app:1", "127.0.0.1:5000")
+	s, err := selection.ParseImage("team/app:1", "127.0.0.1:5000")
 	if err != nil || s.Source.Registry != "127.0.0.1:5000" || s.Repository != "team/app" {
 		t.Errorf("with registry: %+v %v", s, err)
 	}
@@ -77,7 +76,7 @@ func TestParseImageSource(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.line+"@"+tt.source, func(t *testing.T) {
-			s, err := bundle.ParseImage(tt.line, tt.source)
+			s, err := selection.ParseImage(tt.line, tt.source)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -93,7 +92,7 @@ func FuzzParseList(f *testing.F) {
 	f.Add("a@sha256:0123456789012345678901234567890123456789012345678901234567890123")
 	f.Add("localhost:5000/a:/^v1,2/,!rc -> b\nx:>=1.0 <2\nh:5000/y:* -> z:1\n")
 	f.Fuzz(func(t *testing.T, s string) {
-		specs, err := bundle.ParseList(strings.NewReader(s), "")
+		specs, err := selection.ParseList(strings.NewReader(s), "")
 		if err != nil {
 			return
 		}
@@ -103,21 +102,4 @@ func FuzzParseList(f *testing.F) {
 			}
 		}
 	})
-}
-
-func stringsReader(s string) *strings.Reader { return strings.NewReader(s) }
-
-func TestSaveRejectsTargetClash(t *testing.T) {
-	specs, err := bundle.ParseList(strings.NewReader("localhost:5000/a/app:1 -> x/app:1\nlocalhost:5000/b/app:1 -> x/app:1\n"), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, err := bundle.NewWriter(bundle.WriterOptions{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = bundle.Save(context.Background(), nil, w, specs, bundle.SaveOptions{})
-	if !errors.Is(err, bundle.ErrBadList) || !strings.Contains(err.Error(), "x/app:1") {
-		t.Fatalf("err %v", err)
-	}
 }

@@ -1,34 +1,34 @@
-package bundle_test
+package selection_test
 
 import (
 	"errors"
 	"fmt"
 	"testing"
 
-	"github.com/ferry-oss/ferry/bundle"
+	"github.com/ferry-oss/ferry/selection"
 )
 
 func TestParseShard(t *testing.T) {
 	for _, tc := range []struct {
 		in   string
-		want bundle.Shard
+		want selection.Shard
 		ok   bool
 	}{
-		{"1/1", bundle.Shard{K: 1, N: 1}, true},
-		{"2/4", bundle.Shard{K: 2, N: 4}, true},
-		{"4/4", bundle.Shard{K: 4, N: 4}, true},
-		{"0/4", bundle.Shard{}, false},
-		{"5/4", bundle.Shard{}, false},
-		{"2", bundle.Shard{}, false},
-		{"a/b", bundle.Shard{}, false},
-		{"1/0", bundle.Shard{}, false},
-		{"-1/4", bundle.Shard{}, false},
+		{"1/1", selection.Shard{K: 1, N: 1}, true},
+		{"2/4", selection.Shard{K: 2, N: 4}, true},
+		{"4/4", selection.Shard{K: 4, N: 4}, true},
+		{"0/4", selection.Shard{}, false},
+		{"5/4", selection.Shard{}, false},
+		{"2", selection.Shard{}, false},
+		{"a/b", selection.Shard{}, false},
+		{"1/0", selection.Shard{}, false},
+		{"-1/4", selection.Shard{}, false},
 	} {
-		got, err := bundle.ParseShard(tc.in)
+		got, err := selection.ParseShard(tc.in)
 		if tc.ok != (err == nil) || got != tc.want {
 			t.Errorf("ParseShard(%q) = %v, %v", tc.in, got, err)
 		}
-		if err != nil && !errors.Is(err, bundle.ErrBadList) {
+		if err != nil && !errors.Is(err, selection.ErrBadList) {
 			t.Errorf("ParseShard(%q): %v is not ErrBadList", tc.in, err)
 		}
 	}
@@ -37,10 +37,10 @@ func TestParseShard(t *testing.T) {
 // TestShardPartition: the shards of a list are disjoint, cover it, keep
 // every repository whole and are not all in one shard.
 func TestShardPartition(t *testing.T) {
-	var list []bundle.ImageSpec
+	var list []selection.ImageSpec
 	for i := range 200 {
 		for _, tag := range []string{"1", "2"} {
-			s, err := bundle.ParseImage(fmt.Sprintf("src.example/team/app-%03d:%s", i, tag), "")
+			s, err := selection.ParseImage(fmt.Sprintf("src.example/team/app-%03d:%s", i, tag), "")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -51,7 +51,7 @@ func TestShardPartition(t *testing.T) {
 	where := map[string]int{}
 	total := 0
 	for k := 1; k <= n; k++ {
-		got := bundle.Shard{K: k, N: n}.Filter(list)
+		got := selection.Shard{K: k, N: n}.Filter(list)
 		if len(got) < len(list)/n/2 {
 			t.Errorf("shard %d/%d has %d of %d images", k, n, len(got), len(list))
 		}
@@ -66,7 +66,7 @@ func TestShardPartition(t *testing.T) {
 	if total != len(list) {
 		t.Errorf("shards hold %d images, list %d", total, len(list))
 	}
-	if got := (bundle.Shard{K: 1, N: 1}).Filter(list); len(got) != len(list) {
+	if got := (selection.Shard{K: 1, N: 1}).Filter(list); len(got) != len(list) {
 		t.Errorf("1/1 keeps %d of %d", len(got), len(list))
 	}
 }

@@ -1,4 +1,4 @@
-package bundle_test
+package selection_test
 
 import (
 	"context"
@@ -9,8 +9,8 @@ import (
 
 	"github.com/regclient/regclient/types/ref"
 
-	"github.com/ferry-oss/ferry/bundle"
 	"github.com/ferry-oss/ferry/registry/regtest"
+	"github.com/ferry-oss/ferry/selection"
 )
 
 func TestParseTagSelect(t *testing.T) {
@@ -32,7 +32,7 @@ func TestParseTagSelect(t *testing.T) {
 		{"!/^v/", []string{"latest"}},
 		{`/^v/,!/\.0\.0/`, []string{"v1.2.0", "v1.10.0"}},
 	} {
-		s, err := bundle.ParseTagSelect(tt.sel)
+		s, err := selection.ParseTagSelect(tt.sel)
 		if err != nil {
 			t.Errorf("%q: %v", tt.sel, err)
 			continue
@@ -48,7 +48,7 @@ func TestParseTagSelect(t *testing.T) {
 		}
 	}
 	for _, bad := range []string{"a,,b", "/(/", ">=x.y", "!", "a b"} {
-		if _, err := bundle.ParseTagSelect(bad); !errors.Is(err, bundle.ErrBadList) {
+		if _, err := selection.ParseTagSelect(bad); !errors.Is(err, selection.ErrBadList) {
 			t.Errorf("%q: err %v, want ErrBadList", bad, err)
 		}
 	}
@@ -66,7 +66,7 @@ func TestParseImageSelections(t *testing.T) {
 		{"localhost:5000/team/app:v1.0", "localhost:5000/team/app:v1.0", "team/app", "v1.0", false},
 		{"localhost:5000/team/app", "localhost:5000/team/app:latest", "team/app", "latest", false},
 	} {
-		s, err := bundle.ParseImage(tt.line, "")
+		s, err := selection.ParseImage(tt.line, "")
 		if err != nil {
 			t.Errorf("%q: %v", tt.line, err)
 			continue
@@ -75,14 +75,14 @@ func TestParseImageSelections(t *testing.T) {
 			t.Errorf("%q: %s -> %s:%s select %v", tt.line, s.String(), s.Repository, s.Tag, s.Select != nil)
 		}
 	}
-	if _, err := bundle.ParseImage("local host:5000/a:*", ""); !errors.Is(err, bundle.ErrBadList) {
+	if _, err := selection.ParseImage("local host:5000/a:*", ""); !errors.Is(err, selection.ErrBadList) {
 		t.Errorf("space in the repository accepted: %v", err)
 	}
 }
 
 func TestSortTags(t *testing.T) {
 	got := []string{"v2.0.0-rc1", "v1.10.0", "latest", "v1.2.0", "v1.0.0"}
-	bundle.SortTags(got)
+	selection.SortTags(got)
 	want := []string{"latest", "v1.0.0", "v1.2.0", "v1.10.0", "v2.0.0-rc1"}
 	if !slices.Equal(got, want) {
 		t.Fatalf("got %v, want %v", got, want)
@@ -124,7 +124,7 @@ func TestExpandTagsAndResolve(t *testing.T) {
 		{"team/app:v1.0.0,v2.0.0-rc1", 0, []string{"v1.0.0", "v2.0.0-rc1"}},
 		{"team/app:v1.2.0", 0, []string{"v1.2.0"}},
 	} {
-		specs, err := bundle.ExpandTags(ctx, e.reg, e.specs(t, tt.line), bundle.ExpandOptions{Latest: tt.latest})
+		specs, err := selection.ExpandTags(ctx, e.reg, e.specs(t, tt.line), selection.ExpandOptions{Latest: tt.latest})
 		if err != nil {
 			t.Errorf("%s: %v", tt.line, err)
 			continue
@@ -140,15 +140,15 @@ func TestExpandTagsAndResolve(t *testing.T) {
 			t.Errorf("%s (latest %d): %v, want %v", tt.line, tt.latest, got, tt.want)
 		}
 	}
-	if _, err := bundle.ExpandTags(ctx, e.reg, e.specs(t, "team/app:/^nope/"), bundle.ExpandOptions{}); !errors.Is(err, bundle.ErrNoTags) {
+	if _, err := selection.ExpandTags(ctx, e.reg, e.specs(t, "team/app:/^nope/"), selection.ExpandOptions{}); !errors.Is(err, selection.ErrNoTags) {
 		t.Errorf("no match: %v", err)
 	}
-	if _, err := bundle.ExpandTags(ctx, e.reg, e.specs(t, "team/app:* -> x/app:one"), bundle.ExpandOptions{}); !errors.Is(err, bundle.ErrBadList) {
+	if _, err := selection.ExpandTags(ctx, e.reg, e.specs(t, "team/app:* -> x/app:one"), selection.ExpandOptions{}); !errors.Is(err, selection.ErrBadList) {
 		t.Errorf("many tags renamed to one: %v", err)
 	}
 
 	// resolve: a lockfile that parses back to the same digests
-	pinned, err := bundle.Resolve(ctx, e.reg, e.specs(t, `team/app:/^v1\./ -> mirror/app`), bundle.ExpandOptions{})
+	pinned, err := selection.Resolve(ctx, e.reg, e.specs(t, `team/app:/^v1\./ -> mirror/app`), selection.ExpandOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,7 +156,7 @@ func TestExpandTagsAndResolve(t *testing.T) {
 	for _, p := range pinned {
 		lines = append(lines, p.Pinned())
 	}
-	back, err := bundle.ParseList(strings.NewReader(strings.Join(lines, "\n")), "")
+	back, err := selection.ParseList(strings.NewReader(strings.Join(lines, "\n")), "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,7 +173,7 @@ func FuzzParseTagSelect(f *testing.F) {
 		f.Add(s, "v1.2.3")
 	}
 	f.Fuzz(func(t *testing.T, sel, tag string) {
-		s, err := bundle.ParseTagSelect(sel)
+		s, err := selection.ParseTagSelect(sel)
 		if err != nil {
 			return
 		}
