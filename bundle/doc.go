@@ -12,5 +12,4 @@ var (
 	ErrPartCorrupt = errors.New("part corrupt")
 	ErrBlobMissing = errors.New("blob missing from bundle")
 	ErrBaseMissing = errors.New("base blobs missing at target")
-	ErrIdleTimeout = errors.New("idle timeout")
 )

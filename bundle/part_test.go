@@ -7,23 +7,18 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"flag"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/opencontainers/go-digest"
 
 	"github.com/ferry-oss/ferry/bundle"
 	"github.com/ferry-oss/ferry/meta"
 	"github.com/ferry-oss/ferry/oci"
-	"github.com/ferry-oss/ferry/registry/regtest"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 func TestCodecsRoundTrip(t *testing.T) {
 	payload := bytes.Repeat([]byte("ferry moves images "), 50000)
@@ -63,47 +58,6 @@ func TestCodecsRoundTrip(t *testing.T) {
 
 // TestGoldenMeta saves the fixtures deterministically (one part, fixed
 // clock) and compares meta.yaml with testdata/golden.
-func TestGoldenMeta(t *testing.T) {
-	e := seeded(t)
-	for _, c := range []bundle.Codec{bundle.CodecNone, bundle.CodecGzip} {
-		t.Run(string(c), func(t *testing.T) {
-			dir := t.TempDir()
-			w, err := bundle.NewWriter(bundle.WriterOptions{Dir: dir, Codec: c, Single: true, Tool: "ferry golden", Platforms: []string{"linux/amd64", "linux/arm64"},
-				Now: func() time.Time { return time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC) }})
-			if err != nil {
-				t.Fatal(err)
-			}
-			specs := e.specs(t, "library/multi:1", "team/app:1", "team/tools:1")
-			for i := range specs { // the golden file must not depend on the port
-				specs[i].Source.Registry = "registry.test:5000"
-			}
-			src := hostRewrite{e.reg, e.host}
-			res, err := bundle.Save(context.Background(), src, w, specs, bundle.SaveOptions{Jobs: 1, Platforms: mustPlatforms(t, "linux/amd64", "linux/arm64")})
-			if err != nil {
-				t.Fatal(err)
-			}
-			got, err := os.ReadFile(res.MetaPath)
-			if err != nil {
-				t.Fatal(err)
-			}
-			golden := filepath.Join(regtest.TestdataDir(), "golden", "meta-"+string(c)+".yaml")
-			if *update {
-				_ = os.MkdirAll(filepath.Dir(golden), 0o755)
-				if err := os.WriteFile(golden, got, 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("%v (run go test ./bundle -run TestGoldenMeta -update)", err)
-			}
-			if !bytes.Equal(got, want) {
-				t.Errorf("meta differs from %s (rerun with -update if intended):\n%s", golden, got)
-			}
-		})
-	}
-}
-
 // FuzzReadPart feeds arbitrary bytes as a part: ReadPart must never panic,
 // and must only succeed when the part holds the listed blob intact.
 func FuzzReadPart(f *testing.F) {

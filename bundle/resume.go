@@ -58,7 +58,6 @@ import (
 
 	"github.com/ferry-oss/ferry/internal/spool"
 	"github.com/ferry-oss/ferry/meta"
-	"github.com/ferry-oss/ferry/selection"
 )
 
 // ResumeMode says what NewWriter does with an interrupted save in Dir.
@@ -189,30 +188,6 @@ func (e journalEntry) valid() bool {
 	return (e.Kind == "b" || e.Kind == "m") && e.Final == 0 && e.Digest.Validate() == nil && e.Size >= 0 &&
 		e.Part >= 1 && e.Part <= maxJournalPart && e.Offset >= 0 && e.Length > 0 && e.Offset <= 1<<62 && e.Length <= 1<<62 &&
 		len(e.MediaType) <= 255 && (e.Kind == "b" || e.Size <= maxResumedManifest)
-}
-
-// SaveInputs lists what, besides the Writer's own options, makes a save's
-// content: the images (as resolved into specs, renames included; their
-// order does not matter), the platform filter and the referrer settings.
-// Pass it as WriterOptions.Inputs so that only a save of the same inputs
-// resumes an interrupted one.
-func SaveInputs(images []selection.ImageSpec, opts SaveOptions) []string {
-	var imgs []string
-	for _, s := range images {
-		imgs = append(imgs, "image="+s.String()+" -> "+s.Repository+":"+s.Tag)
-	}
-	sort.Strings(imgs)
-	out := imgs
-	for _, p := range opts.Platforms {
-		out = append(out, "platform="+p.String())
-	}
-	out = append(out, fmt.Sprintf("referrers=%t", opts.Referrers))
-	types := slices.Clone(opts.ArtifactTypes)
-	sort.Strings(types)
-	for _, t := range types {
-		out = append(out, "artifact-type="+t)
-	}
-	return out
 }
 
 // resumeKey hashes every input that changes the bundle's content: the

@@ -62,7 +62,7 @@ type WriterOptions struct {
 	// in Dir and whether this save keeps a resume journal (see resume.go).
 	Resume ResumeMode
 	// Inputs are the caller's inputs that change the bundle's content
-	// (SaveInputs); with the Writer's own options they decide which
+	// (transfer.SaveInputs); with the Writer's own options they decide which
 	// interrupted save may be resumed.
 	Inputs []string
 }
@@ -278,6 +278,9 @@ func (w *Writer) loadBases() error {
 
 // ID is the bundle id: <prefix>_<full|incr>_<UTC timestamp>.
 func (w *Writer) ID() string { return w.id }
+
+// Dir is the output directory.
+func (w *Writer) Dir() string { return w.opts.Dir }
 
 // MetaPath is where Commit writes the meta file.
 func (w *Writer) MetaPath() string { return filepath.Join(w.opts.Dir, meta.FileName(w.id)) }

@@ -25,6 +25,7 @@ import (
 	"github.com/ferry-oss/ferry/registry"
 	"github.com/ferry-oss/ferry/registry/regtest"
 	"github.com/ferry-oss/ferry/selection"
+	"github.com/ferry-oss/ferry/transfer"
 )
 
 // faultSource is docker-registry seeded with team/app:1 behind a
@@ -298,7 +299,7 @@ func TestSaveStalledSource(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	res, err := bundle.Save(context.Background(), reg, w, []selection.ImageSpec{spec}, bundle.SaveOptions{Jobs: 2, Retries: 2, RetryDelay: 10 * time.Millisecond, IdleTimeout: 300 * time.Millisecond})
+	res, err := transfer.Save(context.Background(), reg, w, []selection.ImageSpec{spec}, transfer.SaveOptions{Jobs: 2, Retries: 2, RetryDelay: 10 * time.Millisecond, IdleTimeout: 300 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/ferry-oss/ferry/registry"
 	"github.com/ferry-oss/ferry/registry/regtest"
 	"github.com/ferry-oss/ferry/selection"
+	"github.com/ferry-oss/ferry/transfer"
 )
 
 func client(t *testing.T, d *regtest.Distribution, opts regtest.DistributionOptions) *registry.Registry {
@@ -48,7 +49,7 @@ func seed(t *testing.T, reg *registry.Registry, host string, names ...string) ma
 	return imgs
 }
 
-func saveBundle(t *testing.T, reg oci.Source, host, dir string, names ...string) (*bundle.SaveResult, error) {
+func saveBundle(t *testing.T, reg oci.Source, host, dir string, names ...string) (*transfer.SaveResult, error) {
 	t.Helper()
 	var specs []selection.ImageSpec
 	for _, n := range names {
@@ -62,7 +63,7 @@ func saveBundle(t *testing.T, reg oci.Source, host, dir string, names ...string)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return bundle.Save(context.Background(), reg, w, specs, bundle.SaveOptions{Jobs: 2, Retries: 3, RetryDelay: 10 * time.Millisecond})
+	return transfer.Save(context.Background(), reg, w, specs, transfer.SaveOptions{Jobs: 2, Retries: 3, RetryDelay: 10 * time.Millisecond})
 }
 
 // TestDistributionVariants saves from and uploads to docker-registry: plain
@@ -104,7 +105,7 @@ func TestDistributionVariants(t *testing.T) {
 				t.Fatal(err)
 			}
 			tgt, _ := ref.NewHost(dst.Host)
-			up, err := bundle.Upload(context.Background(), bd, dreg, bundle.UploadOptions{Target: bundle.RegistryTarget(tgt, "mirror", nil)})
+			up, err := transfer.Upload(context.Background(), bd, dreg, transfer.UploadOptions{Target: transfer.RegistryTarget(tgt, "mirror", nil)})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -148,14 +149,14 @@ func TestIncrementalDistribution(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	incr, err := bundle.Save(context.Background(), sreg, w, specs, bundle.SaveOptions{Jobs: 2})
+	incr, err := transfer.Save(context.Background(), sreg, w, specs, transfer.SaveOptions{Jobs: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
 	tgt, _ := ref.NewHost(dst.Host)
-	opts := bundle.UploadOptions{Target: bundle.RegistryTarget(tgt, "mirror", nil)}
+	opts := transfer.UploadOptions{Target: transfer.RegistryTarget(tgt, "mirror", nil)}
 	ib, _ := bundle.Open(incr.MetaPath)
-	_, err = bundle.Upload(context.Background(), ib, dreg, opts)
+	_, err = transfer.Upload(context.Background(), ib, dreg, opts)
 	if !errors.Is(err, bundle.ErrBaseMissing) || !strings.Contains(err.Error(), full.Meta.ID) {
 		t.Fatalf("increment onto an empty registry: %v", err)
 	}
@@ -170,10 +171,10 @@ func TestIncrementalDistribution(t *testing.T) {
 		t.Fatalf("refused upload left content: %s", body)
 	}
 	fb, _ := bundle.Open(full.MetaPath)
-	if _, err := bundle.Upload(context.Background(), fb, dreg, opts); err != nil {
+	if _, err := transfer.Upload(context.Background(), fb, dreg, opts); err != nil {
 		t.Fatal(err)
 	}
-	res, err := bundle.Upload(context.Background(), ib, dreg, opts)
+	res, err := transfer.Upload(context.Background(), ib, dreg, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -270,7 +271,7 @@ func TestSaveMatrixDistribution(t *testing.T) {
 			if len(plats) > 0 && plats[0].Architecture == "arm64" {
 				specs = specs[:1] // the single-platform images are amd64
 			}
-			res, err := bundle.Save(context.Background(), reg, w, specs, bundle.SaveOptions{Platforms: plats, Jobs: 2})
+			res, err := transfer.Save(context.Background(), reg, w, specs, transfer.SaveOptions{Platforms: plats, Jobs: 2})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -109,7 +109,7 @@ func New(opts Options) (*Registry, error) {
 	rcOpts := []regclient.Opt{
 		regclient.WithSlog(quiet(opts.Log)),
 	}
-	// ferry retries whole operations itself (bundle.SaveOptions.Retries,
+	// ferry retries whole operations itself (transfer.SaveOptions.Retries,
 	// UploadOptions.Retries); regclient gets a short leash so the two do
 	// not multiply into minutes of waiting.
 	retryOpts := regclient.WithRegOpts(

@@ -16,6 +16,7 @@ import (
 	"github.com/ferry-oss/ferry/oci"
 	"github.com/ferry-oss/ferry/registry"
 	"github.com/ferry-oss/ferry/registry/regtest"
+	"github.com/ferry-oss/ferry/transfer"
 )
 
 // faultTarget is docker-registry behind a FaultProxy, with a client for
@@ -31,9 +32,9 @@ func faultTarget(t *testing.T) (*regtest.Distribution, *regtest.FaultProxy, *reg
 	return dst, p, reg
 }
 
-func uploadTo(reg *registry.Registry, host string, bd *bundle.Bundle) (*bundle.UploadResult, error) {
+func uploadTo(reg *registry.Registry, host string, bd *bundle.Bundle) (*transfer.UploadResult, error) {
 	th, _ := ref.NewHost(host)
-	return bundle.Upload(context.Background(), bd, reg, bundle.UploadOptions{Target: bundle.RegistryTarget(th, "", nil), Jobs: 2, Retries: 1})
+	return transfer.Upload(context.Background(), bd, reg, transfer.UploadOptions{Target: transfer.RegistryTarget(th, "", nil), Jobs: 2, Retries: 1})
 }
 
 // TestUploadTargetFaults: a target that dies in the middle of a blob

@@ -16,6 +16,7 @@ import (
 	"github.com/ferry-oss/ferry/registry"
 	"github.com/ferry-oss/ferry/registry/regtest"
 	"github.com/ferry-oss/ferry/selection"
+	"github.com/ferry-oss/ferry/transfer"
 )
 
 // TestOCIExportReferrers: an OCI layout exported from a bundle that
@@ -47,7 +48,7 @@ func TestOCIExportReferrers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := bundle.Save(ctx, reg, w, []selection.ImageSpec{spec}, bundle.SaveOptions{Jobs: 2, Referrers: true})
+	res, err := transfer.Save(ctx, reg, w, []selection.ImageSpec{spec}, transfer.SaveOptions{Jobs: 2, Referrers: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/ferry-oss/ferry/bundle"
 	"github.com/ferry-oss/ferry/meta"
+	"github.com/ferry-oss/ferry/transfer"
 )
 
 // ErrNoImage is returned by Select for a name that matches no image.
@@ -35,7 +36,7 @@ func SourceNames(img meta.Image) (ref.Ref, bool, error) {
 // TargetNames names images as an upload to host/namespace would: the
 // bundle's target repository and tag.
 func TargetNames(host ref.Ref, namespace string) Namer {
-	target := bundle.RegistryTarget(host, namespace, nil)
+	target := transfer.RegistryTarget(host, namespace, nil)
 	return func(img meta.Image) (ref.Ref, bool, error) {
 		if img.Tag == "" {
 			return ref.Ref{}, false, nil

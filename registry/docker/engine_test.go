@@ -148,7 +148,7 @@ func (b *testBundle) addImage(t *testing.T, source, repo, tag string, index bool
 	}
 }
 
-// drive calls the Sink like bundle.Upload does: blobs from several
+// drive calls the Sink like transfer.Upload does: blobs from several
 // goroutines (skipping what the sink has), then manifests children first,
 // then tags, then Commit. registry is the target's registry.
 func (b *testBundle) drive(ctx context.Context, t *testing.T, s oci.Sink, registry string) error {

@@ -10,6 +10,7 @@ import (
 	"github.com/ferry-oss/ferry/bundle"
 	"github.com/ferry-oss/ferry/registry"
 	"github.com/ferry-oss/ferry/selection"
+	"github.com/ferry-oss/ferry/transfer"
 )
 
 // Source is an in-memory olareg seeded with the Fixtures and "big/one:1"
@@ -62,7 +63,7 @@ func (s *Source) Save(t testing.TB, dir string, codec bundle.Codec, bases []stri
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := bundle.Save(context.Background(), s.Reg, w, specs, bundle.SaveOptions{Jobs: 2, Referrers: s.Referrers})
+	res, err := transfer.Save(context.Background(), s.Reg, w, specs, transfer.SaveOptions{Jobs: 2, Referrers: s.Referrers})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package bundle_test
+package transfer_test
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ferry-oss/ferry/bundle"
+	"github.com/ferry-oss/ferry/transfer"
 )
 
 // TestTwoSavesOneDirectory: two saves into one directory at the same time
@@ -18,7 +19,7 @@ func TestTwoSavesOneDirectory(t *testing.T) {
 	dir := t.TempDir()
 	clock := func() time.Time { return time.Date(2026, 12, 1, 2, 0, 0, 0, time.UTC) }
 	var wg sync.WaitGroup
-	results := make([]*bundle.SaveResult, 2)
+	results := make([]*transfer.SaveResult, 2)
 	errs := make([]error, 2)
 	for i, img := range []string{"team/app:1", "library/multi:1"} {
 		wg.Add(1)
@@ -29,7 +30,7 @@ func TestTwoSavesOneDirectory(t *testing.T) {
 				errs[i] = err
 				return
 			}
-			results[i], errs[i] = bundle.Save(context.Background(), e.reg, w, e.specs(t, img), bundle.SaveOptions{Jobs: 2})
+			results[i], errs[i] = transfer.Save(context.Background(), e.reg, w, e.specs(t, img), transfer.SaveOptions{Jobs: 2})
 		}()
 	}
 	wg.Wait()

@@ -1,4 +1,4 @@
-package bundle_test
+package transfer_test
 
 import (
 	"context"
@@ -26,6 +26,7 @@ import (
 	"github.com/ferry-oss/ferry/oci"
 	"github.com/ferry-oss/ferry/registry/regtest"
 	"github.com/ferry-oss/ferry/selection"
+	"github.com/ferry-oss/ferry/transfer"
 )
 
 // cutSource serves the first `after` blob requests and cancels the save at
@@ -70,10 +71,10 @@ var resumeImages = []string{"team/app:1", "team/tools:1", "library/base:1", "lib
 
 // resumeEnv is a seeded source, the resume tests' images and options,
 // and an output directory.
-func resumeEnv(t *testing.T, jobs int) (*env, []selection.ImageSpec, bundle.SaveOptions, string) {
+func resumeEnv(t *testing.T, jobs int) (*env, []selection.ImageSpec, transfer.SaveOptions, string) {
 	t.Helper()
 	e := seeded(t)
-	return e, e.specs(t, resumeImages...), bundle.SaveOptions{Jobs: jobs, RetryDelay: time.Millisecond}, t.TempDir()
+	return e, e.specs(t, resumeImages...), transfer.SaveOptions{Jobs: jobs, RetryDelay: time.Millisecond}, t.TempDir()
 }
 
 // normalized is a meta's content without times, ids, parts and offsets:
@@ -108,15 +109,15 @@ func verifyMeta(t *testing.T, path string) *meta.Meta {
 }
 
 // interrupt runs a save that is cancelled at the (after+1)th blob request.
-func interrupt(t *testing.T, e *env, dir string, c resumeCase, specs []selection.ImageSpec, opts bundle.SaveOptions, after int64) *bundle.Writer {
+func interrupt(t *testing.T, e *env, dir string, c resumeCase, specs []selection.ImageSpec, opts transfer.SaveOptions, after int64) *bundle.Writer {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	w, err := c.writer(t, dir, bundle.ResumeAuto, bundle.SaveInputs(specs, opts))
+	w, err := c.writer(t, dir, bundle.ResumeAuto, transfer.SaveInputs(specs, opts))
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = bundle.Save(ctx, &cutSource{Source: e.reg, after: after, cancel: cancel}, w, specs, opts)
+	_, err = transfer.Save(ctx, &cutSource{Source: e.reg, after: after, cancel: cancel}, w, specs, opts)
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("interrupted save: %v", err)
 	}
@@ -132,7 +133,7 @@ func interrupt(t *testing.T, e *env, dir string, c resumeCase, specs []selection
 func TestResumeMatchesCleanSave(t *testing.T) {
 	e := seeded(t)
 	specs := e.specs(t, resumeImages...)
-	opts := bundle.SaveOptions{Jobs: 3, RetryDelay: time.Millisecond}
+	opts := transfer.SaveOptions{Jobs: 3, RetryDelay: time.Millisecond}
 	cases := map[string]resumeCase{
 		"none jobs 3":    {codec: bundle.CodecNone, jobs: 3},
 		"zstd jobs 1":    {codec: bundle.CodecZstd, jobs: 1},
@@ -146,7 +147,7 @@ func TestResumeMatchesCleanSave(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	base, err := bundle.Save(context.Background(), e.reg, bw, e.specs(t, "team/app:1"), opts)
+	base, err := transfer.Save(context.Background(), e.reg, bw, e.specs(t, "team/app:1"), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,11 +155,11 @@ func TestResumeMatchesCleanSave(t *testing.T) {
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
 			cleanDir, dir := t.TempDir(), t.TempDir()
-			w, err := c.writer(t, cleanDir, bundle.ResumeAuto, bundle.SaveInputs(specs, opts))
+			w, err := c.writer(t, cleanDir, bundle.ResumeAuto, transfer.SaveInputs(specs, opts))
 			if err != nil {
 				t.Fatal(err)
 			}
-			clean, err := bundle.Save(context.Background(), e.reg, w, specs, opts)
+			clean, err := transfer.Save(context.Background(), e.reg, w, specs, opts)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -174,7 +175,7 @@ func TestResumeMatchesCleanSave(t *testing.T) {
 				t.Fatal("the interrupted save was not kept for a resume")
 			}
 			src := &cutSource{Source: e.reg, after: -1}
-			w, err = c.writer(t, dir, bundle.ResumeAuto, bundle.SaveInputs(specs, opts))
+			w, err = c.writer(t, dir, bundle.ResumeAuto, transfer.SaveInputs(specs, opts))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -182,7 +183,7 @@ func TestResumeMatchesCleanSave(t *testing.T) {
 			if after > 0 && (info.ID != first.ID() || info.Blobs == 0 || info.Dropped != 0) {
 				t.Fatalf("resumed %+v, want %s with blobs", info, first.ID())
 			}
-			res, err := bundle.Save(context.Background(), src, w, specs, opts)
+			res, err := transfer.Save(context.Background(), src, w, specs, opts)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -228,14 +229,14 @@ func TestResumeTwice(t *testing.T) {
 	if got := second.Resumed(); got.Blobs != 3 {
 		t.Fatalf("second run resumed %+v", got)
 	}
-	w, err := c.writer(t, dir, bundle.ResumeRequire, bundle.SaveInputs(specs, opts))
+	w, err := c.writer(t, dir, bundle.ResumeRequire, transfer.SaveInputs(specs, opts))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got := w.Resumed(); got.Blobs != 6 {
 		t.Fatalf("third run resumed %+v, want 6 blobs", got)
 	}
-	res, err := bundle.Save(context.Background(), e.reg, w, specs, opts)
+	res, err := transfer.Save(context.Background(), e.reg, w, specs, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -249,7 +250,7 @@ func TestResumeTwice(t *testing.T) {
 func TestResumeTornJournal(t *testing.T) {
 	e := seeded(t)
 	specs := e.specs(t, resumeImages...)
-	opts := bundle.SaveOptions{Jobs: 1, RetryDelay: time.Millisecond}
+	opts := transfer.SaveOptions{Jobs: 1, RetryDelay: time.Millisecond}
 	c := resumeCase{codec: bundle.CodecNone, jobs: 1}
 	for _, damage := range []string{"torn record", "part cut", "part flipped"} {
 		t.Run(damage, func(t *testing.T) {
@@ -276,7 +277,7 @@ func TestResumeTornJournal(t *testing.T) {
 				_ = os.WriteFile(parts[0], b, 0o644)
 				dropped = 1
 			}
-			w, err := c.writer(t, dir, bundle.ResumeRequire, bundle.SaveInputs(specs, opts))
+			w, err := c.writer(t, dir, bundle.ResumeRequire, transfer.SaveInputs(specs, opts))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -284,7 +285,7 @@ func TestResumeTornJournal(t *testing.T) {
 				t.Fatalf("resumed %+v, want %d kept, %d dropped", info, 4-dropped, dropped)
 			}
 			src := &cutSource{Source: e.reg, after: -1}
-			res, err := bundle.Save(context.Background(), src, w, specs, opts)
+			res, err := transfer.Save(context.Background(), src, w, specs, opts)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -305,20 +306,20 @@ func TestResumeOtherInputs(t *testing.T) {
 	first := interrupt(t, e, dir, c, specs, opts, 3)
 	journal := filepath.Join(dir, "."+first.ID()+".resume")
 	others := map[string]func() (resumeCase, []string){
-		"images": func() (resumeCase, []string) { return c, bundle.SaveInputs(specs[:2], opts) },
+		"images": func() (resumeCase, []string) { return c, transfer.SaveInputs(specs[:2], opts) },
 		"platforms": func() (resumeCase, []string) {
 			o := opts
 			o.Platforms = mustPlatforms(t, "linux/amd64")
-			return c, bundle.SaveInputs(specs, o)
+			return c, transfer.SaveInputs(specs, o)
 		},
-		"referrers": func() (resumeCase, []string) { o := opts; o.Referrers = true; return c, bundle.SaveInputs(specs, o) },
+		"referrers": func() (resumeCase, []string) { o := opts; o.Referrers = true; return c, transfer.SaveInputs(specs, o) },
 		"codec": func() (resumeCase, []string) {
 			c := c
 			c.codec = bundle.CodecGzip
-			return c, bundle.SaveInputs(specs, opts)
+			return c, transfer.SaveInputs(specs, opts)
 		},
-		"split":  func() (resumeCase, []string) { c := c; c.split = 1 << 20; return c, bundle.SaveInputs(specs, opts) },
-		"single": func() (resumeCase, []string) { c := c; c.single = true; return c, bundle.SaveInputs(specs, opts) },
+		"split":  func() (resumeCase, []string) { c := c; c.split = 1 << 20; return c, transfer.SaveInputs(specs, opts) },
+		"single": func() (resumeCase, []string) { c := c; c.single = true; return c, transfer.SaveInputs(specs, opts) },
 	}
 	for name, other := range others {
 		t.Run(name, func(t *testing.T) {
@@ -342,7 +343,7 @@ func TestResumeOtherInputs(t *testing.T) {
 	}
 	// A journal with entries, rewritten to claim other inputs, is refused too.
 	// The same inputs, --fresh: the interrupted save is discarded.
-	w, err := c.writer(t, dir, bundle.ResumeFresh, bundle.SaveInputs(specs, opts))
+	w, err := c.writer(t, dir, bundle.ResumeFresh, transfer.SaveInputs(specs, opts))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -363,16 +364,16 @@ func TestResumeOtherInputs(t *testing.T) {
 func TestResumeLiveSave(t *testing.T) {
 	_, specs, opts, dir := resumeEnv(t, 2)
 	c := resumeCase{codec: bundle.CodecNone, jobs: 2}
-	live, err := c.writer(t, dir, bundle.ResumeAuto, bundle.SaveInputs(specs, opts))
+	live, err := c.writer(t, dir, bundle.ResumeAuto, transfer.SaveInputs(specs, opts))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer live.Abort()
-	_, err = c.writer(t, dir, bundle.ResumeRequire, bundle.SaveInputs(specs, opts))
+	_, err = c.writer(t, dir, bundle.ResumeRequire, transfer.SaveInputs(specs, opts))
 	if !errors.Is(err, bundle.ErrNothingToResume) || !strings.Contains(err.Error(), "locked by another process") {
 		t.Fatalf("err %v", err)
 	}
-	w, err := c.writer(t, dir, bundle.ResumeAuto, bundle.SaveInputs(specs, opts))
+	w, err := c.writer(t, dir, bundle.ResumeAuto, transfer.SaveInputs(specs, opts))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -505,14 +506,14 @@ func TestResumeDuplicateEntry(t *testing.T) {
 	}
 	rec1["p"], rec1["o"] = 3, len(b3)
 	appendRecord(t, journal, rec1)
-	w, err := c.writer(t, dir, bundle.ResumeRequire, bundle.SaveInputs(specs, opts))
+	w, err := c.writer(t, dir, bundle.ResumeRequire, transfer.SaveInputs(specs, opts))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if info := w.Resumed(); info.Blobs != 3 || info.Dropped != 1 {
 		t.Fatalf("resumed %+v, want 3 kept, 1 dropped", info)
 	}
-	res, err := bundle.Save(context.Background(), e.reg, w, specs, opts)
+	res, err := transfer.Save(context.Background(), e.reg, w, specs, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -554,14 +555,14 @@ func TestResumeInterruptedCommit(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	w, err := c.writer(t, dir, bundle.ResumeRequire, bundle.SaveInputs(specs, opts))
+	w, err := c.writer(t, dir, bundle.ResumeRequire, transfer.SaveInputs(specs, opts))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if info := w.Resumed(); info.Blobs != 4 || info.Dropped != 0 {
 		t.Fatalf("resumed %+v", info)
 	}
-	res, err := bundle.Save(context.Background(), e.reg, w, specs, opts)
+	res, err := transfer.Save(context.Background(), e.reg, w, specs, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -581,25 +582,25 @@ func TestResumeAfterLinkDrop(t *testing.T) {
 		names = append(names, proxy.Host+"/"+n)
 	}
 	specs := e.specs(t, names...)
-	opts := bundle.SaveOptions{Jobs: 2, Retries: 1, RetryDelay: time.Millisecond}
+	opts := transfer.SaveOptions{Jobs: 2, Retries: 1, RetryDelay: time.Millisecond}
 	c := resumeCase{codec: bundle.CodecZstd, jobs: 2}
 	dir := t.TempDir()
 	proxy.Add(regtest.Fault{Method: "GET", Path: `/blobs/sha256:`, Action: regtest.After(5, regtest.Status(503, ""))})
-	w, err := c.writer(t, dir, bundle.ResumeAuto, bundle.SaveInputs(specs, opts))
+	w, err := c.writer(t, dir, bundle.ResumeAuto, transfer.SaveInputs(specs, opts))
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = bundle.Save(context.Background(), reg, w, specs, opts)
+	_, err = transfer.Save(context.Background(), reg, w, specs, opts)
 	if !errors.Is(err, oci.ErrImagesFailed) || !w.Suspended() {
 		t.Fatalf("err %v, suspended %v", err, w.Suspended())
 	}
 	proxy.Reset()
-	w, err = c.writer(t, dir, bundle.ResumeRequire, bundle.SaveInputs(specs, opts))
+	w, err = c.writer(t, dir, bundle.ResumeRequire, transfer.SaveInputs(specs, opts))
 	if err != nil {
 		t.Fatal(err)
 	}
 	kept := w.Resumed().Blobs
-	res, err := bundle.Save(context.Background(), reg, w, specs, opts)
+	res, err := transfer.Save(context.Background(), reg, w, specs, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

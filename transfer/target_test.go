@@ -1,4 +1,4 @@
-package bundle_test
+package transfer_test
 
 import (
 	"errors"
@@ -7,9 +7,9 @@ import (
 
 	"github.com/regclient/regclient/types/ref"
 
-	"github.com/ferry-oss/ferry/bundle"
 	"github.com/ferry-oss/ferry/meta"
 	"github.com/ferry-oss/ferry/selection"
+	"github.com/ferry-oss/ferry/transfer"
 )
 
 func TestRegistryTargetAndRenames(t *testing.T) {
@@ -21,12 +21,12 @@ func TestRegistryTargetAndRenames(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	renames, err := bundle.Renames(m, specs)
+	renames, err := transfer.Renames(m, specs)
 	if err != nil {
 		t.Fatal(err)
 	}
 	host, _ := ref.NewHost("reg.local:5000")
-	target := bundle.RegistryTarget(host, "mirror", renames)
+	target := transfer.RegistryTarget(host, "mirror", renames)
 	tests := map[string]string{
 		"team/app":     "reg.local:5000/mirror/apps/app",
 		"library/base": "reg.local:5000/mirror/library/base",
@@ -41,7 +41,7 @@ func TestRegistryTargetAndRenames(t *testing.T) {
 		}
 	}
 	bad, _ := selection.ParseList(stringsReader("src.example:5000/nope:1 -> x/y\n"), "")
-	if _, err := bundle.Renames(m, bad); !errors.Is(err, selection.ErrBadList) {
+	if _, err := transfer.Renames(m, bad); !errors.Is(err, selection.ErrBadList) {
 		t.Errorf("rename of an image not in the bundle: %v", err)
 	}
 }

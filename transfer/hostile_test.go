@@ -1,4 +1,4 @@
-package bundle_test
+package transfer_test
 
 import (
 	"archive/tar"
@@ -21,6 +21,7 @@ import (
 	"github.com/ferry-oss/ferry/bundle"
 	"github.com/ferry-oss/ferry/meta"
 	"github.com/ferry-oss/ferry/oci"
+	"github.com/ferry-oss/ferry/transfer"
 )
 
 // frame encodes one tar entry (no end marker) as a frame of codec c.
@@ -222,7 +223,7 @@ func TestHostileParts(t *testing.T) {
 				}
 				sink := &countSink{}
 				target := func(repo string) (ref.Ref, error) { return ref.New("target.test/" + repo) }
-				_, err = bundle.Upload(context.Background(), bd, sink, bundle.UploadOptions{Target: target, Jobs: 1})
+				_, err = transfer.Upload(context.Background(), bd, sink, transfer.UploadOptions{Target: target, Jobs: 1})
 				if tt.inUpload {
 					if !errors.Is(err, bundle.ErrUnlisted) || !strings.Contains(err.Error(), tt.want) {
 						t.Fatalf("upload: %v; want ErrUnlisted naming %q", err, tt.want)
@@ -260,7 +261,7 @@ func TestManifestRefersToMissingBlob(t *testing.T) {
 	}
 	sink := &countSink{}
 	target := func(repo string) (ref.Ref, error) { return ref.New("target.test/" + repo) }
-	if _, err := bundle.Upload(context.Background(), bd, sink, bundle.UploadOptions{Target: target, Jobs: 1}); !errors.Is(err, bundle.ErrBlobMissing) || !strings.Contains(err.Error(), gone.Digest.String()) {
+	if _, err := transfer.Upload(context.Background(), bd, sink, transfer.UploadOptions{Target: target, Jobs: 1}); !errors.Is(err, bundle.ErrBlobMissing) || !strings.Contains(err.Error(), gone.Digest.String()) {
 		t.Fatalf("upload: %v; want ErrBlobMissing naming %s", err, gone.Digest)
 	}
 	if n, mm := sink.blobs.Load(), sink.manifests.Load(); n+mm != 0 {

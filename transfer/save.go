@@ -1,4 +1,7 @@
-package bundle
+// Package transfer holds the engines that move images: Save (a Source
+// into a bundle Writer), Upload (a bundle into a Sink) and Sync (a Source
+// into registries), each a pipeline of named stages over a shared plan.
+package transfer
 
 import (
 	"context"
@@ -6,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -20,6 +24,7 @@ import (
 	"github.com/regclient/regclient/types/ref"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/ferry-oss/ferry/bundle"
 	"github.com/ferry-oss/ferry/meta"
 	"github.com/ferry-oss/ferry/oci"
 	"github.com/ferry-oss/ferry/selection"
@@ -53,6 +58,10 @@ type SaveOptions struct {
 	Progress      oci.Progress
 }
 
+// ErrIdleTimeout: a read or a write waited longer than the idle timeout
+// for a byte.
+var ErrIdleTimeout = errors.New("idle timeout")
+
 // ImageError is the failure of one image.
 type ImageError struct {
 	Image string
@@ -79,6 +88,30 @@ func (e *FailedError) Unwrap() []error {
 	out := []error{oci.ErrImagesFailed}
 	for _, f := range e.Images {
 		out = append(out, f.Err)
+	}
+	return out
+}
+
+// SaveInputs lists what, besides the Writer's own options, makes a save's
+// content: the images (as resolved into specs, renames included; their
+// order does not matter), the platform filter and the referrer settings.
+// Pass it as WriterOptions.Inputs so that only a save of the same inputs
+// resumes an interrupted one.
+func SaveInputs(images []selection.ImageSpec, opts SaveOptions) []string {
+	var imgs []string
+	for _, s := range images {
+		imgs = append(imgs, "image="+s.String()+" -> "+s.Repository+":"+s.Tag)
+	}
+	sort.Strings(imgs)
+	out := imgs
+	for _, p := range opts.Platforms {
+		out = append(out, "platform="+p.String())
+	}
+	out = append(out, fmt.Sprintf("referrers=%t", opts.Referrers))
+	types := slices.Clone(opts.ArtifactTypes)
+	sort.Strings(types)
+	for _, t := range types {
+		out = append(out, "artifact-type="+t)
 	}
 	return out
 }
@@ -129,7 +162,7 @@ const maxReferrerLevel = 2
 // blobs) with bounded concurrency, then the manifests, then commits the
 // bundle. When an image fails and KeepGoing is off, nothing is committed,
 // w is aborted and a *FailedError is returned.
-func Save(ctx context.Context, src oci.Source, w *Writer, images []selection.ImageSpec, opts SaveOptions) (*SaveResult, error) {
+func Save(ctx context.Context, src oci.Source, w *bundle.Writer, images []selection.ImageSpec, opts SaveOptions) (*SaveResult, error) {
 	start := time.Now()
 	defaults(&opts.Jobs, &opts.RetryDelay, &opts.Log)
 	prog := oci.OrNop(opts.Progress)
@@ -157,7 +190,7 @@ func Save(ctx context.Context, src oci.Source, w *Writer, images []selection.Ima
 
 	// Plans go to a spool file in the output directory: memory holds an
 	// offset per image, not every image's manifests.
-	spool, err := newPlanSpool(w.opts.Dir)
+	spool, err := newPlanSpool(w.Dir())
 	if err != nil {
 		return nil, err
 	}
@@ -398,7 +431,7 @@ func specBlob(spec selection.ImageSpec, d descriptor.Descriptor) srcBlob {
 	return srcBlob{desc: d, src: spec.Source, tgt: bundleRef(spec.Repository)}
 }
 
-func putManifests(ctx context.Context, w *Writer, p *imagePlan) error {
+func putManifests(ctx context.Context, w *bundle.Writer, p *imagePlan) error {
 	tgt := bundleRef(p.spec.Repository)
 	for _, m := range p.manifests {
 		if err := w.ManifestPut(ctx, tgt.SetDigest(m.GetDescriptor().Digest.String()), m); err != nil {
@@ -632,7 +665,7 @@ func getManifest(ctx context.Context, src oci.Source, r ref.Ref, opts SaveOption
 
 // copyBlob streams one blob from src into w, reopening the source on
 // transient errors and resuming where it broke off.
-func copyBlob(ctx context.Context, src oci.Source, w *Writer, b srcBlob, opts SaveOptions, prog oci.Progress) error {
+func copyBlob(ctx context.Context, src oci.Source, w *bundle.Writer, b srcBlob, opts SaveOptions, prog oci.Progress) error {
 	t := prog.Begin(b.desc.Digest.Encoded()[:12], b.desc.Size)
 	rr := &resumeReader{ctx: ctx, idle: opts.IdleTimeout, open: func(actx context.Context) (io.ReadCloser, error) {
 		var rc io.ReadCloser
@@ -673,7 +706,7 @@ func retryable(ctx context.Context, err error) bool {
 	if err == nil || ctx.Err() != nil {
 		return false
 	}
-	for _, perm := range []error{oci.ErrLimit, oci.ErrDigestMismatch, oci.ErrSizeMismatch, ErrPartCorrupt, ErrPartMissing, ErrBlobMissing, ErrBaseMissing, oci.ErrUnsupported, ErrCodec, errs.ErrDigestMismatch, errs.ErrNotRetryable, errs.ErrSizeLimitExceeded, errs.ErrNotFound, errs.ErrHTTPUnauthorized, errs.ErrInvalidReference, errs.ErrUnsupportedMediaType, errs.ErrParsingFailed, oci.ErrPlatformMismatch, context.Canceled, context.DeadlineExceeded} {
+	for _, perm := range []error{oci.ErrLimit, oci.ErrDigestMismatch, oci.ErrSizeMismatch, bundle.ErrPartCorrupt, bundle.ErrPartMissing, bundle.ErrBlobMissing, bundle.ErrBaseMissing, oci.ErrUnsupported, bundle.ErrCodec, errs.ErrDigestMismatch, errs.ErrNotRetryable, errs.ErrSizeLimitExceeded, errs.ErrNotFound, errs.ErrHTTPUnauthorized, errs.ErrInvalidReference, errs.ErrUnsupportedMediaType, errs.ErrParsingFailed, oci.ErrPlatformMismatch, context.Canceled, context.DeadlineExceeded} {
 		if errors.Is(err, perm) {
 			return false
 		}

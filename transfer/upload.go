@@ -1,4 +1,4 @@
-package bundle
+package transfer
 
 import (
 	"context"
@@ -18,6 +18,7 @@ import (
 	"github.com/regclient/regclient/types/ref"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/ferry-oss/ferry/bundle"
 	"github.com/ferry-oss/ferry/meta"
 	"github.com/ferry-oss/ferry/oci"
 	"github.com/ferry-oss/ferry/selection"
@@ -75,7 +76,7 @@ func (e *BaseMissingError) Error() string {
 	return fmt.Sprintf("%d blob(s) that this incremental bundle skipped are missing at the target; upload base bundle(s) first: %s", e.Missing, strings.Join(names, ", "))
 }
 
-func (e *BaseMissingError) Unwrap() error { return ErrBaseMissing }
+func (e *BaseMissingError) Unwrap() error { return bundle.ErrBaseMissing }
 
 // Upload pushes a bundle into sink: it checks the parts are present with
 // their sizes, checks that every base blob is at the target (nothing is
@@ -87,7 +88,7 @@ func (e *BaseMissingError) Unwrap() error { return ErrBaseMissing }
 // indexes, referrers after their subject), then the tags of all images,
 // and commits. With KeepGoing an image whose blobs or manifests did not
 // land is left out (no tag) and the others go on.
-func Upload(ctx context.Context, bd *Bundle, sink oci.Sink, opts UploadOptions) (*UploadResult, error) {
+func Upload(ctx context.Context, bd *bundle.Bundle, sink oci.Sink, opts UploadOptions) (*UploadResult, error) {
 	start := time.Now()
 	defaults(&opts.Jobs, &opts.RetryDelay, &opts.Log)
 	if opts.Target == nil {
@@ -167,9 +168,9 @@ func Upload(ctx context.Context, bd *Bundle, sink oci.Sink, opts UploadOptions) 
 // With failed (KeepGoing), an image that needs a blob that did not land,
 // or whose manifest or tag push fails, is recorded in res.Failed and the
 // others go on.
-func pushImages(ctx context.Context, bd *Bundle, sink oci.Sink, target func(string) ref.Ref, opts UploadOptions, res *UploadResult, failed *blobFailures) error {
+func pushImages(ctx context.Context, bd *bundle.Bundle, sink oci.Sink, target func(string) ref.Ref, opts UploadOptions, res *UploadResult, failed *blobFailures) error {
 	m := bd.Meta
-	referrers, err := ReferrersOf(m)
+	referrers, err := bundle.ReferrersOf(m)
 	if err != nil {
 		return err
 	}
@@ -216,9 +217,9 @@ func pushImages(ctx context.Context, bd *Bundle, sink oci.Sink, target func(stri
 		if img.Tag != "" {
 			mf := bd.Manifest(img.Digest)
 			if mf == nil {
-				return fmt.Errorf("manifest %s: %w", img.Digest, ErrBlobMissing)
+				return fmt.Errorf("manifest %s: %w", img.Digest, bundle.ErrBlobMissing)
 			}
-			mm, err := ParseManifest(*mf)
+			mm, err := bundle.ParseManifest(*mf)
 			if err != nil {
 				return err
 			}
@@ -301,7 +302,7 @@ func (f *blobFailures) keep(ctx context.Context, d digest.Digest, err error) err
 // which blobs it has (HEAD), then pushes the missing ones, largest first,
 // Jobs at a time, each read from its offset in its part (any part layout).
 // Blobs the target has are not read at all.
-func uploadBlobs(ctx context.Context, bd *Bundle, sink oci.Sink, target func(string) ref.Ref, opts UploadOptions, res *UploadResult, failed *blobFailures) error {
+func uploadBlobs(ctx context.Context, bd *bundle.Bundle, sink oci.Sink, target func(string) ref.Ref, opts UploadOptions, res *UploadResult, failed *blobFailures) error {
 	prog := oci.OrNop(opts.Progress)
 	var mu sync.Mutex
 	var missing []*meta.Blob
@@ -424,7 +425,7 @@ func confirmBlob(ctx context.Context, sink oci.Sink, r ref.Ref, d descriptor.Des
 	case err != nil:
 		return fmt.Errorf("checking pushed blob %s at %s: %w", d.Digest, r.CommonName(), err)
 	case !ok:
-		return fmt.Errorf("blob %s: %s accepted it but does not have it: %w", d.Digest, r.CommonName(), ErrBlobMissing)
+		return fmt.Errorf("blob %s: %s accepted it but does not have it: %w", d.Digest, r.CommonName(), bundle.ErrBlobMissing)
 	}
 	return nil
 }
@@ -438,7 +439,7 @@ func descOf(b *meta.Blob) descriptor.Descriptor {
 // blob checked (and the part's sha256), blobs the target lacks pushed.
 // With failed (KeepGoing) a blob that fails is recorded and the part read
 // on; a part that fails marks the blobs it had not yet delivered.
-func uploadParts(ctx context.Context, bd *Bundle, sink oci.Sink, target func(string) ref.Ref, opts UploadOptions, res *UploadResult, failed *blobFailures) error {
+func uploadParts(ctx context.Context, bd *bundle.Bundle, sink oci.Sink, target func(string) ref.Ref, opts UploadOptions, res *UploadResult, failed *blobFailures) error {
 	m := bd.Meta
 	prog := oci.OrNop(opts.Progress)
 	prog.SetTotal(m.TotalBlobBytes(), len(m.Blobs))
@@ -522,7 +523,7 @@ func pushFromPart(ctx context.Context, sink oci.Sink, target func(string) ref.Re
 // subject; the image's own manifest is left to its tag where tagCarries.
 // It returns how many it put. With failed (KeepGoing), it first
 // checks that every blob they reference landed in the image's repository.
-func pushImageManifests(ctx context.Context, bd *Bundle, sink oci.Sink, tgt ref.Ref, img meta.Image, referrers map[digest.Digest][]digest.Digest, failed *blobFailures) (int, error) {
+func pushImageManifests(ctx context.Context, bd *bundle.Bundle, sink oci.Sink, tgt ref.Ref, img meta.Image, referrers map[digest.Digest][]digest.Digest, failed *blobFailures) (int, error) {
 	var order []manifest.Manifest
 	seen := map[digest.Digest]bool{}
 	var walk func(dg digest.Digest, depth int) error
@@ -533,9 +534,9 @@ func pushImageManifests(ctx context.Context, bd *Bundle, sink oci.Sink, tgt ref.
 		seen[dg] = true
 		mf := bd.Manifest(dg)
 		if mf == nil {
-			return fmt.Errorf("manifest %s: %w", dg, ErrBlobMissing)
+			return fmt.Errorf("manifest %s: %w", dg, bundle.ErrBlobMissing)
 		}
-		mm, err := ParseManifest(*mf)
+		mm, err := bundle.ParseManifest(*mf)
 		if err != nil {
 			return err
 		}
@@ -591,7 +592,7 @@ func tagCarries(img meta.Image, referrers map[digest.Digest][]digest.Digest) boo
 // checkBase makes sure every base blob is at the target in each repository
 // that needs it, mounting it from another repository where it is present
 // there. Nothing is mounted unless every base blob was found somewhere.
-func checkBase(ctx context.Context, bd *Bundle, sink oci.Sink, target func(string) ref.Ref, res *UploadResult) error {
+func checkBase(ctx context.Context, bd *bundle.Bundle, sink oci.Sink, target func(string) ref.Ref, res *UploadResult) error {
 	m := bd.Meta
 	if len(m.BaseBlobs) == 0 {
 		return nil

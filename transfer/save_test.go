@@ -1,4 +1,4 @@
-package bundle_test
+package transfer_test
 
 import (
 	"context"
@@ -25,6 +25,7 @@ import (
 	"github.com/ferry-oss/ferry/registry"
 	"github.com/ferry-oss/ferry/registry/regtest"
 	"github.com/ferry-oss/ferry/selection"
+	"github.com/ferry-oss/ferry/transfer"
 )
 
 // env is a source registry seeded with the fixtures and a client for it.
@@ -67,7 +68,7 @@ type saveCase struct {
 	jobs      int
 }
 
-func save(t testing.TB, src oci.Source, specs []selection.ImageSpec, dir string, c saveCase) (*bundle.SaveResult, error) {
+func save(t testing.TB, src oci.Source, specs []selection.ImageSpec, dir string, c saveCase) (*transfer.SaveResult, error) {
 	t.Helper()
 	var plats []platform.Platform
 	for _, p := range c.platforms {
@@ -81,14 +82,14 @@ func save(t testing.TB, src oci.Source, specs []selection.ImageSpec, dir string,
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := bundle.Save(context.Background(), src, w, specs, bundle.SaveOptions{Platforms: plats, Jobs: max(c.jobs, 2), Retries: 2, RetryDelay: time.Millisecond})
+	res, err := transfer.Save(context.Background(), src, w, specs, transfer.SaveOptions{Platforms: plats, Jobs: max(c.jobs, 2), Retries: 2, RetryDelay: time.Millisecond})
 	return withFile(t, res), err
 }
 
 // withFile replaces a SaveResult's Meta (no manifest bytes) by the meta
 // file it wrote, for tests that edit and rewrite it; it first checks that
 // the two agree but for those bytes.
-func withFile(t testing.TB, res *bundle.SaveResult) *bundle.SaveResult {
+func withFile(t testing.TB, res *transfer.SaveResult) *transfer.SaveResult {
 	t.Helper()
 	if res == nil || res.MetaPath == "" {
 		return res
@@ -168,7 +169,7 @@ func TestSaveVerifyUpload(t *testing.T) {
 			defer stop()
 			treg := newReg(t, thost)
 			tgt, _ := ref.NewHost(thost)
-			ur, err := bundle.Upload(context.Background(), bd, treg, bundle.UploadOptions{Target: bundle.RegistryTarget(tgt, "ns", nil), Jobs: 2})
+			ur, err := transfer.Upload(context.Background(), bd, treg, transfer.UploadOptions{Target: transfer.RegistryTarget(tgt, "ns", nil), Jobs: 2})
 			if err != nil {
 				t.Fatalf("upload: %v", err)
 			}
@@ -186,7 +187,7 @@ func TestSaveVerifyUpload(t *testing.T) {
 				}
 			}
 			// A second upload sends nothing again.
-			ur, err = bundle.Upload(context.Background(), bd, treg, bundle.UploadOptions{Target: bundle.RegistryTarget(tgt, "ns", nil), Jobs: 2})
+			ur, err = transfer.Upload(context.Background(), bd, treg, transfer.UploadOptions{Target: transfer.RegistryTarget(tgt, "ns", nil), Jobs: 2})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -293,13 +294,13 @@ func TestIncremental(t *testing.T) {
 	defer stop()
 	treg := newReg(t, thost)
 	tgt, _ := ref.NewHost(thost)
-	target := bundle.RegistryTarget(tgt, "", nil)
+	target := transfer.RegistryTarget(tgt, "", nil)
 	ib, err := bundle.Open(incr.MetaPath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = bundle.Upload(context.Background(), ib, treg, bundle.UploadOptions{Target: target})
-	var bme *bundle.BaseMissingError
+	_, err = transfer.Upload(context.Background(), ib, treg, transfer.UploadOptions{Target: target})
+	var bme *transfer.BaseMissingError
 	if !errors.Is(err, bundle.ErrBaseMissing) || !errors.As(err, &bme) || bme.Missing == 0 || !strings.Contains(err.Error(), full.Meta.ID) {
 		t.Fatalf("err %v, want base missing naming %s", err, full.Meta.ID)
 	}
@@ -311,10 +312,10 @@ func TestIncremental(t *testing.T) {
 	}
 	// Full, then the increment (a new repository needs base blobs: mounted).
 	fb, _ := bundle.Open(full.MetaPath)
-	if _, err := bundle.Upload(context.Background(), fb, treg, bundle.UploadOptions{Target: target}); err != nil {
+	if _, err := transfer.Upload(context.Background(), fb, treg, transfer.UploadOptions{Target: target}); err != nil {
 		t.Fatal(err)
 	}
-	res, err := bundle.Upload(context.Background(), ib, treg, bundle.UploadOptions{Target: target})
+	res, err := transfer.Upload(context.Background(), ib, treg, transfer.UploadOptions{Target: target})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -364,7 +365,7 @@ func TestCorruptPart(t *testing.T) {
 			defer stop()
 			treg := newReg(t, thost)
 			tgt, _ := ref.NewHost(thost)
-			_, err = bundle.Upload(context.Background(), bd, treg, bundle.UploadOptions{Target: bundle.RegistryTarget(tgt, "", nil)})
+			_, err = transfer.Upload(context.Background(), bd, treg, transfer.UploadOptions{Target: transfer.RegistryTarget(tgt, "", nil)})
 			if err == nil {
 				t.Fatal("upload of a corrupt part succeeded")
 			}
@@ -395,7 +396,7 @@ func TestMissingPart(t *testing.T) {
 	thost, stop := regtest.Olareg()
 	defer stop()
 	tgt, _ := ref.NewHost(thost)
-	_, err = bundle.Upload(context.Background(), bd, newReg(t, thost), bundle.UploadOptions{Target: bundle.RegistryTarget(tgt, "", nil)})
+	_, err = transfer.Upload(context.Background(), bd, newReg(t, thost), transfer.UploadOptions{Target: transfer.RegistryTarget(tgt, "", nil)})
 	if !errors.Is(err, bundle.ErrPartMissing) {
 		t.Fatalf("upload: %v", err)
 	}
@@ -405,7 +406,7 @@ func TestFailedImageWritesNoMeta(t *testing.T) {
 	e := seeded(t)
 	dir := t.TempDir()
 	_, err := save(t, e.reg, e.specs(t, "team/app:1", "nosuch/image:1"), dir, saveCase{})
-	var fe *bundle.FailedError
+	var fe *transfer.FailedError
 	if !errors.As(err, &fe) || len(fe.Images) != 1 || !strings.Contains(fe.Images[0].Image, "nosuch/image:1") {
 		t.Fatalf("err %v", err)
 	}
@@ -422,7 +423,7 @@ func TestKeepGoingPartial(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := bundle.Save(context.Background(), e.reg, w, specs, bundle.SaveOptions{KeepGoing: true, RetryDelay: time.Millisecond})
+	res, err := transfer.Save(context.Background(), e.reg, w, specs, transfer.SaveOptions{KeepGoing: true, RetryDelay: time.Millisecond})
 	if !errors.Is(err, oci.ErrImagesFailed) || res == nil {
 		t.Fatalf("err %v res %v", err, res)
 	}
@@ -505,7 +506,7 @@ func TestInterruptLeavesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = bundle.Save(ctx, src, w, e.specs(t, "team/app:1", "library/multi:1"), bundle.SaveOptions{Jobs: 2, Retries: 3, RetryDelay: time.Millisecond})
+	_, err = transfer.Save(ctx, src, w, e.specs(t, "team/app:1", "library/multi:1"), transfer.SaveOptions{Jobs: 2, Retries: 3, RetryDelay: time.Millisecond})
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("err %v, want context.Canceled", err)
 	}
@@ -625,7 +626,7 @@ func TestSaveRejectsTargetClash(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = bundle.Save(context.Background(), nil, w, specs, bundle.SaveOptions{})
+	_, err = transfer.Save(context.Background(), nil, w, specs, transfer.SaveOptions{})
 	if !errors.Is(err, selection.ErrBadList) || !strings.Contains(err.Error(), "x/app:1") {
 		t.Fatalf("err %v", err)
 	}

@@ -1,4 +1,4 @@
-package bundle_test
+package transfer_test
 
 import (
 	"archive/tar"
@@ -28,6 +28,7 @@ import (
 	"github.com/ferry-oss/ferry/meta"
 	"github.com/ferry-oss/ferry/oci"
 	"github.com/ferry-oss/ferry/registry/regtest"
+	"github.com/ferry-oss/ferry/transfer"
 )
 
 // TestOffsetsRoundTrip: for every codec, each stored blob and manifest
@@ -168,7 +169,7 @@ func TestSmallBundleOneFilePerID(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		res, err := bundle.Save(context.Background(), e.reg, w, e.specs(t, "library/multi:1", "team/app:1", "team/tools:1"), bundle.SaveOptions{Jobs: 4})
+		res, err := transfer.Save(context.Background(), e.reg, w, e.specs(t, "library/multi:1", "team/app:1", "team/tools:1"), transfer.SaveOptions{Jobs: 4})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -291,7 +292,7 @@ func TestUploadSingleConcurrent(t *testing.T) {
 	host := proxied(t, bw)
 	bd, _ := bundle.Open(res.MetaPath)
 	tgt, _ := ref.NewHost(host)
-	up, err := bundle.Upload(context.Background(), bd, newReg(t, host), bundle.UploadOptions{Target: bundle.RegistryTarget(tgt, "", nil), Jobs: 4})
+	up, err := transfer.Upload(context.Background(), bd, newReg(t, host), transfer.UploadOptions{Target: transfer.RegistryTarget(tgt, "", nil), Jobs: 4})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -337,10 +338,10 @@ func TestUploadResumeReadsMissing(t *testing.T) {
 			host := proxied(t, bw)
 			treg := newReg(t, host)
 			tgt, _ := ref.NewHost(host)
-			target := bundle.RegistryTarget(tgt, "", nil)
-			opts := bundle.UploadOptions{Target: target, Jobs: 1}
+			target := transfer.RegistryTarget(tgt, "", nil)
+			opts := transfer.UploadOptions{Target: target, Jobs: 1}
 			bd, _ := bundle.Open(res.MetaPath)
-			if _, err := bundle.Upload(context.Background(), bd, treg, opts); err == nil {
+			if _, err := transfer.Upload(context.Background(), bd, treg, opts); err == nil {
 				t.Fatal("upload through a failing registry succeeded")
 			}
 			var wantMin, wantMax int64
@@ -359,7 +360,7 @@ func TestUploadResumeReadsMissing(t *testing.T) {
 			bw.failAfter = 0
 			bd, _ = bundle.Open(res.MetaPath)
 			read := bundle.CountReads(bd)
-			up, err := bundle.Upload(context.Background(), bd, treg, opts)
+			up, err := transfer.Upload(context.Background(), bd, treg, opts)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -375,7 +376,7 @@ func TestUploadResumeReadsMissing(t *testing.T) {
 			}
 			bd, _ = bundle.Open(res.MetaPath)
 			read = bundle.CountReads(bd)
-			if _, err := bundle.Upload(context.Background(), bd, treg, opts); err != nil {
+			if _, err := transfer.Upload(context.Background(), bd, treg, opts); err != nil {
 				t.Fatal(err)
 			}
 			if n := read.Load(); n != gaps {
@@ -436,7 +437,7 @@ func TestUploadCorruptBlob(t *testing.T) {
 	bd, _ := bundle.Open(res.MetaPath)
 	sink := &acceptSink{got: map[digest.Digest]bool{}}
 	target := func(repo string) (ref.Ref, error) { return ref.New("target.test/" + repo) }
-	_, err = bundle.Upload(context.Background(), bd, sink, bundle.UploadOptions{Target: target, Jobs: 1})
+	_, err = transfer.Upload(context.Background(), bd, sink, transfer.UploadOptions{Target: target, Jobs: 1})
 	if !errors.Is(err, oci.ErrDigestMismatch) {
 		t.Fatalf("upload: %v, want digest mismatch", err)
 	}

@@ -6,7 +6,8 @@ import (
 	"sync/atomic"
 )
 
-// CountReads makes bd count every byte it reads from its part files.
+// CountReads makes bd count every byte it reads from its part files, for
+// tests that check what an upload or a read of the bundle reads.
 func CountReads(bd *Bundle) *atomic.Int64 {
 	n := new(atomic.Int64)
 	bd.openPart = func(path string) (partFile, error) {

@@ -1,4 +1,4 @@
-package bundle_test
+package transfer_test
 
 import (
 	"context"
@@ -23,6 +23,7 @@ import (
 	"github.com/ferry-oss/ferry/registry"
 	"github.com/ferry-oss/ferry/registry/regtest"
 	"github.com/ferry-oss/ferry/selection"
+	"github.com/ferry-oss/ferry/transfer"
 )
 
 // attached are the artifacts attach pushed.
@@ -71,14 +72,14 @@ func push(t *testing.T, reg *registry.Registry, r ref.Ref, img *regtest.Image) {
 	}
 }
 
-func saveReferrers(t *testing.T, src oci.Source, specs []selection.ImageSpec, dir string, opts bundle.SaveOptions, bases ...string) (*bundle.SaveResult, error) {
+func saveReferrers(t *testing.T, src oci.Source, specs []selection.ImageSpec, dir string, opts transfer.SaveOptions, bases ...string) (*transfer.SaveResult, error) {
 	t.Helper()
 	w, err := bundle.NewWriter(bundle.WriterOptions{Dir: dir, Parts: 2, Bases: bases, Tool: "ferry test"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	opts.Jobs, opts.Retries, opts.RetryDelay = 2, 1, time.Millisecond
-	return bundle.Save(context.Background(), src, w, specs, opts)
+	return transfer.Save(context.Background(), src, w, specs, opts)
 }
 
 func manifestDigests(m *meta.Meta) []digest.Digest {
@@ -100,14 +101,14 @@ func TestSaveReferrers(t *testing.T) {
 	amd64, _ := platform.Parse("linux/amd64")
 	tests := []struct {
 		name       string
-		opts       bundle.SaveOptions
+		opts       transfer.SaveOptions
 		want, none []*regtest.Image
 	}{
-		{"all", bundle.SaveOptions{Referrers: true}, []*regtest.Image{a.appSBOM, a.appSig, a.childSBOM, a.indexSig}, nil},
-		{"platform filter", bundle.SaveOptions{Referrers: true, Platforms: []platform.Platform{amd64}}, []*regtest.Image{a.appSBOM, a.appSig, a.childSBOM}, []*regtest.Image{a.indexSig}},
-		{"off", bundle.SaveOptions{}, nil, []*regtest.Image{a.appSBOM, a.appSig, a.childSBOM, a.indexSig}},
-		{"sboms only", bundle.SaveOptions{Referrers: true, ArtifactTypes: []string{regtest.SBOMType}}, []*regtest.Image{a.appSBOM, a.childSBOM}, []*regtest.Image{a.appSig, a.indexSig}},
-		{"cosign tags only", bundle.SaveOptions{Referrers: true, ArtifactTypes: []string{".sig"}}, []*regtest.Image{a.appSig}, []*regtest.Image{a.appSBOM, a.childSBOM, a.indexSig}},
+		{"all", transfer.SaveOptions{Referrers: true}, []*regtest.Image{a.appSBOM, a.appSig, a.childSBOM, a.indexSig}, nil},
+		{"platform filter", transfer.SaveOptions{Referrers: true, Platforms: []platform.Platform{amd64}}, []*regtest.Image{a.appSBOM, a.appSig, a.childSBOM}, []*regtest.Image{a.indexSig}},
+		{"off", transfer.SaveOptions{}, nil, []*regtest.Image{a.appSBOM, a.appSig, a.childSBOM, a.indexSig}},
+		{"sboms only", transfer.SaveOptions{Referrers: true, ArtifactTypes: []string{regtest.SBOMType}}, []*regtest.Image{a.appSBOM, a.childSBOM}, []*regtest.Image{a.appSig, a.indexSig}},
+		{"cosign tags only", transfer.SaveOptions{Referrers: true, ArtifactTypes: []string{".sig"}}, []*regtest.Image{a.appSig}, []*regtest.Image{a.appSBOM, a.childSBOM, a.indexSig}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -162,7 +163,7 @@ func TestUploadReferrers(t *testing.T) {
 	e := seeded(t)
 	a := attach(t, e)
 	dir := t.TempDir()
-	full, err := saveReferrers(t, e.reg, e.specs(t, "team/app:1", "library/multi:1"), dir, bundle.SaveOptions{Referrers: true})
+	full, err := saveReferrers(t, e.reg, e.specs(t, "team/app:1", "library/multi:1"), dir, transfer.SaveOptions{Referrers: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,7 +173,7 @@ func TestUploadReferrers(t *testing.T) {
 	att := regtest.Artifact(&app, "application/vnd.in-toto+json", "application/vnd.in-toto+json", []byte(`{"_type":"https://in-toto.io/Statement/v1"}`))
 	push(t, e.reg, repo.SetDigest(att.Digest().String()), att)
 	time.Sleep(1100 * time.Millisecond) // bundle ids carry the second
-	incr, err := saveReferrers(t, e.reg, e.specs(t, "team/app:1", "library/multi:1"), dir, bundle.SaveOptions{Referrers: true}, full.MetaPath)
+	incr, err := saveReferrers(t, e.reg, e.specs(t, "team/app:1", "library/multi:1"), dir, transfer.SaveOptions{Referrers: true}, full.MetaPath)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -201,7 +202,7 @@ func TestUploadReferrers(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if _, err := bundle.Upload(context.Background(), bd, dreg, bundle.UploadOptions{Target: bundle.RegistryTarget(th, "", nil)}); err != nil {
+				if _, err := transfer.Upload(context.Background(), bd, dreg, transfer.UploadOptions{Target: transfer.RegistryTarget(th, "", nil)}); err != nil {
 					t.Fatalf("upload %s: %v", filepath.Base(mp), err)
 				}
 			}
@@ -256,7 +257,7 @@ func TestSaveCorruptReferrer(t *testing.T) {
 		specs = append(specs, s)
 	}
 	dir := t.TempDir()
-	_, err := saveReferrers(t, reg, specs, dir, bundle.SaveOptions{Referrers: true})
+	_, err := saveReferrers(t, reg, specs, dir, transfer.SaveOptions{Referrers: true})
 	if !errors.Is(err, oci.ErrDigestMismatch) && !errors.Is(err, errs.ErrDigestMismatch) {
 		t.Fatalf("err %v, want a digest mismatch", err)
 	}

@@ -1,4 +1,4 @@
-package bundle_test
+package transfer_test
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 
 	"github.com/ferry-oss/ferry/bundle"
 	"github.com/ferry-oss/ferry/meta/sign"
+	"github.com/ferry-oss/ferry/transfer"
 )
 
 // TestSignedSave: a save with a signer writes META.sig before META; the
@@ -39,12 +40,12 @@ func TestSignedSave(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	save := func(dir string, fn func(io.Reader) ([]byte, error)) (*bundle.SaveResult, error) {
+	save := func(dir string, fn func(io.Reader) ([]byte, error)) (*transfer.SaveResult, error) {
 		w, err := bundle.NewWriter(bundle.WriterOptions{Dir: dir, Parts: 2, SignMeta: fn})
 		if err != nil {
 			t.Fatal(err)
 		}
-		return bundle.Save(context.Background(), e.reg, w, e.specs(t, "team/app:1"), bundle.SaveOptions{Jobs: 2, RetryDelay: time.Millisecond})
+		return transfer.Save(context.Background(), e.reg, w, e.specs(t, "team/app:1"), transfer.SaveOptions{Jobs: 2, RetryDelay: time.Millisecond})
 	}
 	dir := t.TempDir()
 	res, err := save(dir, signer.Sign)

@@ -1,4 +1,4 @@
-package bundle_test
+package transfer_test
 
 import (
 	"bufio"
@@ -17,6 +17,7 @@ import (
 
 	"github.com/ferry-oss/ferry/bundle"
 	"github.com/ferry-oss/ferry/registry/regtest"
+	"github.com/ferry-oss/ferry/transfer"
 )
 
 // oldBundles are the bundles earlier ferry versions wrote
@@ -130,10 +131,10 @@ func TestOldBundlesUpload(t *testing.T) {
 				host := start(t)
 				treg := newReg(t, host)
 				tgt, _ := ref.NewHost(host)
-				opts := bundle.UploadOptions{Target: bundle.RegistryTarget(tgt, "mirror", nil), Jobs: 2}
+				opts := transfer.UploadOptions{Target: transfer.RegistryTarget(tgt, "mirror", nil), Jobs: 2}
 				for _, id := range []string{ob.full, ob.incr} {
 					bd := openOld(t, ob.dir, id)
-					res, err := bundle.Upload(context.Background(), bd, treg, opts)
+					res, err := transfer.Upload(context.Background(), bd, treg, opts)
 					if err != nil {
 						t.Fatalf("upload %s: %v", id, err)
 					}
@@ -156,7 +157,7 @@ func TestOldBundlesUpload(t *testing.T) {
 				}
 				// Again: nothing is pushed.
 				for _, id := range []string{ob.full, ob.incr} {
-					res, err := bundle.Upload(context.Background(), openOld(t, ob.dir, id), treg, opts)
+					res, err := transfer.Upload(context.Background(), openOld(t, ob.dir, id), treg, opts)
 					if err != nil || res.BlobsPushed != 0 {
 						t.Fatalf("re-upload %s: %v, pushed %d", id, err, res.BlobsPushed)
 					}
@@ -184,13 +185,13 @@ func TestIncrementOnOldBundle(t *testing.T) {
 	defer stop()
 	treg := newReg(t, host)
 	tgt, _ := ref.NewHost(host)
-	opts := bundle.UploadOptions{Target: bundle.RegistryTarget(tgt, "", nil)}
+	opts := transfer.UploadOptions{Target: transfer.RegistryTarget(tgt, "", nil)}
 	incr, _ := bundle.Open(res.MetaPath)
-	if _, err := bundle.Upload(context.Background(), incr, treg, opts); !errors.Is(err, bundle.ErrBaseMissing) {
+	if _, err := transfer.Upload(context.Background(), incr, treg, opts); !errors.Is(err, bundle.ErrBaseMissing) {
 		t.Fatalf("increment before its base: %v", err)
 	}
 	for _, bd := range []*bundle.Bundle{full, incr} {
-		if _, err := bundle.Upload(context.Background(), bd, treg, opts); err != nil {
+		if _, err := transfer.Upload(context.Background(), bd, treg, opts); err != nil {
 			t.Fatal(err)
 		}
 	}

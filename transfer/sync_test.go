@@ -1,4 +1,4 @@
-package bundle_test
+package transfer_test
 
 import (
 	"context"
@@ -16,11 +16,11 @@ import (
 	"github.com/regclient/regclient/types/manifest"
 	"github.com/regclient/regclient/types/ref"
 
-	"github.com/ferry-oss/ferry/bundle"
 	"github.com/ferry-oss/ferry/oci"
 	"github.com/ferry-oss/ferry/registry"
 	"github.com/ferry-oss/ferry/registry/regtest"
 	"github.com/ferry-oss/ferry/selection"
+	"github.com/ferry-oss/ferry/transfer"
 )
 
 // countingSource counts the blob bytes read from a Source, per digest.
@@ -55,22 +55,22 @@ func (r *countRC) Read(p []byte) (int, error) {
 }
 func (r *countRC) Close() error { return r.rc.Close() }
 
-func syncTargets(t *testing.T, reg *registry.Registry, hosts ...string) []bundle.SyncTarget {
+func syncTargets(t *testing.T, reg *registry.Registry, hosts ...string) []transfer.SyncTarget {
 	t.Helper()
-	var out []bundle.SyncTarget
+	var out []transfer.SyncTarget
 	for _, h := range hosts {
 		host, err := ref.NewHost(h)
 		if err != nil {
 			t.Fatal(err)
 		}
-		out = append(out, bundle.SyncTarget{Name: h + "/mirror", Sink: reg, Repo: bundle.RegistryTarget(host, "mirror", nil)})
+		out = append(out, transfer.SyncTarget{Name: h + "/mirror", Sink: reg, Repo: transfer.RegistryTarget(host, "mirror", nil)})
 	}
 	return out
 }
 
 // twoTargets: the seeded source behind a byte counter and two empty
 // olareg targets (namespace mirror).
-func twoTargets(t *testing.T) (e *env, src *countingSource, dreg *registry.Registry, t1, t2 string, targets []bundle.SyncTarget) {
+func twoTargets(t *testing.T) (e *env, src *countingSource, dreg *registry.Registry, t1, t2 string, targets []transfer.SyncTarget) {
 	t.Helper()
 	e = seeded(t)
 	var stop func()
@@ -83,10 +83,10 @@ func twoTargets(t *testing.T) (e *env, src *countingSource, dreg *registry.Regis
 	return e, src, dreg, t1, t2, syncTargets(t, dreg, t1, t2)
 }
 
-func syncImages(specs []selection.ImageSpec) []bundle.SyncImage {
-	out := make([]bundle.SyncImage, len(specs))
+func syncImages(specs []selection.ImageSpec) []transfer.SyncImage {
+	out := make([]transfer.SyncImage, len(specs))
 	for i, s := range specs {
-		out[i] = bundle.SyncImage{Spec: s}
+		out[i] = transfer.SyncImage{Spec: s}
 	}
 	return out
 }
@@ -96,7 +96,7 @@ func TestSyncTwoTargets(t *testing.T) {
 	names := []string{"library/multi:1", "team/app:1 -> apps/app:stable", "team/tools:1"}
 	ctx := context.Background()
 
-	res, err := bundle.Sync(ctx, src, targets, syncImages(e.specs(t, names...)), bundle.SyncOptions{Jobs: 3})
+	res, err := transfer.Sync(ctx, src, targets, syncImages(e.specs(t, names...)), transfer.SyncOptions{Jobs: 3})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,7 +144,7 @@ func TestSyncTwoTargets(t *testing.T) {
 
 	// a second run pushes nothing and reads no blob
 	src.total.Store(0)
-	res, err = bundle.Sync(ctx, src, targets, syncImages(e.specs(t, names...)), bundle.SyncOptions{Jobs: 3})
+	res, err = transfer.Sync(ctx, src, targets, syncImages(e.specs(t, names...)), transfer.SyncOptions{Jobs: 3})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -176,7 +176,7 @@ func TestSyncPlatformFilterAsSave(t *testing.T) {
 	dreg := newReg(t, tgt)
 	plats := mustPlatforms(t, "linux/arm64", "linux/arm/v7")
 	ctx := context.Background()
-	res, err := bundle.Sync(ctx, e.reg, syncTargets(t, dreg, tgt), syncImages(e.specs(t, "library/multi:1", "team/app:1")), bundle.SyncOptions{Platforms: plats})
+	res, err := transfer.Sync(ctx, e.reg, syncTargets(t, dreg, tgt), syncImages(e.specs(t, "library/multi:1", "team/app:1")), transfer.SyncOptions{Platforms: plats})
 	if !errors.Is(err, oci.ErrImagesFailed) {
 		t.Fatalf("sync accepted a single-platform image of another platform: %v", err)
 	}
@@ -185,7 +185,7 @@ func TestSyncPlatformFilterAsSave(t *testing.T) {
 		// team/app:1 is linux/amd64 only: both refuse it the same way
 		t.Fatalf("save accepted a single-platform image of another platform: %v", err)
 	}
-	var fe *bundle.FailedError
+	var fe *transfer.FailedError
 	if !errors.As(err, &fe) || len(fe.Images) != 1 || !errors.Is(fe.Images[0].Err, oci.ErrPlatformMismatch) {
 		t.Fatalf("save: %v", err)
 	}
@@ -225,12 +225,12 @@ func TestSyncTargetDown(t *testing.T) {
 	targets := syncTargets(t, dreg, deadHost, good)
 	asked := &headCounter{Registry: dreg, refs: map[string]bool{}}
 	targets[0].Sink = asked
-	res, err := bundle.Sync(context.Background(), e.reg, targets, syncImages(e.specs(t, names...)), bundle.SyncOptions{Retries: 1})
+	res, err := transfer.Sync(context.Background(), e.reg, targets, syncImages(e.specs(t, names...)), transfer.SyncOptions{Retries: 1})
 	// the first copy found the target down: the others were not asked for
 	if len(asked.refs) != 1 {
 		t.Errorf("the dead target was asked for %d manifests: %v", len(asked.refs), asked.refs)
 	}
-	var fe *bundle.FailedError
+	var fe *transfer.FailedError
 	if !errors.As(err, &fe) || !errors.Is(err, oci.ErrImagesFailed) {
 		t.Fatalf("err %v", err)
 	}
@@ -267,8 +267,8 @@ func TestSyncStop(t *testing.T) {
 	defer stop()
 	ch := make(chan struct{})
 	close(ch)
-	res, err := bundle.Sync(context.Background(), e.reg, syncTargets(t, newReg(t, tgt), tgt), syncImages(e.specs(t, "team/app:1")), bundle.SyncOptions{Stop: ch})
-	if !errors.Is(err, bundle.ErrStopped) || res == nil || res.Total().Manifests != 0 {
+	res, err := transfer.Sync(context.Background(), e.reg, syncTargets(t, newReg(t, tgt), tgt), syncImages(e.specs(t, "team/app:1")), transfer.SyncOptions{Stop: ch})
+	if !errors.Is(err, transfer.ErrStopped) || res == nil || res.Total().Manifests != 0 {
 		t.Fatalf("%+v %v", res, err)
 	}
 }
@@ -288,7 +288,7 @@ func (b brokenSink) BlobPut(ctx context.Context, r ref.Ref, d descriptor.Descrip
 func TestSyncTeeOneTargetFails(t *testing.T) {
 	e, src, dreg, t1, t2, targets := twoTargets(t)
 	targets[0].Sink = brokenSink{dreg}
-	res, err := bundle.Sync(context.Background(), src, targets, syncImages(e.specs(t, "team/app:1")), bundle.SyncOptions{Retries: 1, RetryDelay: 1})
+	res, err := transfer.Sync(context.Background(), src, targets, syncImages(e.specs(t, "team/app:1")), transfer.SyncOptions{Retries: 1, RetryDelay: 1})
 	if !errors.Is(err, errBroken) || len(res.Failed) != 1 || !strings.Contains(res.Failed[0].Image, t1) {
 		t.Fatalf("err %v, failed %v", err, res.Failed)
 	}
@@ -326,8 +326,8 @@ func (s *stopOnRead) BlobGet(ctx context.Context, r ref.Ref, d descriptor.Descri
 func TestSyncStopFinishesBlobsInFlight(t *testing.T) {
 	e, _, dreg, t1, _, targets := twoTargets(t)
 	src := &stopOnRead{Source: e.reg, stop: make(chan struct{})}
-	res, err := bundle.Sync(context.Background(), src, targets[:1], syncImages(e.specs(t, "team/app:1")), bundle.SyncOptions{Jobs: 1, Stop: src.stop})
-	if !errors.Is(err, bundle.ErrStopped) {
+	res, err := transfer.Sync(context.Background(), src, targets[:1], syncImages(e.specs(t, "team/app:1")), transfer.SyncOptions{Jobs: 1, Stop: src.stop})
+	if !errors.Is(err, transfer.ErrStopped) {
 		t.Fatalf("err %v", err)
 	}
 	tr := res.Targets[0]
@@ -356,9 +356,9 @@ func TestSyncReferrers(t *testing.T) {
 	e, _, dreg, t1, _, targets := twoTargets(t)
 	a := attach(t, e)
 	ctx := context.Background()
-	opts := bundle.SyncOptions{Referrers: true, Platforms: mustPlatforms(t, "linux/amd64")}
+	opts := transfer.SyncOptions{Referrers: true, Platforms: mustPlatforms(t, "linux/amd64")}
 	specs := e.specs(t, "team/app:1")
-	if _, err := bundle.Sync(ctx, e.reg, targets[:1], syncImages(specs), opts); err != nil {
+	if _, err := transfer.Sync(ctx, e.reg, targets[:1], syncImages(specs), opts); err != nil {
 		t.Fatal(err)
 	}
 	repo, _ := ref.New(t1 + "/mirror/team/app")
@@ -374,7 +374,7 @@ func TestSyncReferrers(t *testing.T) {
 			t.Errorf("%s at the target: %q %v, want %s", name, dg, err, want)
 		}
 	}
-	res, err := bundle.Sync(ctx, e.reg, targets[:1], syncImages(specs), opts)
+	res, err := transfer.Sync(ctx, e.reg, targets[:1], syncImages(specs), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -382,7 +382,7 @@ func TestSyncReferrers(t *testing.T) {
 		t.Errorf("second run: %+v", tot)
 	}
 	// without referrers nothing else is copied
-	if _, err := bundle.Sync(ctx, e.reg, targets[1:], syncImages(specs), bundle.SyncOptions{}); err != nil {
+	if _, err := transfer.Sync(ctx, e.reg, targets[1:], syncImages(specs), transfer.SyncOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	other, _ := ref.New(strings.TrimSuffix(targets[1].Name, "/mirror") + "/mirror/team/app")
@@ -413,11 +413,11 @@ func TestSyncStalledTargetDropsOut(t *testing.T) {
 	e, _, dreg, _, _, targets := twoTargets(t)
 	targets[0].Sink = stuckSink{dreg}
 	done := make(chan struct{})
-	var res *bundle.SyncResult
+	var res *transfer.SyncResult
 	var err error
 	go func() {
 		defer close(done)
-		res, err = bundle.Sync(context.Background(), e.reg, targets, syncImages(e.specs(t, "team/app:1")), bundle.SyncOptions{IdleTimeout: 200 * time.Millisecond})
+		res, err = transfer.Sync(context.Background(), e.reg, targets, syncImages(e.specs(t, "team/app:1")), transfer.SyncOptions{IdleTimeout: 200 * time.Millisecond})
 	}()
 	select {
 	case <-done:
@@ -437,12 +437,12 @@ func TestSyncTwoNamespacesOneRegistry(t *testing.T) {
 	defer stop()
 	dreg := newReg(t, h)
 	host, _ := ref.NewHost(h)
-	targets := []bundle.SyncTarget{
-		{Name: h + "/prod", Sink: dreg, Repo: bundle.RegistryTarget(host, "prod", nil)},
-		{Name: h + "/staging", Sink: dreg, Repo: bundle.RegistryTarget(host, "staging", nil)},
+	targets := []transfer.SyncTarget{
+		{Name: h + "/prod", Sink: dreg, Repo: transfer.RegistryTarget(host, "prod", nil)},
+		{Name: h + "/staging", Sink: dreg, Repo: transfer.RegistryTarget(host, "staging", nil)},
 	}
 	src := &countingSource{Source: e.reg, bytes: map[digest.Digest]int64{}}
-	res, err := bundle.Sync(context.Background(), src, targets, syncImages(e.specs(t, "team/app:1")), bundle.SyncOptions{})
+	res, err := transfer.Sync(context.Background(), src, targets, syncImages(e.specs(t, "team/app:1")), transfer.SyncOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
