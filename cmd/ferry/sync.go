@@ -12,8 +12,8 @@ import (
 	"github.com/regclient/regclient/types/ref"
 	"github.com/urfave/cli/v2"
 
+	"github.com/ferry-oss/ferry/foreign/imagesyncer"
 	"github.com/ferry-oss/ferry/registry"
-	"github.com/ferry-oss/ferry/registry/imagesyncer"
 	"github.com/ferry-oss/ferry/selection"
 	"github.com/ferry-oss/ferry/transfer"
 )

@@ -7,7 +7,7 @@ import (
 	"reflect"
 	"testing"
 
-	"github.com/ferry-oss/ferry/registry/imagesyncer"
+	"github.com/ferry-oss/ferry/foreign/imagesyncer"
 	"github.com/ferry-oss/ferry/registry/regtest"
 )
 
