@@ -49,8 +49,8 @@ import (
 	"github.com/regclient/regclient/types/platform"
 	"github.com/regclient/regclient/types/ref"
 
+	"github.com/ferry-oss/ferry/archive"
 	"github.com/ferry-oss/ferry/bundle"
-	"github.com/ferry-oss/ferry/bundle/archive"
 	"github.com/ferry-oss/ferry/meta"
 	"github.com/ferry-oss/ferry/oci"
 )

@@ -16,8 +16,8 @@ import (
 	"github.com/opencontainers/go-digest"
 	"github.com/regclient/regclient/types/platform"
 
+	"github.com/ferry-oss/ferry/archive"
 	"github.com/ferry-oss/ferry/bundle"
-	"github.com/ferry-oss/ferry/bundle/archive"
 	"github.com/ferry-oss/ferry/meta"
 	"github.com/ferry-oss/ferry/oci"
 	"github.com/ferry-oss/ferry/registry/regtest"

@@ -11,8 +11,8 @@ import (
 
 	"github.com/regclient/regclient/types/ref"
 
+	"github.com/ferry-oss/ferry/archive"
 	"github.com/ferry-oss/ferry/bundle"
-	"github.com/ferry-oss/ferry/bundle/archive"
 	"github.com/ferry-oss/ferry/registry"
 	"github.com/ferry-oss/ferry/registry/regtest"
 	"github.com/ferry-oss/ferry/selection"

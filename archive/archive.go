@@ -11,7 +11,7 @@
 //     (`oci-archive:FILE`) and k3s/rke2.
 //   - oci: the same layout as a directory.
 //
-// DockerWriter and OCIWriter are bundle.Sinks that stream every blob into
+// DockerWriter and OCIWriter are oci.Sinks that stream every blob into
 // an io.Writer (a tar) or a directory: nothing is buffered whole and every
 // blob's digest is checked on the way through. Export copies images from
 // any oci.Source (a bundle.Set, a registry) into one of them. The
