@@ -9,8 +9,8 @@ import (
 	"github.com/urfave/cli/v2"
 	"golang.org/x/term"
 
-	"github.com/ferry-oss/ferry/bundle"
 	"github.com/ferry-oss/ferry/meta"
+	"github.com/ferry-oss/ferry/transfer"
 )
 
 // image-transmit's command lines (-src, -lst, -inc, -img, -dst, -out) work
@@ -180,8 +180,8 @@ func replaceFirst(repo, ns string) string {
 func (e *env) syncRepo(target string, host ref.Ref, ns string) func(string) (ref.Ref, error) {
 	rc, ok := e.cfg.Lookup(target)
 	if !ok || !rc.ReplaceNamespace || ns == "" {
-		return bundle.RegistryTarget(host, ns, nil)
+		return transfer.RegistryTarget(host, ns, nil)
 	}
-	to := bundle.RegistryTarget(host, "", nil)
+	to := transfer.RegistryTarget(host, "", nil)
 	return func(repo string) (ref.Ref, error) { return to(replaceFirst(repo, ns)) }
 }

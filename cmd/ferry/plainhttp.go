@@ -7,8 +7,8 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/ferry-oss/ferry/bundle"
 	"github.com/ferry-oss/ferry/registry"
+	"github.com/ferry-oss/ferry/selection"
 )
 
 // plainHTTPFlag is global: registries not in cfg.yaml are reached over
@@ -29,7 +29,7 @@ func (e *env) markPlain(host string) {
 func (e *env) isPlain(host string) bool { return e.plainAll || e.plain[host] }
 
 // markPlainImages records the registries of images written http://.
-func (e *env) markPlainImages(images []bundle.ImageSpec) {
+func (e *env) markPlainImages(images []selection.ImageSpec) {
 	for _, s := range images {
 		if s.PlainHTTP {
 			e.markPlain(s.Source.Registry)

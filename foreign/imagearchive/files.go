@@ -18,6 +18,7 @@ import (
 
 	"github.com/ferry-oss/ferry/bundle"
 	"github.com/ferry-oss/ferry/meta"
+	"github.com/ferry-oss/ferry/oci"
 )
 
 // maxSmall bounds the JSON files read whole (index.json, manifest.json,
@@ -43,7 +44,7 @@ type files interface {
 // readSmall reads a small file of the archive whole.
 func readSmall(fs files, name string) ([]byte, error) {
 	if fs.size(name) > maxSmall {
-		return nil, fmt.Errorf("%s: %w: %d bytes (at most %d)", name, bundle.ErrLimit, fs.size(name), maxSmall)
+		return nil, fmt.Errorf("%s: %w: %d bytes (at most %d)", name, oci.ErrLimit, fs.size(name), maxSmall)
 	}
 	rc, err := fs.open(name)
 	if err != nil {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/ferry-oss/ferry/bundle"
 	"github.com/ferry-oss/ferry/meta"
+	"github.com/ferry-oss/ferry/oci"
 )
 
 // ErrNotArchive is a tar or directory that is neither an OCI layout nor a
@@ -129,7 +130,7 @@ func (c *converter) fromLayout() error {
 // from blobs/, checked against its digest.
 func (c *converter) manifest(d descriptor.Descriptor, repo string, depth int) error {
 	if depth > 4 {
-		return fmt.Errorf("manifest %s: %w: nested too deep", d.Digest, bundle.ErrLimit)
+		return fmt.Errorf("manifest %s: %w: nested too deep", d.Digest, oci.ErrLimit)
 	}
 	if c.mans[d.Digest] {
 		return nil
@@ -142,7 +143,7 @@ func (c *converter) manifest(d descriptor.Descriptor, repo string, depth int) er
 		return fmt.Errorf("manifest %s: %w", d.Digest, err)
 	}
 	if d.Digest.Algorithm().FromBytes(raw) != d.Digest {
-		return fmt.Errorf("manifest %s: %w", d.Digest, bundle.ErrDigestMismatch)
+		return fmt.Errorf("manifest %s: %w", d.Digest, oci.ErrDigestMismatch)
 	}
 	mf := meta.Manifest{Digest: d.Digest, MediaType: d.MediaType, Size: int64(len(raw)), Raw: raw, Repos: []string{repo}}
 	mm, err := bundle.ParseManifest(mf)
@@ -151,7 +152,7 @@ func (c *converter) manifest(d descriptor.Descriptor, repo string, depth int) er
 	}
 	c.mans[d.Digest] = true
 	c.m.Manifests = append(c.m.Manifests, mf)
-	blobs, children, err := bundle.References(mm)
+	blobs, children, err := oci.References(mm)
 	if err != nil {
 		return fmt.Errorf("manifest %s: %w", d.Digest, err)
 	}
@@ -301,7 +302,7 @@ func (c *converter) dockerBlob(name, mt string) (descriptor.Descriptor, error) {
 	if d.Digest == "" { // hash it: read once here, checked again when pushed
 		h := sha256.New()
 		h.Write(head[:n])
-		if _, err := io.Copy(h, bundle.ContextReader(context.Background(), rc)); err != nil {
+		if _, err := io.Copy(h, oci.ContextReader(context.Background(), rc)); err != nil {
 			return d, err
 		}
 		d.Digest = digest.NewDigest(digest.SHA256, h)

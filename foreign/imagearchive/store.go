@@ -12,6 +12,7 @@ import (
 
 	"github.com/ferry-oss/ferry/bundle"
 	"github.com/ferry-oss/ferry/meta"
+	"github.com/ferry-oss/ferry/oci"
 )
 
 // store reads an archive's blobs (bundle.Store).
@@ -31,7 +32,7 @@ func (s *store) OpenBlob(ctx context.Context, e bundle.Entry) (io.ReadCloser, er
 	if err != nil {
 		return nil, fmt.Errorf("blob %s: %w", e.Descriptor.Digest, err)
 	}
-	return readCloser{bundle.VerifyReader(bundle.ContextReader(ctx, rc), e.Descriptor), rc.Close}, nil
+	return readCloser{oci.VerifyReader(oci.ContextReader(ctx, rc), e.Descriptor), rc.Close}, nil
 }
 
 // ReadPart reads every file of a part: the blobs the meta stores there go
@@ -76,7 +77,7 @@ func (s *store) readOne(ctx context.Context, name string, b *meta.Blob, give boo
 		return err
 	}
 	defer rc.Close()
-	r := bundle.VerifyReader(bundle.ContextReader(ctx, rc), descriptor.Descriptor{Digest: b.Digest, Size: b.Size})
+	r := oci.VerifyReader(oci.ContextReader(ctx, rc), descriptor.Descriptor{Digest: b.Digest, Size: b.Size})
 	if give {
 		if err := fn(b, r); err != nil {
 			return err

@@ -13,6 +13,7 @@ import (
 
 	"github.com/ferry-oss/ferry/bundle"
 	"github.com/ferry-oss/ferry/meta"
+	"github.com/ferry-oss/ferry/oci"
 )
 
 // Format is image-transmit's bundle format as a bundle.Format.
@@ -121,7 +122,7 @@ func descriptors(im *itMeta) map[digest.Digest]descriptor.Descriptor {
 		if err != nil {
 			continue
 		}
-		blobs, _, _ := bundle.References(mm)
+		blobs, _, _ := oci.References(mm)
 		for _, d := range blobs {
 			if d.Digest.Validate() == nil {
 				out[d.Digest] = d
@@ -167,7 +168,7 @@ func convert(path string, im *itMeta, st *store) (*meta.Meta, error) {
 		} else {
 			addRepo(&m.ManifestByDigest(mf.Digest).Repos, r.Repository)
 		}
-		refs, _, err := bundle.References(mm)
+		refs, _, err := oci.References(mm)
 		if err != nil {
 			return nil, fmt.Errorf("%s: image %s: %w", filepath.Base(path), name, err)
 		}

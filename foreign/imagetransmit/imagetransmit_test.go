@@ -20,6 +20,8 @@ import (
 	"github.com/ferry-oss/ferry/registry"
 	"github.com/ferry-oss/ferry/registry/regtest"
 	"github.com/ferry-oss/ferry/registry/serve"
+	"github.com/ferry-oss/ferry/selection"
+	"github.com/ferry-oss/ferry/transfer"
 )
 
 func init() { imagetransmit.Register() }
@@ -110,13 +112,13 @@ func target(t *testing.T) (*registry.Registry, ref.Ref) {
 	return reg, r
 }
 
-func upload(t *testing.T, reg *registry.Registry, host ref.Ref, file string) (*bundle.UploadResult, error) {
+func upload(t *testing.T, reg *registry.Registry, host ref.Ref, file string) (*transfer.UploadResult, error) {
 	t.Helper()
 	bd, err := bundle.Open(file)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return bundle.Upload(context.Background(), bd, reg, bundle.UploadOptions{Target: bundle.RegistryTarget(host, "mirror", nil), Jobs: 2})
+	return transfer.Upload(context.Background(), bd, reg, transfer.UploadOptions{Target: transfer.RegistryTarget(host, "mirror", nil), Jobs: 2})
 }
 
 // digestAt is the digest of repo:tag at the target ("" when missing).
@@ -230,7 +232,7 @@ func TestCorruptDataFileRefused(t *testing.T) {
 				return // refused at open: nothing can be uploaded either
 			}
 			reg, host := target(t)
-			if _, err := bundle.Upload(context.Background(), bd, reg, bundle.UploadOptions{Target: bundle.RegistryTarget(host, "mirror", nil), RetryDelay: time.Millisecond}); err == nil {
+			if _, err := transfer.Upload(context.Background(), bd, reg, transfer.UploadOptions{Target: transfer.RegistryTarget(host, "mirror", nil), RetryDelay: time.Millisecond}); err == nil {
 				t.Fatal("a corrupt data file uploaded")
 			}
 			for _, it := range []string{"it/base:1", "it/app:1", "it/oci:1", "it/multi:1"} {
@@ -273,12 +275,12 @@ func TestSaveOnImageTransmitBase(t *testing.T) {
 		t.Fatal(err)
 	}
 	full, _ := metas(t, "squashfs")
-	spec, _ := bundle.ParseImage("it/app:2", host)
+	spec, _ := selection.ParseImage("it/app:2", host)
 	w, err := bundle.NewWriter(bundle.WriterOptions{Dir: t.TempDir(), Parts: 1, Bases: []string{full}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := bundle.Save(context.Background(), reg, w, []bundle.ImageSpec{spec}, bundle.SaveOptions{Jobs: 1})
+	res, err := transfer.Save(context.Background(), reg, w, []selection.ImageSpec{spec}, transfer.SaveOptions{Jobs: 1})
 	if err != nil {
 		t.Fatal(err)
 	}

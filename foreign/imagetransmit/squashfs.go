@@ -23,6 +23,7 @@ import (
 
 	"github.com/ferry-oss/ferry/bundle"
 	"github.com/ferry-oss/ferry/meta"
+	"github.com/ferry-oss/ferry/oci"
 )
 
 // squashfsFile is a data file of image-transmit's squashfs mode: an image
@@ -121,7 +122,7 @@ func (s *squashfsFile) open(ctx context.Context, en entry, d descriptor.Descript
 		f.Close()
 		return nil, fmt.Errorf("blob %s: %w: %v", d.Digest, bundle.ErrPartCorrupt, err)
 	}
-	return readCloser{bundle.VerifyReader(bundle.ContextReader(ctx, r), d), func() error { r.Close(); return f.Close() }}, nil
+	return readCloser{oci.VerifyReader(oci.ContextReader(ctx, r), d), func() error { r.Close(); return f.Close() }}, nil
 }
 
 func (s *squashfsFile) fs() (*squashfs.FileSystem, *os.File, error) {
@@ -153,7 +154,7 @@ func (s *squashfsFile) rebuild(ctx context.Context, h string, d descriptor.Descr
 		}
 		pw.CloseWithError(err)
 	}()
-	return readCloser{bundle.VerifyReader(pr, d), pr.Close}, nil
+	return readCloser{oci.VerifyReader(pr, d), pr.Close}, nil
 }
 
 // level finds, once per layer, the gzip level that rebuilds it: the tar

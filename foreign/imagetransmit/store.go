@@ -17,6 +17,7 @@ import (
 
 	"github.com/ferry-oss/ferry/bundle"
 	"github.com/ferry-oss/ferry/meta"
+	"github.com/ferry-oss/ferry/oci"
 )
 
 // kind is how a data file stores its entries.
@@ -129,7 +130,7 @@ func sniff(head []byte) (bundle.Codec, bool) {
 // file: archive/tar seeks over what fn leaves unread). Entries that are
 // not blobs are refused.
 func (df *dataFile) walk(ctx context.Context, r io.Reader, fn func(e entry, hdr *tar.Header, data io.Reader) error) error {
-	counted := &countReader{r: bundle.ContextReader(ctx, r)}
+	counted := &countReader{r: oci.ContextReader(ctx, r)}
 	var src io.Reader = counted
 	if df.kind == kindStream {
 		dec, err := df.codec.NewDecoder(bufio.NewReaderSize(counted, 256<<10))
@@ -231,7 +232,7 @@ func (st *store) OpenBlob(ctx context.Context, e bundle.Entry) (io.ReadCloser, e
 	}
 	d := e.Descriptor
 	if en.size != d.Size && !en.split {
-		return nil, fmt.Errorf("blob %s: data file %s: %w: entry has %d bytes, manifest says %d", d.Digest, e.Part, bundle.ErrSizeMismatch, en.size, d.Size)
+		return nil, fmt.Errorf("blob %s: data file %s: %w: entry has %d bytes, manifest says %d", d.Digest, e.Part, oci.ErrSizeMismatch, en.size, d.Size)
 	}
 	switch df.kind {
 	case kindSquashfs:
@@ -241,7 +242,7 @@ func (st *store) OpenBlob(ctx context.Context, e bundle.Entry) (io.ReadCloser, e
 		if err != nil {
 			return nil, fmt.Errorf("blob %s: data file %s: %w: %v", d.Digest, e.Part, bundle.ErrPartMissing, err)
 		}
-		r := bundle.VerifyReader(bundle.ContextReader(ctx, io.NewSectionReader(f, en.off, en.size)), d)
+		r := oci.VerifyReader(oci.ContextReader(ctx, io.NewSectionReader(f, en.off, en.size)), d)
 		return readCloser{r, f.Close}, nil
 	}
 	return st.scan(ctx, df, en, d)
@@ -270,7 +271,7 @@ func (st *store) scan(ctx context.Context, df *dataFile, en entry, d descriptor.
 			return nil, fmt.Errorf("blob %s: data file %s: %w", d.Digest, df.name, err)
 		}
 		if hdr.Name == en.name || hdr.Name == "./"+en.name {
-			return readCloser{bundle.VerifyReader(bundle.ContextReader(ctx, io.LimitReader(tr, hdr.Size)), d), closeAll}, nil
+			return readCloser{oci.VerifyReader(oci.ContextReader(ctx, io.LimitReader(tr, hdr.Size)), d), closeAll}, nil
 		}
 	}
 }
@@ -325,9 +326,9 @@ func (st *store) readTar(ctx context.Context, df *dataFile, want map[digest.Dige
 		dg := digestOf(e.name[:64])
 		if b, ok := want[dg]; ok {
 			delete(want, dg)
-			vr := bundle.VerifyReader(io.LimitReader(data, e.size), descriptor.Descriptor{Digest: b.Digest, Size: b.Size})
+			vr := oci.VerifyReader(io.LimitReader(data, e.size), descriptor.Descriptor{Digest: b.Digest, Size: b.Size})
 			if e.size != b.Size {
-				return fmt.Errorf("blob %s: %w: entry has %d bytes, manifest says %d", dg, bundle.ErrSizeMismatch, e.size, b.Size)
+				return fmt.Errorf("blob %s: %w: entry has %d bytes, manifest says %d", dg, oci.ErrSizeMismatch, e.size, b.Size)
 			}
 			if err := fn(b, vr); err != nil {
 				return err
@@ -348,7 +349,7 @@ func checkNamed(dg digest.Digest, e entry, data io.Reader) error {
 		return err
 	}
 	if n != e.size || digest.NewDigest(digest.SHA256, h) != dg {
-		return fmt.Errorf("entry %s: %w", e.name, bundle.ErrDigestMismatch)
+		return fmt.Errorf("entry %s: %w", e.name, oci.ErrDigestMismatch)
 	}
 	return nil
 }
