@@ -352,3 +352,30 @@ func TestServe(t *testing.T) {
 		}
 	}
 }
+
+// TestFixturesUnchanged: the bundles image-transmit wrote are never
+// edited; SHA256SUMS pins them.
+func TestFixturesUnchanged(t *testing.T) {
+	sums, err := os.ReadFile(filepath.Join(fixtureDir(), "SHA256SUMS"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, line := range strings.Split(strings.TrimSpace(string(sums)), "\n") {
+		sum, name, ok := strings.Cut(line, "  ")
+		if !ok {
+			t.Fatalf("SHA256SUMS line %q", line)
+		}
+		b, err := os.ReadFile(filepath.Join(fixtureDir(), name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := digest.FromBytes(b).Encoded(); got != sum {
+			t.Errorf("%s changed: sha256 %s, SHA256SUMS says %s", name, got, sum)
+		}
+		n++
+	}
+	if n < 20 {
+		t.Fatalf("SHA256SUMS pins %d files", n)
+	}
+}
