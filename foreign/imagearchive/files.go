@@ -10,10 +10,11 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 
 	"github.com/ferry-oss/ferry/bundle"
@@ -111,7 +112,7 @@ func indexTar(p string) (*tarFiles, error) {
 func (t *tarFiles) has(name string) bool   { _, ok := t.entries[name]; return ok }
 func (t *tarFiles) size(name string) int64 { return t.entries[name].size }
 func (t *tarFiles) part(string) string     { return filepath.Base(t.path) }
-func (t *tarFiles) names() []string        { return sortedNames(t.entries) }
+func (t *tarFiles) names() []string        { return slices.Sorted(maps.Keys(t.entries)) }
 
 func (t *tarFiles) open(name string) (io.ReadCloser, error) {
 	e, ok := t.entries[name]
@@ -153,7 +154,7 @@ func indexDir(dir string) (*dirFiles, error) {
 
 func (d *dirFiles) has(name string) bool   { _, ok := d.sizes[name]; return ok }
 func (d *dirFiles) size(name string) int64 { return d.sizes[name] }
-func (d *dirFiles) names() []string        { return sortedNames(d.sizes) }
+func (d *dirFiles) names() []string        { return slices.Sorted(maps.Keys(d.sizes)) }
 func (d *dirFiles) part(name string) string {
 	return filepath.Join(filepath.Base(d.dir), filepath.FromSlash(name))
 }
@@ -167,15 +168,6 @@ func (d *dirFiles) open(name string) (io.ReadCloser, error) {
 		return nil, fmt.Errorf("%w: %v", bundle.ErrPartMissing, err)
 	}
 	return f, nil
-}
-
-func sortedNames[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 type readCloser struct {

@@ -7,10 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 
 	"github.com/opencontainers/go-digest"
@@ -205,19 +206,14 @@ func (c *converter) finish() {
 	for _, b := range c.blobs {
 		parts[b.Part] = true
 	}
-	for _, p := range sortedNames(parts) {
+	for _, p := range slices.Sorted(maps.Keys(parts)) {
 		size := int64(0)
 		if st, err := os.Stat(filepath.Join(c.dir, p)); err == nil {
 			size = st.Size()
 		}
 		c.m.Parts = append(c.m.Parts, meta.Part{Name: p, Size: size})
 	}
-	var ds []digest.Digest
-	for d := range c.blobs {
-		ds = append(ds, d)
-	}
-	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
-	for _, d := range ds {
+	for _, d := range slices.Sorted(maps.Keys(c.blobs)) {
 		c.m.Blobs = append(c.m.Blobs, *c.blobs[d])
 	}
 }

@@ -3,9 +3,10 @@ package imagetransmit
 import (
 	"bytes"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 
 	"github.com/opencontainers/go-digest"
@@ -71,7 +72,7 @@ func (Format) Base(path string) (*meta.Meta, error) {
 	m := newMeta(path, im)
 	descs := descriptors(im)
 	bases := map[string]bool{}
-	for _, h := range sortedKeys(im.Blobs) {
+	for _, h := range slices.Sorted(maps.Keys(im.Blobs)) {
 		d := descs[digestOf(h)]
 		d.Digest = digestOf(h)
 		base, stored := baseOf(im.Blobs[h])
@@ -116,7 +117,7 @@ func newMeta(path string, im *itMeta) *meta.Meta {
 // the meta file, by digest.
 func descriptors(im *itMeta) map[digest.Digest]descriptor.Descriptor {
 	out := map[digest.Digest]descriptor.Descriptor{}
-	for _, name := range sortedKeys(im.Manifests) {
+	for _, name := range slices.Sorted(maps.Keys(im.Manifests)) {
 		mf := manifestOf(im.Manifests[name])
 		mm, err := bundle.ParseManifest(mf)
 		if err != nil {
@@ -142,14 +143,14 @@ func manifestOf(raw string) meta.Manifest {
 // in the data files (st), or skipped as carried by a base bundle.
 func convert(path string, im *itMeta, st *store) (*meta.Meta, error) {
 	m := newMeta(path, im)
-	for _, name := range sortedKeys(im.Datafiles) {
+	for _, name := range slices.Sorted(maps.Keys(im.Datafiles)) {
 		m.Parts = append(m.Parts, meta.Part{Name: name, Size: im.Datafiles[name]})
 	}
 	blobs := map[digest.Digest]*meta.Blob{}
 	baseBlobs := map[digest.Digest]*meta.BaseBlob{}
 	bases := map[string]bool{}
 	mans := map[digest.Digest]bool{}
-	for _, name := range sortedKeys(im.Manifests) {
+	for _, name := range slices.Sorted(maps.Keys(im.Manifests)) {
 		r, _ := parseImage(name) // validated
 		mf := manifestOf(im.Manifests[name])
 		mm, err := bundle.ParseManifest(mf)
@@ -202,13 +203,13 @@ func convert(path string, im *itMeta, st *store) (*meta.Meta, error) {
 			addRepo(&b.Repos, r.Repository)
 		}
 	}
-	for _, d := range sortedDigests(blobs) {
+	for _, d := range slices.Sorted(maps.Keys(blobs)) {
 		m.Blobs = append(m.Blobs, *blobs[d])
 	}
-	for _, d := range sortedDigests(baseBlobs) {
+	for _, d := range slices.Sorted(maps.Keys(baseBlobs)) {
 		m.BaseBlobs = append(m.BaseBlobs, *baseBlobs[d])
 	}
-	for _, base := range sortedKeys(bases) {
+	for _, base := range slices.Sorted(maps.Keys(bases)) {
 		m.Bases = append(m.Bases, meta.Base{ID: idOf(base), Meta: base, SHA256: fileSHA256(filepath.Join(filepath.Dir(path), base))})
 	}
 	return m, nil
@@ -221,22 +222,4 @@ func addRepo(repos *[]string, repo string) {
 		}
 	}
 	*repos = append(*repos, repo)
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}
-
-func sortedDigests[V any](m map[digest.Digest]V) []digest.Digest {
-	out := make([]digest.Digest, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
-	return out
 }

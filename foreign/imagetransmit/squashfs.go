@@ -8,9 +8,10 @@ import (
 	"hash"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 
@@ -267,12 +268,7 @@ func (c ctxWriter) Write(p []byte) (int, error) {
 // each reads every blob of the image (ReadPart): those the meta stores go
 // to fn, the others are checked against their names.
 func (s *squashfsFile) each(ctx context.Context, entries map[digest.Digest]entry, want map[digest.Digest]*meta.Blob, fn bundle.BlobFunc) error {
-	ds := make([]digest.Digest, 0, len(entries))
-	for d := range entries {
-		ds = append(ds, d)
-	}
-	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
-	for _, dg := range ds {
+	for _, dg := range slices.Sorted(maps.Keys(entries)) {
 		en := entries[dg]
 		b, ok := want[dg]
 		if !ok {

@@ -8,7 +8,9 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"io"
+	"maps"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -62,7 +64,7 @@ var _ bundle.Store = (*store)(nil)
 // (<hex>.json, .raw, .tar, .tar.gz) is refused.
 func openStore(dir string, im *itMeta) (*store, error) {
 	st := &store{dir: dir, files: map[string]*dataFile{}}
-	for _, name := range sortedKeys(im.Datafiles) {
+	for _, name := range slices.Sorted(maps.Keys(im.Datafiles)) {
 		path := filepath.Join(dir, name)
 		if !exists(path) {
 			st.missing = append(st.missing, name)
@@ -197,12 +199,7 @@ func (s seekCounter) Seek(off int64, whence int) (int64, error) {
 
 // partOf is the data file that holds blob d.
 func (st *store) partOf(d digest.Digest) (string, bool) {
-	names := make([]string, 0, len(st.files))
-	for n := range st.files {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
+	for _, n := range slices.Sorted(maps.Keys(st.files)) {
 		if _, ok := st.files[n].entries[d]; ok {
 			return n, true
 		}
