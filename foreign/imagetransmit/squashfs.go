@@ -4,8 +4,8 @@ import (
 	"compress/gzip"
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"io/fs"
 	"maps"
@@ -158,9 +158,10 @@ func (s *squashfsFile) rebuild(ctx context.Context, h string, d descriptor.Descr
 	return readCloser{oci.VerifyReader(pr, d), pr.Close}, nil
 }
 
-// level finds, once per layer, the gzip level that rebuilds it: the tar
-// stream is assembled once and gzipped at every candidate level at the
-// same time.
+// level finds, once per layer, the gzip level that rebuilds it: the
+// candidates are tried in turn (the first, Go's default, is what docker,
+// buildkit and image-transmit itself write), each stopped as soon as its
+// output grows past the layer's size.
 func (s *squashfsFile) level(ctx context.Context, h string, d descriptor.Descriptor) (int, error) {
 	s.mu.Lock()
 	l, ok := s.levels[d.Digest]
@@ -168,44 +169,49 @@ func (s *squashfsFile) level(ctx context.Context, h string, d descriptor.Descrip
 	if ok {
 		return l, nil
 	}
-	type candidate struct {
-		zw *gzip.Writer
-		h  hash.Hash
-		n  *countWriter
-	}
-	var cands []candidate
-	var ws []io.Writer
-	for _, lv := range gzipLevels {
-		c := candidate{h: sha256.New()}
-		c.n = &countWriter{w: c.h}
-		c.zw, _ = gzip.NewWriterLevel(c.n, lv)
-		cands = append(cands, c)
-		ws = append(ws, c.zw)
-	}
 	tarHash := sha256.New()
-	ws = append(ws, tarHash)
-	if err := s.assemble(ctx, h, io.MultiWriter(ws...)); err != nil {
-		return 0, fmt.Errorf("layer %s: %w", d.Digest, err)
-	}
-	for i, c := range cands {
-		_ = c.zw.Close()
-		if c.n.n == d.Size && digest.NewDigest(digest.SHA256, c.h) == d.Digest {
+	for i, lv := range gzipLevels {
+		sum := sha256.New()
+		cw := &countWriter{w: sum, max: d.Size}
+		zw, _ := gzip.NewWriterLevel(cw, lv)
+		var w io.Writer = zw
+		if i == 0 {
+			w = io.MultiWriter(zw, tarHash) // the tar stream's digest, for the error
+		}
+		err := s.assemble(ctx, h, w)
+		if err == nil {
+			err = zw.Close()
+		}
+		if errors.Is(err, errTooBig) {
+			continue
+		}
+		if err != nil {
+			return 0, fmt.Errorf("layer %s: %w", d.Digest, err)
+		}
+		if cw.n == d.Size && digest.NewDigest(digest.SHA256, sum) == d.Digest {
 			s.mu.Lock()
-			s.levels[d.Digest] = gzipLevels[i]
+			s.levels[d.Digest] = lv
 			s.mu.Unlock()
-			return gzipLevels[i], nil
+			return lv, nil
 		}
 	}
 	return 0, fmt.Errorf("layer %s: %w: image-transmit's squashfs mode kept it unpacked (its tar stream, sha256:%x, was rebuilt), and no gzip setting ferry knows gives back the layer's compressed bytes; copy this image from its source registry, or from a tar-mode image-transmit bundle",
 		d.Digest, ErrNotReproducible, tarHash.Sum(nil))
 }
 
+// errTooBig ends a candidate whose output is already larger than the layer.
+var errTooBig = errors.New("larger than the layer")
+
+// countWriter counts what it writes and fails past max bytes.
 type countWriter struct {
-	w io.Writer
-	n int64
+	w      io.Writer
+	n, max int64
 }
 
 func (c *countWriter) Write(p []byte) (int, error) {
+	if c.n+int64(len(p)) > c.max {
+		return 0, errTooBig
+	}
 	n, err := c.w.Write(p)
 	c.n += int64(n)
 	return n, err
@@ -234,7 +240,7 @@ func (s *squashfsFile) assemble(ctx context.Context, h string, w io.Writer) erro
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		return fmt.Errorf("%w: rebuilding the layer: %v", bundle.ErrPartCorrupt, err)
+		return fmt.Errorf("%w: rebuilding the layer: %w", bundle.ErrPartCorrupt, err)
 	}
 	return nil
 }
