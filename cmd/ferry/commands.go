@@ -125,7 +125,7 @@ Example:
 			if c.NArg() != 1 {
 				return usagef("verify takes one meta file")
 			}
-			bd, err := e.openChecked(c, c.Args().First())
+			bd, err := e.openChecked(c.Args().First(), c.String("key"))
 			if err != nil {
 				return err
 			}

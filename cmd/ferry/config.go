@@ -14,6 +14,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/ferry-oss/ferry/i18n"
 	"github.com/ferry-oss/ferry/registry"
 )
 
@@ -69,6 +70,9 @@ type Config struct {
 	// KeepGoing is upload's --keep-going: an image that fails does not
 	// stop the others.
 	KeepGoing bool `yaml:"keepGoing"`
+	// Lang is the language of messages, help and the console: en_US or
+	// zh_CN (image-transmit's values); default: the environment's.
+	Lang string `yaml:"lang"`
 }
 
 // RegistryConfig is one registries entry.
@@ -178,6 +182,9 @@ func (c *Config) Validate() error {
 		if d, err := time.ParseDuration(c.Timeout); err != nil || d < 0 {
 			return fmt.Errorf("%w: timeout %q: want a duration such as 60s or 2m", errConfig, c.Timeout)
 		}
+	}
+	if c.Lang != "" && !i18n.Valid(c.Lang) {
+		return fmt.Errorf("%w: lang %q: want en_US or zh_CN", errConfig, c.Lang)
 	}
 	if c.RequireSignature && c.VerifyKey == "" {
 		return fmt.Errorf("%w: requireSignature needs verifyKey (the public keys that may sign bundles)", errConfig)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/regclient/regclient/types/ref"
 	"github.com/urfave/cli/v2"
 
 	"github.com/ferry-oss/ferry/bundle"
@@ -153,6 +155,48 @@ func (e *env) save(c *cli.Context) error {
 	return nil
 }
 
+// target is an upload target as parsed from --target and the flags that
+// go with it.
+type target struct {
+	host     *ref.Ref // the registry (set to docker.io for the engine)
+	sock     string
+	docker   bool
+	platform string // docker: the platform to load
+	insecure bool
+	caFile   string
+	jobs     int
+	retries  int
+}
+
+// connectTarget connects to an upload target: the Docker engine, or a
+// registry (checked once). It returns the target's name for messages and,
+// for the engine, how to name its images in logs (the engine names them
+// like Docker Hub does; the log must not read like a push to Docker Hub).
+func (e *env) connectTarget(ctx context.Context, bd *bundle.Bundle, t target) (bundle.Sink, string, func(string) string, error) {
+	if t.docker {
+		sink, err := e.dockerSink(ctx, bd, t.sock, t.platform)
+		if err != nil {
+			return nil, "", nil, err
+		}
+		name := "docker engine " + docker.SocketName(t.sock)
+		t.host.Registry = "docker.io"
+		return sink, name, func(v string) string {
+			if n, ok := strings.CutPrefix(v, "docker.io/"); ok {
+				return n + " (" + name + ")"
+			}
+			return v
+		}, nil
+	}
+	reg, err := e.registryFor([]string{t.host.Registry}, t.insecure, t.caFile, t.jobs, t.retries)
+	if err != nil {
+		return nil, "", nil, usageError{err}
+	}
+	if err := reg.Check(ctx, t.host.Registry); err != nil {
+		return nil, "", nil, err
+	}
+	return reg, t.host.Registry, nil, nil
+}
+
 // resumeMode reads --resume DIR (which is then the output directory) and
 // --fresh; --watch rounds never resume.
 func resumeMode(c *cli.Context, outDir *string) (bundle.ResumeMode, error) {
@@ -200,7 +244,7 @@ func (e *env) upload(c *cli.Context) error {
 	if c.NArg() != 1 {
 		return usagef("upload takes one meta file")
 	}
-	bd, err := e.openChecked(c, c.Args().First())
+	bd, err := e.openChecked(c.Args().First(), c.String("key"))
 	if err != nil {
 		return err
 	}
@@ -221,33 +265,14 @@ func (e *env) upload(c *cli.Context) error {
 			return usageError{err}
 		}
 	}
-	var sink bundle.Sink
-	targetName := host.Registry
+	sink, targetName, rename, err := e.connectTarget(c.Context, bd, target{host: &host, sock: sock, docker: isDocker,
+		platform: c.String("platform"), insecure: c.Bool("insecure"), caFile: c.String("ca-file"), jobs: jobs, retries: retries})
+	if err != nil {
+		return err
+	}
 	log := e.log
-	if isDocker {
-		sink, err = e.dockerSink(c, bd, sock)
-		if err != nil {
-			return err
-		}
-		// the engine names images like Docker Hub does; the log must not
-		// read like a push to Docker Hub
-		targetName = "docker engine " + docker.SocketName(sock)
-		host.Registry = "docker.io"
-		log = e.logger(func(v string) string {
-			if name, ok := strings.CutPrefix(v, "docker.io/"); ok {
-				return name + " (" + targetName + ")"
-			}
-			return v
-		})
-	} else {
-		reg, err := e.registryFor([]string{host.Registry}, c.Bool("insecure"), c.String("ca-file"), jobs, retries)
-		if err != nil {
-			return usageError{err}
-		}
-		if err := reg.Check(c.Context, host.Registry); err != nil {
-			return err
-		}
-		sink = reg
+	if rename != nil {
+		log = e.logger(rename)
 	}
 	log.Info("uploading", "bundle", bd.Meta.ID, "target", targetName, "namespace", ns, "parts", len(bd.Meta.Parts), "blobs", len(bd.Meta.Blobs))
 	p := e.labelledProgress(e.labelsFromMeta(bd))
@@ -265,21 +290,26 @@ func (e *env) upload(c *cli.Context) error {
 			res.Images, bd.Meta.ID, res.Manifests, res.BlobsPushed, formatSize(res.BytesPushed), res.BlobsSkipped, res.BlobsMounted, res.Duration.Round(time.Millisecond))
 		return errReported
 	}
-	var re *registry.Error
-	if errors.As(err, &re) {
-		log.Debug("upload failed", "err", err)
-		return fmt.Errorf("upload of %s failed: %w", bd.Meta.ID, re) // one line: registry, cause, fix
-	}
-	if errors.Is(err, bundle.ErrBaseMissing) {
-		return fmt.Errorf("upload of %s refused, nothing was sent: %w", bd.Meta.ID, err)
-	}
 	if err != nil {
-		return fmt.Errorf("upload of %s failed (no manifest was pushed for blobs that did not land): %w", bd.Meta.ID, err)
+		log.Debug("upload failed", "err", err)
+		return uploadError(bd.Meta.ID, err)
 	}
 	rate := float64(res.BytesPushed) / max(res.Duration.Seconds(), 0.001)
 	fmt.Fprintf(e.stdout, "uploaded %s: %d image(s), %d manifest(s), %d blob(s) pushed (%s, %s/s), %d skipped, %d mounted in %s\n",
 		bd.Meta.ID, res.Images, res.Manifests, res.BlobsPushed, formatSize(res.BytesPushed), formatSize(int64(rate)), res.BlobsSkipped, res.BlobsMounted, res.Duration.Round(time.Millisecond))
 	return nil
+}
+
+// uploadError is the one line a failed upload ends with.
+func uploadError(id string, err error) error {
+	var re *registry.Error
+	switch {
+	case errors.As(err, &re):
+		return fmt.Errorf("upload of %s failed: %w", id, re) // one line: registry, cause, fix
+	case errors.Is(err, bundle.ErrBaseMissing):
+		return fmt.Errorf("upload of %s refused, nothing was sent: %w", id, err)
+	}
+	return fmt.Errorf("upload of %s failed (no manifest was pushed for blobs that did not land): %w", id, err)
 }
 
 func orSlice(a, b []string) []string {

@@ -9,8 +9,6 @@ import (
 	"github.com/opencontainers/go-digest"
 	"github.com/regclient/regclient/types/descriptor"
 
-	"github.com/urfave/cli/v2"
-
 	"github.com/ferry-oss/ferry/bundle"
 	"github.com/ferry-oss/ferry/cache"
 	"github.com/ferry-oss/ferry/meta"
@@ -46,12 +44,11 @@ func (e *env) cacheDone() {
 }
 
 // dockerSink connects to the Docker engine at sock (default: DOCKER_HOST
-// or /var/run/docker.sock).
-func (e *env) dockerSink(c *cli.Context, bd *bundle.Bundle, sock string) (bundle.Sink, error) {
-	m := bd.Meta
+// or /var/run/docker.sock), loading plat (default: this host's).
+func (e *env) dockerSink(ctx context.Context, bd *bundle.Bundle, sock, plat string) (bundle.Sink, error) {
 	opts := docker.Options{Socket: sock, Log: e.log, ReadConfigs: smallBlobs(bd)}
-	if p := c.String("platform"); p != "" {
-		plats, _, err := parsePlatforms([]string{p})
+	if plat != "" {
+		plats, _, err := parsePlatforms([]string{plat})
 		if err != nil {
 			return nil, err
 		}
@@ -60,7 +57,7 @@ func (e *env) dockerSink(c *cli.Context, bd *bundle.Bundle, sock string) (bundle
 		}
 		opts.Platform = &plats[0]
 	}
-	return docker.New(c.Context, m, opts)
+	return docker.New(ctx, bd.Meta, opts)
 }
 
 // smallBlobs reads small blobs (image configs) from a bundle: one pass
