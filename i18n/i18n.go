@@ -2,9 +2,9 @@
 // Chinese: the CLI's help and messages and the console's page strings, kept
 // in messages.yaml and formatted by golang.org/x/text/message.
 //
-// A key is either the English message itself (CLI messages: printf format
-// strings, so that the code reads as before and an untranslated key still
-// prints English) or an id with its English text given (the console's
+// A message is found by its English text (the CLI's help and messages:
+// printf format strings, so that the code reads as before and a message
+// not in the catalog still prints in English) or by an id (the console's
 // "ui.*" strings, with {name} placeholders the page fills in). The language
 // is cfg.yaml's lang (image-transmit's en_US or zh_CN), else LC_ALL,
 // LC_MESSAGES or LANG, else English.
@@ -38,8 +38,19 @@ var messagesYAML []byte
 
 // Entry is one message of the catalog in both languages.
 type Entry struct {
+	// ID names the message when its English text is not its key (the
+	// console's "ui.*" strings).
+	ID string `yaml:"id"`
 	En string `yaml:"en"`
 	Zh string `yaml:"zh"`
+}
+
+// Key is what the code looks the entry up by: its id, else its English.
+func (e Entry) Key() string {
+	if e.ID != "" {
+		return e.ID
+	}
+	return e.En
 }
 
 var (
@@ -50,8 +61,7 @@ var (
 	matcher  = language.NewMatcher(Langs)
 )
 
-// Entries is the catalog: key to texts, with En filled in from the key
-// where the file leaves it out. It panics when messages.yaml is broken
+// Entries is the catalog by key. It panics when messages.yaml is broken
 // (a test catches that before it ships).
 func Entries() map[string]Entry {
 	load()
@@ -69,17 +79,21 @@ func load() {
 
 // parse reads a catalog file and builds the x/text catalog of it.
 func parse(b []byte) (map[string]Entry, *catalog.Builder, error) {
-	raw := map[string]Entry{}
-	if err := yaml.Unmarshal(b, &raw); err != nil {
+	var list []Entry
+	if err := yaml.Unmarshal(b, &list); err != nil {
 		return nil, nil, fmt.Errorf("i18n: messages.yaml: %w", err)
 	}
+	byKey := make(map[string]Entry, len(list))
 	c := catalog.NewBuilder(catalog.Fallback(English))
-	for k, e := range raw {
-		if e.En == "" && !strings.HasPrefix(k, "ui.") {
-			e.En = k
+	for i, e := range list {
+		k := e.Key()
+		if k == "" {
+			return nil, nil, fmt.Errorf("i18n: messages.yaml: entry %d has neither id nor en", i+1)
 		}
-		raw[k] = e
-		key := lookupKey(k)
+		if _, dup := byKey[k]; dup {
+			return nil, nil, fmt.Errorf("i18n: messages.yaml: %q twice", k)
+		}
+		byKey[k] = e
 		for _, set := range []struct {
 			tag  language.Tag
 			text string
@@ -91,12 +105,12 @@ func parse(b []byte) (map[string]Entry, *catalog.Builder, error) {
 			if text == "" {
 				continue
 			}
-			if err := c.SetString(set.tag, key, text); err != nil {
+			if err := c.SetString(set.tag, lookupKey(k), text); err != nil {
 				return nil, nil, fmt.Errorf("i18n: message %q: %w", k, err)
 			}
 		}
 	}
-	return raw, c, nil
+	return byKey, c, nil
 }
 
 // lookupKey is how a key or text is stored: message.Printer knows no %w,

@@ -86,8 +86,12 @@ func TestMessagesUsedAreInCatalog(t *testing.T) {
 // key: methods of a Printer (named tr in cmd, p in ui), and cmd's helpers
 // that translate their format.
 var printerCalls = map[string]int{
-	"tr.Sprintf": 0, "tr.Errorf": 0, "tr.Fprintf": 1, "p.Sprintf": 0,
+	"tr().Sprintf": 0, "tr().Errorf": 0, "tr().Fprintf": 1, "p.Sprintf": 0, "usagef": 0,
 }
+
+// helpFields are the fields of urfave/cli's commands and flags whose
+// English text cmd/ferry's localize translates.
+var helpFields = map[string]bool{"Usage": true, "Description": true, "DefaultText": true}
 
 // goKeys collects the string literals passed as keys in Go files.
 func goKeys(t *testing.T, root string, used map[string]string) {
@@ -107,7 +111,11 @@ func goKeys(t *testing.T, root string, used map[string]string) {
 		if err != nil {
 			return err
 		}
+		cmd := filepath.Base(filepath.Dir(path)) == "ferry"
 		ast.Inspect(f, func(n ast.Node) bool {
+			if s := helpText(n); s != "" && cmd {
+				used[s] = fset.Position(n.Pos()).String()
+			}
 			call, ok := n.(*ast.CallExpr)
 			if !ok {
 				return true
@@ -135,9 +143,31 @@ func callName(fun ast.Expr) string {
 	case *ast.Ident:
 		return f.Name
 	case *ast.SelectorExpr:
-		if x, ok := f.X.(*ast.Ident); ok {
+		switch x := f.X.(type) {
+		case *ast.Ident:
 			return x.Name + "." + f.Sel.Name
+		case *ast.CallExpr:
+			if n := callName(x.Fun); n != "" {
+				return n + "()." + f.Sel.Name
+			}
 		}
+	}
+	return ""
+}
+
+// helpText is the English of a help field in a composite literal
+// (Usage: "…", Description: `…`), or "".
+func helpText(n ast.Node) string {
+	kv, ok := n.(*ast.KeyValueExpr)
+	if !ok {
+		return ""
+	}
+	if k, ok := kv.Key.(*ast.Ident); !ok || !helpFields[k.Name] {
+		return ""
+	}
+	if lit, ok := kv.Value.(*ast.BasicLit); ok && lit.Kind == token.STRING {
+		s, _ := strconv.Unquote(lit.Value)
+		return s
 	}
 	return ""
 }

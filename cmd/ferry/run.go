@@ -123,7 +123,7 @@ func (e *env) save(c *cli.Context) error {
 	res, err := bundle.Save(c.Context, labelSource{source, labels}, w, images, sopts)
 	p.Stop()
 	if err != nil && w.Suspended() {
-		defer fmt.Fprintf(e.stderr, "the blobs written so far are kept in %s: the same save run again resumes %s (--fresh starts over)\n", outDir, w.ID())
+		defer tr().Fprintf(e.stderr, "the blobs written so far are kept in %s: the same save run again resumes %s (--fresh starts over)\n", outDir, w.ID())
 	}
 	writeJSON(jsonOut, saveResultJSON(res, err))
 	if errors.Is(err, bundle.ErrBadList) {
@@ -131,12 +131,12 @@ func (e *env) save(c *cli.Context) error {
 	}
 	var fe *bundle.FailedError
 	if errors.As(err, &fe) {
-		fmt.Fprintf(e.stderr, "\nFAILED: %d of %d image(s):\n", len(fe.Images), len(images))
+		tr().Fprintf(e.stderr, "\nFAILED: %d of %d image(s):\n", len(fe.Images), len(images))
 		printFailures(e.stderr, fe.Images)
 		if res != nil {
-			fmt.Fprintf(e.stderr, "a PARTIAL bundle of the other images was written: %s\n", res.MetaPath)
+			tr().Fprintf(e.stderr, "a PARTIAL bundle of the other images was written: %s\n", res.MetaPath)
 		} else {
-			fmt.Fprintln(e.stderr, "no bundle was written (use --keep-going for a partial one)")
+			tr().Fprintf(e.stderr, "no bundle was written (use --keep-going for a partial one)\n")
 		}
 		return errReported
 	}
@@ -149,7 +149,7 @@ func (e *env) save(c *cli.Context) error {
 	if res.Resumed > 0 {
 		kept = fmt.Sprintf(", %d kept from the interrupted save", res.Resumed)
 	}
-	fmt.Fprintf(e.info(), "saved %d image(s), %d blob(s) (%s, %d skipped as in base bundles%s) in %s into %d part(s)\n",
+	tr().Fprintf(e.info(), "saved %d image(s), %d blob(s) (%s, %d skipped as in base bundles%s) in %s into %d part(s)\n",
 		len(res.Meta.Images), res.Blobs, formatSize(res.BlobBytes), res.Skipped, kept, res.Duration.Round(time.Millisecond), len(res.Meta.Parts))
 	fmt.Fprintln(e.stdout, res.MetaPath)
 	return nil
@@ -229,7 +229,7 @@ func outputDir(dir string, mkdir bool) error {
 		return nil
 	case errors.Is(err, os.ErrNotExist) && mkdir:
 		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return fmt.Errorf("creating the output directory: %w", err)
+			return tr().Errorf("creating the output directory: %w", err)
 		}
 		return nil
 	case errors.Is(err, os.ErrNotExist):
@@ -284,9 +284,9 @@ func (e *env) upload(c *cli.Context) error {
 	writeJSON(jsonOut, uploadResultJSON(c.Args().First(), bd.Meta.ID, targetName, res, err))
 	var fe *bundle.FailedError
 	if errors.As(err, &fe) && res != nil {
-		fmt.Fprintf(e.stderr, "\nFAILED: %d of %d image(s), not tagged:\n", len(fe.Images), len(bd.Meta.Images))
+		tr().Fprintf(e.stderr, "\nFAILED: %d of %d image(s), not tagged:\n", len(fe.Images), len(bd.Meta.Images))
 		printFailures(e.stderr, fe.Images)
-		fmt.Fprintf(e.stderr, "uploaded the other %d image(s) of %s: %d manifest(s), %d blob(s) pushed (%s), %d skipped, %d mounted in %s\n",
+		tr().Fprintf(e.stderr, "uploaded the other %d image(s) of %s: %d manifest(s), %d blob(s) pushed (%s), %d skipped, %d mounted in %s\n",
 			res.Images, bd.Meta.ID, res.Manifests, res.BlobsPushed, formatSize(res.BytesPushed), res.BlobsSkipped, res.BlobsMounted, res.Duration.Round(time.Millisecond))
 		return errReported
 	}
@@ -295,7 +295,7 @@ func (e *env) upload(c *cli.Context) error {
 		return uploadError(bd.Meta.ID, err)
 	}
 	rate := float64(res.BytesPushed) / max(res.Duration.Seconds(), 0.001)
-	fmt.Fprintf(e.stdout, "uploaded %s: %d image(s), %d manifest(s), %d blob(s) pushed (%s, %s/s), %d skipped, %d mounted in %s\n",
+	tr().Fprintf(e.stdout, "uploaded %s: %d image(s), %d manifest(s), %d blob(s) pushed (%s, %s/s), %d skipped, %d mounted in %s\n",
 		bd.Meta.ID, res.Images, res.Manifests, res.BlobsPushed, formatSize(res.BytesPushed), formatSize(int64(rate)), res.BlobsSkipped, res.BlobsMounted, res.Duration.Round(time.Millisecond))
 	return nil
 }
@@ -305,11 +305,11 @@ func uploadError(id string, err error) error {
 	var re *registry.Error
 	switch {
 	case errors.As(err, &re):
-		return fmt.Errorf("upload of %s failed: %w", id, re) // one line: registry, cause, fix
+		return tr().Errorf("upload of %s failed: %w", id, re) // one line: registry, cause, fix
 	case errors.Is(err, bundle.ErrBaseMissing):
-		return fmt.Errorf("upload of %s refused, nothing was sent: %w", id, err)
+		return tr().Errorf("upload of %s refused, nothing was sent: %w", id, err)
 	}
-	return fmt.Errorf("upload of %s failed (no manifest was pushed for blobs that did not land): %w", id, err)
+	return tr().Errorf("upload of %s failed (no manifest was pushed for blobs that did not land): %w", id, err)
 }
 
 func orSlice(a, b []string) []string {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"errors"
-	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -67,7 +66,7 @@ func (e *env) openChecked(path, keyFlag string) (*bundle.Bundle, error) {
 		e.log.Warn("the bundle is not signed (requireSignature is off)", "meta", path)
 		return openBundle(path)
 	case errors.Is(err, sign.ErrNoSignature), errors.Is(err, sign.ErrBadSignature), errors.Is(err, sign.ErrUntrusted):
-		return nil, fmt.Errorf("%w: %w; nothing was read or pushed", errSignature, err)
+		return nil, tr().Errorf("%w: %w; nothing was read or pushed", errSignature, err)
 	case err != nil:
 		return nil, usageError{err}
 	}

@@ -7,7 +7,6 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"os"
@@ -77,8 +76,8 @@ func (e *env) ui(c *cli.Context) error {
 		return usageError{err}
 	}
 	// the URL carries the token: stdout only, never the log
-	fmt.Fprintf(e.stdout, "ferry console: %s\n", srv.URL(l.Addr()))
-	fmt.Fprintln(e.info(), "open it in a browser on this machine; Ctrl-C stops the console and its jobs")
+	tr().Fprintf(e.stdout, "ferry console: %s\n", srv.URL(l.Addr()))
+	tr().Fprintf(e.info(), "open it in a browser on this machine; Ctrl-C stops the console and its jobs\n")
 	if c.Bool("allow-remote") {
 		e.log.Warn("the console listens beyond loopback over plain HTTP: whoever sees the link can drive it", "addr", l.Addr().String())
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -20,6 +21,7 @@ import (
 	"github.com/ferry-oss/ferry/bundle"
 	"github.com/ferry-oss/ferry/meta"
 	"github.com/ferry-oss/ferry/registry/regtest"
+	"github.com/ferry-oss/ferry/ui"
 )
 
 // console is a running ferry ui and a headless Chromium on it.
@@ -130,10 +132,9 @@ func (c *console) shot(t *testing.T, name string) {
 }
 
 // consoleBundles saves into dir a full bundle, an increment of it, and a
-// third bundle whose part has one byte flipped.
-func consoleBundles(t *testing.T, dir string) (full, incr, broken string) {
+// third bundle whose part has one byte flipped, from src.
+func consoleBundles(t *testing.T, src *regtest.Source, dir string) (full, incr, broken string) {
 	t.Helper()
-	src := regtest.NewSource(t)
 	full = src.Save(t, dir, bundle.CodecNone, nil, "team/app:1", "library/base:1", "big/one:1")
 	incr = src.Save(t, dir, bundle.CodecNone, []string{full}, "team/app:1", "team/tools:1")
 	broken = src.Save(t, dir, bundle.CodecNone, nil, "library/multi:1")
@@ -183,7 +184,8 @@ func TestConsoleBrowser(t *testing.T) {
 	proxy.Add(regtest.Fault{Path: `^/v2/mirror/.*/blobs/uploads/.+`, Times: 1, Action: g.action})
 
 	dir := t.TempDir()
-	full, incr, broken := consoleBundles(t, dir)
+	src := regtest.NewSource(t)
+	full, incr, broken := consoleBundles(t, src, dir)
 	cfg := filepath.Join(t.TempDir(), "cfg.yaml")
 	writeFile(t, cfg, fmt.Sprintf("lang: en_US\ntarget: mirror\nregistries:\n  - name: mirror\n    registry: %s\n    namespace: mirror\n  - name: fresh\n    registry: %s\n    namespace: fresh\n", proxy.Host, proxy.Host))
 	c.url = startConsole(t, "--config", cfg, "ui", "--dir", dir)
@@ -198,6 +200,7 @@ func TestConsoleBrowser(t *testing.T) {
 			t.Errorf("mirror/team/tools tags after the uploads: %v", tags)
 		}
 	})
+	t.Run("save", func(t *testing.T) { consoleSave(t, c, src.Host) })
 	t.Run("language", func(t *testing.T) { consoleLanguage(t, c) })
 }
 
@@ -253,9 +256,10 @@ func consoleList(t *testing.T, c *console, full, incr, broken string) {
 	c.shot(t, "bundles")
 	c.do(t, "open a bundle", click(fmt.Sprintf(`tr[data-file=%q] a`, full)),
 		wait(fmt.Sprintf(`document.querySelectorAll('#bundle[data-file=%q] #images tbody tr').length === 3`, full)))
+	c.shot(t, "bundle")
 	c.do(t, "diff", chromedp.Navigate(c.base+"/#/bundle/"+incr), wait(fmt.Sprintf(`!!document.querySelector('#bundle[data-file=%q] [data-action=diff]')`, incr)),
 		click(`[data-action=diff]`), wait(`(document.getElementById('diff-out') || {}).textContent.includes('team/tools:1')`))
-	c.shot(t, "bundle")
+	c.shot(t, "diff")
 }
 
 // consoleVerify: a good bundle checks out, a corrupt one fails with its
@@ -314,6 +318,18 @@ func consoleUpload(t *testing.T, c *console, g *gate, full, incr string) {
 	c.do(t, "history lists the runs", chromedp.Navigate(c.base+"/#/history"), wait(`document.querySelectorAll('tr[data-job]').length >= 7`))
 }
 
+// consoleSave: a bundle saved from a list in the page appears in the
+// directory.
+func consoleSave(t *testing.T, c *console, src string) {
+	c.do(t, "save", chromedp.Navigate(c.base+"/#/save"), wait(`!!document.querySelector('#start-save')`),
+		chromedp.SetValue(chromedp.CSS("#images"), src+"/library/base:1\n# a comment\n"+src+"/team/tools:1 -> tools/tools:2\n"),
+		chromedp.SetValue(chromedp.CSS("#compression"), "zstd"),
+		click("#start-save"), wait(`location.hash.startsWith('#/job/') && !!document.querySelector('#result[data-state=ok]')`))
+	c.shot(t, "save-done")
+	c.do(t, "the new bundle is listed", click(".actions a.button"), wait(`document.querySelectorAll('#bundle #images tbody tr').length === 2`),
+		wait(`document.getElementById('images').textContent.includes('tools/tools:2')`))
+}
+
 // consoleLanguage: switching to Chinese changes the page and sticks.
 func consoleLanguage(t *testing.T, c *console) {
 	switchTo := `(s => { s.value = 'zh_CN'; s.dispatchEvent(new Event('change')); return true })(document.getElementById('lang'))`
@@ -329,4 +345,75 @@ func consoleLanguage(t *testing.T, c *console) {
 	c.do(t, "a job page in Chinese", chromedp.Navigate(c.base+"/#/jobs"), wait(`!!document.querySelector('tr[data-job] a')`),
 		click(`tr[data-job] a`), wait(`!!document.querySelector('#result h2') && /完成|失败/.test(document.querySelector('#result h2').textContent)`))
 	c.shot(t, "job-zh")
+}
+
+// testRun is a ui.Run that keeps what the engine reports.
+type testRun struct {
+	mu     sync.Mutex
+	log    strings.Builder
+	total  int64
+	begun  int
+	labels func(string) string
+}
+
+func (r *testRun) SetTotal(bytes int64, _ int) { r.mu.Lock(); r.total = bytes; r.mu.Unlock() }
+func (r *testRun) Begin(string, int64) ui.Tracker {
+	r.mu.Lock()
+	r.begun++
+	r.mu.Unlock()
+	return nopTracker{}
+}
+func (r *testRun) Labels(fn func(string) string) { r.labels = fn }
+func (r *testRun) Log(target func(string) string) *slog.Logger {
+	return slog.New(slog.NewTextHandler(&lockedBuilder{r: r}, &slog.HandlerOptions{ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+		if target != nil && a.Key == "target" {
+			a.Value = slog.StringValue(target(a.Value.String()))
+		}
+		return a
+	}}))
+}
+
+type lockedBuilder struct{ r *testRun }
+
+func (b *lockedBuilder) Write(p []byte) (int, error) {
+	b.r.mu.Lock()
+	defer b.r.mu.Unlock()
+	return b.r.log.Write(p)
+}
+
+type nopTracker struct{}
+
+func (nopTracker) Add(int64)  {}
+func (nopTracker) Done(error) {}
+
+// TestConsoleEngineDocker: the console's upload to the Docker engine
+// loads the image, and its log names the engine, not Docker Hub.
+func TestConsoleEngineDocker(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts dockerd")
+	}
+	d := regtest.StartDockerd(t)
+	dir := t.TempDir()
+	meta := regtest.NewSource(t).Save(t, dir, bundle.CodecNone, nil, "team/app:1")
+	e := &env{cfg: &Config{}, log: slog.New(slog.DiscardHandler)}
+	u := &uiEngine{e: e}
+	if tg := u.Targets(); len(tg) != 1 || !tg[0].Docker {
+		t.Errorf("targets without cfg.yaml: %+v", tg)
+	}
+	run := &testRun{}
+	res, err := u.Upload(context.Background(), ui.UploadRequest{Meta: meta, Target: "docker://" + d.Socket, Platform: "linux/amd64"}, run)
+	if err != nil {
+		t.Fatalf("upload: %v\n%s", err, run.log.String())
+	}
+	if res.Images != 1 || run.total == 0 || run.begun == 0 || run.labels == nil {
+		t.Errorf("result %+v, progress total %d, %d transfers", res, run.total, run.begun)
+	}
+	if log := run.log.String(); strings.Contains(log, "docker.io") || !strings.Contains(log, "(docker engine "+d.Socket+")") {
+		t.Errorf("the job log reads like a push to Docker Hub:\n%s", log)
+	}
+	resp, err := d.Client().Get("http://docker/images/team/app:1/json")
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("team/app:1 not in the engine: %v %v", err, resp)
+	}
+	resp.Body.Close()
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 
 	"github.com/opencontainers/go-digest"
@@ -40,7 +39,7 @@ func (e *env) cacheDone() {
 		e.log.Warn("pruning the cache", "err", err)
 	}
 	entries, size, _ := e.cache.Stats()
-	fmt.Fprintf(e.info(), "cache: %d hit(s), %d miss(es); pruned %d (%s); %d entries, %s\n", hits, misses, removed, formatSize(freed), entries, formatSize(size))
+	tr().Fprintf(e.info(), "cache: %d hit(s), %d miss(es); pruned %d (%s); %d entries, %s\n", hits, misses, removed, formatSize(freed), entries, formatSize(size))
 }
 
 // dockerSink connects to the Docker engine at sock (default: DOCKER_HOST
