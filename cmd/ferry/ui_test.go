@@ -342,8 +342,8 @@ func consoleLanguage(t *testing.T, c *console) {
 		wait(`document.querySelector('tr[data-file] button[data-action=verify]').textContent === '校验'`))
 	c.shot(t, "bundles-zh")
 	c.do(t, "Chinese after a reload", chromedp.Reload(), wait(`document.querySelector('nav a[data-nav=history]').textContent === '历史'`))
-	c.do(t, "a job page in Chinese", chromedp.Navigate(c.base+"/#/jobs"), wait(`!!document.querySelector('tr[data-job] a')`),
-		click(`tr[data-job] a`), wait(`!!document.querySelector('#result h2') && /完成|失败/.test(document.querySelector('#result h2').textContent)`))
+	c.do(t, "a job page in Chinese", chromedp.Navigate(c.base+"/#/jobs"), wait(`!!document.querySelector('tr[data-job$="-upload"] a')`),
+		click(`tr[data-job$="-upload"] a`), wait(`!!document.querySelector('#result h2') && /完成|失败/.test(document.querySelector('#result h2').textContent)`))
 	c.shot(t, "job-zh")
 }
 
