@@ -15,6 +15,7 @@ import (
 	"github.com/ferry-oss/ferry/bundle"
 	"github.com/ferry-oss/ferry/meta"
 	"github.com/ferry-oss/ferry/meta/sign"
+	"github.com/ferry-oss/ferry/oci"
 )
 
 // inspectReferrers lists, per image, the referrers the bundle carries for
@@ -63,7 +64,7 @@ func referrerRows(bd *bundle.Bundle) ([]referrerRow, error) {
 	}
 	tagged := map[[2]string][]taggedImage{}
 	for i, img := range m.Images {
-		if bundle.IsCosignTag(img.Tag) {
+		if oci.IsCosignTag(img.Tag) {
 			k := [2]string{img.Repository, img.Tag}
 			tagged[k] = append(tagged[k], taggedImage{i, img})
 		}
@@ -75,12 +76,12 @@ func referrerRows(bd *bundle.Bundle) ([]referrerRow, error) {
 	row := func(img meta.Image, subject, dg digest.Digest, tag string) {
 		r := referrerRow{img: img, subject: subject, digest: dg, artifactType: "?", tag: tag}
 		if mf := bd.Manifest(dg); mf != nil {
-			r.size, r.artifactType = mf.Size, cmp.Or(bundle.ArtifactType(mf.MediaType, mf.Raw), mf.MediaType)
+			r.size, r.artifactType = mf.Size, cmp.Or(oci.ArtifactType(mf.MediaType, mf.Raw), mf.MediaType)
 		}
 		rows = append(rows, r)
 	}
 	for _, img := range m.Images {
-		if bundle.IsCosignTag(img.Tag) {
+		if oci.IsCosignTag(img.Tag) {
 			continue
 		}
 		eachManifest(bd, img.Digest, func(mm manifest.Manifest, _ []descriptor.Descriptor) {
@@ -97,7 +98,7 @@ func referrerRows(bd *bundle.Bundle) ([]referrerRow, error) {
 				return
 			}
 			var found []taggedImage
-			for _, tag := range bundle.CosignTags(subject) {
+			for _, tag := range oci.CosignTags(subject) {
 				found = append(found, tagged[[2]string{img.Repository, tag}]...)
 			}
 			slices.SortFunc(found, func(a, b taggedImage) int { return cmp.Compare(a.i, b.i) })

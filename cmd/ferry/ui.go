@@ -21,7 +21,10 @@ import (
 	"github.com/ferry-oss/ferry/bundle"
 	"github.com/ferry-oss/ferry/i18n"
 	"github.com/ferry-oss/ferry/meta/sign"
+	"github.com/ferry-oss/ferry/oci"
 	"github.com/ferry-oss/ferry/registry/docker"
+	"github.com/ferry-oss/ferry/selection"
+	"github.com/ferry-oss/ferry/transfer"
 	"github.com/ferry-oss/ferry/ui"
 )
 
@@ -106,7 +109,7 @@ type uiEngine struct{ e *env }
 // uiProgress is a job's Run as ferry's Progress.
 type uiProgress struct{ ui.Run }
 
-func (p uiProgress) Begin(name string, size int64) bundle.Tracker { return p.Run.Begin(name, size) }
+func (p uiProgress) Begin(name string, size int64) oci.Tracker { return p.Run.Begin(name, size) }
 
 // env is the CLI's env for one job: its log goes to the job.
 func (u *uiEngine) env(run ui.Run) *env {
@@ -206,8 +209,8 @@ func (u *uiEngine) Upload(ctx context.Context, req ui.UploadRequest, run ui.Run)
 	log := run.Log(rename)
 	log.Info("uploading", "bundle", bd.Meta.ID, "target", name, "namespace", ns, "parts", len(bd.Meta.Parts), "blobs", len(bd.Meta.Blobs))
 	run.Labels(labelsFromMeta(bd).label)
-	res, err := bundle.Upload(ctx, bd, sink, bundle.UploadOptions{
-		Target: bundle.RegistryTarget(host, ns, nil), Jobs: jobs, Retries: u.retries(), Log: log, Progress: uiProgress{run},
+	res, err := transfer.Upload(ctx, bd, sink, transfer.UploadOptions{
+		Target: transfer.RegistryTarget(host, ns, nil), Jobs: jobs, Retries: u.retries(), Log: log, Progress: uiProgress{run},
 		KeepGoing: req.KeepGoing || e.cfg.KeepGoing,
 	})
 	out := &ui.UploadResult{Failed: []ui.Failure{}}
@@ -215,7 +218,7 @@ func (u *uiEngine) Upload(ctx context.Context, req ui.UploadRequest, run ui.Run)
 		out = &ui.UploadResult{Images: res.Images, Manifests: res.Manifests, BlobsPushed: res.BlobsPushed, BlobsSkipped: res.BlobsSkipped,
 			BlobsMounted: res.BlobsMounted, BytesPushed: res.BytesPushed, Duration: res.Duration, Failed: failures(res.Failed)}
 	}
-	var bme *bundle.BaseMissingError
+	var bme *transfer.BaseMissingError
 	if errors.As(err, &bme) {
 		for _, b := range bme.Bases {
 			out.BaseMissing = append(out.BaseMissing, b.ID)
@@ -227,7 +230,7 @@ func (u *uiEngine) Upload(ctx context.Context, req ui.UploadRequest, run ui.Run)
 	return out, nil
 }
 
-func failures(fs []bundle.ImageError) []ui.Failure {
+func failures(fs []transfer.ImageError) []ui.Failure {
 	out := []ui.Failure{}
 	for _, f := range fs {
 		out = append(out, ui.Failure{Image: f.Image, Error: f.Err.Error()})
@@ -241,7 +244,7 @@ func (u *uiEngine) Save(ctx context.Context, req ui.SaveRequest, run ui.Run) (*u
 	if r, ok := cfg.Lookup(src); ok {
 		src = r.Registry
 	}
-	images, err := bundle.ParseList(strings.NewReader(req.Images), src)
+	images, err := selection.ParseList(strings.NewReader(req.Images), src)
 	if err != nil {
 		return nil, err
 	}
@@ -269,14 +272,14 @@ func (u *uiEngine) Save(ctx context.Context, req ui.SaveRequest, run ui.Run) (*u
 			return nil, err
 		}
 	}
-	if images, err = bundle.ExpandTags(ctx, reg, images, bundle.ExpandOptions{Jobs: jobs}); err != nil {
+	if images, err = selection.ExpandTags(ctx, reg, images, selection.ExpandOptions{Jobs: jobs}); err != nil {
 		return nil, err
 	}
 	w, sopts, err := u.writer(e, req, images, plats, platNames, codec, run)
 	if err != nil {
 		return nil, err
 	}
-	var source bundle.Source = reg
+	var source oci.Source = reg
 	if cfg.Cache.Dir != "" {
 		if source, err = e.withCache(source, cfg.Cache.Dir); err != nil {
 			return nil, err
@@ -286,7 +289,7 @@ func (u *uiEngine) Save(ctx context.Context, req ui.SaveRequest, run ui.Run) (*u
 	labels := newLabeler()
 	run.Labels(labels.label)
 	e.log.Info("saving", "bundle", w.ID(), "images", len(images), "dir", req.Dir, "compression", codec, "jobs", jobs)
-	res, err := bundle.Save(ctx, labelSource{source, labels}, w, images, sopts)
+	res, err := transfer.Save(ctx, labelSource{source, labels}, w, images, sopts)
 	if res == nil {
 		return nil, err
 	}
@@ -296,7 +299,7 @@ func (u *uiEngine) Save(ctx context.Context, req ui.SaveRequest, run ui.Run) (*u
 
 // writer is the bundle Writer of a console save, with cfg.yaml's
 // settings and the CLI's defaults where it has none.
-func (u *uiEngine) writer(e *env, req ui.SaveRequest, images []bundle.ImageSpec, plats []platform.Platform, platNames []string, codec bundle.Codec, run ui.Run) (*bundle.Writer, bundle.SaveOptions, error) {
+func (u *uiEngine) writer(e *env, req ui.SaveRequest, images []selection.ImageSpec, plats []platform.Platform, platNames []string, codec bundle.Codec, run ui.Run) (*bundle.Writer, transfer.SaveOptions, error) {
 	cfg := u.e.cfg
 	split, _ := parseSize(cfg.SplitSize) // validated with the config
 	timeout := 60 * time.Second
@@ -304,7 +307,7 @@ func (u *uiEngine) writer(e *env, req ui.SaveRequest, images []bundle.ImageSpec,
 		timeout, _ = time.ParseDuration(cfg.Timeout)
 	}
 	referrers := cfg.Referrers == nil || *cfg.Referrers
-	sopts := bundle.SaveOptions{
+	sopts := transfer.SaveOptions{
 		Platforms: plats, Jobs: u.jobs(), Retries: u.retries(), KeepGoing: req.KeepGoing, IdleTimeout: timeout,
 		Referrers: referrers, ArtifactTypes: cfg.ArtifactTypes, Log: e.log, Progress: uiProgress{run},
 	}
@@ -319,7 +322,7 @@ func (u *uiEngine) writer(e *env, req ui.SaveRequest, images []bundle.ImageSpec,
 	w, err := bundle.NewWriter(bundle.WriterOptions{
 		Dir: req.Dir, Prefix: cfg.Output.Prefix, Codec: codec, Parts: u.jobs(), SplitSize: split, Single: cfg.Single,
 		Platforms: platNames, Bases: req.BaseMetas, Tool: "ferry " + version, Log: e.log, SignMeta: signMeta,
-		Inputs: bundle.SaveInputs(images, sopts),
+		Inputs: transfer.SaveInputs(images, sopts),
 	})
 	return w, sopts, err
 }
