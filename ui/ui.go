@@ -26,6 +26,7 @@ import (
 	"golang.org/x/text/language"
 
 	"github.com/ferry-oss/ferry/i18n"
+	"github.com/ferry-oss/ferry/internal/httpserve"
 	"github.com/ferry-oss/ferry/meta"
 )
 
@@ -126,8 +127,8 @@ func (s *Server) Handler(addr net.Addr, anyHost bool) http.Handler {
 	return s.guard.wrap(mux, allowedHosts(addr, anyHost), s.opts.Lang)
 }
 
-// Serve answers on l until ctx ends, then cancels the running jobs and
-// lets requests finish for up to grace. Slow clients are cut off: headers
+// Serve answers on l until ctx ends, lets requests finish for up to
+// grace, and cancels the running jobs. Slow clients are cut off: headers
 // must arrive within 10 s, request bodies within 30 s.
 func (s *Server) Serve(ctx context.Context, l net.Listener, anyHost bool, grace time.Duration) error {
 	srv := &http.Server{
@@ -138,24 +139,8 @@ func (s *Server) Serve(ctx context.Context, l net.Listener, anyHost bool, grace 
 		MaxHeaderBytes:    64 << 10,
 		BaseContext:       func(net.Listener) context.Context { return ctx },
 	}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(l) }()
-	select {
-	case err := <-errc:
-		s.jobs.stop()
-		return err
-	case <-ctx.Done():
-	}
-	s.jobs.stop()
-	sctx, cancel := context.WithTimeout(context.Background(), grace)
-	defer cancel()
-	err := srv.Shutdown(sctx)
-	if err != nil {
-		_ = srv.Close()
-	}
-	if serr := <-errc; serr != nil && !errors.Is(serr, http.ErrServerClosed) {
-		return serr
-	}
+	err := httpserve.Run(ctx, srv, l, grace)
+	s.jobs.stop() // cancels what runs: nothing is left looking complete
 	return err
 }
 
