@@ -95,7 +95,7 @@ var metaName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*_meta\.yaml$`)
 var errNoBundle = errors.New("no such bundle")
 
 // catalog reads the directory's meta files, each once per change
-// (modification time and size).
+// (modification time and size), and keeps a summary of each.
 type catalog struct {
 	dir    string
 	load   func(string) (*meta.Meta, error)
@@ -108,10 +108,25 @@ type catalog struct {
 type cached struct {
 	mod  time.Time
 	size int64
-	m    *meta.Meta
+	m    *summary
 	sum  string // the file's sha256, when asked for
 	sig  *Signature
 	err  error
+}
+
+// summary is what the catalog keeps of a meta file: all of it but the
+// lists of images, manifests and blobs, which it counts (a directory of
+// 10,000-image bundles is not held in memory).
+type summary struct {
+	meta.Meta
+	images, blobs, baseBlobs int
+	blobBytes                int64
+}
+
+func summarize(m *meta.Meta) *summary {
+	s := &summary{Meta: *m, images: len(m.Images), blobs: len(m.Blobs), baseBlobs: len(m.BaseBlobs), blobBytes: m.TotalBlobBytes()}
+	s.Images, s.Manifests, s.Blobs, s.BaseBlobs = nil, nil, nil, nil
+	return s
 }
 
 func newCatalog(dir string, load func(string) (*meta.Meta, error), e Engine) *catalog {
@@ -127,13 +142,25 @@ func (c *catalog) path(file string) (string, error) {
 	return filepath.Join(c.dir, file), nil
 }
 
-// meta reads a meta file of the directory (cached).
-func (c *catalog) meta(file string) (*meta.Meta, error) {
+// meta is the summary of a meta file of the directory (cached).
+func (c *catalog) meta(file string) (*summary, error) {
 	e, err := c.entry(file, false)
 	if err != nil {
 		return nil, err
 	}
 	return e.m, e.err
+}
+
+// full reads a meta file of the directory whole (not cached).
+func (c *catalog) full(file string) (*meta.Meta, error) {
+	p, err := c.path(file)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := os.Stat(p); err != nil {
+		return nil, fmt.Errorf("%w: %s", errNoBundle, file)
+	}
+	return c.load(p)
 }
 
 func (c *catalog) entry(file string, withSum bool) (cached, error) {
@@ -150,7 +177,10 @@ func (c *catalog) entry(file string, withSum bool) (cached, error) {
 	c.mu.Unlock()
 	if !ok || !e.mod.Equal(fi.ModTime()) || e.size != fi.Size() {
 		e = cached{mod: fi.ModTime(), size: fi.Size()}
-		e.m, e.err = c.load(p)
+		var m *meta.Meta
+		if m, e.err = c.load(p); e.err == nil {
+			e.m = summarize(m)
+		}
 	}
 	if withSum && e.sum == "" {
 		e.sum, _ = meta.FileSHA256(p)
@@ -188,11 +218,11 @@ func (c *catalog) list() (*Listing, error) {
 
 // describe is a bundle's row: counts, parts and bases checked against the
 // directory, signature.
-func (c *catalog) describe(file string, m *meta.Meta) Bundle {
+func (c *catalog) describe(file string, m *summary) Bundle {
 	b := Bundle{
 		File: file, ID: m.ID, Type: m.Type, Created: m.Created, Tool: m.Tool, Schema: m.SchemaVersion,
 		Partial: m.Partial, Compression: m.Compression, Platforms: orEmpty(m.Platforms),
-		Images: len(m.Images), Blobs: len(m.Blobs), BlobBytes: m.TotalBlobBytes(), BaseBlobs: len(m.BaseBlobs),
+		Images: m.images, Blobs: m.blobs, BlobBytes: m.blobBytes, BaseBlobs: m.baseBlobs,
 		Parts: []Part{}, Bases: []Base{}, Failed: []Failure{}, Complete: true,
 	}
 	for _, p := range m.Parts {

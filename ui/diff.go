@@ -113,7 +113,7 @@ func sortedKeys[V any](m map[string]V) []string {
 func (s *Server) diff(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	newFile, oldFile := q.Get("new"), q.Get("old")
-	cur, err := s.bundles.meta(newFile)
+	cur, err := s.bundles.full(newFile)
 	if err != nil {
 		apiError(w, http.StatusNotFound, "no-bundle", err)
 		return
@@ -124,7 +124,7 @@ func (s *Server) diff(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	old, err := s.bundles.meta(oldFile)
+	old, err := s.bundles.full(oldFile)
 	if err != nil {
 		apiError(w, http.StatusNotFound, "no-bundle", err)
 		return
@@ -137,7 +137,7 @@ func (s *Server) diff(w http.ResponseWriter, r *http.Request) {
 // newestBase is the meta file of m's most recent base bundle that is in
 // the directory, or "".
 func (c *catalog) newestBase(m *meta.Meta) string {
-	best, bestM := "", (*meta.Meta)(nil)
+	best, bestM := "", (*summary)(nil)
 	for _, base := range m.Bases {
 		b := c.base(base)
 		if b.State != "ok" {

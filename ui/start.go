@@ -124,7 +124,7 @@ func (s *Server) uploadWork(req UploadRequest) (work, error) {
 	}
 	req.Meta = p
 	return func(ctx context.Context, j *job) error {
-		if len(m.BaseBlobs) > 0 {
+		if m.baseBlobs > 0 {
 			j.mu.Lock()
 			j.baseCheck = "pending"
 			j.mu.Unlock()

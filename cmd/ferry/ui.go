@@ -322,7 +322,7 @@ func (u *uiEngine) writer(e *env, req ui.SaveRequest, images []selection.ImageSp
 	w, err := bundle.NewWriter(bundle.WriterOptions{
 		Dir: req.Dir, Prefix: cfg.Output.Prefix, Codec: codec, Parts: u.jobs(), SplitSize: split, Single: cfg.Single,
 		Platforms: platNames, Bases: req.BaseMetas, Tool: "ferry " + version, Log: e.log, SignMeta: signMeta,
-		Inputs: transfer.SaveInputs(images, sopts),
+		Resume: bundle.ResumeAuto, Inputs: transfer.SaveInputs(images, sopts), // a retry resumes a failed save
 	})
 	return w, sopts, err
 }
