@@ -13,6 +13,7 @@ import (
 	"github.com/urfave/cli/v2"
 	"gopkg.in/yaml.v3"
 
+	"github.com/ferry-oss/ferry/i18n"
 	"github.com/ferry-oss/ferry/registry"
 )
 
@@ -204,8 +205,12 @@ func itSettings(it *itConfig, c *Config, note func(string, string, ...any)) {
 		c.Cache.KeepSize = strconv.Itoa(size) + "GiB"
 		note("cache", "dir %s (under image-transmit's home data/), entries unused for %d days pruned, and least recently used ones above %s (keepsize is in GB)", c.Cache.Dir, c.Cache.KeepDays, c.Cache.KeepSize)
 	}
-	if it.Lang != "" {
-		note("lang", "%s: ignored: ferry speaks English", it.Lang)
+	switch {
+	case it.Lang != "" && i18n.Valid(it.Lang):
+		c.Lang = it.Lang
+		note("lang", "%s: messages, help and the console in that language", it.Lang)
+	case it.Lang != "":
+		note("lang", "%s: ignored: ferry speaks en_US and zh_CN", it.Lang)
 	}
 	if it.OutPrefix != "" {
 		dir, prefix := path.Split(it.OutPrefix)
