@@ -57,7 +57,7 @@ type itNotify struct {
 }
 
 // itOnlyKeys are top-level keys only image-transmit's cfg.yaml has.
-var itOnlyKeys = []string{"maxconn", "singlefile", "dockerfile", "compressor", "lang", "outprefix", "interval", "dingtalk", "keeptemp", "squashfs"}
+var itOnlyKeys = []string{"maxconn", "singlefile", "dockerfile", "compressor", "outprefix", "interval", "dingtalk", "keeptemp", "squashfs"}
 
 // isImageTransmitConfig tells image-transmit's cfg.yaml from ferry's by
 // content: source or target is a list (ferry's are names), or a key only

@@ -104,7 +104,7 @@ func metaArg(c *cli.Context) (string, error) {
 	case c.NArg() == 0 && img != "":
 		return img, nil
 	}
-	return "", usagef("upload takes one meta file (META, or -img META)")
+	return "", usagef("upload takes one meta file")
 }
 
 // listOrStdin is the image list flag; with none, and no images from the
