@@ -14,7 +14,6 @@ import (
 
 	"github.com/ferry-oss/ferry/bundle"
 	"github.com/ferry-oss/ferry/registry"
-	"github.com/ferry-oss/ferry/registry/docker"
 )
 
 func (e *env) save(c *cli.Context) error {
@@ -225,20 +224,14 @@ func (e *env) upload(c *cli.Context) error {
 	targetName := host.Registry
 	log := e.log
 	if isDocker {
-		sink, err = e.dockerSink(c, bd, sock)
+		sink, targetName, log, err = e.runtimeSink(c, bd, sock, renames)
 		if err != nil {
 			return err
 		}
-		// the engine names images like Docker Hub does; the log must not
-		// read like a push to Docker Hub
-		targetName = "docker engine " + docker.SocketName(sock)
+		if cl, ok := sink.(io.Closer); ok {
+			defer cl.Close()
+		}
 		host.Registry = "docker.io"
-		log = e.logger(func(v string) string {
-			if name, ok := strings.CutPrefix(v, "docker.io/"); ok {
-				return name + " (" + targetName + ")"
-			}
-			return v
-		})
 	} else {
 		reg, err := e.registryFor([]string{host.Registry}, c.Bool("insecure"), c.String("ca-file"), jobs, retries)
 		if err != nil {
