@@ -12,9 +12,10 @@ import (
 	"github.com/regclient/regclient/types/ref"
 	"github.com/urfave/cli/v2"
 
-	"github.com/ferry-oss/ferry/bundle"
 	"github.com/ferry-oss/ferry/meta"
 	"github.com/ferry-oss/ferry/registry/mirrors"
+	"github.com/ferry-oss/ferry/selection"
+	"github.com/ferry-oss/ferry/transfer"
 )
 
 // mirrorFormats are mirror-config's --format values.
@@ -72,7 +73,7 @@ func (e *env) mirrorConfig(c *cli.Context) error {
 	if isRuntime {
 		return usagef("--registry names the registry the bundles were uploaded to")
 	}
-	var specs []bundle.ImageSpec
+	var specs []selection.ImageSpec
 	if list := c.String("list"); list != "" {
 		if specs, err = gatherImages(nil, list, "", nil, "", e.stdin); err != nil {
 			return err
@@ -88,11 +89,11 @@ func (e *env) mirrorConfig(c *cli.Context) error {
 	}
 	targets := map[*meta.Meta]func(string) (ref.Ref, error){}
 	for _, m := range metas {
-		renames, err := bundle.Renames(m, matching(m, specs))
+		renames, err := transfer.Renames(m, matching(m, specs))
 		if err != nil {
 			return usageError{err}
 		}
-		targets[m] = bundle.RegistryTarget(host, ns, renames)
+		targets[m] = transfer.RegistryTarget(host, ns, renames)
 	}
 	maps, err := mirrors.FromMeta(metas, func(m *meta.Meta, repo string) (ref.Ref, error) { return targets[m](repo) })
 	if err != nil {
@@ -105,10 +106,10 @@ func (e *env) mirrorConfig(c *cli.Context) error {
 
 // matching keeps the renames of a list that name an image of m: one list
 // serves several bundles.
-func matching(m *meta.Meta, specs []bundle.ImageSpec) []bundle.ImageSpec {
-	var out []bundle.ImageSpec
+func matching(m *meta.Meta, specs []selection.ImageSpec) []selection.ImageSpec {
+	var out []selection.ImageSpec
 	for _, s := range specs {
-		if _, err := bundle.Renames(m, []bundle.ImageSpec{s}); err == nil {
+		if _, err := transfer.Renames(m, []selection.ImageSpec{s}); err == nil {
 			out = append(out, s)
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/ferry-oss/ferry/bundle"
+	"github.com/ferry-oss/ferry/oci"
 	"github.com/ferry-oss/ferry/registry/containerd"
 	"github.com/ferry-oss/ferry/registry/docker"
 )
@@ -35,7 +36,7 @@ func containerdNamespaceFlag() cli.Flag {
 // Docker engine, or containerd when sock has containerdPrefix) and returns
 // it with its name for messages and a logger that shows image names as
 // the runtime holds them. The caller closes the sink.
-func (e *env) runtimeSink(c *cli.Context, bd *bundle.Bundle, sock string, renames map[string]string) (bundle.Sink, string, *slog.Logger, error) {
+func (e *env) runtimeSink(c *cli.Context, bd *bundle.Bundle, sock string, renames map[string]string) (oci.Sink, string, *slog.Logger, error) {
 	path, isContainerd := strings.CutPrefix(sock, containerdPrefix)
 	if !isContainerd {
 		sink, err := e.dockerSink(c, bd, sock)

@@ -21,8 +21,10 @@ import (
 
 	"github.com/ferry-oss/ferry/bundle"
 	"github.com/ferry-oss/ferry/meta"
+	"github.com/ferry-oss/ferry/oci"
 	"github.com/ferry-oss/ferry/registry/containerd"
 	"github.com/ferry-oss/ferry/registry/regtest"
+	"github.com/ferry-oss/ferry/transfer"
 )
 
 // upload loads the bundle at metaPath into containerd the way the CLI
@@ -47,7 +49,7 @@ func upload(t *testing.T, metaPath, sock, ns string, plats ...string) (container
 		return containerd.Stats{}, err
 	}
 	defer st.Close()
-	_, err = bundle.Upload(ctx, bd, st, bundle.UploadOptions{Target: st.Target, Jobs: 3})
+	_, err = transfer.Upload(ctx, bd, st, transfer.UploadOptions{Target: st.Target, Jobs: 3})
 	return st.Stats(), err
 }
 
@@ -244,7 +246,7 @@ func TestPlatformsRealContainerd(t *testing.T) {
 	multi := src.Images["library/multi:1"]
 
 	_, err := upload(t, metaPath, c.Socket, "k8s.io", "linux/s390x")
-	if !errors.Is(err, bundle.ErrPlatformMismatch) {
+	if !errors.Is(err, oci.ErrPlatformMismatch) {
 		t.Fatalf("no such platform: %v", err)
 	}
 	if _, err := upload(t, metaPath, c.Socket, "k8s.io", "linux/arm64", "linux/arm/v7"); err != nil {

@@ -8,7 +8,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/regclient/regclient/types/manifest"
 
-	"github.com/ferry-oss/ferry/bundle"
+	"github.com/ferry-oss/ferry/oci"
 )
 
 // referrerLabel is the prefix of the GC label that keeps a referrer (or a
@@ -23,7 +23,7 @@ const referrerLabel = "containerd.io/gc.ref.content.referrer."
 // layers. Content so labelled lives as long as an image refers to its
 // top manifest.
 func gcLabels(m manifest.Manifest) (map[string]string, error) {
-	blobs, children, err := bundle.References(m)
+	blobs, children, err := oci.References(m)
 	if err != nil {
 		return nil, err
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/ferry-oss/ferry/bundle"
 	"github.com/ferry-oss/ferry/meta"
+	"github.com/ferry-oss/ferry/oci"
 )
 
 // maxDepth bounds how deep indexes and referrers nest.
@@ -89,7 +90,7 @@ func (p *plan) walk(dg digest.Digest, want []platform.Platform, referrers map[di
 		return nil
 	}
 	if depth > maxDepth {
-		return fmt.Errorf("manifest %s: %w: indexes or referrers nested too deep", dg, bundle.ErrUnsupported)
+		return fmt.Errorf("manifest %s: %w: indexes or referrers nested too deep", dg, oci.ErrUnsupported)
 	}
 	mf := p.byDig[dg]
 	if mf == nil {
@@ -99,7 +100,7 @@ func (p *plan) walk(dg digest.Digest, want []platform.Platform, referrers map[di
 	if err != nil {
 		return err
 	}
-	blobs, children, err := bundle.References(mm)
+	blobs, children, err := oci.References(mm)
 	if err != nil {
 		return fmt.Errorf("manifest %s: %w", dg, err)
 	}
@@ -145,7 +146,7 @@ func keepPlatforms(dg digest.Digest, children []descriptor.Descriptor, want []pl
 		}
 	}
 	if len(kept) == 0 {
-		return nil, fmt.Errorf("%w: index %s has %s, wanted %s", bundle.ErrPlatformMismatch, dg, strings.Join(have, ", "), platformList(want))
+		return nil, fmt.Errorf("%w: index %s has %s, wanted %s", oci.ErrPlatformMismatch, dg, strings.Join(have, ", "), platformList(want))
 	}
 	return kept, nil
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/ferry-oss/ferry/bundle"
 	"github.com/ferry-oss/ferry/meta"
+	"github.com/ferry-oss/ferry/oci"
 	"github.com/ferry-oss/ferry/registry/regtest"
 )
 
@@ -71,7 +72,7 @@ func TestPlan(t *testing.T) {
 	}
 
 	s390x, _ := platform.Parse("linux/s390x")
-	if _, err := newPlan(m, []platform.Platform{s390x}); !errors.Is(err, bundle.ErrPlatformMismatch) {
+	if _, err := newPlan(m, []platform.Platform{s390x}); !errors.Is(err, oci.ErrPlatformMismatch) {
 		t.Errorf("no such platform: %v", err)
 	}
 	m.Manifests = m.Manifests[1:] // multi's amd64 child is gone

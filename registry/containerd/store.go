@@ -1,6 +1,6 @@
 // Package containerd uploads bundles straight into a containerd's content
 // store and image store, through containerd's own client code (its gRPC
-// API and content and lease proxies): Store is a bundle.Sink.
+// API and content and lease proxies): Store is a oci.Sink.
 //
 // containerd's store is content-addressed and shared by every repository,
 // so Store answers BlobExists from the content store (an increment sends
@@ -56,8 +56,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/emptypb"
 
-	"github.com/ferry-oss/ferry/bundle"
 	"github.com/ferry-oss/ferry/meta"
+	"github.com/ferry-oss/ferry/oci"
 )
 
 // ErrContainerd wraps every error containerd reported, and a failure to
@@ -111,7 +111,7 @@ type Stats struct {
 	Pinned           int   // referrers and signatures labelled onto their subject
 }
 
-// Store is a bundle.Sink that writes into containerd. Its methods are safe
+// Store is a oci.Sink that writes into containerd. Its methods are safe
 // for concurrent use.
 type Store struct {
 	address, ns string
@@ -129,7 +129,7 @@ type Store struct {
 	committed bool
 }
 
-var _ bundle.Sink = (*Store)(nil)
+var _ oci.Sink = (*Store)(nil)
 
 // New connects to containerd, checks that it answers, and plans which
 // manifests and blobs of m go in under which names. It writes nothing.
@@ -265,7 +265,7 @@ func (s *Store) BlobExists(ctx context.Context, _ ref.Ref, d descriptor.Descript
 	}
 	info, ok, err := s.has(ctx, d.Digest)
 	if ok && info.Size != d.Size {
-		return false, fmt.Errorf("%w: content %s has %d bytes, the bundle %d: %w", ErrContainerd, d.Digest, info.Size, d.Size, bundle.ErrSizeMismatch)
+		return false, fmt.Errorf("%w: content %s has %d bytes, the bundle %d: %w", ErrContainerd, d.Digest, info.Size, d.Size, oci.ErrSizeMismatch)
 	}
 	return ok, err
 }
@@ -278,7 +278,7 @@ func (s *Store) BlobMount(ctx context.Context, _, r ref.Ref, d descriptor.Descri
 	case err != nil:
 		return err
 	case !ok:
-		return fmt.Errorf("loading into containerd: mounting %s: %w", d.Digest, bundle.ErrUnsupported)
+		return fmt.Errorf("loading into containerd: mounting %s: %w", d.Digest, oci.ErrUnsupported)
 	}
 	return nil
 }
@@ -349,7 +349,7 @@ func (s *Store) stream(ctx context.Context, w content.Writer, d descriptor.Descr
 		return err
 	}
 	if n != d.Size {
-		return fmt.Errorf("%w: %d of %d bytes", bundle.ErrSizeMismatch, n, d.Size)
+		return fmt.Errorf("%w: %d of %d bytes", oci.ErrSizeMismatch, n, d.Size)
 	}
 	if err := w.Commit(ctx, d.Size, d.Digest, content.WithLabels(labels)); err != nil && !errdefs.IsAlreadyExists(err) {
 		return fmt.Errorf("%w: commit: %v", ErrContainerd, err)

@@ -21,10 +21,10 @@ import (
 	"github.com/regclient/regclient/types/ref"
 	"gopkg.in/yaml.v3"
 
-	"github.com/ferry-oss/ferry/bundle"
 	"github.com/ferry-oss/ferry/meta"
 	"github.com/ferry-oss/ferry/registry/mirrors"
 	"github.com/ferry-oss/ferry/registry/regtest"
+	"github.com/ferry-oss/ferry/transfer"
 )
 
 // testMeta is a bundle of images from three registries; team/app was
@@ -44,7 +44,7 @@ func groups(t *testing.T, mirror, ns string) []mirrors.Registry {
 	t.Helper()
 	host, _ := ref.NewHost(mirror)
 	maps, err := mirrors.FromMeta([]*meta.Meta{testMeta()}, func(_ *meta.Meta, repo string) (ref.Ref, error) {
-		return bundle.RegistryTarget(host, ns, nil)(repo)
+		return transfer.RegistryTarget(host, ns, nil)(repo)
 	})
 	if err != nil {
 		t.Fatal(err)
