@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"maps"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -234,6 +235,30 @@ func TestIncrementRealContainerd(t *testing.T) {
 	checkContent(t, c, blobsOf(app, tools))
 }
 
+// TestSharedRealContainerd: blobs containerd holds for another namespace
+// are committed into this one without being sent again.
+func TestSharedRealContainerd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts containerd")
+	}
+	c := regtest.StartContainerd(t)
+	src := regtest.NewSource(t)
+	metaPath := src.Save(t, t.TempDir(), bundle.CodecZstd, nil, "team/app:1")
+	if _, err := upload(t, metaPath, c.Socket, "default"); err != nil {
+		t.Fatal(err)
+	}
+	st, err := upload(t, metaPath, c.Socket, "k8s.io")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Blobs != 0 || st.Manifests != 0 || st.Shared != 4 || st.Images != 2 {
+		t.Errorf("second namespace: %+v, want 4 shared (config, 2 layers, manifest), nothing sent, 2 names", st)
+	}
+	checkContent(t, c, blobsOf(src.Images["team/app:1"]))
+	collectGarbage(t, c, "k8s.io")
+	checkContent(t, c, blobsOf(src.Images["team/app:1"]))
+}
+
 // TestPlatformsRealContainerd: --platform keeps the index (its source
 // digest names the image) and loads only the children asked for.
 func TestPlatformsRealContainerd(t *testing.T) {
@@ -317,5 +342,38 @@ func TestAbortRealContainerd(t *testing.T) {
 	}
 	if l := strings.TrimSpace(c.Ctr(t, "-n", "k8s.io", "leases", "ls")); strings.Contains(l, "ferry") {
 		t.Errorf("lease left after Close:\n%s", l)
+	}
+}
+
+// TestOldBundlesRealContainerd: the schema 1 bundles of testdata (parts
+// readable only from the start), a full and its increment, go into
+// containerd with the digests testdata/bundles/images.txt recorded.
+func TestOldBundlesRealContainerd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts containerd")
+	}
+	c := regtest.StartContainerd(t)
+	dir := filepath.Join(regtest.TestdataDir(), "bundles")
+	for _, id := range []string{"ferry_full_20261101T020000Z", "ferry_incr_20261102T020000Z"} {
+		if _, err := upload(t, filepath.Join(dir, "v1-zstd", id+"_meta.yaml"), c.Socket, "k8s.io"); err != nil {
+			t.Fatalf("%s: %v", id, err)
+		}
+	}
+	list, err := os.ReadFile(filepath.Join(dir, "images.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := ctrImages(t, c, "k8s.io")
+	n := 0
+	for _, l := range strings.Split(string(list), "\n") {
+		if f := strings.Fields(l); len(f) >= 3 && !strings.HasPrefix(l, "#") {
+			n++
+			if name := "registry.test:5000/" + f[1]; got[name] != f[2] {
+				t.Errorf("%s: containerd has %q, images.txt %s", name, got[name], f[2])
+			}
+		}
+	}
+	if n != 4 {
+		t.Fatalf("images.txt lists %d images", n)
 	}
 }

@@ -47,7 +47,6 @@ import (
 	leasesproxy "github.com/containerd/containerd/leases/proxy"
 	"github.com/containerd/containerd/namespaces"
 	"github.com/opencontainers/go-digest"
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/regclient/regclient/types/descriptor"
 	"github.com/regclient/regclient/types/manifest"
 	"github.com/regclient/regclient/types/platform"
@@ -106,6 +105,7 @@ func DefaultAddress() string {
 type Stats struct {
 	Blobs, Manifests int   // content written
 	Bytes            int64 // of blobs and manifests written
+	Shared           int   // blobs and manifests containerd held for another namespace: committed, not sent
 	Images           int   // image names created or moved
 	Unchanged        int   // image names that already pointed at their manifest
 	Pinned           int   // referrers and signatures labelled onto their subject
@@ -293,93 +293,12 @@ func (s *Store) BlobPut(ctx context.Context, _ ref.Ref, d descriptor.Descriptor,
 		}
 		return nil
 	}
-	wrote, err := s.write(ctx, d, rdr, nil)
+	how, err := s.write(ctx, d, rdr, nil)
 	if err != nil {
 		return fmt.Errorf("loading into containerd: blob %s: %w", d.Digest, err)
 	}
-	if wrote {
-		s.mu.Lock()
-		s.stats.Blobs++
-		s.stats.Bytes += d.Size
-		s.mu.Unlock()
-	}
+	s.count(how, d.Size, &s.stats.Blobs)
 	return nil
-}
-
-// write streams rdr into the content store as d, committed with labels.
-// A write that fails is aborted: containerd keeps no part of it. It
-// reports false when containerd had the content already.
-func (s *Store) write(ctx context.Context, d descriptor.Descriptor, rdr io.Reader, labels map[string]string) (bool, error) {
-	wctx, err := s.writeCtx(ctx)
-	if err != nil {
-		return false, err
-	}
-	ingest := "ferry-" + d.Digest.String()
-	w, err := content.OpenWriter(wctx, s.content, content.WithRef(ingest),
-		content.WithDescriptor(ocispec.Descriptor{MediaType: d.MediaType, Digest: d.Digest, Size: d.Size}))
-	if errdefs.IsAlreadyExists(err) {
-		return false, nil // in the content store of another namespace: now in this one too
-	} else if err != nil {
-		return false, fmt.Errorf("%w: opening a writer: %v", ErrContainerd, err)
-	}
-	err = s.stream(wctx, w, d, rdr, labels)
-	w.Close()
-	if err != nil {
-		// a fresh context: the upload's may be what ended
-		actx, cancel := context.WithTimeout(namespaces.WithNamespace(context.WithoutCancel(ctx), s.ns), 10*time.Second)
-		defer cancel()
-		_ = s.content.Abort(actx, ingest)
-		return false, err
-	}
-	return true, nil
-}
-
-// stream copies rdr into w in chunks and commits it with d's size and
-// digest. An ingest an earlier upload left is started again from zero.
-func (s *Store) stream(ctx context.Context, w content.Writer, d descriptor.Descriptor, rdr io.Reader, labels map[string]string) error {
-	if st, err := w.Status(); err != nil {
-		return fmt.Errorf("%w: writer status: %v", ErrContainerd, err)
-	} else if st.Offset > 0 {
-		if err := w.Truncate(0); err != nil {
-			return fmt.Errorf("%w: restarting an ingest: %v", ErrContainerd, err)
-		}
-	}
-	n, err := copyChunks(w, rdr)
-	if err != nil {
-		return err
-	}
-	if n != d.Size {
-		return fmt.Errorf("%w: %d of %d bytes", oci.ErrSizeMismatch, n, d.Size)
-	}
-	if err := w.Commit(ctx, d.Size, d.Digest, content.WithLabels(labels)); err != nil && !errdefs.IsAlreadyExists(err) {
-		return fmt.Errorf("%w: commit: %v", ErrContainerd, err)
-	}
-	return nil
-}
-
-var chunks = sync.Pool{New: func() any { b := make([]byte, chunk); return &b }}
-
-// copyChunks copies r to w in writes of a full chunk (one gRPC message
-// each), the last one shorter.
-func copyChunks(w io.Writer, r io.Reader) (int64, error) {
-	bp := chunks.Get().(*[]byte)
-	defer chunks.Put(bp)
-	var n int64
-	for {
-		k, err := io.ReadFull(r, *bp)
-		if k > 0 {
-			if _, werr := w.Write((*bp)[:k]); werr != nil {
-				return n, fmt.Errorf("%w: write: %v", ErrContainerd, werr)
-			}
-			n += int64(k)
-		}
-		switch {
-		case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
-			return n, nil
-		case err != nil:
-			return n, err
-		}
-	}
 }
 
 // ManifestPut stores a wanted manifest as content with its GC labels,
@@ -436,14 +355,11 @@ func (s *Store) putManifest(ctx context.Context, md descriptor.Descriptor, m man
 	if err != nil {
 		return err
 	}
-	wrote, err := s.write(ctx, md, bytes.NewReader(raw), labels)
-	if err != nil || !wrote {
+	how, err := s.write(ctx, md, bytes.NewReader(raw), labels)
+	if err != nil {
 		return err
 	}
-	s.mu.Lock()
-	s.stats.Manifests++
-	s.stats.Bytes += md.Size
-	s.mu.Unlock()
+	s.count(how, md.Size, &s.stats.Manifests)
 	return nil
 }
 
@@ -509,10 +425,10 @@ func (s *Store) Commit(ctx context.Context) error {
 	s.committed = true
 	st := s.stats
 	s.mu.Unlock()
-	if st.Blobs+st.Manifests+st.Images+st.Pinned == 0 {
+	if st.Blobs+st.Manifests+st.Shared+st.Images+st.Pinned == 0 {
 		s.log.Info("containerd has everything: nothing written", "images", st.Unchanged, "namespace", s.ns)
 	} else {
-		s.log.Info("loaded into containerd", "blobs", st.Blobs, "manifests", st.Manifests, "bytes", st.Bytes, "names", st.Images, "referrers", st.Pinned, "namespace", s.ns)
+		s.log.Info("loaded into containerd", "blobs", st.Blobs, "manifests", st.Manifests, "bytes", st.Bytes, "shared", st.Shared, "names", st.Images, "referrers", st.Pinned, "namespace", s.ns)
 	}
 	return s.release(ctx)
 }
