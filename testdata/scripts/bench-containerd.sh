@@ -47,16 +47,12 @@ export PATH=$PATH:/usr/sbin:/sbin
 [ "$(id -u)" = 0 ] || die "needs root (containerd)"
 for t in go containerd ctr docker-registry; do command -v "$t" >/dev/null || die "$t is not installed (make deps)"; done
 [ -x /usr/bin/time ] || die "/usr/bin/time is not installed (apt-get install time)"
-if [ -d "$WORK" ] && [ -n "$(ls -A "$WORK")" ] && [ ! -f "$WORK/.ferry-bench" ]; then
-  die "$WORK exists and is not a bench dir: set BENCH_DIR to another path"
-fi
-rm -rf "$WORK"
-mkdir -p "$WORK"
-touch "$WORK/.ferry-bench"
-
 # lib.sh: free_port, start_registry, cleanup (stops what was started here
-# by PID, removes WORK unless KEEP=1).
+# by PID, removes WORK unless KEEP=1), prepare_work, measure (records
+# WALL and RSS).
 source testdata/scripts/lib.sh
+declare -A WALL RSS
+prepare_work
 CTRD=$WORK/ctrd
 SOCK=$CTRD/c.sock
 CTRD_PID=""
@@ -97,32 +93,6 @@ has_image() { ctr --address "$SOCK" -n "$NS" images ls | grep -q "$DIGEST"; }
 
 # cold PATH...: drops the files from the page cache.
 cold() { find "$@" -type f -exec dd if={} iflag=nocache count=0 status=none \; ; }
-
-declare -A WALL RSS
-
-# measure OP TOOL PREP CHECK -- CMD...: runs CMD once to warm up, then RUNS
-# times, PREP before and CHECK after every run (untimed). Records the
-# median wall time (s) and the largest peak RSS (KB) of the measured runs.
-measure() {
-  local op=$1 tool=$2 prep=$3 check=$4; shift 5
-  local walls=() rss=0 i t0 t1 w r
-  for i in $(seq 0 "$RUNS"); do
-    eval "$prep"
-    t0=$EPOCHREALTIME
-    /usr/bin/time -o "$WORK/time" -f '%M' "$@" >"$WORK/out.log" 2>"$WORK/err.log" ||
-      { cat "$WORK/err.log" >&2; die "$op $tool failed: $*"; }
-    t1=$EPOCHREALTIME
-    w=$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.3f", b - a}')
-    r=$(tail -n1 "$WORK/time")
-    eval "$check" >"$WORK/check.log" 2>&1 || { cat "$WORK/check.log" >&2; die "$op $tool: check failed ($check)"; }
-    if [ "$i" = 0 ]; then echo "  $op $tool: warm-up ${w}s"; continue; fi
-    echo "  $op $tool: run $i ${w}s $((r / 1024)) MB"
-    walls+=("$w")
-    if [ "$r" -gt "$rss" ]; then rss=$r; fi
-  done
-  WALL[$op/$tool]=$(printf '%s\n' "${walls[@]}" | sort -n | awk '{v[NR]=$1} END{m=int((NR+1)/2); printf "%.3f", (NR%2) ? v[m] : (v[m]+v[m+1])/2}')
-  RSS[$op/$tool]=$rss
-}
 
 echo "building ferry and ferry-seed into $WORK"
 go build -trimpath -o "$WORK/ferry" ./cmd/ferry
