@@ -1,13 +1,14 @@
 // Package containerd uploads bundles straight into a containerd's content
 // store and image store, through containerd's own client code (its gRPC
-// API and content and lease proxies): Store is a oci.Sink.
+// API and content and lease proxies): Store is an oci.Sink.
 //
 // containerd's store is content-addressed and shared by every repository,
 // so Store answers BlobExists from the content store (an increment sends
 // only what the node lacks, and Upload's base check refuses one whose base
-// blobs are missing before anything is written). Blobs stream into a
-// content writer and are committed with their expected size and digest:
-// containerd checks both. Manifests are stored with the garbage collection
+// blobs are missing before anything is written); bytes it holds for
+// another namespace are committed into this one without being sent. Blobs
+// stream into a content writer and are committed with their expected size
+// and digest: containerd checks both. Manifests are stored with the garbage collection
 // labels containerd's own pull sets (index -> children, manifest -> config
 // and layers); referrers and cosign-style signatures are stored as content
 // kept alive by a label on the manifest they refer to. Images are named
@@ -111,7 +112,7 @@ type Stats struct {
 	Pinned           int   // referrers and signatures labelled onto their subject
 }
 
-// Store is a oci.Sink that writes into containerd. Its methods are safe
+// Store is an oci.Sink that writes into containerd. Its methods are safe
 // for concurrent use.
 type Store struct {
 	address, ns string
