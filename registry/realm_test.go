@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/regclient/regclient"
+	"github.com/regclient/regclient/config"
 	"github.com/regclient/regclient/types/ref"
 
 	"github.com/ferry-oss/ferry/registry"
@@ -50,21 +52,20 @@ func newRealmRegistry(t *testing.T, realmHost func(realm *httptest.Server) strin
 
 // TestRegclientSendsCredentialsToAnyRealm documents regclient's behaviour
 // (and Docker's): the registry's credentials go to whatever token realm its
-// challenge names, here another host over plain HTTP. This is why ferry
-// checks realms first (CheckRealms).
+// challenge names, here another host over plain HTTP. This is why ferry's
+// transport checks every challenge (TestEveryChallengeChecked).
 func TestRegclientSendsCredentialsToAnyRealm(t *testing.T) {
 	rr := newRealmRegistry(t, func(r *httptest.Server) string { return strings.Replace(r.URL, "127.0.0.1", "localhost", 1) })
 	host := strings.TrimPrefix(rr.reg.URL, "http://")
-	reg, err := registry.New(registry.Options{Hosts: []registry.Host{{Registry: host, User: "ferry", Pass: "realm-Secret-42"}}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ch := config.HostNewName(host)
+	ch.TLS, ch.User, ch.Pass = config.TLSDisabled, "ferry", "realm-Secret-42"
+	rc := regclient.New(regclient.WithConfigHost(*ch))
 	r, _ := ref.New(host + "/team/app:1")
-	_, _ = reg.ManifestGet(context.Background(), r)
+	_, _ = rc.ManifestGet(context.Background(), r)
 	rr.mu.Lock()
 	defer rr.mu.Unlock()
 	if len(rr.realmAuth) == 0 || !strings.HasPrefix(rr.realmAuth[0], "Basic ") {
-		t.Fatalf("realm got %q: regclient no longer sends credentials to a foreign realm; CheckRealms may be relaxed", rr.realmAuth)
+		t.Fatalf("realm got %q: regclient no longer sends credentials to a foreign realm; ferry's checks may be relaxed", rr.realmAuth)
 	}
 }
 
