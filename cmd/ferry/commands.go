@@ -345,6 +345,13 @@ func configCommand(e *env) *cli.Command {
 				if _, err := cfg.ImageSpecs(nil, "", e.stdin); err != nil {
 					return err
 				}
+				unset, readable := cfg.credentialIssues()
+				if readable != "" {
+					e.log.Warn(readable)
+				}
+				if len(unset) > 0 {
+					return usagef("%s", strings.Join(unset, "; "))
+				}
 				fmt.Fprintf(e.stdout, "%s: OK (%d registries)\n", file, len(cfg.Registries))
 				return nil
 			},
@@ -437,9 +444,18 @@ func parsePlatforms(values []string) ([]platform.Platform, []string, error) {
 	return ps, names, nil
 }
 
-// registryFor builds the registry client for the hosts in play.
-func (e *env) registryFor(names []string, insecure bool, caFile string, jobs, retries int) (*registry.Registry, error) {
+// registryFor builds the registry client for the hosts in play (with the
+// command's --insecure and --ca-file for hosts not in cfg.yaml), warning
+// first of what will go wrong with cfg.yaml's credentials.
+func (e *env) registryFor(c *cli.Context, names []string, jobs, retries int) (*registry.Registry, error) {
+	unset, readable := e.cfg.credentialIssues()
+	for _, msg := range append(unset, readable) {
+		if msg != "" {
+			e.log.Warn(msg)
+		}
+	}
 	hosts := e.cfg.Hosts()
+	insecure, caFile := c.Bool("insecure"), c.String("ca-file")
 	for _, n := range names {
 		if slices.ContainsFunc(hosts, func(h registry.Host) bool { return h.Registry == n }) {
 			continue
@@ -458,8 +474,37 @@ func (e *env) registryFor(names []string, insecure bool, caFile string, jobs, re
 	}
 	return registry.New(registry.Options{
 		Hosts: hosts, DockerConfig: docker, Retries: retries, Concurrency: jobs,
-		UserAgent: "ferry/" + version, Log: e.log,
+		UserAgent: "ferry/" + version, Log: e.log, Net: e.network(c),
 	})
+}
+
+// network is the time bounds of registry requests: the command's
+// --timeout (else cfg.yaml timeout) for a body that sends nothing,
+// cfg.yaml headerTimeout and minRate; 0 turns a bound off.
+func (e *env) network(c *cli.Context) registry.Net {
+	var n registry.Net
+	off := func(d time.Duration) time.Duration {
+		if d == 0 {
+			return -1
+		}
+		return d
+	}
+	idle := e.cfg.Timeout
+	if slices.ContainsFunc(c.Command.Flags, func(f cli.Flag) bool { return slices.Contains(f.Names(), "timeout") }) {
+		n.Idle = off(e.timeout(c))
+	} else if idle != "" {
+		d, _ := time.ParseDuration(idle) // checked by Validate
+		n.Idle = off(d)
+	}
+	if e.cfg.HeaderTimeout != "" {
+		d, _ := time.ParseDuration(e.cfg.HeaderTimeout)
+		n.Header = off(d)
+	}
+	if e.cfg.MinRate != "" {
+		rate, _ := parseSize(e.cfg.MinRate)
+		n.MinRate = int64(off(time.Duration(rate)))
+	}
+	return n
 }
 
 func firstNonZero[T comparable](vals ...T) T {

@@ -70,7 +70,7 @@ func (e *env) save(c *cli.Context) error {
 			hosts = append(hosts, img.Source.Registry)
 		}
 	}
-	reg, err := e.registryFor(hosts, c.Bool("insecure"), c.String("ca-file"), jobs, retries)
+	reg, err := e.registryFor(c, hosts, jobs, retries)
 	if err != nil {
 		return usageError{err}
 	}
@@ -240,7 +240,7 @@ func (e *env) upload(c *cli.Context) error {
 			return v
 		})
 	} else {
-		reg, err := e.registryFor([]string{host.Registry}, c.Bool("insecure"), c.String("ca-file"), jobs, retries)
+		reg, err := e.registryFor(c, []string{host.Registry}, jobs, retries)
 		if err != nil {
 			return usageError{err}
 		}

@@ -163,7 +163,7 @@ func (e *env) sync(c *cli.Context) error {
 	// a client per round: one round's failures must not leave the next
 	// round waiting out the client's backoff from a host
 	newClient := func() (*registry.Registry, error) {
-		reg, err := e.registryFor(hosts, c.Bool("insecure"), c.String("ca-file"), jobs, retries)
+		reg, err := e.registryFor(c, hosts, jobs, retries)
 		if err != nil {
 			return nil, usageError{err}
 		}
