@@ -16,11 +16,50 @@ import (
 // token service on another host (127.0.0.2), over plain HTTP. The token
 // service records the Authorization headers it receives.
 type SwitchRealm struct {
-	Registry, Realm *httptest.Server
-	User, Pass      string // the credentials the registry accepts on /v2/
+	Registry   *httptest.Server
+	Realm      *TokenService
+	User, Pass string // the credentials the registry accepts on /v2/
+}
 
+// TokenService is a token service that grants the token "t0k3n" to any
+// request and records the Authorization headers it receives.
+type TokenService struct {
+	*httptest.Server
 	mu   sync.Mutex
 	auth []string
+}
+
+// StartTokenService starts a TokenService on l (nil: a 127.0.0.1 port) and
+// stops it when the test ends.
+func StartTokenService(t testing.TB, l net.Listener) *TokenService {
+	ts := &TokenService{}
+	ts.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ts.mu.Lock()
+		ts.auth = append(ts.auth, r.Header.Get("Authorization"))
+		ts.mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"token":"t0k3n","access_token":"t0k3n"}`))
+	}))
+	if l != nil {
+		ts.Listener.Close()
+		ts.Listener = l
+	}
+	ts.Start()
+	t.Cleanup(ts.Close)
+	return ts
+}
+
+// Sent lists the non-empty Authorization headers the service received.
+func (ts *TokenService) Sent() []string {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	var out []string
+	for _, a := range ts.auth {
+		if a != "" {
+			out = append(out, a)
+		}
+	}
+	return out
 }
 
 // StartSwitchRealm starts a SwitchRealm (the registry over HTTPS when tls)
@@ -33,17 +72,7 @@ func StartSwitchRealm(t testing.TB, tls bool) *SwitchRealm {
 	if err != nil {
 		t.Skipf("no 127.0.0.2 on this loopback: %v", err)
 	}
-	sr.Realm = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		sr.mu.Lock()
-		sr.auth = append(sr.auth, r.Header.Get("Authorization"))
-		sr.mu.Unlock()
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write([]byte(`{"token":"t0k3n","access_token":"t0k3n"}`))
-	}))
-	sr.Realm.Listener.Close()
-	sr.Realm.Listener = l
-	sr.Realm.Start()
-	t.Cleanup(sr.Realm.Close)
+	sr.Realm = StartTokenService(t, l)
 	if tls {
 		sr.Registry = httptest.NewTLSServer(http.HandlerFunc(sr.serve))
 	} else {
@@ -82,14 +111,4 @@ func (sr *SwitchRealm) Host() string {
 func (sr *SwitchRealm) RealmHost() string { return strings.TrimPrefix(sr.Realm.URL, "http://") }
 
 // Sent lists the non-empty Authorization headers the token service got.
-func (sr *SwitchRealm) Sent() []string {
-	sr.mu.Lock()
-	defer sr.mu.Unlock()
-	var out []string
-	for _, a := range sr.auth {
-		if a != "" {
-			out = append(out, a)
-		}
-	}
-	return out
-}
+func (sr *SwitchRealm) Sent() []string { return sr.Realm.Sent() }
