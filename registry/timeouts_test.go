@@ -20,36 +20,16 @@ import (
 	"github.com/regclient/regclient/types/ref"
 
 	"github.com/ferry-oss/ferry/registry"
+	"github.com/ferry-oss/ferry/registry/regtest"
 )
 
 // testNet are short bounds, so that the tests of hostile servers stay
 // fast: a server that never answers costs 300 ms a try, not minutes.
 var testNet = registry.Net{Dial: 300 * time.Millisecond, Header: 300 * time.Millisecond, Idle: 300 * time.Millisecond, MinRate: 1024, Request: 2 * time.Second}
 
-// blackHole accepts TCP connections and never reads or answers.
-func blackHole(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	t.Cleanup(func() { close(done); l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go func() { <-done; c.Close() }()
-		}
-	}()
-	return l.Addr().String()
-}
-
 // fullBacklog is a listener whose accept queue is full and never drained:
 // the kernel drops new SYNs, so connecting hangs (Linux).
-func fullBacklog(t *testing.T) string {
+func fullBacklog(t testing.TB) string {
 	t.Helper()
 	if runtime.GOOS != "linux" {
 		t.Skip("needs Linux's listen backlog")
@@ -82,7 +62,7 @@ func fullBacklog(t *testing.T) string {
 // stuck is a registry whose handler, for the paths match selects, does
 // what act says: "headers" sends headers (and a length) and no body,
 // "drip" sends a byte every 50 ms; other paths get a plain 200 to /v2/.
-func stuck(t *testing.T, match, act string) string {
+func stuck(t testing.TB, match, act string) string {
 	t.Helper()
 	done := make(chan struct{})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -121,7 +101,7 @@ func stuck(t *testing.T, match, act string) string {
 
 // hangingRealm is a registry whose Bearer realm (on its own host, so
 // trusted) never answers the token request.
-func hangingRealm(t *testing.T) string {
+func hangingRealm(t testing.TB) string {
 	t.Helper()
 	done := make(chan struct{})
 	var srv *httptest.Server
@@ -185,21 +165,21 @@ func ping(ctx context.Context, reg *registry.Registry, host string) error {
 func TestHostileServersTimeOut(t *testing.T) {
 	tests := []struct {
 		name   string
-		server func(t *testing.T) string
+		server func(t testing.TB) string
 		op     func(context.Context, *registry.Registry, string) error
 		want   string
 	}{
-		{"no answer: ping", blackHole, ping, ""}, // Check leaves timeouts to the transfer's requests
-		{"no answer: manifest", blackHole, getManifest, "no response headers"},
-		{"no answer: tags", blackHole, listTags, "no response headers"},
-		{"no answer: referrers", blackHole, referrers, "no response headers"},
-		{"no answer: blob", blackHole, readBlob, "no response headers"},
+		{"no answer: ping", regtest.BlackHole, ping, ""}, // Check leaves timeouts to the transfer's requests
+		{"no answer: manifest", regtest.BlackHole, getManifest, "no response headers"},
+		{"no answer: tags", regtest.BlackHole, listTags, "no response headers"},
+		{"no answer: referrers", regtest.BlackHole, referrers, "no response headers"},
+		{"no answer: blob", regtest.BlackHole, readBlob, "no response headers"},
 		{"cannot connect: manifest", fullBacklog, getManifest, "could not connect"},
-		{"headers, no body: manifest", func(t *testing.T) string { return stuck(t, "/manifests/", "headers") }, getManifest, "nothing received"},
-		{"headers, no body: tags", func(t *testing.T) string { return stuck(t, "/tags/list", "headers") }, listTags, "nothing received"},
-		{"headers, no body: blob", func(t *testing.T) string { return stuck(t, "/blobs/", "headers") }, readBlob, "nothing received"},
-		{"drip: blob", func(t *testing.T) string { return stuck(t, "/blobs/", "drip") }, readBlob, "minimum rate"},
-		{"drip: manifest", func(t *testing.T) string { return stuck(t, "/manifests/", "drip") }, getManifest, "minimum rate"},
+		{"headers, no body: manifest", func(t testing.TB) string { return stuck(t, "/manifests/", "headers") }, getManifest, "nothing received"},
+		{"headers, no body: tags", func(t testing.TB) string { return stuck(t, "/tags/list", "headers") }, listTags, "nothing received"},
+		{"headers, no body: blob", func(t testing.TB) string { return stuck(t, "/blobs/", "headers") }, readBlob, "nothing received"},
+		{"drip: blob", func(t testing.TB) string { return stuck(t, "/blobs/", "drip") }, readBlob, "minimum rate"},
+		{"drip: manifest", func(t testing.TB) string { return stuck(t, "/manifests/", "drip") }, getManifest, "minimum rate"},
 		{"token service never answers", hangingRealm, getManifest, "no response headers"},
 	}
 	for _, tt := range tests {

@@ -1,11 +1,9 @@
 package main
 
 import (
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -122,7 +120,7 @@ func TestConfigCredentials(t *testing.T) {
 // exit 1 and a line naming the timeout, instead of hanging forever (with
 // cfg.yaml's headerTimeout and timeout short here).
 func TestHangingRegistryCLI(t *testing.T) {
-	hole := blackHoleCLI(t)
+	hole := regtest.BlackHole(t)
 	good := olaregWith(t, "team/app:1")
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "cfg.yaml")
@@ -156,35 +154,4 @@ func TestHangingRegistryCLI(t *testing.T) {
 			}
 		})
 	}
-}
-
-// blackHoleCLI accepts TCP connections and never reads or answers.
-func blackHoleCLI(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var conns []net.Conn
-	var mu sync.Mutex
-	t.Cleanup(func() {
-		l.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-	})
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-		}
-	}()
-	return l.Addr().String()
 }

@@ -112,3 +112,35 @@ func (sr *SwitchRealm) RealmHost() string { return strings.TrimPrefix(sr.Realm.U
 
 // Sent lists the non-empty Authorization headers the token service got.
 func (sr *SwitchRealm) Sent() []string { return sr.Realm.Sent() }
+
+// BlackHole is a loopback address that accepts TCP connections and never
+// reads from them or answers, until the test ends.
+func BlackHole(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	t.Cleanup(func() {
+		l.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	return l.Addr().String()
+}
