@@ -19,7 +19,9 @@ import (
 
 	"github.com/ferry-oss/ferry/bundle"
 	"github.com/ferry-oss/ferry/meta"
+	"github.com/ferry-oss/ferry/oci"
 	"github.com/ferry-oss/ferry/registry"
+	"github.com/ferry-oss/ferry/selection"
 )
 
 func saveCommand(e *env) *cli.Command {
@@ -293,7 +295,7 @@ func eachManifest(bd *bundle.Bundle, dg digest.Digest, fn func(mm manifest.Manif
 		if err != nil {
 			return
 		}
-		blobs, children, err := bundle.References(mm)
+		blobs, children, err := oci.References(mm)
 		if err != nil {
 			return
 		}
@@ -360,7 +362,7 @@ func configCommand(e *env) *cli.Command {
 }
 
 // ImageSpecs gathers images from args, the list flag, and cfg.yaml.
-func (c *Config) ImageSpecs(args []string, listFlag string, stdin io.Reader) ([]bundle.ImageSpec, error) {
+func (c *Config) ImageSpecs(args []string, listFlag string, stdin io.Reader) ([]selection.ImageSpec, error) {
 	srcRegistry := ""
 	if c.Source != "" {
 		srcRegistry = c.Source
@@ -371,15 +373,15 @@ func (c *Config) ImageSpecs(args []string, listFlag string, stdin io.Reader) ([]
 	return gatherImages(args, listFlag, c.List, c.Images, srcRegistry, stdin)
 }
 
-func gatherImages(args []string, listFlag, cfgList string, cfgImages []string, srcRegistry string, stdin io.Reader) ([]bundle.ImageSpec, error) {
-	var specs []bundle.ImageSpec
+func gatherImages(args []string, listFlag, cfgList string, cfgImages []string, srcRegistry string, stdin io.Reader) ([]selection.ImageSpec, error) {
+	var specs []selection.ImageSpec
 	add := func(lines []string) error {
-		got, err := bundle.ParseList(strings.NewReader(strings.Join(lines, "\n")), srcRegistry)
+		got, err := selection.ParseList(strings.NewReader(strings.Join(lines, "\n")), srcRegistry)
 		specs = append(specs, got...)
 		return err
 	}
 	for i, a := range args {
-		spec, err := bundle.ParseImage(strings.TrimSpace(a), srcRegistry)
+		spec, err := selection.ParseImage(strings.TrimSpace(a), srcRegistry)
 		if err != nil {
 			return nil, usagef("argument %d: %w", i+1, err)
 		}
@@ -398,7 +400,7 @@ func gatherImages(args []string, listFlag, cfgList string, cfgImages []string, s
 			defer f.Close()
 			r = f
 		}
-		got, err := bundle.ParseList(r, srcRegistry)
+		got, err := selection.ParseList(r, srcRegistry)
 		if err != nil {
 			return nil, usageError{fmt.Errorf("%s: %w", file, err)}
 		}

@@ -8,8 +8,8 @@ import (
 	"github.com/regclient/regclient/types/platform"
 	"github.com/urfave/cli/v2"
 
+	"github.com/ferry-oss/ferry/archive"
 	"github.com/ferry-oss/ferry/bundle"
-	"github.com/ferry-oss/ferry/bundle/archive"
 )
 
 func exportCommand(e *env) *cli.Command {

@@ -21,9 +21,9 @@ import (
 
 	"golang.org/x/term"
 
-	"github.com/ferry-oss/ferry/bundle"
 	"github.com/ferry-oss/ferry/cache"
 	"github.com/ferry-oss/ferry/registry"
+	"github.com/ferry-oss/ferry/selection"
 )
 
 // version is set with -ldflags "-X main.version=...".
@@ -99,7 +99,7 @@ func exitCode(err error) int {
 		return exitOK
 	case errors.Is(err, context.Canceled):
 		return exitFailure
-	case errors.As(err, &ue), errors.Is(err, errConfig), errors.Is(err, bundle.ErrBadList), errors.Is(err, registry.ErrConfig):
+	case errors.As(err, &ue), errors.Is(err, errConfig), errors.Is(err, selection.ErrBadList), errors.Is(err, registry.ErrConfig):
 		return exitUsage
 	case errors.As(err, &ce) && ce.ExitCode() == exitUsage:
 		return exitUsage

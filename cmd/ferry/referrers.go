@@ -15,6 +15,7 @@ import (
 	"github.com/ferry-oss/ferry/bundle"
 	"github.com/ferry-oss/ferry/meta"
 	"github.com/ferry-oss/ferry/meta/sign"
+	"github.com/ferry-oss/ferry/oci"
 )
 
 // inspectReferrers lists, per image, the referrers the bundle carries for
@@ -35,7 +36,7 @@ func inspectReferrers(w io.Writer, bd *bundle.Bundle) {
 	}
 	tagged := map[[2]string][]taggedImage{}
 	for i, img := range m.Images {
-		if bundle.IsCosignTag(img.Tag) {
+		if oci.IsCosignTag(img.Tag) {
 			k := [2]string{img.Repository, img.Tag}
 			tagged[k] = append(tagged[k], taggedImage{i, img})
 		}
@@ -53,12 +54,12 @@ func inspectReferrers(w io.Writer, bd *bundle.Bundle) {
 		mf := bd.Manifest(dg)
 		size, typ := int64(0), "?"
 		if mf != nil {
-			size, typ = mf.Size, cmp.Or(bundle.ArtifactType(mf.MediaType, mf.Raw), mf.MediaType)
+			size, typ = mf.Size, cmp.Or(oci.ArtifactType(mf.MediaType, mf.Raw), mf.MediaType)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", img.Source, short(subject.String()), typ, short(dg.String()), formatSize(size), orDash(tag))
 	}
 	for _, img := range m.Images {
-		if bundle.IsCosignTag(img.Tag) {
+		if oci.IsCosignTag(img.Tag) {
 			continue
 		}
 		eachManifest(bd, img.Digest, func(mm manifest.Manifest, _ []descriptor.Descriptor) {
@@ -75,7 +76,7 @@ func inspectReferrers(w io.Writer, bd *bundle.Bundle) {
 				return
 			}
 			var found []taggedImage
-			for _, tag := range bundle.CosignTags(subject) {
+			for _, tag := range oci.CosignTags(subject) {
 				found = append(found, tagged[[2]string{img.Repository, tag}]...)
 			}
 			slices.SortFunc(found, func(a, b taggedImage) int { return cmp.Compare(a.i, b.i) })

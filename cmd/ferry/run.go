@@ -13,8 +13,11 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/ferry-oss/ferry/bundle"
+	"github.com/ferry-oss/ferry/oci"
 	"github.com/ferry-oss/ferry/registry"
 	"github.com/ferry-oss/ferry/registry/docker"
+	"github.com/ferry-oss/ferry/selection"
+	"github.com/ferry-oss/ferry/transfer"
 )
 
 func (e *env) save(c *cli.Context) error {
@@ -88,7 +91,7 @@ func (e *env) save(c *cli.Context) error {
 	}
 	timeout, referrers := e.timeout(c), e.referrers(c)
 	labels := e.labels()
-	var source bundle.Source = reg
+	var source oci.Source = reg
 	if cacheDir := firstNonZero(c.String("cache"), cfg.Cache.Dir); cacheDir != "" {
 		source, err = e.withCache(source, cacheDir)
 		if err != nil {
@@ -96,7 +99,7 @@ func (e *env) save(c *cli.Context) error {
 		}
 	}
 	p := e.labelledProgress(labels)
-	sopts := bundle.SaveOptions{
+	sopts := transfer.SaveOptions{
 		Platforms: plats, Jobs: jobs, Retries: retries, KeepGoing: c.Bool("keep-going"),
 		IdleTimeout: timeout, Referrers: referrers, ArtifactTypes: orSlice(c.StringSlice("artifact-type"), cfg.ArtifactTypes),
 		Log: e.log, Progress: p,
@@ -105,7 +108,7 @@ func (e *env) save(c *cli.Context) error {
 		Dir: outDir, Prefix: flagOr(c, "prefix", cfg.Output.Prefix), Codec: codec,
 		Parts: jobs, SplitSize: split, Single: single, Platforms: platNames,
 		Bases: c.StringSlice("inc"), Tool: "ferry " + version, Log: e.log,
-		SignMeta: signMeta, Resume: resume, Inputs: bundle.SaveInputs(images, sopts),
+		SignMeta: signMeta, Resume: resume, Inputs: transfer.SaveInputs(images, sopts),
 	})
 	if err != nil {
 		p.Stop()
@@ -118,16 +121,16 @@ func (e *env) save(c *cli.Context) error {
 	if signer != "" {
 		e.log.Info("signing the meta file", "key", signer)
 	}
-	res, err := bundle.Save(c.Context, labelSource{source, labels}, w, images, sopts)
+	res, err := transfer.Save(c.Context, labelSource{source, labels}, w, images, sopts)
 	p.Stop()
 	if err != nil && w.Suspended() {
 		defer fmt.Fprintf(e.stderr, "the blobs written so far are kept in %s: the same save run again resumes %s (--fresh starts over)\n", outDir, w.ID())
 	}
 	writeJSON(jsonOut, saveResultJSON(res, err))
-	if errors.Is(err, bundle.ErrBadList) {
+	if errors.Is(err, selection.ErrBadList) {
 		return usageError{err}
 	}
-	var fe *bundle.FailedError
+	var fe *transfer.FailedError
 	if errors.As(err, &fe) {
 		fmt.Fprintf(e.stderr, "\nFAILED: %d of %d image(s):\n", len(fe.Images), len(images))
 		printFailures(e.stderr, fe.Images)
@@ -217,11 +220,11 @@ func (e *env) upload(c *cli.Context) error {
 		if err != nil {
 			return err
 		}
-		if renames, err = bundle.Renames(bd.Meta, specs); err != nil {
+		if renames, err = transfer.Renames(bd.Meta, specs); err != nil {
 			return usageError{err}
 		}
 	}
-	var sink bundle.Sink
+	var sink oci.Sink
 	targetName := host.Registry
 	log := e.log
 	if isDocker {
@@ -251,13 +254,13 @@ func (e *env) upload(c *cli.Context) error {
 	}
 	log.Info("uploading", "bundle", bd.Meta.ID, "target", targetName, "namespace", ns, "parts", len(bd.Meta.Parts), "blobs", len(bd.Meta.Blobs))
 	p := e.labelledProgress(e.labelsFromMeta(bd))
-	res, err := bundle.Upload(c.Context, bd, sink, bundle.UploadOptions{
-		Target: bundle.RegistryTarget(host, ns, renames), Jobs: jobs, Retries: retries, Log: log, Progress: p,
+	res, err := transfer.Upload(c.Context, bd, sink, transfer.UploadOptions{
+		Target: transfer.RegistryTarget(host, ns, renames), Jobs: jobs, Retries: retries, Log: log, Progress: p,
 		KeepGoing: c.Bool("keep-going") || e.cfg.KeepGoing,
 	})
 	p.Stop()
 	writeJSON(jsonOut, uploadResultJSON(c.Args().First(), bd.Meta.ID, targetName, res, err))
-	var fe *bundle.FailedError
+	var fe *transfer.FailedError
 	if errors.As(err, &fe) && res != nil {
 		fmt.Fprintf(e.stderr, "\nFAILED: %d of %d image(s), not tagged:\n", len(fe.Images), len(bd.Meta.Images))
 		printFailures(e.stderr, fe.Images)
@@ -291,7 +294,7 @@ func orSlice(a, b []string) []string {
 
 // printFailures lists failed images, one line each; images that failed
 // for the same reason (a registry that is down) share one line.
-func printFailures(w io.Writer, failed []bundle.ImageError) {
+func printFailures(w io.Writer, failed []transfer.ImageError) {
 	var order []string
 	byMsg := map[string][]string{}
 	named := map[string]bool{}

@@ -14,11 +14,12 @@ import (
 	"github.com/ferry-oss/ferry/bundle"
 	"github.com/ferry-oss/ferry/cache"
 	"github.com/ferry-oss/ferry/meta"
+	"github.com/ferry-oss/ferry/oci"
 	"github.com/ferry-oss/ferry/registry/docker"
 )
 
 // withCache puts the blob cache in front of src.
-func (e *env) withCache(src bundle.Source, dir string) (bundle.Source, error) {
+func (e *env) withCache(src oci.Source, dir string) (oci.Source, error) {
 	keep, err := parseSize(e.cfg.Cache.KeepSize)
 	if err != nil {
 		return nil, usagef("cache.keepSize: %v", err)
@@ -48,7 +49,7 @@ func (e *env) cacheDone() {
 
 // dockerSink connects to the Docker engine at sock (default: DOCKER_HOST
 // or /var/run/docker.sock).
-func (e *env) dockerSink(c *cli.Context, bd *bundle.Bundle, sock string) (bundle.Sink, error) {
+func (e *env) dockerSink(c *cli.Context, bd *bundle.Bundle, sock string) (oci.Sink, error) {
 	m := bd.Meta
 	opts := docker.Options{Socket: sock, Log: e.log, ReadConfigs: smallBlobs(bd)}
 	if p := c.String("platform"); p != "" {

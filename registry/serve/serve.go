@@ -39,6 +39,7 @@ import (
 
 	"github.com/ferry-oss/ferry/bundle"
 	"github.com/ferry-oss/ferry/meta"
+	"github.com/ferry-oss/ferry/oci"
 )
 
 // ErrNamespace is returned by New for a namespace that is not a valid
@@ -158,13 +159,13 @@ func (g *Registry) walk(rp *repo, dg digest.Digest, depth int) error {
 		return fmt.Errorf("manifest %s: %w", dg, bundle.ErrBlobMissing)
 	}
 	if depth > maxDepth {
-		return fmt.Errorf("manifest %s: %w: indexes nested too deep", dg, bundle.ErrUnsupported)
+		return fmt.Errorf("manifest %s: %w: indexes nested too deep", dg, oci.ErrUnsupported)
 	}
 	m, err := bundle.ParseManifest(*mf)
 	if err != nil {
 		return err
 	}
-	blobs, children, err := bundle.References(m)
+	blobs, children, err := oci.References(m)
 	if err != nil {
 		return fmt.Errorf("manifest %s: %w", dg, err)
 	}
@@ -566,7 +567,7 @@ func (g *Registry) referrers(w http.ResponseWriter, r *http.Request, rp *repo, a
 		if json.Unmarshal(mf.Raw, &doc) != nil || doc.Subject == nil || doc.Subject.Digest != dg {
 			continue
 		}
-		at := bundle.ArtifactType(mf.MediaType, mf.Raw)
+		at := oci.ArtifactType(mf.MediaType, mf.Raw)
 		if filter != "" && at != filter {
 			continue
 		}
