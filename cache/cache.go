@@ -23,7 +23,8 @@
 // cache directory opened once by Open (an os.Root: nothing outside it is
 // reached, whatever symlinks say), blobs/sha256 and tmp must be real
 // directories, not symlinks, and Prune removes only regular files of this
-// user named by a digest (<hex>, or <hex>.<random> for temp files).
+// user named by a digest (<hex>, or <hex>.<random> for temp files). An
+// entry of another user is served when it verifies, never touched.
 //
 // A cache error is never fatal: it is logged and the upstream bytes are
 // served as if there were no cache. Blobs are streamed, never buffered.
@@ -195,16 +196,18 @@ func (s *source) BlobGet(ctx context.Context, r ref.Ref, d descriptor.Descriptor
 	if !ok {
 		return s.up.BlobGet(ctx, r, d)
 	}
-	f, err := c.openVerified(ctx, p, d)
+	f, owned, err := c.openVerified(ctx, p, d)
 	switch {
 	case err == nil:
-		now := c.opts.Now()
-		_ = c.root.Chtimes(p, now, now) // last used, for Prune
+		if owned {
+			now := c.opts.Now()
+			_ = c.root.Chtimes(p, now, now) // last used, for Prune
+		}
 		c.hits.Add(1)
-		return &hit{c: c, f: f, path: p, d: d, r: oci.VerifyReader(f, d)}, nil
+		return &hit{c: c, f: f, path: p, d: d, r: oci.VerifyReader(f, d), owned: owned}, nil
 	case ctx.Err() != nil:
 		return nil, ctx.Err()
-	case errors.Is(err, errNotOurs):
+	case errors.Is(err, errNotOurs) || (errors.Is(err, ErrCorrupt) && !owned):
 		c.opts.Log.Warn("a file the cache did not write is where a cache entry belongs; not caching this blob", "blob", d.Digest, "err", err)
 		return s.up.BlobGet(ctx, r, d)
 	case errors.Is(err, ErrCorrupt):
@@ -247,17 +250,25 @@ func (c *Cache) createTemp(d descriptor.Descriptor) (*os.File, string, error) {
 // a corrupt entry is dropped before a single byte of it is served. The
 // entry is read twice (once here, once by the caller); the second read
 // usually comes from the page cache.
-func (c *Cache) openVerified(ctx context.Context, p string, d descriptor.Descriptor) (*os.File, error) {
-	if _, err := c.own(p); err != nil {
-		return nil, err
+//
+// An entry must be a regular file (never a symlink); one of another user
+// (owned false) is served when it verifies, but never touched.
+func (c *Cache) openVerified(ctx context.Context, p string, d descriptor.Descriptor) (_ *os.File, owned bool, _ error) {
+	info, err := c.root.Lstat(p)
+	if err != nil {
+		return nil, false, err
 	}
+	if !info.Mode().IsRegular() {
+		return nil, false, fmt.Errorf("%s: %w", filepath.Join(c.opts.Dir, p), errNotOurs)
+	}
+	owned = ownedByUs(info)
 	f, err := c.root.Open(p)
 	if err != nil {
-		return nil, err
+		return nil, owned, err
 	}
 	st, err := f.Stat()
-	if err == nil && !st.Mode().IsRegular() {
-		err = fmt.Errorf("%w: not a regular file", ErrCorrupt)
+	if err == nil && !os.SameFile(info, st) { // swapped since the Lstat
+		err = fmt.Errorf("%s: %w", filepath.Join(c.opts.Dir, p), errNotOurs)
 	}
 	if err == nil && st.Size() != d.Size {
 		err = fmt.Errorf("%w: %w: size %d, want %d", ErrCorrupt, oci.ErrSizeMismatch, st.Size(), d.Size)
@@ -273,9 +284,9 @@ func (c *Cache) openVerified(ctx context.Context, p string, d descriptor.Descrip
 	}
 	if err != nil {
 		f.Close()
-		return nil, err
+		return nil, owned, err
 	}
-	return f, nil
+	return f, owned, nil
 }
 
 // corruption reports whether err is a VerifyReader failure (as opposed to
@@ -292,13 +303,14 @@ type hit struct {
 	path    string
 	d       descriptor.Descriptor
 	r       io.Reader
+	owned   bool // the cache may remove it
 	dropped bool
 }
 
 func (h *hit) Read(p []byte) (int, error) {
 	n, err := h.r.Read(p)
 	if corruption(err) {
-		if !h.dropped {
+		if !h.dropped && h.owned {
 			h.dropped = true
 			h.c.opts.Log.Warn("corrupt cache entry dropped", "blob", h.d.Digest, "err", err)
 			_ = h.c.root.Remove(h.path)

@@ -153,3 +153,44 @@ func snapshot(t *testing.T, paths ...string) string {
 	}
 	return sb.String()
 }
+
+// TestForeignEntryServedNotTouched: an entry of another user (a cache
+// shared with root's runs) is served when it verifies, but its time is
+// not changed and, corrupt, it is not removed: the blob then comes from
+// upstream and is not cached over it.
+func TestForeignEntryServedNotTouched(t *testing.T) {
+	if runtime.GOOS == "windows" || os.Geteuid() != 0 {
+		t.Skip("needs root to plant files of another owner")
+	}
+	now := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
+	old := now.Add(-30 * 24 * time.Hour)
+	for _, corrupt := range []bool{false, true} {
+		t.Run(map[bool]string{false: "valid", true: "corrupt"}[corrupt], func(t *testing.T) {
+			b, d := blob(t, 1000)
+			dir := t.TempDir()
+			_, up, src := setup(t, cache.Options{Dir: dir, KeepDays: 7, Now: func() time.Time { return now }}, b)
+			p := entryPath(dir, d)
+			content := bytes.Clone(b)
+			if corrupt {
+				content[0] ^= 1
+			}
+			if err := os.WriteFile(p, content, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chown(p, 65534, 65534); err != nil {
+				t.Fatal(err)
+			}
+			_ = os.Chtimes(p, old, old)
+			before := snapshot(t, p)
+			if got, err := read(src, d); err != nil || !bytes.Equal(got, b) {
+				t.Fatalf("read: %v", err)
+			}
+			if after := snapshot(t, p); after != before {
+				t.Errorf("the entry of another user was touched:\nbefore %s\nafter  %s", before, after)
+			}
+			if want := map[bool]int{false: 0, true: 1}[corrupt]; up.Calls() != want {
+				t.Errorf("upstream calls %d, want %d", up.Calls(), want)
+			}
+		})
+	}
+}
