@@ -30,7 +30,8 @@ type Net struct {
 	Dial time.Duration
 	// Header bounds the wait for a response's headers once the request
 	// is sent. The request that ends a blob upload gets UploadHeader
-	// instead: a registry may check the whole blob before it answers.
+	// instead (default: 10 times Header): a registry may check the whole
+	// blob before it answers.
 	Header       time.Duration
 	UploadHeader time.Duration
 	// Idle ends a response body that sends nothing for this long.
@@ -68,7 +69,7 @@ func (n Net) withDefaults() Net {
 	}
 	n.Dial = pick(n.Dial, DefaultNet.Dial)
 	n.Header = pick(n.Header, DefaultNet.Header)
-	n.UploadHeader = max(pick(n.UploadHeader, DefaultNet.UploadHeader), n.Header)
+	n.UploadHeader = max(pick(n.UploadHeader, 10*n.Header), n.Header)
 	n.Idle = pick(n.Idle, DefaultNet.Idle)
 	n.Request = pick(n.Request, DefaultNet.Request)
 	n.MinRate = int64(pick(time.Duration(n.MinRate), time.Duration(DefaultNet.MinRate)))

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -127,7 +126,7 @@ Example:
 			if c.NArg() != 1 {
 				return usagef("verify takes one meta file")
 			}
-			bd, err := e.openChecked(c, c.Args().First())
+			bd, err := e.openChecked(c.Args().First(), c.String("key"))
 			if err != nil {
 				return err
 			}
@@ -142,9 +141,9 @@ Example:
 				for _, line := range strings.Split(err.Error(), "\n") {
 					problems = append(problems, "  "+line)
 				}
-				return fmt.Errorf("%s: NOT OK:\n%s", bd.Meta.ID, strings.Join(problems, "\n"))
+				return tr().Errorf("%s: NOT OK:\n%s", bd.Meta.ID, strings.Join(problems, "\n"))
 			}
-			fmt.Fprintf(e.stdout, "%s: OK (%d parts, %d blobs, %s, %d images)\n", bd.Meta.ID, len(bd.Meta.Parts), len(bd.Meta.Blobs), formatSize(bd.Meta.TotalBlobBytes()), len(bd.Meta.Images))
+			tr().Fprintf(e.stdout, "%s: OK (%d parts, %d blobs, %s, %d images)\n", bd.Meta.ID, len(bd.Meta.Parts), len(bd.Meta.Blobs), formatSize(bd.Meta.TotalBlobBytes()), len(bd.Meta.Images))
 			return nil
 		},
 	}
@@ -352,9 +351,9 @@ func configCommand(e *env) *cli.Command {
 					e.log.Warn(readable)
 				}
 				if len(unset) > 0 {
-					return usagef("%s", strings.Join(unset, "; "))
+					return usagef("cfg.yaml credentials use variables that are not set: %s", strings.Join(unset, "; "))
 				}
-				fmt.Fprintf(e.stdout, "%s: OK (%d registries)\n", file, len(cfg.Registries))
+				tr().Fprintf(e.stdout, "%s: OK (%d registries)\n", file, len(cfg.Registries))
 				return nil
 			},
 		}},
@@ -434,7 +433,7 @@ func parsePlatforms(values []string) ([]platform.Platform, []string, error) {
 			}
 			p, err := platform.Parse(s)
 			if n := strings.Count(s, "/"); err == nil && (n < 1 || n > 2 || strings.Contains(s, "//")) {
-				err = errors.New("want os/arch[/variant]")
+				err = tr().Errorf("want os/arch[/variant]")
 			}
 			if err != nil {
 				return nil, nil, usagef("platform %q: %v", s, err)
@@ -446,10 +445,10 @@ func parsePlatforms(values []string) ([]platform.Platform, []string, error) {
 	return ps, names, nil
 }
 
-// registryFor builds the registry client for the hosts in play (with the
-// command's --insecure and --ca-file for hosts not in cfg.yaml), warning
-// first of what will go wrong with cfg.yaml's credentials.
-func (e *env) registryFor(c *cli.Context, names []string, jobs, retries int) (*registry.Registry, error) {
+// registryFor builds the registry client for the hosts in play (with
+// insecure and caFile for hosts not in cfg.yaml), warning first of what
+// will go wrong with cfg.yaml's credentials.
+func (e *env) registryFor(names []string, insecure bool, caFile string, jobs, retries int) (*registry.Registry, error) {
 	unset, readable := e.cfg.credentialIssues()
 	for _, msg := range append(unset, readable) {
 		if msg != "" {
@@ -457,7 +456,6 @@ func (e *env) registryFor(c *cli.Context, names []string, jobs, retries int) (*r
 		}
 	}
 	hosts := e.cfg.Hosts()
-	insecure, caFile := c.Bool("insecure"), c.String("ca-file")
 	for _, n := range names {
 		if slices.ContainsFunc(hosts, func(h registry.Host) bool { return h.Registry == n }) {
 			continue
@@ -476,14 +474,14 @@ func (e *env) registryFor(c *cli.Context, names []string, jobs, retries int) (*r
 	}
 	return registry.New(registry.Options{
 		Hosts: hosts, DockerConfig: docker, Retries: retries, Concurrency: jobs,
-		UserAgent: "ferry/" + version, Log: e.log, Net: e.network(c),
+		UserAgent: "ferry/" + version, Log: e.log, Net: e.network(),
 	})
 }
 
 // network is the time bounds of registry requests: the command's
-// --timeout (else cfg.yaml timeout) for a body that sends nothing,
-// cfg.yaml headerTimeout and minRate; 0 turns a bound off.
-func (e *env) network(c *cli.Context) registry.Net {
+// --timeout (noteTimeouts; else cfg.yaml timeout) for a body that sends
+// nothing, cfg.yaml headerTimeout and minRate; 0 turns a bound off.
+func (e *env) network() registry.Net {
 	var n registry.Net
 	off := func(d time.Duration) time.Duration {
 		if d == 0 {
@@ -491,11 +489,11 @@ func (e *env) network(c *cli.Context) registry.Net {
 		}
 		return d
 	}
-	idle := e.cfg.Timeout
-	if slices.ContainsFunc(c.Command.Flags, func(f cli.Flag) bool { return slices.Contains(f.Names(), "timeout") }) {
-		n.Idle = off(e.timeout(c))
-	} else if idle != "" {
-		d, _ := time.ParseDuration(idle) // checked by Validate
+	switch {
+	case e.idle != nil:
+		n.Idle = off(*e.idle)
+	case e.cfg.Timeout != "":
+		d, _ := time.ParseDuration(e.cfg.Timeout) // checked by Validate
 		n.Idle = off(d)
 	}
 	if e.cfg.HeaderTimeout != "" {
@@ -507,6 +505,25 @@ func (e *env) network(c *cli.Context) registry.Net {
 		n.MinRate = int64(off(time.Duration(rate)))
 	}
 	return n
+}
+
+// noteTimeouts makes each command that has a --timeout flag note its
+// value (cfg.yaml's timeout by default) before it runs, for network.
+func (e *env) noteTimeouts(cmds []*cli.Command) {
+	for _, cmd := range cmds {
+		if slices.ContainsFunc(cmd.Flags, func(f cli.Flag) bool { return slices.Contains(f.Names(), "timeout") }) {
+			before := cmd.Before
+			cmd.Before = func(c *cli.Context) error {
+				d := e.timeout(c)
+				e.idle = &d
+				if before != nil {
+					return before(c)
+				}
+				return nil
+			}
+		}
+		e.noteTimeouts(cmd.Subcommands)
+	}
 }
 
 func firstNonZero[T comparable](vals ...T) T {

@@ -15,6 +15,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/ferry-oss/ferry/i18n"
 	"github.com/ferry-oss/ferry/registry"
 )
 
@@ -57,8 +58,9 @@ type Config struct {
 	Referrers *bool `yaml:"referrers"`
 	// ArtifactTypes keeps only referrers of these artifact types.
 	ArtifactTypes []string `yaml:"artifactTypes"`
-	// Timeout ends a blob download that waits this long for a byte and
-	// retries it (default 60s; 0 for none).
+	// Timeout ends a registry response (a blob download included) that
+	// waits this long for a byte, and retries it (default 60s; 0 for
+	// none).
 	Timeout string `yaml:"timeout"`
 	// SignKey is the SSH private key save signs meta files with.
 	SignKey string `yaml:"signKey"`
@@ -78,6 +80,9 @@ type Config struct {
 	// bytes a second, measured over each timeout of waiting (default
 	// 1KiB; 0 for none).
 	MinRate string `yaml:"minRate"`
+	// Lang is the language of messages, help and the console: en_US or
+	// zh_CN (image-transmit's values); default: the environment's.
+	Lang string `yaml:"lang"`
 
 	// file and mode are where LoadConfig read it from ("" for
 	// ParseConfig), for the permission warning.
@@ -157,56 +162,59 @@ func (c *Config) Validate() error {
 	names := map[string]bool{}
 	for i, r := range c.Registries {
 		if r.Registry == "" {
-			return fmt.Errorf("%w: registries[%d]: registry is required", errConfig, i)
+			return tr().Errorf("%w: registries[%d]: registry is required", errConfig, i)
 		}
 		n := r.key()
 		if names[n] {
-			return fmt.Errorf("%w: registries[%d]: name %q used twice", errConfig, i, n)
+			return tr().Errorf("%w: registries[%d]: name %q used twice", errConfig, i, n)
 		}
 		names[n] = true
 		if r.Name != "" && r.Name != r.Registry {
 			for j, o := range c.Registries {
 				if j != i && o.Registry == r.Name {
-					return fmt.Errorf("%w: registries[%d]: name %q is the registry of registries[%d]: a lookup by that host would be ambiguous", errConfig, i, r.Name, j)
+					return tr().Errorf("%w: registries[%d]: name %q is the registry of registries[%d]: a lookup by that host would be ambiguous", errConfig, i, r.Name, j)
 				}
 			}
 		}
 		switch r.TLS {
 		case registry.TLSAuto, registry.TLSEnabled, registry.TLSInsecure, registry.TLSDisabled:
 		default:
-			return fmt.Errorf("%w: registries[%d]: tls %q (want enabled, insecure or disabled)", errConfig, i, r.TLS)
+			return tr().Errorf("%w: registries[%d]: tls %q (want enabled, insecure or disabled)", errConfig, i, r.TLS)
 		}
 	}
 	if c.Jobs < 0 {
-		return fmt.Errorf("%w: jobs %d", errConfig, c.Jobs)
+		return tr().Errorf("%w: jobs %d", errConfig, c.Jobs)
 	}
 	if c.Retries != nil && *c.Retries < 0 {
-		return fmt.Errorf("%w: retries %d", errConfig, *c.Retries)
+		return tr().Errorf("%w: retries %d", errConfig, *c.Retries)
 	}
 	if _, err := parseSize(c.SplitSize); err != nil {
-		return fmt.Errorf("%w: splitSize: %v", errConfig, err)
+		return tr().Errorf("%w: splitSize: %v", errConfig, err)
 	}
 	if _, err := parseSize(c.Cache.KeepSize); err != nil {
-		return fmt.Errorf("%w: cache.keepSize: %v", errConfig, err)
+		return tr().Errorf("%w: cache.keepSize: %v", errConfig, err)
 	}
 	if c.Cache.KeepDays < 0 {
-		return fmt.Errorf("%w: cache.keepDays %d", errConfig, c.Cache.KeepDays)
+		return tr().Errorf("%w: cache.keepDays %d", errConfig, c.Cache.KeepDays)
 	}
 	if c.Timeout != "" {
 		if d, err := time.ParseDuration(c.Timeout); err != nil || d < 0 {
-			return fmt.Errorf("%w: timeout %q: want a duration such as 60s or 2m", errConfig, c.Timeout)
+			return tr().Errorf("%w: timeout %q: want a duration such as 60s or 2m", errConfig, c.Timeout)
 		}
 	}
 	if c.HeaderTimeout != "" {
 		if d, err := time.ParseDuration(c.HeaderTimeout); err != nil || d < 0 {
-			return fmt.Errorf("%w: headerTimeout %q: want a duration such as 60s or 2m", errConfig, c.HeaderTimeout)
+			return tr().Errorf("%w: headerTimeout %q: want a duration such as 60s or 2m", errConfig, c.HeaderTimeout)
 		}
 	}
 	if _, err := parseSize(c.MinRate); err != nil {
-		return fmt.Errorf("%w: minRate: %v", errConfig, err)
+		return tr().Errorf("%w: minRate: %v", errConfig, err)
+	}
+	if c.Lang != "" && !i18n.Valid(c.Lang) {
+		return tr().Errorf("%w: lang %q: want en_US or zh_CN", errConfig, c.Lang)
 	}
 	if c.RequireSignature && c.VerifyKey == "" {
-		return fmt.Errorf("%w: requireSignature needs verifyKey (the public keys that may sign bundles)", errConfig)
+		return tr().Errorf("%w: requireSignature needs verifyKey (the public keys that may sign bundles)", errConfig)
 	}
 	return nil
 }
@@ -318,7 +326,7 @@ func parseSize(s string) (int64, error) {
 	}
 	f, err := strconv.ParseFloat(s, 64)
 	if err != nil || f < 0 {
-		return 0, fmt.Errorf("size %q: want a number with an optional unit B, KB, MB, GB, TB, KiB, MiB, GiB or TiB (e.g. 2GiB, 500MB)", typed)
+		return 0, tr().Errorf("size %q: want a number with an optional unit B, KB, MB, GB, TB, KiB, MiB, GiB or TiB (e.g. 2GiB, 500MB)", typed)
 	}
 	return int64(f * mult), nil
 }

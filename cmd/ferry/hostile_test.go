@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/urfave/cli/v2"
+
 	"github.com/ferry-oss/ferry/registry/regtest"
 )
 
@@ -153,5 +155,37 @@ func TestHangingRegistryCLI(t *testing.T) {
 				t.Errorf("took %v", took)
 			}
 		})
+	}
+}
+
+// TestNetworkBounds: the command's --timeout (else cfg.yaml timeout) is
+// the idle bound of every registry request; headerTimeout and minRate come
+// from cfg.yaml; 0 turns a bound off.
+func TestNetworkBounds(t *testing.T) {
+	e := &env{cfg: &Config{Timeout: "9s", HeaderTimeout: "0", MinRate: "2KiB"}}
+	if n := e.network(); n.Idle != 9*time.Second || n.Header >= 0 || n.MinRate != 2048 {
+		t.Errorf("from cfg.yaml: %+v", n)
+	}
+	var seen *time.Duration
+	app := &cli.App{Commands: []*cli.Command{{
+		Name:   "save",
+		Flags:  []cli.Flag{&cli.DurationFlag{Name: "timeout", Value: time.Minute}},
+		Action: func(*cli.Context) error { seen = e.idle; return nil },
+	}}}
+	e.noteTimeouts(app.Commands)
+	for _, tt := range []struct {
+		args []string
+		want time.Duration // Net.Idle
+	}{
+		{[]string{"ferry", "save", "--timeout", "5s"}, 5 * time.Second},
+		{[]string{"ferry", "save", "--timeout", "0"}, -1},
+		{[]string{"ferry", "save"}, 9 * time.Second}, // cfg.yaml's, as --timeout's default
+	} {
+		if err := app.Run(tt.args); err != nil {
+			t.Fatal(err)
+		}
+		if seen == nil || e.network().Idle != tt.want {
+			t.Errorf("%v: idle %v, want %v", tt.args, e.network().Idle, tt.want)
+		}
 	}
 }

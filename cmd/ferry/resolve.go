@@ -48,7 +48,7 @@ Examples:
 			for _, s := range specs {
 				hosts = append(hosts, s.Source.Registry)
 			}
-			reg, err := e.registryFor(c, hosts, 4, e.retries(c))
+			reg, err := e.registryFor(hosts, c.Bool("insecure"), c.String("ca-file"), 4, e.retries(c))
 			if err != nil {
 				return usageError{err}
 			}
