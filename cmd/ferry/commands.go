@@ -79,25 +79,28 @@ continues it and fetches only the rest (--fresh starts over).`,
 func uploadCommand(e *env) *cli.Command {
 	return &cli.Command{
 		Name:      "upload",
-		Usage:     "verify a bundle while pushing it to a registry or loading it into Docker",
+		Usage:     "verify a bundle while pushing it to a registry or loading it into Docker or containerd",
 		ArgsUsage: "META",
 		Description: `Checks parts and base blobs first, streams every part (checking each blob's
 digest and each part's sha256) pushing the blobs the target lacks, and only
 then pushes manifests: children, indexes, tags.
 
-Targets: REGISTRY[/NAMESPACE], a registries name from cfg.yaml, or
-docker[:///path/to/docker.sock].
+Targets: REGISTRY[/NAMESPACE], a registries name from cfg.yaml,
+docker[:///path/to/docker.sock], or containerd[:///path/to/containerd.sock]
+(images keep their source names, in --containerd-namespace).
 
 Examples:
   ferry upload out/ferry_full_20261124T101500Z_meta.yaml --target registry.local:5000/mirror
   ferry upload out/ferry_incr_20261125T101500Z_meta.yaml --target prod
-  ferry upload out/ferry_full_20261124T101500Z_meta.yaml --target docker --platform linux/amd64`,
+  ferry upload out/ferry_full_20261124T101500Z_meta.yaml --target docker --platform linux/amd64
+  ferry upload out/ferry_full_20261124T101500Z_meta.yaml --target containerd:///run/k3s/containerd/containerd.sock`,
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "target", Aliases: []string{"t", "dst"}, Usage: "REGISTRY[/NAMESPACE] | cfg name | docker[:///path/to/docker.sock]"},
+			&cli.StringFlag{Name: "target", Aliases: []string{"t", "dst"}, Usage: "REGISTRY[/NAMESPACE] | cfg name | docker[:///path/to/docker.sock] | containerd[:///path/to/containerd.sock]"},
 			&cli.IntFlag{Name: "jobs", Aliases: []string{"j"}, Value: 4, Usage: "parts streamed at once (cfg.yaml: jobs)"},
 			&cli.IntFlag{Name: "retries", Value: 3, Usage: "retries of a part that failed for a transient reason (cfg.yaml: retries)"},
 			&cli.StringFlag{Name: "list", Aliases: []string{"l"}, Usage: "list with 'SRC -> DST' lines renaming repositories at the target"},
-			&cli.StringFlag{Name: "platform", Aliases: []string{"p"}, DefaultText: "this host's", Usage: "docker target: the platform to load"},
+			&cli.StringFlag{Name: "platform", Aliases: []string{"p"}, DefaultText: "docker: this host's; containerd: all", Usage: "docker target: the platform to load; containerd: the platforms of multi-platform images to load (comma separated)"},
+			containerdNamespaceFlag(),
 			&cli.BoolFlag{Name: "keep-going", Usage: "go on past an image whose blob or manifest push fails: push the others, tag none that failed, list them (still exits 1) (cfg.yaml: keepGoing)"},
 			jsonFlag,
 			&cli.BoolFlag{Name: "insecure", Usage: "skip TLS certificate checks for a target not in cfg.yaml"},
@@ -554,10 +557,14 @@ func flagOr[T comparable](c *cli.Context, name string, cfg T) T {
 }
 
 // parseTarget parses --target into a registry ref (host + namespace) or a
-// docker socket.
+// runtime's socket (isDocker: a Docker engine, or containerd, see
+// containerdTarget).
 func (e *env) parseTarget(s string) (reg ref.Ref, namespace, dockerSock string, isDocker bool, err error) {
 	if s == "" {
 		return ref.Ref{}, "", "", false, usagef("upload needs --target (or target in cfg.yaml)")
+	}
+	if sock, ok := containerdTarget(s); ok {
+		return ref.Ref{}, "", sock, true, nil
 	}
 	if s == "docker" || strings.HasPrefix(s, "docker://") || strings.HasPrefix(s, "docker:") {
 		sock := strings.TrimPrefix(strings.TrimPrefix(s, "docker"), ":")

@@ -218,6 +218,7 @@ Exit codes: 0 success, 1 failure, 2 usage error.`,
 			completionCommand(e),
 			serveCommand(e),
 			exportCommand(e),
+			mirrorConfigCommand(e),
 			uiCommand(e),
 		},
 	}
