@@ -10,7 +10,7 @@ FUZZTIME ?= 20s
 DIST ?= dist
 RELEASE_PLATFORMS ?= linux/amd64 linux/arm64 darwin/arm64 windows/amd64
 
-.PHONY: help deps bench-scale build release test test-short lint fuzz bench demo clean
+.PHONY: help deps bench-scale bench-containerd build release test test-short lint fuzz bench demo clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-11s %s\n", $$1, $$2}'
@@ -49,6 +49,9 @@ fuzz: ## run each fuzz test for FUZZTIME
 bench: deps ## save, upload, cold no-op re-upload (and serve) of a ~500 MB image beside crane, regctl, skopeo
 	bash testdata/scripts/bench.sh
 	$(GO) test -run XXX -bench 'Codec|WarmVsCold' -benchtime 1x ./bundle ./cache
+
+bench-containerd: deps ## ferry upload --target containerd beside ferry export + ctr images import of the same ~500 MB image (needs root)
+	bash testdata/scripts/bench-containerd.sh
 
 bench-scale: deps ## ferry at mirror scale (SCALE_IMAGES generated images) beside crane and regctl; prints per-image costs
 	bash testdata/scripts/bench-scale.sh

@@ -248,31 +248,10 @@ func TestCtrImport(t *testing.T) {
 // TestPodmanLoad loads both archive formats with podman (private storage):
 // the image Id is the config digest.
 func TestPodmanLoad(t *testing.T) {
-	podman := regtest.Need(t, "podman")
-	if os.Geteuid() != 0 {
-		t.Skip("podman with a private root needs root")
-	}
+	pm := regtest.Podman(t)
 	src, set, _ := fixture(t)
 	dockerTar, _ := export(t, set, archive.DockerArchive, "linux/amd64", "team/app:1")
 	ociTar, _ := export(t, set, archive.OCIArchive, "linux/amd64", "library/multi:1")
-	dir, err := os.MkdirTemp("/tmp", "fp")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = exec.Command(podman, "--root", filepath.Join(dir, "root"), "--runroot", filepath.Join(dir, "run"), "--storage-driver", "vfs", "system", "reset", "-f").Run()
-		_ = os.RemoveAll(dir)
-	})
-	pm := func(args ...string) string {
-		t.Helper()
-		cmd := exec.Command(podman, append([]string{"--root", filepath.Join(dir, "root"), "--runroot", filepath.Join(dir, "run"), "--storage-driver", "vfs", "--cgroup-manager", "cgroupfs", "--events-backend", "none"}, args...)...)
-		cmd.Env = append(os.Environ(), "HOME="+dir, "XDG_CONFIG_HOME="+filepath.Join(dir, "config"))
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("podman %v: %v\n%s", args, err, out)
-		}
-		return strings.TrimSpace(string(out))
-	}
 	pm("load", "-q", "-i", dockerTar)
 	pm("load", "-q", "-i", ociTar)
 	for name, img := range map[string]*regtest.Image{"team/app:1": src.Images["team/app:1"], "library/multi:1": src.Images["library/multi:1"].Children[0]} {

@@ -44,7 +44,7 @@ func (r *Registry) httpFallback(ctx context.Context, host string, cerr error) bo
 			return false
 		}
 	}
-	r.rc, r.ping, r.hosts, r.opts = nr.rc, nr.ping, nr.hosts, nr.opts
+	r.rc, r.ping, r.hosts, r.creds, r.tr, r.opts = nr.rc, nr.ping, nr.hosts, nr.creds, nr.tr, nr.opts
 	r.log.Info("registry speaks plain HTTP: using http:// (--insecure)", "registry", host)
 	return true
 }

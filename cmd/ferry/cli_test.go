@@ -184,7 +184,7 @@ func TestHelpDefaults(t *testing.T) {
 	twoDefaults := regexp.MustCompile(`default.*default`)
 	want := map[string][]string{
 		"save":   {"--jobs value, -j value", "(default: 4)", "--retries value", "(default: 3)", `(default: "none")`, `(default: ".")`, `(default: "ferry")`},
-		"upload": {"(default: 4)", "(default: 3)", "(default: this host's)"},
+		"upload": {"(default: 4)", "(default: 3)", "(default: docker: this host's; containerd: all)", `(default: "k8s.io")`},
 		"verify": {"(default: 4)"},
 	}
 	for _, cmd := range []string{"save", "upload", "verify", "inspect", "config", "completion"} {

@@ -80,26 +80,29 @@ continues it and fetches only the rest (--fresh starts over).`,
 func uploadCommand(e *env) *cli.Command {
 	return &cli.Command{
 		Name:      "upload",
-		Usage:     "verify a bundle while pushing it to a registry or loading it into Docker",
+		Usage:     "verify a bundle while pushing it to a registry or loading it into Docker or containerd",
 		ArgsUsage: "META",
 		Description: `Checks parts and base blobs first, streams every part (checking each blob's
 digest and each part's sha256) pushing the blobs the target lacks, and only
 then pushes manifests: children, indexes, tags.
 
-Targets: REGISTRY[/NAMESPACE], a registries name from cfg.yaml, or
-docker[:///path/to/docker.sock].
+Targets: REGISTRY[/NAMESPACE], a registries name from cfg.yaml,
+docker[:///path/to/docker.sock], or containerd[:///path/to/containerd.sock]
+(images keep their source names, in --containerd-namespace).
 
 Examples:
   ferry upload out/ferry_full_20261124T101500Z_meta.yaml --target registry.local:5000/mirror
   ferry upload out/ferry_incr_20261125T101500Z_meta.yaml --target prod
-  ferry upload out/ferry_full_20261124T101500Z_meta.yaml --target docker --platform linux/amd64`,
+  ferry upload out/ferry_full_20261124T101500Z_meta.yaml --target docker --platform linux/amd64
+  ferry upload out/ferry_full_20261124T101500Z_meta.yaml --target containerd:///run/k3s/containerd/containerd.sock`,
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "target", Aliases: []string{"t", "dst"}, Usage: "REGISTRY[/NAMESPACE] | cfg name | docker[:///path/to/docker.sock]"},
+			&cli.StringFlag{Name: "target", Aliases: []string{"t", "dst"}, Usage: "REGISTRY[/NAMESPACE] | cfg name | docker[:///path/to/docker.sock] | containerd[:///path/to/containerd.sock]"},
 			imgMetaFlag,
 			&cli.IntFlag{Name: "jobs", Aliases: []string{"j"}, Value: 4, Usage: "parts streamed at once (cfg.yaml: jobs)"},
 			&cli.IntFlag{Name: "retries", Value: 3, Usage: "retries of a part that failed for a transient reason (cfg.yaml: retries)"},
 			&cli.StringFlag{Name: "list", Aliases: []string{"l"}, Usage: "list with 'SRC -> DST' lines renaming repositories at the target"},
-			&cli.StringFlag{Name: "platform", Aliases: []string{"p"}, DefaultText: "this host's", Usage: "docker target: the platform to load"},
+			&cli.StringFlag{Name: "platform", Aliases: []string{"p"}, DefaultText: "docker: this host's; containerd: all", Usage: "docker target: the platform to load; containerd: the platforms of multi-platform images to load (comma separated)"},
+			containerdNamespaceFlag(),
 			&cli.BoolFlag{Name: "keep-going", Usage: "go on past an image whose blob or manifest push fails: push the others, tag none that failed, list them (still exits 1) (cfg.yaml: keepGoing)"},
 			jsonFlag,
 			&cli.BoolFlag{Name: "insecure", Usage: "skip TLS certificate checks for a target not in cfg.yaml"},
@@ -352,6 +355,13 @@ func configCommand(e *env) *cli.Command {
 				if _, err := cfg.ImageSpecs(nil, "", e.stdin); err != nil {
 					return err
 				}
+				unset, readable := cfg.credentialIssues()
+				if readable != "" {
+					e.log.Warn(readable)
+				}
+				if len(unset) > 0 {
+					return usagef("cfg.yaml credentials use variables that are not set: %s", strings.Join(unset, "; "))
+				}
 				tr().Fprintf(e.stdout, "%s: OK (%d registries)\n", file, len(cfg.Registries))
 				printNotes(e.stdout, cfg)
 				return nil
@@ -445,8 +455,16 @@ func parsePlatforms(values []string) ([]platform.Platform, []string, error) {
 	return ps, names, nil
 }
 
-// registryFor builds the registry client for the hosts in play.
+// registryFor builds the registry client for the hosts in play (with
+// insecure and caFile for hosts not in cfg.yaml), warning first of what
+// will go wrong with cfg.yaml's credentials.
 func (e *env) registryFor(names []string, insecure bool, caFile string, jobs, retries int) (*registry.Registry, error) {
+	unset, readable := e.cfg.credentialIssues()
+	for _, msg := range append(unset, readable) {
+		if msg != "" {
+			e.log.Warn(msg)
+		}
+	}
 	hosts := e.cfg.Hosts()
 	for _, n := range names {
 		if slices.ContainsFunc(hosts, func(h registry.Host) bool { return h.Registry == n }) {
@@ -468,8 +486,56 @@ func (e *env) registryFor(names []string, insecure bool, caFile string, jobs, re
 	}
 	return registry.New(registry.Options{
 		Hosts: hosts, DockerConfig: docker, Retries: retries, Concurrency: jobs,
-		UserAgent: "ferry/" + version, Log: e.log,
+		UserAgent: "ferry/" + version, Log: e.log, Net: e.network(),
 	})
+}
+
+// network is the time bounds of registry requests: the command's
+// --timeout (noteTimeouts; else cfg.yaml timeout) for a body that sends
+// nothing, cfg.yaml headerTimeout and minRate; 0 turns a bound off.
+func (e *env) network() registry.Net {
+	var n registry.Net
+	off := func(d time.Duration) time.Duration {
+		if d == 0 {
+			return -1
+		}
+		return d
+	}
+	switch {
+	case e.idle != nil:
+		n.Idle = off(*e.idle)
+	case e.cfg.Timeout != "":
+		d, _ := time.ParseDuration(e.cfg.Timeout) // checked by Validate
+		n.Idle = off(d)
+	}
+	if e.cfg.HeaderTimeout != "" {
+		d, _ := time.ParseDuration(e.cfg.HeaderTimeout)
+		n.Header = off(d)
+	}
+	if e.cfg.MinRate != "" {
+		rate, _ := parseSize(e.cfg.MinRate)
+		n.MinRate = int64(off(time.Duration(rate)))
+	}
+	return n
+}
+
+// noteTimeouts makes each command that has a --timeout flag note its
+// value (cfg.yaml's timeout by default) before it runs, for network.
+func (e *env) noteTimeouts(cmds []*cli.Command) {
+	for _, cmd := range cmds {
+		if slices.ContainsFunc(cmd.Flags, func(f cli.Flag) bool { return slices.Contains(f.Names(), "timeout") }) {
+			before := cmd.Before
+			cmd.Before = func(c *cli.Context) error {
+				d := e.timeout(c)
+				e.idle = &d
+				if before != nil {
+					return before(c)
+				}
+				return nil
+			}
+		}
+		e.noteTimeouts(cmd.Subcommands)
+	}
 }
 
 func firstNonZero[T comparable](vals ...T) T {
@@ -500,10 +566,14 @@ func flagOr[T comparable](c *cli.Context, name string, cfg T) T {
 }
 
 // parseTarget parses --target into a registry ref (host + namespace) or a
-// docker socket.
+// runtime's socket (isDocker: a Docker engine, or containerd, see
+// containerdTarget).
 func (e *env) parseTarget(s string) (reg ref.Ref, namespace, dockerSock string, isDocker bool, err error) {
 	if s == "" {
 		return ref.Ref{}, "", "", false, usagef("upload needs --target (or target in cfg.yaml)")
+	}
+	if sock, ok := containerdTarget(s); ok {
+		return ref.Ref{}, "", sock, true, nil
 	}
 	if s == "docker" || strings.HasPrefix(s, "docker://") || strings.HasPrefix(s, "docker:") {
 		sock := strings.TrimPrefix(strings.TrimPrefix(s, "docker"), ":")

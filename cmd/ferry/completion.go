@@ -13,7 +13,7 @@ import (
 var valueCompletions = map[string]string{
 	"compress": "none zstd gzip xz lz4",
 	"platform": "linux/amd64 linux/arm64 linux/arm/v7 linux/386 linux/ppc64le linux/s390x windows/amd64",
-	"target":   "docker",
+	"target":   "docker containerd",
 	"inc":      "*_meta.yaml",
 }
 

@@ -129,7 +129,7 @@ func itRegistry(r itRepo, where string, note func(string, string, ...any)) (Regi
 	if host == "" {
 		return RegistryConfig{}, fmt.Errorf("%w: %s: registry is required", errConfig, where)
 	}
-	rc := RegistryConfig{Name: r.Name, Registry: host, User: r.User, Pass: r.Password}
+	rc := RegistryConfig{Name: r.Name, Registry: host, User: literal(r.User), Pass: literal(r.Password)}
 	if rc.Name == "" {
 		rc.Name = r.Registry + "-" + r.Repository
 		note(where+".name", "none: named %q, as image-transmit names it", rc.Name)
@@ -227,7 +227,7 @@ func itSettings(it *itConfig, c *Config, note func(string, string, ...any)) {
 		note("keeptemp, squashfs", "ignored: ferry stages nothing in temp files and reads squashfs bundles itself")
 	}
 	for i, d := range it.DingTalk {
-		c.Notify = append(c.Notify, NotifyConfig{Type: "dingtalk", Token: d.Token, Secret: d.Secret})
+		c.Notify = append(c.Notify, NotifyConfig{Type: "dingtalk", Token: literal(d.Token), Secret: literal(d.Secret)})
 		signed := "unsigned"
 		if d.Secret != "" {
 			signed = "signed with its secret"
@@ -413,12 +413,16 @@ func (e *env) imageTransmitHome() (*Config, error) {
 		if err != nil || !isImageTransmitConfig(b) {
 			continue
 		}
-		cfg, err := parseImageTransmitConfig(b)
+		cfg, err := LoadConfig(p) // as --config would: its file mode is checked too
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", p, err)
+			return nil, err
 		}
 		e.log.Info("reading image-transmit's cfg.yaml", "file", p)
 		return cfg, nil
 	}
 	return nil, nil
 }
+
+// literal keeps an image-transmit credential as written: ferry's cfg.yaml
+// expands ${VAR} and $VAR in credentials, image-transmit's does not.
+func literal(s string) string { return strings.ReplaceAll(s, "$", "$$") }

@@ -58,7 +58,7 @@ func TestImageTransmitConfig(t *testing.T) {
 		t.Errorf("settings: %+v", c)
 	case c.Cache.Dir != "data/cache" || c.Cache.KeepDays != 7 || c.Cache.KeepSize != "10GiB":
 		t.Errorf("cache %+v", c.Cache)
-	case c.Output.Prefix != "img" || c.Output.Dir != "proj" || len(c.Notify) != 1 || c.Notify[0].Secret != "def":
+	case c.Output.Prefix != "img" || c.Output.Dir != "proj" || len(c.Notify) != 1 || c.Notify[0].Secret != "def" || c.Registries[1].Pass != "":
 		t.Errorf("output %+v, notify %+v", c.Output, c.Notify)
 	}
 	if len(c.Notes) < 12 {

@@ -30,7 +30,7 @@ func TestChineseCLI(t *testing.T) {
 		want        []string // in stdout+stderr
 	}{
 		{"help from cfg lang", "C", []string{"--config", zh, "--help"}, exitOK, []string{"用法：", "将镜像仓库中的镜像保存为镜像包", "全局选项：", "显示帮助"}},
-		{"command help from LC_ALL", "zh_CN.UTF-8", []string{"upload", "--help"}, exitOK, []string{"在推送到镜像仓库或载入 Docker 的同时校验镜像包", "docker 目标：要载入的平台", "(默认: 4)"}},
+		{"command help from LC_ALL", "zh_CN.UTF-8", []string{"upload", "--help"}, exitOK, []string{"在推送到镜像仓库或载入 Docker、containerd 的同时校验镜像包", "docker 目标：要载入的平台", "(默认: 4)"}},
 		{"usage error", "zh_CN.UTF-8", []string{"upload"}, exitUsage, []string{"ferry：upload 只接受一个 meta 文件", "运行 'ferry upload --help' 查看用法。"}},
 		{"did you mean", "zh_CN.UTF-8", []string{"uplaod"}, exitUsage, []string{`未知命令 "uplaod"（是否想输入 upload？）`}},
 		{"a result", "zh_CN.UTF-8", []string{"-q", "verify", meta}, exitOK, []string{"ferry_full_20261101T020000Z：OK（2 个分卷，6 个 blob"}},

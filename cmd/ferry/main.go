@@ -16,6 +16,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -127,6 +128,7 @@ type env struct {
 	plainAll       bool            // --plain-http
 	summary        []string        // what the command did, for notifyEnd (notify.go)
 	failed         []transfer.ImageError
+	idle           *time.Duration // the command's --timeout, for registry requests (noteTimeouts)
 }
 
 // info is where summaries for people go: stderr, or nowhere with -q.
@@ -227,11 +229,13 @@ Exit codes: 0 success, 1 failure, 2 usage error.`,
 			completionCommand(e),
 			serveCommand(e),
 			exportCommand(e),
+			mirrorConfigCommand(e),
 			uiCommand(e),
 		},
 	}
 	app.OnUsageError = usageHandler(app.Flags)
 	setUsageHandlers(app.Commands)
+	e.noteTimeouts(app.Commands)
 	return app
 }
 

@@ -36,7 +36,9 @@ func (n NotifyConfig) target() notify.Target {
 	if url == "" && n.Type == "dingtalk" {
 		url = os.Getenv("FERRY_DINGTALK_URL") // a private deployment's, for cfg files without url (image-transmit's dingtalk)
 	}
-	return notify.Target{Type: n.Type, URL: url, Token: os.ExpandEnv(n.Token), Secret: os.ExpandEnv(n.Secret), ChatID: n.ChatID}
+	token, _ := expandCredential(n.Token, os.LookupEnv)
+	secret, _ := expandCredential(n.Secret, os.LookupEnv)
+	return notify.Target{Type: n.Type, URL: url, Token: token, Secret: secret, ChatID: n.ChatID}
 }
 
 func (c *Config) validateNotify() error {

@@ -172,21 +172,26 @@ func (e *env) saveOnce(c *cli.Context) error {
 // target is an upload target as parsed from --target and the flags that
 // go with it.
 type target struct {
-	host     *ref.Ref // the registry (set to docker.io for the engine)
-	sock     string
-	docker   bool
-	platform string // docker: the platform to load
-	insecure bool
-	caFile   string
-	jobs     int
-	retries  int
+	host      *ref.Ref // the registry (set to docker.io for the engine)
+	sock      string
+	docker    bool
+	platform  string // docker: the platform to load; containerd: the platforms
+	namespace string // containerd: the namespace
+	insecure  bool
+	caFile    string
+	jobs      int
+	retries   int
 }
 
-// connectTarget connects to an upload target: the Docker engine, or a
-// registry (checked once). It returns the target's name for messages and,
-// for the engine, how to name its images in logs (the engine names them
-// like Docker Hub does; the log must not read like a push to Docker Hub).
+// connectTarget connects to an upload target: the Docker engine,
+// containerd, or a registry (checked once). It returns the target's name
+// for messages and, for a runtime, how to name its images in logs (they
+// are named like Docker Hub does; the log must not read like a push to
+// Docker Hub). The caller closes the sink (closeSink).
 func (e *env) connectTarget(ctx context.Context, bd *bundle.Bundle, t target) (oci.Sink, string, func(string) string, error) {
+	if isContainerd(t.sock) {
+		return e.containerdSink(ctx, bd, t)
+	}
 	if t.docker {
 		sink, err := e.dockerSink(ctx, bd, t.sock, t.platform)
 		if err != nil {
@@ -194,12 +199,7 @@ func (e *env) connectTarget(ctx context.Context, bd *bundle.Bundle, t target) (o
 		}
 		name := "docker engine " + docker.SocketName(t.sock)
 		t.host.Registry = "docker.io"
-		return sink, name, func(v string) string {
-			if n, ok := strings.CutPrefix(v, "docker.io/"); ok {
-				return n + " (" + name + ")"
-			}
-			return v
-		}, nil
+		return sink, name, runtimeNames(name), nil
 	}
 	reg, err := e.registryFor([]string{t.host.Registry}, t.insecure, t.caFile, t.jobs, t.retries)
 	if err != nil {
@@ -281,12 +281,16 @@ func (e *env) upload(c *cli.Context) error {
 			return usageError{err}
 		}
 	}
+	if isContainerd(sock) && len(renames) > 0 {
+		return usagef("--list renames repositories at a registry; containerd keeps the source names")
+	}
 	renames, ns = e.replaceNamespace(targetArg, bd.Meta, renames, ns)
 	sink, targetName, rename, err := e.connectTarget(c.Context, bd, target{host: &host, sock: sock, docker: isDocker,
-		platform: c.String("platform"), insecure: c.Bool("insecure"), caFile: c.String("ca-file"), jobs: jobs, retries: retries})
+		platform: c.String("platform"), namespace: c.String("containerd-namespace"), insecure: c.Bool("insecure"), caFile: c.String("ca-file"), jobs: jobs, retries: retries})
 	if err != nil {
 		return err
 	}
+	defer closeSink(sink)
 	log := e.log
 	if rename != nil {
 		log = e.logger(rename)

@@ -115,7 +115,7 @@ func (e *env) sync(c *cli.Context) error {
 			return err
 		}
 		if isDocker {
-			return usagef("sync targets are registries; load into Docker with save and upload")
+			return usagef("sync targets are registries; load into Docker or containerd with save and upload")
 		}
 		name := strings.TrimSuffix(host.Registry+"/"+ns, "/")
 		for _, t := range targets {

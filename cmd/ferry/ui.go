@@ -206,6 +206,7 @@ func (u *uiEngine) Upload(ctx context.Context, req ui.UploadRequest, run ui.Run)
 	if err != nil {
 		return nil, err
 	}
+	defer closeSink(sink)
 	log := run.Log(rename)
 	log.Info("uploading", "bundle", bd.Meta.ID, "target", name, "namespace", ns, "parts", len(bd.Meta.Parts), "blobs", len(bd.Meta.Blobs))
 	run.Labels(labelsFromMeta(bd).label)

@@ -74,19 +74,9 @@ check_tools() {
 
 # ---------------------------------------------------------------- work dir and processes
 
-# prepare_work: creates WORK; refuses a non-empty directory this script did
-# not create, as it is removed at the end.
-prepare_work() {
-  if [ -d "$WORK" ] && [ -n "$(ls -A "$WORK")" ] && [ ! -f "$WORK/.ferry-bench" ]; then
-    die "$WORK exists and is not a bench dir: set BENCH_DIR to another path"
-  fi
-  rm -rf "$WORK"
-  mkdir -p "$WORK/home"
-  touch "$WORK/.ferry-bench"
-}
-
 # lib.sh: free_port, start_registry, stop_registry, cleanup (stops every
-# registry started here by PID, removes WORK unless KEEP=1).
+# registry started here by PID, removes WORK unless KEEP=1), prepare_work,
+# measure.
 source testdata/scripts/lib.sh
 cleaned=""
 on_exit() {
@@ -118,42 +108,6 @@ fresh_registry() {
 
 declare -A WALL RSS OUTSIZE
 TOOLS=(ferry regctl skopeo)
-
-# measure OP TOOL PREP CHECK -- CMD...: runs CMD once to warm up, then RUNS
-# times. PREP runs before every run and CHECK after it, both untimed and in
-# this shell (so registries PREP starts are this shell's children). Records
-# the median wall time (s) and the largest peak RSS (KB) of the measured runs.
-measure() {
-  local op=$1 tool=$2 prep=$3 check=$4; shift 5
-  local walls=() rss=0 i t0 t1 w r
-  for i in $(seq 0 "$RUNS"); do
-    eval "$prep"
-    t0=$EPOCHREALTIME
-    if ! /usr/bin/time -o "$WORK/time" -f '%M' "$@" >"$WORK/out.log" 2>"$WORK/err.log"; then
-      echo "bench: $op $tool failed: $*" >&2
-      cat "$WORK/err.log" >&2
-      exit 1
-    fi
-    t1=$EPOCHREALTIME
-    # wall time from bash's clock (microseconds; GNU time's %e has 10 ms)
-    w=$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.3f", b - a}')
-    r=$(tail -n1 "$WORK/time")
-    if [ -n "$check" ] && ! eval "$check" >"$WORK/check.log" 2>&1; then
-      echo "bench: $op $tool: output check failed ($check)" >&2
-      cat "$WORK/check.log" >&2
-      exit 1
-    fi
-    if [ "$i" = 0 ]; then
-      echo "  $op $tool: warm-up ${w}s"
-      continue
-    fi
-    echo "  $op $tool: run $i ${w}s $((r / 1024)) MB"
-    walls+=("$w")
-    if [ "$r" -gt "$rss" ]; then rss=$r; fi
-  done
-  WALL[$op/$tool]=$(printf '%s\n' "${walls[@]}" | sort -n | awk '{v[NR]=$1} END{m=int((NR+1)/2); printf "%.3f", (NR%2) ? v[m] : (v[m]+v[m+1])/2}')
-  RSS[$op/$tool]=$rss
-}
 
 # bytes PATH...: total size in bytes of the files at or under PATHs.
 bytes() { find "$@" -type f -printf '%s\n' | awk '{s+=$1} END{printf "%.0f\n", s}'; }
