@@ -185,3 +185,12 @@ func (e *env) syncRepo(target string, host ref.Ref, ns string) func(string) (ref
 	to := transfer.RegistryTarget(host, "", nil)
 	return func(repo string) (ref.Ref, error) { return to(replaceFirst(repo, ns)) }
 }
+
+// itTarget reads image-transmit's -dst=ctr (its ctr image import) as the
+// local containerd, unless cfg.yaml names a registry ctr.
+func (e *env) itTarget(s string) string {
+	if _, named := e.cfg.Lookup(s); s == "ctr" && !named {
+		return "containerd"
+	}
+	return s
+}

@@ -266,7 +266,7 @@ func (e *env) upload(c *cli.Context) error {
 	jobs := flagOr(c, "jobs", e.cfg.Jobs)
 	setMemoryLimit(jobs)
 	retries := e.retries(c)
-	targetArg := firstNonZero(c.String("target"), e.cfg.Target)
+	targetArg := e.itTarget(firstNonZero(c.String("target"), e.cfg.Target))
 	host, ns, sock, isDocker, err := e.parseTarget(targetArg)
 	if err != nil {
 		return err
