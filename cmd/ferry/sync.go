@@ -13,6 +13,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/ferry-oss/ferry/foreign/imagesyncer"
+	"github.com/ferry-oss/ferry/oci"
 	"github.com/ferry-oss/ferry/registry"
 	"github.com/ferry-oss/ferry/selection"
 	"github.com/ferry-oss/ferry/transfer"
@@ -196,23 +197,19 @@ func (e *env) sync(c *cli.Context) error {
 		if err != nil {
 			return rep, err
 		}
-		expanded, failed := transfer.ExpandSyncImages(ctx, reg, images, selection.ExpandOptions{Latest: c.Int("latest"), Jobs: jobs})
-		var res *transfer.SyncResult
-		if len(expanded) > 0 {
+		res, failed, err := transfer.SyncRound(ctx, reg, targets, images, selection.ExpandOptions{Latest: c.Int("latest"), Jobs: jobs}, transfer.SyncOptions{
+			Platforms: plats, Jobs: jobs, Retries: retries, Stop: stop, Log: e.log,
+			Referrers: e.referrers(c), ArtifactTypes: orSlice(c.StringSlice("artifact-type"), cfg.ArtifactTypes),
+			IdleTimeout: e.timeout(c),
+		}, func() (oci.Progress, func()) {
 			p := e.progress()
-			res, err = transfer.Sync(ctx, reg, targets, expanded, transfer.SyncOptions{
-				Platforms: plats, Jobs: jobs, Retries: retries, Stop: stop, Log: e.log, Progress: p,
-				Referrers: e.referrers(c), ArtifactTypes: orSlice(c.StringSlice("artifact-type"), cfg.ArtifactTypes),
-				IdleTimeout: e.timeout(c),
-			})
-			p.Stop()
-		}
+			return p, p.Stop
+		})
 		if res != nil {
 			tot := res.Total()
 			rep.Images, rep.Copies, rep.UpToDate, rep.Failed = res.Images, tot.Images, tot.UpToDate, tot.Failed
 			rep.Manifests, rep.Pushed, rep.Skipped, rep.Mounted = tot.Manifests, tot.BlobsPushed, tot.BlobsSkipped, tot.BlobsMounted
 			rep.BytesRead, rep.BytesPushed, rep.Targets = res.BytesRead, tot.BytesPushed, res.Targets
-			failed = append(failed, res.Failed...)
 		}
 		rep.Failed = len(failed)
 		rep.Failures = []jsonFailure{}
@@ -248,21 +245,8 @@ func (e *env) sync(c *cli.Context) error {
 	}
 	// watch: an interrupt lets the blobs in flight finish (up to a minute),
 	// then ends with exit 0
-	hard, cancel := context.WithCancel(context.WithoutCancel(c.Context))
-	defer cancel()
-	go func() {
-		select {
-		case <-c.Context.Done():
-			select {
-			case <-time.After(time.Minute):
-				cancel()
-			case <-hard.Done():
-			}
-		case <-hard.Done():
-		}
-	}()
-	for n := 1; ; n++ {
-		rep, err := runRound(hard, c.Context.Done(), n)
+	n, err := transfer.Watch(c.Context, watch, time.Minute, func(ctx context.Context, stop <-chan struct{}, n int) error {
+		rep, err := runRound(ctx, stop, n)
 		var fe *transfer.FailedError
 		if errors.Is(err, selection.ErrBadList) && !errors.As(err, &fe) {
 			return usageError{err} // the next round would fail the same way
@@ -275,13 +259,13 @@ func (e *env) sync(c *cli.Context) error {
 		if c.Bool("json") {
 			_ = json.NewEncoder(e.stdout).Encode(rep)
 		}
-		select {
-		case <-c.Context.Done():
-			e.log.Info("stopped", "rounds", n)
-			return nil
-		case <-time.After(watch):
-		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
+	e.log.Info("stopped", "rounds", n)
+	return nil
 }
 
 func nonEmpty(s string) []string {
