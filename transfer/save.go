@@ -87,24 +87,72 @@ type SaveResult struct {
 	Duration  time.Duration
 }
 
-// Save copies images from src into the bundle w: it resolves every image
-// first, then streams the blobs each image needs (each once, skipping base
-// blobs) with bounded concurrency, then the manifests, then commits the
-// bundle. When an image fails and KeepGoing is off, nothing is committed,
-// w is aborted and a *FailedError is returned.
+// Save copies images from src into the bundle w, in stages: it resolves
+// and plans every image (resolve), lists the blobs the bundle lacks, each
+// once, skipping base blobs, and streams them with bounded concurrency
+// (moveBlobs), puts each image's manifests and records it
+// (writeImages), then commits the bundle (commit). When an image fails
+// and KeepGoing is off, nothing is committed, w is aborted and a
+// *FailedError is returned.
 func Save(ctx context.Context, src oci.Source, w *bundle.Writer, images []selection.ImageSpec, opts SaveOptions) (*SaveResult, error) {
 	start := time.Now()
 	defaults(&opts.Jobs, &opts.RetryDelay, &opts.Log)
-	prog := oci.OrNop(opts.Progress)
-	res := &SaveResult{}
 	committed := false
 	defer func() {
 		if !committed {
 			w.Abort()
 		}
 	}()
+	if err := checkSaveList(images); err != nil {
+		return nil, err
+	}
+	// Plans go to a spool file in the output directory: memory holds an
+	// offset per image, not every image's manifests.
+	spool, err := newPlanSpool(w.Dir())
+	if err != nil {
+		return nil, err
+	}
+	defer spool.Close()
+	s := &saveRun{src: src, w: w, images: images, opts: opts, prog: oci.OrNop(opts.Progress), spool: spool, res: &SaveResult{}, failures: map[int]error{}}
+	if err := s.resolve(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.moveBlobs(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.writeImages(ctx); err != nil {
+		return nil, err
+	}
+	res, err := s.commit(ctx, start)
+	committed = res != nil
+	return res, err
+}
+
+// saveRun is what the stages of one Save share.
+type saveRun struct {
+	src    oci.Source
+	w      *bundle.Writer
+	images []selection.ImageSpec
+	opts   SaveOptions
+	prog   oci.Progress
+	spool  *planSpool
+	res    *SaveResult
+
+	mu       sync.Mutex
+	failures map[int]error // by index into images
+}
+
+// saveBlob is a blob to fetch and the first image that needs it.
+type saveBlob struct {
+	d   planDesc
+	img int
+}
+
+// checkSaveList refuses an empty list, and two images that would get the
+// same repository and tag.
+func checkSaveList(images []selection.ImageSpec) error {
 	if len(images) == 0 {
-		return nil, fmt.Errorf("%w: no images to save", selection.ErrBadList)
+		return fmt.Errorf("%w: no images to save", selection.ErrBadList)
 	}
 	targets := map[string]string{}
 	for _, s := range images {
@@ -113,67 +161,93 @@ func Save(ctx context.Context, src oci.Source, w *bundle.Writer, images []select
 		}
 		t := s.Repository + ":" + s.Tag
 		if prev, ok := targets[t]; ok && prev != s.String() {
-			return nil, fmt.Errorf("%w: %s and %s would both be %s at the target", selection.ErrBadList, prev, s.String(), t)
+			return fmt.Errorf("%w: %s and %s would both be %s at the target", selection.ErrBadList, prev, s.String(), t)
 		}
 		targets[t] = s.String()
 	}
+	return nil
+}
 
-	// Plans go to a spool file in the output directory: memory holds an
-	// offset per image, not every image's manifests.
-	spool, err := newPlanSpool(w.Dir())
-	if err != nil {
-		return nil, err
-	}
-	defer spool.Close()
-	plan := func(i int) (*imagePlan, error) { return spool.get(i, images[i]) }
+// plan reads the plan of image i back from the spool.
+func (s *saveRun) plan(i int) (*imagePlan, error) { return s.spool.get(i, s.images[i]) }
 
-	// 1. Resolve every image and its manifests.
-	failures := map[int]error{}
-	var mu sync.Mutex
+// resolve plans every image, Jobs at a time, into the spool; an image
+// that fails is recorded in failures, and without KeepGoing ends the
+// save.
+func (s *saveRun) resolve(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(opts.Jobs)
-	for i, spec := range images {
+	g.SetLimit(s.opts.Jobs)
+	for i, spec := range s.images {
 		g.Go(func() error {
-			p, err := planImage(gctx, src, spec, opts)
-			if err == nil {
-				err = spool.put(i, p)
-			}
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				failures[i] = err
-				opts.Log.Debug("image failed", "image", spec.String(), "err", err) // the caller's summary says it
-			} else {
-				distinct := map[digest.Digest]bool{}
-				for _, b := range p.blobs {
-					distinct[b.desc.Digest] = true
-				}
-				opts.Log.Info("resolved", "image", spec.String(), "digest", p.top.GetDescriptor().Digest, "manifests", len(p.manifests), "blobs", len(distinct))
-			}
+			s.resolveOne(gctx, i, spec)
 			return nil
 		})
 	}
 	_ = g.Wait()
 	if err := ctx.Err(); err != nil {
-		return nil, err
+		return err
 	}
-	if len(failures) > 0 && !opts.KeepGoing {
-		return nil, failedErr(images, failures)
+	if len(s.failures) > 0 && !s.opts.KeepGoing {
+		return failedErr(s.images, s.failures)
 	}
+	return nil
+}
 
-	// 2. Blobs: unique, not in a base bundle, largest first. A blob is
-	// fetched through the first image that needs it.
-	type todoBlob struct {
-		d   planDesc
-		img int
+// resolveOne plans image i and spools the plan.
+func (s *saveRun) resolveOne(ctx context.Context, i int, spec selection.ImageSpec) {
+	p, err := planImage(ctx, s.src, spec, s.opts)
+	if err == nil {
+		err = s.spool.put(i, p)
 	}
-	var todo []todoBlob
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err != nil {
+		s.failures[i] = err
+		s.opts.Log.Debug("image failed", "image", spec.String(), "err", err) // the caller's summary says it
+		return
+	}
+	distinct := map[digest.Digest]bool{}
+	for _, b := range p.blobs {
+		distinct[b.desc.Digest] = true
+	}
+	s.opts.Log.Info("resolved", "image", spec.String(), "digest", p.top.GetDescriptor().Digest, "manifests", len(p.manifests), "blobs", len(distinct))
+}
+
+// moveBlobs fetches the blobs the bundle lacks into it. Every image that
+// needs a blob that failed fails with it; without KeepGoing that ends the
+// save.
+func (s *saveRun) moveBlobs(ctx context.Context) error {
+	todo, err := s.blobsToFetch(ctx)
+	if err != nil {
+		return err
+	}
+	blobErr := s.copyBlobs(ctx, todo)
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if len(blobErr) == 0 {
+		return nil
+	}
+	if err := s.failByBlobs(blobErr); err != nil {
+		return err
+	}
+	if !s.opts.KeepGoing {
+		return failedErr(s.images, s.failures)
+	}
+	return nil
+}
+
+// blobsToFetch lists the blobs the planned images need that neither the
+// bundle nor a base bundle has, each once (through the first image that
+// needs it), largest first, and announces them to the progress.
+func (s *saveRun) blobsToFetch(ctx context.Context) ([]saveBlob, error) {
+	var todo []saveBlob
 	seen := map[digest.Digest]struct{}{}
-	for i := range images {
-		if !spool.has(i) {
+	for i := range s.images {
+		if !s.spool.has(i) {
 			continue
 		}
-		p, err := plan(i)
+		p, err := s.plan(i)
 		if err != nil {
 			return nil, err
 		}
@@ -182,140 +256,157 @@ func Save(ctx context.Context, src oci.Source, w *bundle.Writer, images []select
 				continue
 			}
 			seen[b.desc.Digest] = struct{}{}
-			if ok, _ := w.BlobExists(ctx, b.tgt, b.desc); ok {
-				if w.Kept(b.desc.Digest) {
-					res.Resumed++
+			if ok, _ := s.w.BlobExists(ctx, b.tgt, b.desc); ok {
+				if s.w.Kept(b.desc.Digest) {
+					s.res.Resumed++
 				} else {
-					res.Skipped++
+					s.res.Skipped++
 				}
 				continue
 			}
-			todo = append(todo, todoBlob{d: planDescOf(b.desc), img: i})
+			todo = append(todo, saveBlob{d: planDescOf(b.desc), img: i})
 		}
 	}
-	seen = nil
 	sort.SliceStable(todo, func(i, j int) bool { return todo[i].d.Size > todo[j].d.Size })
 	var total int64
 	for _, b := range todo {
 		total += b.d.Size
 	}
-	prog.SetTotal(total, len(todo))
-	opts.Log.Info("fetching blobs", "blobs", len(todo), "bytes", total, "skipped", res.Skipped, "resumed", res.Resumed)
+	s.prog.SetTotal(total, len(todo))
+	s.opts.Log.Info("fetching blobs", "blobs", len(todo), "bytes", total, "skipped", s.res.Skipped, "resumed", s.res.Resumed)
+	return todo, nil
+}
 
-	bctx, cancel := context.WithCancel(ctx)
+// copyBlobs copies todo from the source into the bundle, Jobs at a time,
+// and returns the error of each blob that failed; without KeepGoing the
+// first failure cancels the others.
+func (s *saveRun) copyBlobs(ctx context.Context, todo []saveBlob) map[digest.Digest]error {
+	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	g, gctx = errgroup.WithContext(bctx)
-	g.SetLimit(opts.Jobs)
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(s.opts.Jobs)
 	blobErr := map[digest.Digest]error{}
 	for _, tb := range todo {
 		g.Go(func() error {
-			b := specBlob(images[tb.img], tb.d.desc())
-			err := copyBlob(gctx, src, w, b, opts, prog)
+			b := specBlob(s.images[tb.img], tb.d.desc())
+			err := copyBlob(gctx, s.src, s.w, b, s.opts, s.prog)
 			if err != nil {
-				mu.Lock()
+				s.mu.Lock()
 				blobErr[b.desc.Digest] = err
-				mu.Unlock()
-				if !opts.KeepGoing {
+				s.mu.Unlock()
+				if !s.opts.KeepGoing {
 					cancel()
 				}
 				return nil
 			}
-			mu.Lock()
-			res.Blobs++
-			res.BlobBytes += b.desc.Size
-			mu.Unlock()
+			s.mu.Lock()
+			s.res.Blobs++
+			s.res.BlobBytes += b.desc.Size
+			s.mu.Unlock()
 			return nil
 		})
 	}
 	_ = g.Wait()
-	todo = nil
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	if len(blobErr) > 0 { // every image that needs a failed blob fails
-		for i := range images {
-			if _, failed := failures[i]; failed || !spool.has(i) {
-				continue
-			}
-			p, err := plan(i)
-			if err != nil {
-				return nil, err
-			}
-			if err := blobFailure(p, blobErr); err != nil {
-				failures[i] = err
-			}
-		}
-		if !opts.KeepGoing {
-			return nil, failedErr(images, failures)
-		}
-	}
+	return blobErr
+}
 
-	// 3. Manifests, children first, then the image records; an image
-	// whose blob failed fails with it.
-	taggedSeen := map[string]bool{}
-	for i := range images {
-		if !spool.has(i) {
+// failByBlobs fails every planned image that needs a blob that failed.
+func (s *saveRun) failByBlobs(blobErr map[digest.Digest]error) error {
+	for i := range s.images {
+		if _, failed := s.failures[i]; failed || !s.spool.has(i) {
 			continue
 		}
-		if _, failed := failures[i]; failed {
-			continue
-		}
-		p, err := plan(i)
+		p, err := s.plan(i)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		if err := putManifests(ctx, w, p); err != nil {
-			failures[i] = err
-			continue
-		}
-		desc := p.top.GetDescriptor()
-		w.AddImage(meta.Image{
-			Source:       p.spec.String(),
-			Repository:   p.spec.Repository,
-			Tag:          p.spec.Tag,
-			Digest:       desc.Digest,
-			MediaType:    desc.MediaType,
-			SourceDigest: p.srcDigest,
-			Platforms:    p.platforms,
-		})
-		for _, tr := range p.tagged {
-			key := p.spec.Repository + ":" + tr.tag
-			if taggedSeen[key] {
-				continue // the same image saved twice (two tags of one digest)
-			}
-			taggedSeen[key] = true
-			w.AddImage(meta.Image{
-				Source:     p.spec.Source.SetTag(tr.tag).CommonName(),
-				Repository: p.spec.Repository,
-				Tag:        tr.tag,
-				Digest:     tr.desc.Digest,
-				MediaType:  tr.desc.MediaType,
-			})
+		if err := blobFailure(p, blobErr); err != nil {
+			s.failures[i] = err
 		}
 	}
-	fe := failedErr(images, failures)
+	return nil
+}
+
+// writeImages puts the manifests of every image that did not fail,
+// children first, and records the image; an image whose manifests fail
+// fails.
+func (s *saveRun) writeImages(ctx context.Context) error {
+	taggedSeen := map[string]bool{}
+	for i := range s.images {
+		if !s.spool.has(i) {
+			continue
+		}
+		if _, failed := s.failures[i]; failed {
+			continue
+		}
+		p, err := s.plan(i)
+		if err != nil {
+			return err
+		}
+		if err := putManifests(ctx, s.w, p); err != nil {
+			s.failures[i] = err
+			continue
+		}
+		s.addImage(p, taggedSeen)
+	}
+	return nil
+}
+
+// addImage records image p and the tags of its cosign-style referrers,
+// each tag once (taggedSeen: the same image saved under two tags).
+func (s *saveRun) addImage(p *imagePlan, taggedSeen map[string]bool) {
+	desc := p.top.GetDescriptor()
+	s.w.AddImage(meta.Image{
+		Source:       p.spec.String(),
+		Repository:   p.spec.Repository,
+		Tag:          p.spec.Tag,
+		Digest:       desc.Digest,
+		MediaType:    desc.MediaType,
+		SourceDigest: p.srcDigest,
+		Platforms:    p.platforms,
+	})
+	for _, tr := range p.tagged {
+		key := p.spec.Repository + ":" + tr.tag
+		if taggedSeen[key] {
+			continue // the same image saved twice (two tags of one digest)
+		}
+		taggedSeen[key] = true
+		s.w.AddImage(meta.Image{
+			Source:     p.spec.Source.SetTag(tr.tag).CommonName(),
+			Repository: p.spec.Repository,
+			Tag:        tr.tag,
+			Digest:     tr.desc.Digest,
+			MediaType:  tr.desc.MediaType,
+		})
+	}
+}
+
+// commit records the images that failed (KeepGoing; without it they end
+// the save) and commits the bundle. The result comes with a
+// *FailedError when images failed.
+func (s *saveRun) commit(ctx context.Context, start time.Time) (*SaveResult, error) {
+	fe := failedErr(s.images, s.failures)
 	if fe != nil {
-		if !opts.KeepGoing {
+		if !s.opts.KeepGoing {
 			return nil, fe
 		}
 		for _, f := range fe.Images {
-			w.AddFailure(f.Image, f.Err)
+			s.w.AddFailure(f.Image, f.Err)
 		}
-		res.Failed = fe.Images
+		s.res.Failed = fe.Images
 	}
-	m, err := w.CommitMeta(ctx)
+	m, err := s.w.CommitMeta(ctx)
 	if err != nil {
 		if fe != nil {
 			return nil, errors.Join(err, fe)
 		}
 		return nil, err
 	}
-	committed = true
-	res.Meta, res.MetaPath, res.Duration = m, w.MetaPath(), time.Since(start)
+	s.res.Meta, s.res.MetaPath, s.res.Duration = m, s.w.MetaPath(), time.Since(start)
 	if fe != nil {
-		return res, fe
+		return s.res, fe
 	}
-	return res, nil
+	return s.res, nil
 }
 
 // blobFailure is the error of the first blob of p that failed, if any. A
