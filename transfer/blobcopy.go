@@ -89,46 +89,42 @@ func (d *downSet) note(t int, err error) {
 // every target that has the blob nowhere, then mounts it into the other
 // repositories of each target. It returns the error per failed target.
 func (c *blobCopy) run(ctx context.Context) map[int]error {
-	d := c.n.desc
 	failed := map[int]error{}
 	c.counts = map[int]*TargetResult{}
-	type plan struct {
-		from  ref.Ref   // a repository that has it (after the push)
-		mount []ref.Ref // repositories to mount it into
-	}
-	plans := map[int]*plan{}
-	var dests []syncDest
 	tgts := make([]int, 0, len(c.n.repos))
 	for t := range c.n.repos {
 		tgts = append(tgts, t)
 	}
 	sort.Ints(tgts)
+	plans, dests := c.check(ctx, tgts, failed)
+	teeDests, via := c.shareByMount(tgts, plans, dests)
+	c.push(ctx, teeDests, plans, failed)
+	c.pushVia(ctx, via, plans, failed)
+	c.mountRest(ctx, plans, failed)
+	return failed
+}
+
+// copyPlan is how the blob gets into the repositories of one target.
+type copyPlan struct {
+	from  ref.Ref   // a repository that has it (after the push)
+	mount []ref.Ref // repositories to mount it into
+}
+
+// check asks each target whether its repositories have the blob: a
+// target that has it somewhere mounts it from there, one that has it
+// nowhere gets it pushed into its first repository (dests) and mounts it
+// from there.
+func (c *blobCopy) check(ctx context.Context, tgts []int, failed map[int]error) (map[int]*copyPlan, []syncDest) {
+	d := c.n.desc
+	plans := map[int]*copyPlan{}
+	var dests []syncDest
 	for _, t := range tgts {
 		c.counts[t] = &TargetResult{}
 		if err := c.down.get(t); err != nil {
 			failed[t] = err
 			continue
 		}
-		sink := c.targets[t].Sink
-		p := &plan{}
-		var have *ref.Ref
-		var err error
-		for _, r := range c.n.repos[t] {
-			var ok bool
-			err = retry(ctx, c.opts.Retries, c.opts.RetryDelay, c.opts.Log, "blob "+d.Digest.String(), func() error {
-				var err error
-				ok, err = sink.BlobExists(ctx, r, d)
-				return err
-			})
-			if err != nil {
-				break
-			}
-			if ok && have == nil {
-				have = &r
-			} else if !ok {
-				p.mount = append(p.mount, r)
-			}
-		}
+		p, have, err := c.checkTarget(ctx, t)
 		if err != nil {
 			c.down.note(t, err)
 			failed[t] = fmt.Errorf("checking blob %s at %s: %w", d.Digest, c.targets[t].Name, err)
@@ -144,9 +140,40 @@ func (c *blobCopy) run(ctx context.Context) map[int]error {
 		}
 		plans[t] = p
 	}
-	// Targets on one registry (the same sink and host: two namespaces, say)
-	// share the blob by mount: one of them gets the bytes, or none when
-	// one of them has it already.
+	return plans, dests
+}
+
+// checkTarget asks target t (HEAD) which of its repositories have the
+// blob: the first that has it, and the others that lack it to mount.
+func (c *blobCopy) checkTarget(ctx context.Context, t int) (*copyPlan, *ref.Ref, error) {
+	d := c.n.desc
+	sink := c.targets[t].Sink
+	p := &copyPlan{}
+	var have *ref.Ref
+	for _, r := range c.n.repos[t] {
+		var ok bool
+		err := retry(ctx, c.opts.Retries, c.opts.RetryDelay, c.opts.Log, "blob "+d.Digest.String(), func() error {
+			var err error
+			ok, err = sink.BlobExists(ctx, r, d)
+			return err
+		})
+		if err != nil {
+			return nil, nil, err
+		}
+		if ok && have == nil {
+			have = &r
+		} else if !ok {
+			p.mount = append(p.mount, r)
+		}
+	}
+	return p, have, nil
+}
+
+// shareByMount lets targets on one registry (the same sink and host: two
+// namespaces, say) share the blob by mount: one of them gets the bytes, or
+// none when one of them has it already. It returns the dests that get the
+// bytes and, for each other target, the target it mounts from (via).
+func (c *blobCopy) shareByMount(tgts []int, plans map[int]*copyPlan, dests []syncDest) ([]syncDest, map[int]int) {
 	var teeDests []syncDest
 	via := map[int]int{} // target -> the target on its registry it mounts from
 	inTee := map[int]bool{}
@@ -170,19 +197,33 @@ func (c *blobCopy) run(ctx context.Context) map[int]error {
 		via[t] = from
 		plans[t].mount = append([]ref.Ref{plans[t].from}, plans[t].mount...)
 	}
-	if len(teeDests) > 0 {
-		for i, err := range c.tee(ctx, teeDests) {
-			t := teeDests[i].tgt
-			if err != nil {
-				c.down.note(t, err)
-				failed[t] = fmt.Errorf("pushing blob %s to %s: %w", d.Digest, teeDests[i].repo.CommonName(), err)
-				delete(plans, t)
-				continue
-			}
-			c.counts[t].BlobsPushed++
-			c.counts[t].BytesPushed += d.Size
-		}
+	return teeDests, via
+}
+
+// push tees one source read into dests; a target whose push failed drops
+// its plan.
+func (c *blobCopy) push(ctx context.Context, dests []syncDest, plans map[int]*copyPlan, failed map[int]error) {
+	if len(dests) == 0 {
+		return
 	}
+	d := c.n.desc
+	for i, err := range c.tee(ctx, dests) {
+		t := dests[i].tgt
+		if err != nil {
+			c.down.note(t, err)
+			failed[t] = fmt.Errorf("pushing blob %s to %s: %w", d.Digest, dests[i].repo.CommonName(), err)
+			delete(plans, t)
+			continue
+		}
+		c.counts[t].BlobsPushed++
+		c.counts[t].BytesPushed += d.Size
+	}
+}
+
+// pushVia points each target of via at the repository it mounts from; a
+// target whose source of mounts failed gets its own copy.
+func (c *blobCopy) pushVia(ctx context.Context, via map[int]int, plans map[int]*copyPlan, failed map[int]error) {
+	d := c.n.desc
 	for t, u := range via {
 		if pu := plans[u]; pu != nil {
 			plans[t].from = pu.from
@@ -199,6 +240,12 @@ func (c *blobCopy) run(ctx context.Context) map[int]error {
 		c.counts[t].BlobsPushed++
 		c.counts[t].BytesPushed += d.Size
 	}
+}
+
+// mountRest mounts the blob into the other repositories of each target; a
+// registry that does not mount gets the bytes again.
+func (c *blobCopy) mountRest(ctx context.Context, plans map[int]*copyPlan, failed map[int]error) {
+	d := c.n.desc
 	for t, p := range plans {
 		sink := c.targets[t].Sink
 		for _, r := range p.mount {
@@ -217,7 +264,6 @@ func (c *blobCopy) run(ctx context.Context) map[int]error {
 			c.counts[t].BlobsMounted++
 		}
 	}
-	return failed
 }
 
 // tee streams the blob from one source read into every dest, retrying the
@@ -262,27 +308,53 @@ func (c *blobCopy) tee(ctx context.Context, dests []syncDest) []error {
 func (c *blobCopy) teeOnce(ctx context.Context, dests []syncDest) []error {
 	d := c.n.desc
 	t := c.prog.Begin(d.Digest.Encoded()[:12], d.Size)
-	rr := &resumeReader{ctx: ctx, idle: c.opts.IdleTimeout, open: func(actx context.Context) (io.ReadCloser, error) {
-		var rc io.ReadCloser
-		err := retry(actx, c.opts.Retries, c.opts.RetryDelay, c.opts.Log, "blob "+d.Digest.String(), func() error {
-			var err error
-			rc, err = c.src.BlobGet(actx, c.n.src, d)
-			return err
-		})
-		return rc, err
-	}, retries: c.opts.Retries, delay: c.opts.RetryDelay, log: c.opts.Log, name: d.Digest.String()}
+	rr := blobReader(ctx, c.src, c.n.src, d, c.opts.Retries, c.opts.RetryDelay, c.opts.IdleTimeout, c.opts.Log)
 	defer rr.Close()
-	errs := make([]error, len(dests))
+	src := &countReader{r: oci.TrackReader(rr, t), n: c.read}
 	if len(dests) == 1 {
-		// no tee: the sink reads the source directly
-		cr := &countReader{r: oci.TrackReader(rr, t), n: c.read}
-		errs[0] = c.targets[dests[0].tgt].Sink.BlobPut(ctx, dests[0].repo, d, cr)
-		if cr.err != nil {
-			errs[0] = sourceError{fmt.Errorf("reading blob %s from the source: %w", d.Digest, cr.err)}
-		}
+		errs := []error{c.putDirect(ctx, dests[0], src)}
 		t.Done(errs[0])
 		return errs
 	}
+	errs := c.fanOut(ctx, dests, src)
+	t.Done(errors.Join(errs...))
+	return errs
+}
+
+// putDirect has the sink of ds read the source itself (one dest: no tee).
+func (c *blobCopy) putDirect(ctx context.Context, ds syncDest, src *countReader) error {
+	err := c.targets[ds.tgt].Sink.BlobPut(ctx, ds.repo, c.n.desc, src)
+	if src.err != nil {
+		err = sourceError{fmt.Errorf("reading blob %s from the source: %w", c.n.desc.Digest, src.err)}
+	}
+	return err
+}
+
+// fanOut feeds every dest through its own pipe from one read of src and
+// returns one error per dest; a failure of the source is every dest's.
+func (c *blobCopy) fanOut(ctx context.Context, dests []syncDest, src io.Reader) []error {
+	errs := make([]error, len(dests))
+	prs, pws, wait := c.startPuts(ctx, dests, errs)
+	srcErr := c.pump(src, dests, prs, pws) // the source failed: the cause at every dest
+	for _, pw := range pws {
+		if srcErr != nil {
+			pw.CloseWithError(srcErr)
+		} else {
+			pw.Close()
+		}
+	}
+	wait()
+	if srcErr != nil {
+		for i := range errs {
+			errs[i] = srcErr
+		}
+	}
+	return errs
+}
+
+// startPuts starts, per dest, a BlobPut that reads its own pipe; errs[i]
+// is dest i's result once wait returns.
+func (c *blobCopy) startPuts(ctx context.Context, dests []syncDest, errs []error) ([]*io.PipeReader, []*io.PipeWriter, func()) {
 	pws := make([]*io.PipeWriter, len(dests))
 	prs := make([]*io.PipeReader, len(dests))
 	var wg sync.WaitGroup
@@ -292,7 +364,7 @@ func (c *blobCopy) teeOnce(ctx context.Context, dests []syncDest) []error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			err := c.targets[ds.tgt].Sink.BlobPut(ctx, ds.repo, d, pr)
+			err := c.targets[ds.tgt].Sink.BlobPut(ctx, ds.repo, c.n.desc, pr)
 			if err == nil {
 				// a sink that returned early must not leave the tee blocked
 				err = drained(pr)
@@ -301,72 +373,63 @@ func (c *blobCopy) teeOnce(ctx context.Context, dests []syncDest) []error {
 			pr.CloseWithError(errOr(err, io.ErrClosedPipe))
 		}()
 	}
+	return prs, pws, wg.Wait
+}
+
+// pump reads src to its end and writes each chunk into every pipe whose
+// dest is still live; it returns the failure of the source.
+func (c *blobCopy) pump(src io.Reader, dests []syncDest, prs []*io.PipeReader, pws []*io.PipeWriter) error {
 	live := make([]bool, len(dests))
 	for i := range live {
 		live[i] = true
 	}
 	buf := make([]byte, 256<<10)
-	src := &countReader{r: oci.TrackReader(rr, t), n: c.read}
-	var srcErr error // the source failed: the cause at every dest
 	for {
 		n, err := src.Read(buf)
-		if n > 0 {
-			chunk := buf[:n]
-			var cw sync.WaitGroup
-			any := false
-			for i := range dests {
-				if !live[i] {
-					continue
-				}
-				any = true
-				cw.Add(1)
-				go func() {
-					defer cw.Done()
-					// a target that stops reading drops out instead of
-					// holding up the others
-					var timer *time.Timer
-					if idle := c.opts.IdleTimeout; idle > 0 {
-						timer = time.AfterFunc(idle, func() {
-							prs[i].CloseWithError(fmt.Errorf("%w: %s read nothing for %v", ErrIdleTimeout, dests[i].repo.CommonName(), idle))
-						})
-					}
-					_, werr := pws[i].Write(chunk)
-					if timer != nil {
-						timer.Stop()
-					}
-					if werr != nil {
-						live[i] = false
-					}
-				}()
-			}
-			cw.Wait()
-			if !any {
-				break // every target failed: their errors say why
-			}
+		if n > 0 && !c.writeChunk(buf[:n], dests, prs, pws, live) {
+			return nil // every target failed: their errors say why
 		}
 		if err == io.EOF {
-			break
+			return nil
 		}
 		if err != nil {
-			srcErr = sourceError{fmt.Errorf("reading blob %s from the source: %w", d.Digest, err)}
-			break
+			return sourceError{fmt.Errorf("reading blob %s from the source: %w", c.n.desc.Digest, err)}
 		}
 	}
-	for _, pw := range pws {
-		if srcErr != nil {
-			pw.CloseWithError(srcErr)
-		} else {
-			pw.Close()
+}
+
+// writeChunk writes chunk into the pipe of every live dest at once and
+// reports whether any was live; a dest whose write fails drops out, and
+// a target that stops reading (IdleTimeout) drops out instead of holding
+// up the others.
+func (c *blobCopy) writeChunk(chunk []byte, dests []syncDest, prs []*io.PipeReader, pws []*io.PipeWriter, live []bool) bool {
+	var cw sync.WaitGroup
+	any := false
+	for i := range dests {
+		if !live[i] {
+			continue
 		}
+		any = true
+		cw.Add(1)
+		go func() {
+			defer cw.Done()
+			var timer *time.Timer
+			if idle := c.opts.IdleTimeout; idle > 0 {
+				timer = time.AfterFunc(idle, func() {
+					prs[i].CloseWithError(fmt.Errorf("%w: %s read nothing for %v", ErrIdleTimeout, dests[i].repo.CommonName(), idle))
+				})
+			}
+			_, werr := pws[i].Write(chunk)
+			if timer != nil {
+				timer.Stop()
+			}
+			if werr != nil {
+				live[i] = false
+			}
+		}()
 	}
-	wg.Wait()
-	if srcErr != nil {
-		for i := range errs {
-			errs[i] = srcErr
-		}
-	}
-	t.Done(errors.Join(errs...))
-	return errs
+	cw.Wait()
+	return any
 }
 
 // drained reads what a sink left of its stream; a sink that returned

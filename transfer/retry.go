@@ -8,7 +8,9 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/regclient/regclient/types/descriptor"
 	"github.com/regclient/regclient/types/errs"
+	"github.com/regclient/regclient/types/ref"
 
 	"github.com/ferry-oss/ferry/bundle"
 	"github.com/ferry-oss/ferry/oci"
@@ -40,6 +42,21 @@ func retry(ctx context.Context, retries int, delay time.Duration, log *slog.Logg
 			return ctx.Err()
 		}
 	}
+}
+
+// blobReader reads blob d of repository r from src: each open is retried
+// (retries, delay doubled each time) and a stream that breaks, or waits
+// longer than idle for a byte, is resumed where it broke off.
+func blobReader(ctx context.Context, src oci.Source, r ref.Ref, d descriptor.Descriptor, retries int, delay, idle time.Duration, log *slog.Logger) *resumeReader {
+	return &resumeReader{ctx: ctx, idle: idle, open: func(actx context.Context) (io.ReadCloser, error) {
+		var rc io.ReadCloser
+		err := retry(actx, retries, delay, log, "blob "+d.Digest.String(), func() error {
+			var err error
+			rc, err = src.BlobGet(actx, r, d)
+			return err
+		})
+		return rc, err
+	}, retries: retries, delay: delay, log: log, name: d.Digest.String()}
 }
 
 // resumeReader reads a blob; when the stream breaks it reopens the source,

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"slices"
 	"sort"
@@ -441,15 +440,7 @@ func putManifests(ctx context.Context, w *bundle.Writer, p *imagePlan) error {
 // transient errors and resuming where it broke off.
 func copyBlob(ctx context.Context, src oci.Source, w *bundle.Writer, b srcBlob, opts SaveOptions, prog oci.Progress) error {
 	t := prog.Begin(b.desc.Digest.Encoded()[:12], b.desc.Size)
-	rr := &resumeReader{ctx: ctx, idle: opts.IdleTimeout, open: func(actx context.Context) (io.ReadCloser, error) {
-		var rc io.ReadCloser
-		err := retry(actx, opts.Retries, opts.RetryDelay, opts.Log, "blob "+b.desc.Digest.String(), func() error {
-			var err error
-			rc, err = src.BlobGet(actx, b.src, b.desc)
-			return err
-		})
-		return rc, err
-	}, retries: opts.Retries, delay: opts.RetryDelay, log: opts.Log, name: b.desc.Digest.String()}
+	rr := blobReader(ctx, src, b.src, b.desc, opts.Retries, opts.RetryDelay, opts.IdleTimeout, opts.Log)
 	defer rr.Close()
 	// The Source contract makes rr check the digest at EOF: Verified
 	// spares the Writer a second hash of every byte.
