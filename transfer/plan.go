@@ -76,90 +76,26 @@ func planImage(ctx context.Context, src oci.Source, spec selection.ImageSpec, op
 	return p, nil
 }
 
+// walk adds manifest m to the plan after what it lists: an index's
+// children (kept to the wanted platforms; the index is then filtered), an
+// image's blobs; then what refers to m. It returns m as planned (a
+// filtered index is a new manifest).
 func (p *imagePlan) walk(ctx context.Context, src oci.Source, m manifest.Manifest, srcRef, tgt ref.Ref, opts SaveOptions, depth int) (manifest.Manifest, error) {
 	if depth > 4 {
 		return nil, fmt.Errorf("%w: indexes nested too deep", oci.ErrUnsupported)
 	}
 	desc := m.GetDescriptor()
-	switch mm := m.(type) {
+	var err error
+	switch m.(type) {
 	case manifest.Indexer:
-		dl, err := mm.GetManifestList()
-		if err != nil {
-			return nil, err
-		}
-		if len(dl) > oci.MaxChildren {
-			return nil, fmt.Errorf("index %s lists %d manifests: %w (at most %d)", desc.Digest, len(dl), oci.ErrLimit, oci.MaxChildren)
-		}
-		kept := dl
-		if len(opts.Platforms) > 0 {
-			kept = nil
-			for _, c := range dl {
-				if c.Platform != nil && matchAny(*c.Platform, opts.Platforms) {
-					kept = append(kept, c)
-				}
-			}
-			if len(kept) == 0 {
-				var have []string
-				for _, c := range dl {
-					if c.Platform != nil {
-						have = append(have, c.Platform.String())
-					}
-				}
-				return nil, fmt.Errorf("%w: index %s has %s, wanted %s", oci.ErrPlatformMismatch, desc.Digest, strings.Join(have, ", "), platformList(opts.Platforms))
-			}
-		}
-		for _, c := range kept {
-			cm, err := getManifest(ctx, src, srcRef.SetDigest(c.Digest.String()), opts)
-			if err != nil {
-				return nil, fmt.Errorf("child %s: %w", c.Digest, err)
-			}
-			if _, err := p.walk(ctx, src, cm, srcRef, tgt, opts, depth+1); err != nil {
-				return nil, err
-			}
-			if c.Platform != nil && depth == 0 {
-				p.platforms = append(p.platforms, c.Platform.String())
-			}
-		}
-		if len(kept) != len(dl) {
-			raw, err := m.RawBody()
-			if err != nil {
-				return nil, err
-			}
-			nm, err := manifest.New(manifest.WithRaw(raw), manifest.WithDesc(desc))
-			if err != nil {
-				return nil, err
-			}
-			if err := nm.(manifest.Indexer).SetManifestList(kept); err != nil {
-				return nil, fmt.Errorf("filtering index %s: %w", desc.Digest, err)
-			}
-			m = nm
-		}
+		m, err = p.walkIndex(ctx, src, m, srcRef, tgt, opts, depth)
 	case manifest.Imager:
-		blobs, _, err := oci.References(m)
-		if err != nil {
-			return nil, err
-		}
-		if len(blobs)-1 > oci.MaxLayers {
-			return nil, fmt.Errorf("image %s has %d layers: %w (at most %d)", desc.Digest, len(blobs)-1, oci.ErrLimit, oci.MaxLayers)
-		}
-		cfg := blobs[0]
-		if depth == 0 && len(opts.Platforms) > 0 && mediatype.Base(cfg.MediaType) != mediatype.OCI1Empty {
-			plat, err := oci.ConfigPlatform(ctx, src, srcRef, cfg)
-			if err != nil {
-				return nil, err
-			}
-			if plat != nil {
-				if !matchAny(*plat, opts.Platforms) {
-					return nil, fmt.Errorf("%w: image is %s, wanted %s", oci.ErrPlatformMismatch, plat, platformList(opts.Platforms))
-				}
-				p.platforms = append(p.platforms, plat.String())
-			}
-		}
-		for _, b := range blobs {
-			p.blobs = append(p.blobs, srcBlob{desc: descriptor.Descriptor{MediaType: b.MediaType, Digest: b.Digest, Size: b.Size}, src: srcRef, tgt: tgt})
-		}
+		err = p.walkImage(ctx, src, m, srcRef, tgt, opts, depth)
 	default:
-		return nil, fmt.Errorf("%w: manifest media type %s", oci.ErrUnsupported, desc.MediaType)
+		err = fmt.Errorf("%w: manifest media type %s", oci.ErrUnsupported, desc.MediaType)
+	}
+	if err != nil {
+		return nil, err
 	}
 	p.manifests = append(p.manifests, m)
 	if m.GetDescriptor().Digest != desc.Digest {
@@ -170,6 +106,104 @@ func (p *imagePlan) walk(ctx context.Context, src oci.Source, m manifest.Manifes
 		return nil, err
 	}
 	return m, nil
+}
+
+// walkIndex walks the children of index m that have a wanted platform
+// and returns m, filtered to them when it lists others too.
+func (p *imagePlan) walkIndex(ctx context.Context, src oci.Source, m manifest.Manifest, srcRef, tgt ref.Ref, opts SaveOptions, depth int) (manifest.Manifest, error) {
+	desc := m.GetDescriptor()
+	dl, err := m.(manifest.Indexer).GetManifestList()
+	if err != nil {
+		return nil, err
+	}
+	if len(dl) > oci.MaxChildren {
+		return nil, fmt.Errorf("index %s lists %d manifests: %w (at most %d)", desc.Digest, len(dl), oci.ErrLimit, oci.MaxChildren)
+	}
+	kept, err := keptChildren(desc, dl, opts.Platforms)
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range kept {
+		cm, err := getManifest(ctx, src, srcRef.SetDigest(c.Digest.String()), opts)
+		if err != nil {
+			return nil, fmt.Errorf("child %s: %w", c.Digest, err)
+		}
+		if _, err := p.walk(ctx, src, cm, srcRef, tgt, opts, depth+1); err != nil {
+			return nil, err
+		}
+		if c.Platform != nil && depth == 0 {
+			p.platforms = append(p.platforms, c.Platform.String())
+		}
+	}
+	if len(kept) == len(dl) {
+		return m, nil
+	}
+	raw, err := m.RawBody()
+	if err != nil {
+		return nil, err
+	}
+	nm, err := manifest.New(manifest.WithRaw(raw), manifest.WithDesc(desc))
+	if err != nil {
+		return nil, err
+	}
+	if err := nm.(manifest.Indexer).SetManifestList(kept); err != nil {
+		return nil, fmt.Errorf("filtering index %s: %w", desc.Digest, err)
+	}
+	return nm, nil
+}
+
+// keptChildren are the children of index desc (listing dl) that have one
+// of the wanted platforms; all of them when none is wanted.
+func keptChildren(desc descriptor.Descriptor, dl []descriptor.Descriptor, want []platform.Platform) ([]descriptor.Descriptor, error) {
+	if len(want) == 0 {
+		return dl, nil
+	}
+	var kept []descriptor.Descriptor
+	for _, c := range dl {
+		if c.Platform != nil && matchAny(*c.Platform, want) {
+			kept = append(kept, c)
+		}
+	}
+	if len(kept) > 0 {
+		return kept, nil
+	}
+	var have []string
+	for _, c := range dl {
+		if c.Platform != nil {
+			have = append(have, c.Platform.String())
+		}
+	}
+	return nil, fmt.Errorf("%w: index %s has %s, wanted %s", oci.ErrPlatformMismatch, desc.Digest, strings.Join(have, ", "), platformList(want))
+}
+
+// walkImage adds the config and layers of image manifest m; at the top,
+// with platforms wanted, its config must declare one of them.
+func (p *imagePlan) walkImage(ctx context.Context, src oci.Source, m manifest.Manifest, srcRef, tgt ref.Ref, opts SaveOptions, depth int) error {
+	desc := m.GetDescriptor()
+	blobs, _, err := oci.References(m)
+	if err != nil {
+		return err
+	}
+	if len(blobs)-1 > oci.MaxLayers {
+		return fmt.Errorf("image %s has %d layers: %w (at most %d)", desc.Digest, len(blobs)-1, oci.ErrLimit, oci.MaxLayers)
+	}
+	cfg := blobs[0]
+	if depth == 0 && len(opts.Platforms) > 0 && mediatype.Base(cfg.MediaType) != mediatype.OCI1Empty {
+		plat, err := oci.ConfigPlatform(ctx, src, srcRef, cfg)
+		if err != nil {
+			return err
+		}
+		if plat != nil {
+			if !matchAny(*plat, opts.Platforms) {
+				return fmt.Errorf("%w: image is %s, wanted %s", oci.ErrPlatformMismatch, plat, platformList(opts.Platforms))
+			}
+			p.platforms = append(p.platforms, plat.String())
+		}
+	}
+	for _, b := range blobs {
+		p.blobs = append(p.blobs, srcBlob{desc: descriptor.Descriptor{MediaType: b.MediaType, Digest: b.Digest, Size: b.Size}, src: srcRef, tgt: tgt})
+	}
+	return nil
 }
 
 // addReferrers adds what refers to the manifest d (and, up to
