@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/regclient/regclient/types/platform"
+	"github.com/regclient/regclient/types/ref"
 	"github.com/urfave/cli/v2"
 
 	"github.com/ferry-oss/ferry/bundle"
@@ -293,33 +295,9 @@ func (e *env) upload(c *cli.Context) error {
 			return usageError{err}
 		}
 	}
-	var sink oci.Sink
-	targetName := host.Registry
-	log := e.log
-	if isDocker {
-		sink, err = e.dockerSink(c, bd, sock)
-		if err != nil {
-			return err
-		}
-		// the engine names images like Docker Hub does; the log must not
-		// read like a push to Docker Hub
-		targetName = "docker engine " + docker.SocketName(sock)
-		host.Registry = "docker.io"
-		log = e.logger(func(v string) string {
-			if name, ok := strings.CutPrefix(v, "docker.io/"); ok {
-				return name + " (" + targetName + ")"
-			}
-			return v
-		})
-	} else {
-		reg, err := e.registryFor([]string{host.Registry}, c.Bool("insecure"), c.String("ca-file"), jobs, retries)
-		if err != nil {
-			return usageError{err}
-		}
-		if err := reg.Check(c.Context, host.Registry); err != nil {
-			return err
-		}
-		sink = reg
+	sink, targetName, log, err := e.uploadSink(c, bd, &host, sock, isDocker, jobs, retries)
+	if err != nil {
+		return err
 	}
 	log.Info("uploading", "bundle", bd.Meta.ID, "target", targetName, "namespace", ns, "parts", len(bd.Meta.Parts), "blobs", len(bd.Meta.Blobs))
 	p := e.labelledProgress(e.labelsFromMeta(bd))
@@ -329,6 +307,42 @@ func (e *env) upload(c *cli.Context) error {
 	})
 	p.Stop()
 	writeJSON(jsonOut, uploadResultJSON(c.Args().First(), bd.Meta.ID, targetName, res, err))
+	return e.uploadDone(bd, log, res, err)
+}
+
+// uploadSink connects to upload's target: the Docker engine at sock, or
+// the registry host (checked first). The engine names images like Docker
+// Hub does: host becomes docker.io, and the log says the engine instead.
+func (e *env) uploadSink(c *cli.Context, bd *bundle.Bundle, host *ref.Ref, sock string, isDocker bool, jobs, retries int) (oci.Sink, string, *slog.Logger, error) {
+	if isDocker {
+		sink, err := e.dockerSink(c, bd, sock)
+		if err != nil {
+			return nil, "", nil, err
+		}
+		// the engine names images like Docker Hub does; the log must not
+		// read like a push to Docker Hub
+		targetName := "docker engine " + docker.SocketName(sock)
+		host.Registry = "docker.io"
+		log := e.logger(func(v string) string {
+			if name, ok := strings.CutPrefix(v, "docker.io/"); ok {
+				return name + " (" + targetName + ")"
+			}
+			return v
+		})
+		return sink, targetName, log, nil
+	}
+	reg, err := e.registryFor([]string{host.Registry}, c.Bool("insecure"), c.String("ca-file"), jobs, retries)
+	if err != nil {
+		return nil, "", nil, usageError{err}
+	}
+	if err := reg.Check(c.Context, host.Registry); err != nil {
+		return nil, "", nil, err
+	}
+	return reg, host.Registry, e.log, nil
+}
+
+// uploadDone prints the outcome of an upload and picks the exit.
+func (e *env) uploadDone(bd *bundle.Bundle, log *slog.Logger, res *transfer.UploadResult, err error) error {
 	var fe *transfer.FailedError
 	if errors.As(err, &fe) && res != nil {
 		fmt.Fprintf(e.stderr, "\nFAILED: %d of %d image(s), not tagged:\n", len(fe.Images), len(bd.Meta.Images))
@@ -352,6 +366,7 @@ func (e *env) upload(c *cli.Context) error {
 	fmt.Fprintf(e.stdout, "uploaded %s: %d image(s), %d manifest(s), %d blob(s) pushed (%s, %s/s), %d skipped, %d mounted in %s\n",
 		bd.Meta.ID, res.Images, res.Manifests, res.BlobsPushed, formatSize(res.BytesPushed), formatSize(int64(rate)), res.BlobsSkipped, res.BlobsMounted, res.Duration.Round(time.Millisecond))
 	return nil
+
 }
 
 func orSlice(a, b []string) []string {
