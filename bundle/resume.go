@@ -56,6 +56,7 @@ import (
 	"github.com/regclient/regclient/types/descriptor"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/ferry-oss/ferry/internal/asyncfile"
 	"github.com/ferry-oss/ferry/internal/spool"
 	"github.com/ferry-oss/ferry/meta"
 )
@@ -530,7 +531,7 @@ func keepFirst(results []reopened) ([]*partWriter, []keptEntry, error) {
 // closeParts closes reopened parts (keeping their files) and returns err.
 func closeParts(pws []*partWriter, err error) error {
 	for _, pw := range pws {
-		_ = pw.af.close()
+		_ = pw.af.Close()
 		pw.f.Close()
 	}
 	return err
@@ -640,9 +641,9 @@ func reopenPart(path string, codec Codec, mtime time.Time, entries []journalEntr
 		f.Close()
 		return nil, nil, err
 	}
-	pw := &partWriter{path: path, f: f, wb: &writebackFile{f: f, n: at, kick: at}, fe: fe, mtime: mtime, count: len(good)}
-	pw.af = newAsyncFile(pw.wb)
-	pw.af.reset(h, at)
+	pw := &partWriter{path: path, f: f, wb: asyncfile.NewWriteback(f, at), fe: fe, mtime: mtime, count: len(good)}
+	pw.af = asyncfile.New(pw.wb)
+	pw.af.Reset(h, at)
 	pw.tw = tar.NewWriter(fe)
 	return pw, good, nil
 }
@@ -741,7 +742,7 @@ func (w *Writer) journalPut(kind string, pw *partWriter, d descriptor.Descriptor
 	if w.key == "" {
 		return // no journal kept
 	}
-	if err := pw.af.flush(); err != nil {
+	if err := pw.af.Flush(); err != nil {
 		return // the part is broken: the put fails on its next write
 	}
 	w.jmu.Lock()
@@ -868,7 +869,7 @@ func (w *Writer) suspend(parts []*partRec) {
 			p.pw.abort()
 			continue
 		}
-		_ = p.pw.af.close()
+		_ = p.pw.af.Close()
 		_ = p.pw.f.Sync()
 		p.pw.f.Close()
 	}
