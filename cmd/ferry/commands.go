@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -127,7 +126,7 @@ Example:
 			if c.NArg() != 1 {
 				return usagef("verify takes one meta file")
 			}
-			bd, err := e.openChecked(c, c.Args().First())
+			bd, err := e.openChecked(c.Args().First(), c.String("key"))
 			if err != nil {
 				return err
 			}
@@ -142,9 +141,9 @@ Example:
 				for _, line := range strings.Split(err.Error(), "\n") {
 					problems = append(problems, "  "+line)
 				}
-				return fmt.Errorf("%s: NOT OK:\n%s", bd.Meta.ID, strings.Join(problems, "\n"))
+				return tr().Errorf("%s: NOT OK:\n%s", bd.Meta.ID, strings.Join(problems, "\n"))
 			}
-			fmt.Fprintf(e.stdout, "%s: OK (%d parts, %d blobs, %s, %d images)\n", bd.Meta.ID, len(bd.Meta.Parts), len(bd.Meta.Blobs), formatSize(bd.Meta.TotalBlobBytes()), len(bd.Meta.Images))
+			tr().Fprintf(e.stdout, "%s: OK (%d parts, %d blobs, %s, %d images)\n", bd.Meta.ID, len(bd.Meta.Parts), len(bd.Meta.Blobs), formatSize(bd.Meta.TotalBlobBytes()), len(bd.Meta.Images))
 			return nil
 		},
 	}
@@ -347,7 +346,7 @@ func configCommand(e *env) *cli.Command {
 				if _, err := cfg.ImageSpecs(nil, "", e.stdin); err != nil {
 					return err
 				}
-				fmt.Fprintf(e.stdout, "%s: OK (%d registries)\n", file, len(cfg.Registries))
+				tr().Fprintf(e.stdout, "%s: OK (%d registries)\n", file, len(cfg.Registries))
 				return nil
 			},
 		}},
@@ -427,7 +426,7 @@ func parsePlatforms(values []string) ([]platform.Platform, []string, error) {
 			}
 			p, err := platform.Parse(s)
 			if n := strings.Count(s, "/"); err == nil && (n < 1 || n > 2 || strings.Contains(s, "//")) {
-				err = errors.New("want os/arch[/variant]")
+				err = tr().Errorf("want os/arch[/variant]")
 			}
 			if err != nil {
 				return nil, nil, usagef("platform %q: %v", s, err)

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"fmt"
 	"os"
 	"time"
 
@@ -106,9 +105,9 @@ func (e *env) export(c *cli.Context) error {
 	}
 	p.Stop()
 	if err != nil {
-		return fmt.Errorf("export failed (nothing complete was written to %s): %w", c.String("out"), err)
+		return tr().Errorf("export failed (nothing complete was written to %s): %w", c.String("out"), err)
 	}
-	fmt.Fprintf(report, "exported %d image(s), %d manifest(s), %d blob(s) (%s) as %s to %s in %s\n",
+	tr().Fprintf(report, "exported %d image(s), %d manifest(s), %d blob(s) (%s) as %s to %s in %s\n",
 		res.Images, res.Manifests, res.Blobs, formatSize(res.Bytes), format, c.String("out"), time.Since(start).Round(time.Millisecond))
 	return nil
 }

@@ -22,11 +22,39 @@ import (
 // its manifests (an index's children included): artifact type, digest,
 // size, and the tag of a cosign-style artifact.
 func inspectReferrers(w io.Writer, bd *bundle.Bundle) {
-	m := bd.Meta
-	refs, err := bundle.ReferrersOf(m)
+	rows, err := referrerRows(bd)
 	if err != nil {
 		fmt.Fprintf(w, "\nreferrers: %v\n", err)
 		return
+	}
+	if len(rows) == 0 {
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "\nREFERRERS OF\tSUBJECT\tARTIFACT TYPE\tDIGEST\tSIZE\tTAG")
+	for _, r := range rows {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.img.Source, short(r.subject.String()), r.artifactType, short(r.digest.String()), formatSize(r.size), orDash(r.tag))
+	}
+	tw.Flush()
+}
+
+// referrerRow is a referrer of an image of a bundle.
+type referrerRow struct {
+	img             meta.Image
+	subject, digest digest.Digest
+	artifactType    string
+	size            int64
+	tag             string // a cosign-style artifact's tag
+}
+
+// referrerRows are the referrers the bundle carries for each image's
+// manifests (an index's children included), referrers of referrers after
+// theirs, in image order.
+func referrerRows(bd *bundle.Bundle) ([]referrerRow, error) {
+	m := bd.Meta
+	refs, err := bundle.ReferrersOf(m)
+	if err != nil {
+		return nil, err
 	}
 	// cosign-style artifacts, tagged after their subject, by repository
 	// and tag (with their place in the meta file, to list them in order)
@@ -42,21 +70,15 @@ func inspectReferrers(w io.Writer, bd *bundle.Bundle) {
 		}
 	}
 	if len(refs) == 0 && len(tagged) == 0 {
-		return // no referrers: no need to walk every manifest again
+		return nil, nil // no referrers: no need to walk every manifest again
 	}
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	header := false
+	var rows []referrerRow
 	row := func(img meta.Image, subject, dg digest.Digest, tag string) {
-		if !header {
-			fmt.Fprintln(tw, "\nREFERRERS OF\tSUBJECT\tARTIFACT TYPE\tDIGEST\tSIZE\tTAG")
-			header = true
+		r := referrerRow{img: img, subject: subject, digest: dg, artifactType: "?", tag: tag}
+		if mf := bd.Manifest(dg); mf != nil {
+			r.size, r.artifactType = mf.Size, cmp.Or(oci.ArtifactType(mf.MediaType, mf.Raw), mf.MediaType)
 		}
-		mf := bd.Manifest(dg)
-		size, typ := int64(0), "?"
-		if mf != nil {
-			size, typ = mf.Size, cmp.Or(oci.ArtifactType(mf.MediaType, mf.Raw), mf.MediaType)
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", img.Source, short(subject.String()), typ, short(dg.String()), formatSize(size), orDash(tag))
+		rows = append(rows, r)
 	}
 	for _, img := range m.Images {
 		if oci.IsCosignTag(img.Tag) {
@@ -86,7 +108,7 @@ func inspectReferrers(w io.Writer, bd *bundle.Bundle) {
 			}
 		})
 	}
-	tw.Flush()
+	return rows, nil
 }
 
 func orDash(s string) string {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -154,7 +155,7 @@ func (s *saveRun) write(reg *registry.Registry) (res *transfer.SaveResult, suspe
 	res, err = transfer.Save(s.c.Context, labelSource{s.source, s.labels}, w, s.images, s.sopts)
 	s.progress.Stop()
 	if err != nil && w.Suspended() {
-		suspended = fmt.Sprintf("the blobs written so far are kept in %s: the same save run again resumes %s (--fresh starts over)\n", s.outDir, w.ID())
+		suspended = tr().Sprintf("the blobs written so far are kept in %s: the same save run again resumes %s (--fresh starts over)\n", s.outDir, w.ID())
 	}
 	return res, suspended, err
 }
@@ -203,12 +204,12 @@ func (s *saveRun) done(res *transfer.SaveResult, err error) error {
 	}
 	var fe *transfer.FailedError
 	if errors.As(err, &fe) {
-		fmt.Fprintf(e.stderr, "\nFAILED: %d of %d image(s):\n", len(fe.Images), len(s.images))
+		tr().Fprintf(e.stderr, "\nFAILED: %d of %d image(s):\n", len(fe.Images), len(s.images))
 		printFailures(e.stderr, fe.Images)
 		if res != nil {
-			fmt.Fprintf(e.stderr, "a PARTIAL bundle of the other images was written: %s\n", res.MetaPath)
+			tr().Fprintf(e.stderr, "a PARTIAL bundle of the other images was written: %s\n", res.MetaPath)
 		} else {
-			fmt.Fprintln(e.stderr, "no bundle was written (use --keep-going for a partial one)")
+			tr().Fprintf(e.stderr, "no bundle was written (use --keep-going for a partial one)\n")
 		}
 		return errReported
 	}
@@ -221,10 +222,52 @@ func (s *saveRun) done(res *transfer.SaveResult, err error) error {
 	if res.Resumed > 0 {
 		kept = fmt.Sprintf(", %d kept from the interrupted save", res.Resumed)
 	}
-	fmt.Fprintf(e.info(), "saved %d image(s), %d blob(s) (%s, %d skipped as in base bundles%s) in %s into %d part(s)\n",
+	tr().Fprintf(e.info(), "saved %d image(s), %d blob(s) (%s, %d skipped as in base bundles%s) in %s into %d part(s)\n",
 		len(res.Meta.Images), res.Blobs, formatSize(res.BlobBytes), res.Skipped, kept, res.Duration.Round(time.Millisecond), len(res.Meta.Parts))
 	fmt.Fprintln(e.stdout, res.MetaPath)
 	return nil
+}
+
+// target is an upload target as parsed from --target and the flags that
+// go with it.
+type target struct {
+	host     *ref.Ref // the registry (set to docker.io for the engine)
+	sock     string
+	docker   bool
+	platform string // docker: the platform to load
+	insecure bool
+	caFile   string
+	jobs     int
+	retries  int
+}
+
+// connectTarget connects to an upload target: the Docker engine, or a
+// registry (checked once). It returns the target's name for messages and,
+// for the engine, how to name its images in logs (the engine names them
+// like Docker Hub does; the log must not read like a push to Docker Hub).
+func (e *env) connectTarget(ctx context.Context, bd *bundle.Bundle, t target) (oci.Sink, string, func(string) string, error) {
+	if t.docker {
+		sink, err := e.dockerSink(ctx, bd, t.sock, t.platform)
+		if err != nil {
+			return nil, "", nil, err
+		}
+		name := "docker engine " + docker.SocketName(t.sock)
+		t.host.Registry = "docker.io"
+		return sink, name, func(v string) string {
+			if n, ok := strings.CutPrefix(v, "docker.io/"); ok {
+				return n + " (" + name + ")"
+			}
+			return v
+		}, nil
+	}
+	reg, err := e.registryFor([]string{t.host.Registry}, t.insecure, t.caFile, t.jobs, t.retries)
+	if err != nil {
+		return nil, "", nil, usageError{err}
+	}
+	if err := reg.Check(ctx, t.host.Registry); err != nil {
+		return nil, "", nil, err
+	}
+	return reg, t.host.Registry, nil, nil
 }
 
 // resumeMode reads --resume DIR (which is then the output directory) and
@@ -259,7 +302,7 @@ func outputDir(dir string, mkdir bool) error {
 		return nil
 	case errors.Is(err, os.ErrNotExist) && mkdir:
 		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return fmt.Errorf("creating the output directory: %w", err)
+			return tr().Errorf("creating the output directory: %w", err)
 		}
 		return nil
 	case errors.Is(err, os.ErrNotExist):
@@ -274,7 +317,7 @@ func (e *env) upload(c *cli.Context) error {
 	if c.NArg() != 1 {
 		return usagef("upload takes one meta file")
 	}
-	bd, err := e.openChecked(c, c.Args().First())
+	bd, err := e.openChecked(c.Args().First(), c.String("key"))
 	if err != nil {
 		return err
 	}
@@ -295,9 +338,14 @@ func (e *env) upload(c *cli.Context) error {
 			return usageError{err}
 		}
 	}
-	sink, targetName, log, err := e.uploadSink(c, bd, &host, sock, isDocker, jobs, retries)
+	sink, targetName, rename, err := e.connectTarget(c.Context, bd, target{host: &host, sock: sock, docker: isDocker,
+		platform: c.String("platform"), insecure: c.Bool("insecure"), caFile: c.String("ca-file"), jobs: jobs, retries: retries})
 	if err != nil {
 		return err
+	}
+	log := e.log
+	if rename != nil {
+		log = e.logger(rename)
 	}
 	log.Info("uploading", "bundle", bd.Meta.ID, "target", targetName, "namespace", ns, "parts", len(bd.Meta.Parts), "blobs", len(bd.Meta.Blobs))
 	p := e.labelledProgress(e.labelsFromMeta(bd))
@@ -310,63 +358,36 @@ func (e *env) upload(c *cli.Context) error {
 	return e.uploadDone(bd, log, res, err)
 }
 
-// uploadSink connects to upload's target: the Docker engine at sock, or
-// the registry host (checked first). The engine names images like Docker
-// Hub does: host becomes docker.io, and the log says the engine instead.
-func (e *env) uploadSink(c *cli.Context, bd *bundle.Bundle, host *ref.Ref, sock string, isDocker bool, jobs, retries int) (oci.Sink, string, *slog.Logger, error) {
-	if isDocker {
-		sink, err := e.dockerSink(c, bd, sock)
-		if err != nil {
-			return nil, "", nil, err
-		}
-		// the engine names images like Docker Hub does; the log must not
-		// read like a push to Docker Hub
-		targetName := "docker engine " + docker.SocketName(sock)
-		host.Registry = "docker.io"
-		log := e.logger(func(v string) string {
-			if name, ok := strings.CutPrefix(v, "docker.io/"); ok {
-				return name + " (" + targetName + ")"
-			}
-			return v
-		})
-		return sink, targetName, log, nil
-	}
-	reg, err := e.registryFor([]string{host.Registry}, c.Bool("insecure"), c.String("ca-file"), jobs, retries)
-	if err != nil {
-		return nil, "", nil, usageError{err}
-	}
-	if err := reg.Check(c.Context, host.Registry); err != nil {
-		return nil, "", nil, err
-	}
-	return reg, host.Registry, e.log, nil
-}
-
 // uploadDone prints the outcome of an upload and picks the exit.
 func (e *env) uploadDone(bd *bundle.Bundle, log *slog.Logger, res *transfer.UploadResult, err error) error {
 	var fe *transfer.FailedError
 	if errors.As(err, &fe) && res != nil {
-		fmt.Fprintf(e.stderr, "\nFAILED: %d of %d image(s), not tagged:\n", len(fe.Images), len(bd.Meta.Images))
+		tr().Fprintf(e.stderr, "\nFAILED: %d of %d image(s), not tagged:\n", len(fe.Images), len(bd.Meta.Images))
 		printFailures(e.stderr, fe.Images)
-		fmt.Fprintf(e.stderr, "uploaded the other %d image(s) of %s: %d manifest(s), %d blob(s) pushed (%s), %d skipped, %d mounted in %s\n",
+		tr().Fprintf(e.stderr, "uploaded the other %d image(s) of %s: %d manifest(s), %d blob(s) pushed (%s), %d skipped, %d mounted in %s\n",
 			res.Images, bd.Meta.ID, res.Manifests, res.BlobsPushed, formatSize(res.BytesPushed), res.BlobsSkipped, res.BlobsMounted, res.Duration.Round(time.Millisecond))
 		return errReported
 	}
-	var re *registry.Error
-	if errors.As(err, &re) {
-		log.Debug("upload failed", "err", err)
-		return fmt.Errorf("upload of %s failed: %w", bd.Meta.ID, re) // one line: registry, cause, fix
-	}
-	if errors.Is(err, bundle.ErrBaseMissing) {
-		return fmt.Errorf("upload of %s refused, nothing was sent: %w", bd.Meta.ID, err)
-	}
 	if err != nil {
-		return fmt.Errorf("upload of %s failed (no manifest was pushed for blobs that did not land): %w", bd.Meta.ID, err)
+		log.Debug("upload failed", "err", err)
+		return uploadError(bd.Meta.ID, err)
 	}
 	rate := float64(res.BytesPushed) / max(res.Duration.Seconds(), 0.001)
-	fmt.Fprintf(e.stdout, "uploaded %s: %d image(s), %d manifest(s), %d blob(s) pushed (%s, %s/s), %d skipped, %d mounted in %s\n",
+	tr().Fprintf(e.stdout, "uploaded %s: %d image(s), %d manifest(s), %d blob(s) pushed (%s, %s/s), %d skipped, %d mounted in %s\n",
 		bd.Meta.ID, res.Images, res.Manifests, res.BlobsPushed, formatSize(res.BytesPushed), formatSize(int64(rate)), res.BlobsSkipped, res.BlobsMounted, res.Duration.Round(time.Millisecond))
 	return nil
+}
 
+// uploadError is the one line a failed upload ends with.
+func uploadError(id string, err error) error {
+	var re *registry.Error
+	switch {
+	case errors.As(err, &re):
+		return tr().Errorf("upload of %s failed: %w", id, re) // one line: registry, cause, fix
+	case errors.Is(err, bundle.ErrBaseMissing):
+		return tr().Errorf("upload of %s refused, nothing was sent: %w", id, err)
+	}
+	return tr().Errorf("upload of %s failed (no manifest was pushed for blobs that did not land): %w", id, err)
 }
 
 func orSlice(a, b []string) []string {

@@ -345,13 +345,13 @@ func (e *env) syncDone(c *cli.Context, rep *syncReport, err error) error {
 		return err
 	}
 	for _, t := range rep.Targets {
-		fmt.Fprintf(out, "%s: %d image(s) (%d already there), %d manifest(s), %d blob(s) pushed (%s), %d skipped, %d mounted, %d failed\n",
+		tr().Fprintf(out, "%s: %d image(s) (%d already there), %d manifest(s), %d blob(s) pushed (%s), %d skipped, %d mounted, %d failed\n",
 			t.Name, t.Images, t.UpToDate, t.Manifests, t.BlobsPushed, formatSize(t.BytesPushed), t.BlobsSkipped, t.BlobsMounted, t.Failed)
 	}
-	fmt.Fprintf(out, "synced %d of %d image copies to %d target(s) (%d already there): read %s from the source, pushed %s in %s\n",
+	tr().Fprintf(out, "synced %d of %d image copies to %d target(s) (%d already there): read %s from the source, pushed %s in %s\n",
 		rep.Copies, rep.Copies+rep.Failed, len(rep.Targets), rep.UpToDate, formatSize(rep.BytesRead), formatSize(rep.BytesPushed), rep.End.Sub(rep.Start).Round(time.Millisecond))
 	if fe != nil {
-		fmt.Fprintf(e.stderr, "\nFAILED: %d image copy(ies):\n", len(fe.Images))
+		tr().Fprintf(e.stderr, "\nFAILED: %d image copy(ies):\n", len(fe.Images))
 		for _, f := range fe.Images {
 			fmt.Fprintf(e.stderr, "  %s\n    %v\n", f.Image, f.Err)
 		}

@@ -38,6 +38,7 @@ import (
 	"github.com/regclient/regclient/types/ref"
 
 	"github.com/ferry-oss/ferry/bundle"
+	"github.com/ferry-oss/ferry/internal/httpserve"
 	"github.com/ferry-oss/ferry/meta"
 	"github.com/ferry-oss/ferry/oci"
 )
@@ -636,24 +637,5 @@ func Serve(ctx context.Context, l net.Listener, h http.Handler, grace time.Durat
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          nil,
 	}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(l) }()
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), grace)
-	defer cancel()
-	err := srv.Shutdown(sctx)
-	if err != nil {
-		_ = srv.Close()
-	}
-	if serr := <-errc; serr != nil && !errors.Is(serr, http.ErrServerClosed) {
-		return serr
-	}
-	if errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Errorf("shutting down: requests still running after %s were cut off", grace)
-	}
-	return err
+	return httpserve.Run(ctx, srv, l, grace)
 }
