@@ -361,18 +361,13 @@ func (bd *Bundle) ReadPart(ctx context.Context, p meta.Part, fn BlobFunc) error 
 	if bd.Meta.SchemaVersion >= 2 {
 		return bd.readPartLocated(ctx, p, fn)
 	}
-	blobs := map[digest.Digest]*meta.Blob{}
-	for i := range bd.Meta.Blobs {
-		if b := &bd.Meta.Blobs[i]; b.Part == p.Name {
-			blobs[b.Digest] = b
-		}
-	}
-	manifests := map[digest.Digest]*meta.Manifest{}
-	for i := range bd.Meta.Manifests {
-		if m := &bd.Meta.Manifests[i]; m.Part == p.Name {
-			manifests[m.Digest] = m
-		}
-	}
+	return bd.readPartScanned(ctx, p, fn)
+}
+
+// readPartScanned is ReadPart for a schema 1 part, which can only be read
+// from the start: every entry it lists is checked as the tar reaches it.
+func (bd *Bundle) readPartScanned(ctx context.Context, p meta.Part, fn BlobFunc) error {
+	blobs, manifests := bd.listedIn(p.Name)
 	f, err := bd.open(p.Name)
 	if err != nil {
 		return fmt.Errorf("part %s: %w: %v", p.Name, ErrPartMissing, err)
@@ -384,47 +379,9 @@ func (bd *Bundle) ReadPart(ctx context.Context, p meta.Part, fn BlobFunc) error 
 		return fmt.Errorf("part %s: %w", p.Name, err)
 	}
 	defer dec.Close()
-	tr := tar.NewReader(dec)
-	seen := map[digest.Digest]bool{}
-	for {
-		hdr, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			return fmt.Errorf("part %s: %w: %v", p.Name, ErrPartCorrupt, err)
-		}
-		if hdr.Typeflag != tar.TypeReg {
-			continue
-		}
-		dg, ok := digestFromPath(hdr.Name)
-		if !ok {
-			continue // oci-layout, index.json, or anything else: not ours to check
-		}
-		if b, ok := blobs[dg]; ok && !seen[dg] {
-			seen[dg] = true
-			vr := oci.VerifyReader(io.LimitReader(tr, hdr.Size), descriptor.Descriptor{Digest: b.Digest, Size: b.Size})
-			if hdr.Size != b.Size {
-				return fmt.Errorf("part %s: blob %s: %w: entry has %d bytes, meta says %d", p.Name, dg, oci.ErrSizeMismatch, hdr.Size, b.Size)
-			}
-			if err := fn(b, vr); err != nil {
-				return fmt.Errorf("part %s: %w", p.Name, err)
-			}
-			if _, err := io.Copy(io.Discard, vr); err != nil {
-				return fmt.Errorf("part %s: %w", p.Name, err)
-			}
-			continue
-		}
-		if m, ok := manifests[dg]; ok && !seen[dg] {
-			seen[dg] = true
-			vr := oci.VerifyReader(io.LimitReader(tr, hdr.Size), descriptor.Descriptor{Digest: m.Digest, Size: m.Size})
-			if _, err := io.Copy(io.Discard, vr); err != nil {
-				return fmt.Errorf("part %s: manifest: %w", p.Name, err)
-			}
-		}
+	seen, err := scanEntries(ctx, tar.NewReader(dec), p.Name, blobs, manifests, fn)
+	if err != nil {
+		return err
 	}
 	// The tar end may be followed by padding: read to the end for the hash.
 	if _, err := io.Copy(io.Discard, dec); err != nil {
@@ -448,6 +405,75 @@ func (bd *Bundle) ReadPart(ctx context.Context, p meta.Part, fn BlobFunc) error 
 		sort.Strings(missing)
 		return fmt.Errorf("part %s: %w: %s", p.Name, ErrBlobMissing, strings.Join(missing, ", "))
 	}
+	return checkPartSum(cr, p)
+}
+
+// listedIn is what the meta file lists in part: its blobs and manifests.
+func (bd *Bundle) listedIn(part string) (map[digest.Digest]*meta.Blob, map[digest.Digest]*meta.Manifest) {
+	blobs := map[digest.Digest]*meta.Blob{}
+	for i := range bd.Meta.Blobs {
+		if b := &bd.Meta.Blobs[i]; b.Part == part {
+			blobs[b.Digest] = b
+		}
+	}
+	manifests := map[digest.Digest]*meta.Manifest{}
+	for i := range bd.Meta.Manifests {
+		if m := &bd.Meta.Manifests[i]; m.Part == part {
+			manifests[m.Digest] = m
+		}
+	}
+	return blobs, manifests
+}
+
+// scanEntries reads the tar of a schema 1 part to its end: the first entry
+// of each listed blob goes through fn and is read to its end (and so
+// checked), each listed manifest is checked; it returns what it saw.
+func scanEntries(ctx context.Context, tr *tar.Reader, part string, blobs map[digest.Digest]*meta.Blob, manifests map[digest.Digest]*meta.Manifest, fn BlobFunc) (map[digest.Digest]bool, error) {
+	seen := map[digest.Digest]bool{}
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			return seen, nil
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			return nil, fmt.Errorf("part %s: %w: %v", part, ErrPartCorrupt, err)
+		}
+		if hdr.Typeflag != tar.TypeReg {
+			continue
+		}
+		dg, ok := digestFromPath(hdr.Name)
+		if !ok {
+			continue // oci-layout, index.json, or anything else: not ours to check
+		}
+		if b, ok := blobs[dg]; ok && !seen[dg] {
+			seen[dg] = true
+			vr := oci.VerifyReader(io.LimitReader(tr, hdr.Size), descriptor.Descriptor{Digest: b.Digest, Size: b.Size})
+			if hdr.Size != b.Size {
+				return nil, fmt.Errorf("part %s: blob %s: %w: entry has %d bytes, meta says %d", part, dg, oci.ErrSizeMismatch, hdr.Size, b.Size)
+			}
+			if err := fn(b, vr); err != nil {
+				return nil, fmt.Errorf("part %s: %w", part, err)
+			}
+			if _, err := io.Copy(io.Discard, vr); err != nil {
+				return nil, fmt.Errorf("part %s: %w", part, err)
+			}
+			continue
+		}
+		if m, ok := manifests[dg]; ok && !seen[dg] {
+			seen[dg] = true
+			vr := oci.VerifyReader(io.LimitReader(tr, hdr.Size), descriptor.Descriptor{Digest: m.Digest, Size: m.Size})
+			if _, err := io.Copy(io.Discard, vr); err != nil {
+				return nil, fmt.Errorf("part %s: manifest: %w", part, err)
+			}
+		}
+	}
+}
+
+// checkPartSum checks the size and sha256 of part p, read through cr.
+func checkPartSum(cr *countingReader, p meta.Part) error {
 	if cr.n != p.Size {
 		return fmt.Errorf("part %s: %w: read %d bytes, meta says %d", p.Name, oci.ErrSizeMismatch, cr.n, p.Size)
 	}
@@ -509,13 +535,7 @@ func (bd *Bundle) readPartLocated(ctx context.Context, p meta.Part, fn BlobFunc)
 	if _, err := io.Copy(io.Discard, cr); err != nil {
 		return fail(err)
 	}
-	if cr.n != p.Size {
-		return fmt.Errorf("part %s: %w: read %d bytes, meta says %d", p.Name, oci.ErrSizeMismatch, cr.n, p.Size)
-	}
-	if sum := hex.EncodeToString(cr.h.Sum(nil)); sum != p.SHA256 {
-		return fmt.Errorf("part %s: %w: sha256 %s, meta says %s", p.Name, ErrPartCorrupt, sum, p.SHA256)
-	}
-	return nil
+	return checkPartSum(cr, p)
 }
 
 func digestFromPath(name string) (digest.Digest, bool) {

@@ -479,140 +479,202 @@ func (m *Meta) Validate() error { return m.ValidateWith(nil) }
 // their bytes come from raw, one at a time, and are checked the same way.
 // Parse never uses it: a meta file always carries the bytes.
 func (m *Meta) ValidateWith(raw RawSource) error {
-	bad := func(format string, args ...any) error {
-		return fmt.Errorf("%w: "+format, append([]any{ErrInvalid}, args...)...)
+	v := &validator{m: m, raw: raw, goodRepos: map[string]bool{}}
+	for _, check := range []func() error{v.checkHeader, v.checkParts, v.checkBases, v.checkManifests, v.checkBlobs, v.checkBaseBlobs, v.checkOverlaps, v.checkImages} {
+		if err := check(); err != nil {
+			return err
+		}
 	}
-	if m.Type != TypeFull && m.Type != TypeIncremental {
-		return bad("type %q", m.Type)
+	return nil
+}
+
+// invalid is an ErrInvalid error.
+func invalid(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrInvalid}, args...)...)
+}
+
+// validator is one ValidateWith: its checks, in order, and what they
+// learn for the checks after them.
+type validator struct {
+	m         *Meta
+	raw       RawSource
+	parts     map[string]bool // part names
+	bases     map[string]bool // base ids
+	goodRepos map[string]bool // checked already: repositories recur
+	locs      *locations
+	seen      map[digest.Digest]bool // manifests and blobs: each once
+	manifests map[digest.Digest]bool // images must point at one of these
+}
+
+// checkHeader checks the type and the id.
+func (v *validator) checkHeader() error {
+	if v.m.Type != TypeFull && v.m.Type != TypeIncremental {
+		return invalid("type %q", v.m.Type)
 	}
-	if !partNameRe.MatchString(m.ID) {
-		return bad("id %q", m.ID)
+	if !partNameRe.MatchString(v.m.ID) {
+		return invalid("id %q", v.m.ID)
 	}
-	parts := map[string]bool{}
+	return nil
+}
+
+// checkParts checks the parts: names, each once, sizes, sha256s.
+func (v *validator) checkParts() error {
+	m := v.m
+	v.parts = map[string]bool{}
 	partSize := map[string]int64{}
 	for _, p := range m.Parts {
 		partSize[p.Name] = p.Size
 		if !partNameRe.MatchString(p.Name) || path.Base(p.Name) != p.Name {
-			return bad("part name %q", p.Name)
+			return invalid("part name %q", p.Name)
 		}
-		if parts[p.Name] {
-			return bad("part %q listed twice", p.Name)
+		if v.parts[p.Name] {
+			return invalid("part %q listed twice", p.Name)
 		}
-		parts[p.Name] = true
+		v.parts[p.Name] = true
 		if p.Size < 0 {
-			return bad("part %s: size %d", p.Name, p.Size)
+			return invalid("part %s: size %d", p.Name, p.Size)
 		}
 		if b, err := hex.DecodeString(p.SHA256); err != nil || len(b) != sha256.Size {
-			return bad("part %s: sha256 %q", p.Name, p.SHA256)
+			return invalid("part %s: sha256 %q", p.Name, p.SHA256)
 		}
 	}
-	bases := map[string]bool{}
-	for _, b := range m.Bases {
+	v.locs = &locations{schema: m.SchemaVersion, none: m.Compression == "" || m.Compression == "none", partSize: partSize, bad: invalid}
+	return nil
+}
+
+// checkBases checks the base bundles' ids and sha256s.
+func (v *validator) checkBases() error {
+	v.bases = map[string]bool{}
+	for _, b := range v.m.Bases {
 		if !partNameRe.MatchString(b.ID) {
-			return bad("base id %q", b.ID)
+			return invalid("base id %q", b.ID)
 		}
 		if h, err := hex.DecodeString(b.SHA256); err != nil || len(h) != sha256.Size {
-			return bad("base %s: sha256 %q", b.ID, b.SHA256)
+			return invalid("base %s: sha256 %q", b.ID, b.SHA256)
 		}
-		bases[b.ID] = true
+		v.bases[b.ID] = true
 	}
-	goodRepos := map[string]bool{} // checked already: repositories recur
-	checkRepos := func(what entryName, lists ...[]string) error {
-		for _, repos := range lists {
-			for _, r := range repos {
-				if goodRepos[r] {
-					continue
-				}
-				if !repoRe.MatchString(r) || len(r) > 255 {
-					return bad("%s: repository %q", what, r)
-				}
-				goodRepos[r] = true
+	return nil
+}
+
+// checkRepos checks repository names.
+func (v *validator) checkRepos(what entryName, lists ...[]string) error {
+	for _, repos := range lists {
+		for _, r := range repos {
+			if v.goodRepos[r] {
+				continue
 			}
+			if !repoRe.MatchString(r) || len(r) > 255 {
+				return invalid("%s: repository %q", what, r)
+			}
+			v.goodRepos[r] = true
 		}
-		return nil
 	}
-	locs := &locations{schema: m.SchemaVersion, none: m.Compression == "" || m.Compression == "none", partSize: partSize, bad: bad}
-	seen := make(map[digest.Digest]bool, len(m.Manifests)+len(m.Blobs)) // manifests and blobs: each once
-	manifests := make(map[digest.Digest]bool, len(m.Manifests))         // images must point at one of these
+	return nil
+}
+
+// checkManifests checks each manifest: digest, bytes (from raw when Raw is
+// nil), part, location, repositories, each once.
+func (v *validator) checkManifests() error {
+	m := v.m
+	v.seen = make(map[digest.Digest]bool, len(m.Manifests)+len(m.Blobs))
+	v.manifests = make(map[digest.Digest]bool, len(m.Manifests))
 	for i, mf := range m.Manifests {
 		if err := validDigest(mf.Digest); err != nil {
-			return bad("manifest %d: digest %q: %v", i, mf.Digest, err)
+			return invalid("manifest %d: digest %q: %v", i, mf.Digest, err)
 		}
 		b := mf.Raw
-		if b == nil && raw != nil {
+		if b == nil && v.raw != nil {
 			var err error
-			if b, err = raw(mf.Digest); err != nil {
+			if b, err = v.raw(mf.Digest); err != nil {
 				return fmt.Errorf("manifest %s: %w", mf.Digest, err)
 			}
 		}
 		if mf.Size != int64(len(b)) {
-			return bad("manifest %s: size %d but %d raw bytes", mf.Digest, mf.Size, len(b))
+			return invalid("manifest %s: size %d but %d raw bytes", mf.Digest, mf.Size, len(b))
 		}
 		if mf.Digest.Algorithm().FromBytes(b) != mf.Digest {
-			return bad("manifest %s: raw bytes do not match the digest", mf.Digest)
+			return invalid("manifest %s: raw bytes do not match the digest", mf.Digest)
 		}
-		if mf.Part != "" && !parts[mf.Part] {
-			return bad("manifest %s: unknown part %q", mf.Digest, mf.Part)
+		if mf.Part != "" && !v.parts[mf.Part] {
+			return invalid("manifest %s: unknown part %q", mf.Digest, mf.Part)
 		}
-		if err := locs.add(entryName{"manifest", mf.Digest}, mf.Part, mf.Size, mf.Location); err != nil {
+		if err := v.locs.add(entryName{"manifest", mf.Digest}, mf.Part, mf.Size, mf.Location); err != nil {
 			return err
 		}
-		if err := checkRepos(entryName{"manifest", mf.Digest}, mf.Repos); err != nil {
+		if err := v.checkRepos(entryName{"manifest", mf.Digest}, mf.Repos); err != nil {
 			return err
 		}
-		if seen[mf.Digest] {
-			return bad("manifest %s listed twice", mf.Digest)
+		if v.seen[mf.Digest] {
+			return invalid("manifest %s listed twice", mf.Digest)
 		}
-		seen[mf.Digest] = true
-		manifests[mf.Digest] = true
+		v.seen[mf.Digest] = true
+		v.manifests[mf.Digest] = true
 	}
-	for _, b := range m.Blobs {
+	return nil
+}
+
+// checkBlobs checks each stored blob: digest, size, part, location,
+// repositories, each once (and never a manifest too).
+func (v *validator) checkBlobs() error {
+	for _, b := range v.m.Blobs {
 		if err := validDigest(b.Digest); err != nil {
-			return bad("blob digest %q: %v", b.Digest, err)
+			return invalid("blob digest %q: %v", b.Digest, err)
 		}
 		if b.Size < 0 {
-			return bad("blob %s: size %d", b.Digest, b.Size)
+			return invalid("blob %s: size %d", b.Digest, b.Size)
 		}
-		if !parts[b.Part] {
-			return bad("blob %s: unknown part %q", b.Digest, b.Part)
+		if !v.parts[b.Part] {
+			return invalid("blob %s: unknown part %q", b.Digest, b.Part)
 		}
-		if err := locs.add(entryName{"blob", b.Digest}, b.Part, b.Size, b.Location); err != nil {
+		if err := v.locs.add(entryName{"blob", b.Digest}, b.Part, b.Size, b.Location); err != nil {
 			return err
 		}
-		if err := checkRepos(entryName{"blob", b.Digest}, b.Repos); err != nil {
+		if err := v.checkRepos(entryName{"blob", b.Digest}, b.Repos); err != nil {
 			return err
 		}
-		if seen[b.Digest] {
-			return bad("blob %s listed twice", b.Digest)
+		if v.seen[b.Digest] {
+			return invalid("blob %s listed twice", b.Digest)
 		}
-		seen[b.Digest] = true
+		v.seen[b.Digest] = true
 	}
-	for _, b := range m.BaseBlobs {
+	return nil
+}
+
+// checkBaseBlobs checks each base blob: digest, base, repositories.
+func (v *validator) checkBaseBlobs() error {
+	for _, b := range v.m.BaseBlobs {
 		if err := validDigest(b.Digest); err != nil {
-			return bad("base blob digest %q: %v", b.Digest, err)
+			return invalid("base blob digest %q: %v", b.Digest, err)
 		}
-		if !bases[b.Base] {
-			return bad("base blob %s: unknown base %q", b.Digest, b.Base)
+		if !v.bases[b.Base] {
+			return invalid("base blob %s: unknown base %q", b.Digest, b.Base)
 		}
-		if err := checkRepos(entryName{"base blob", b.Digest}, b.Repos, b.BaseRepos); err != nil {
+		if err := v.checkRepos(entryName{"base blob", b.Digest}, b.Repos, b.BaseRepos); err != nil {
 			return err
 		}
 	}
-	if err := locs.overlaps(); err != nil {
-		return err
-	}
-	for _, img := range m.Images {
+	return nil
+}
+
+// checkOverlaps checks that no two entries of a part overlap.
+func (v *validator) checkOverlaps() error { return v.locs.overlaps() }
+
+// checkImages checks each image: digest, repository, tag, and that its
+// manifest is in the bundle.
+func (v *validator) checkImages() error {
+	for _, img := range v.m.Images {
 		if err := validDigest(img.Digest); err != nil {
-			return bad("image %s: digest: %v", img.Source, err)
+			return invalid("image %s: digest: %v", img.Source, err)
 		}
 		if !repoRe.MatchString(img.Repository) {
-			return bad("image %s: repository %q", img.Source, img.Repository)
+			return invalid("image %s: repository %q", img.Source, img.Repository)
 		}
 		if img.Tag != "" && !tagRe.MatchString(img.Tag) {
-			return bad("image %s: tag %q", img.Source, img.Tag)
+			return invalid("image %s: tag %q", img.Source, img.Tag)
 		}
-		if !manifests[img.Digest] {
-			return bad("image %s: manifest %s not in the bundle", img.Source, img.Digest)
+		if !v.manifests[img.Digest] {
+			return invalid("image %s: manifest %s not in the bundle", img.Source, img.Digest)
 		}
 	}
 	return nil
