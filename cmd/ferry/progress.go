@@ -19,6 +19,7 @@ import (
 	"github.com/vbauerster/mpb/v8/decor"
 
 	"github.com/ferry-oss/ferry/bundle"
+	"github.com/ferry-oss/ferry/internal/safe"
 )
 
 // progress renders bundle.Progress: on a terminal, multi-bar progress
@@ -372,6 +373,7 @@ func (l *labeler) add(name, platform string, blobs []string) {
 	if platform != "" {
 		name += " " + platform
 	}
+	name = safe.Line(name)
 	for i, hex := range blobs {
 		key := hex[:min(12, len(hex))]
 		if _, ok := l.labels[key]; ok {

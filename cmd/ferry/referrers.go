@@ -13,6 +13,7 @@ import (
 	"github.com/regclient/regclient/types/manifest"
 
 	"github.com/ferry-oss/ferry/bundle"
+	"github.com/ferry-oss/ferry/internal/safe"
 	"github.com/ferry-oss/ferry/meta"
 	"github.com/ferry-oss/ferry/meta/sign"
 )
@@ -24,7 +25,7 @@ func inspectReferrers(w io.Writer, bd *bundle.Bundle) {
 	m := bd.Meta
 	refs, err := bundle.ReferrersOf(m)
 	if err != nil {
-		fmt.Fprintf(w, "\nreferrers: %v\n", err)
+		fmt.Fprintf(w, "\nreferrers: %s\n", safe.Error(err))
 		return
 	}
 	// cosign-style artifacts, tagged after their subject, by repository
@@ -55,7 +56,7 @@ func inspectReferrers(w io.Writer, bd *bundle.Bundle) {
 		if mf != nil {
 			size, typ = mf.Size, cmp.Or(bundle.ArtifactType(mf.MediaType, mf.Raw), mf.MediaType)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", img.Source, short(subject.String()), typ, short(dg.String()), formatSize(size), orDash(tag))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", safe.Line(img.Source), short(subject.String()), safe.Line(typ), short(dg.String()), formatSize(size), orDash(tag))
 	}
 	for _, img := range m.Images {
 		if bundle.IsCosignTag(img.Tag) {

@@ -13,6 +13,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/ferry-oss/ferry/bundle"
+	"github.com/ferry-oss/ferry/internal/safe"
 	"github.com/ferry-oss/ferry/registry"
 	"github.com/ferry-oss/ferry/registry/docker"
 )
@@ -296,10 +297,11 @@ func printFailures(w io.Writer, failed []bundle.ImageError) {
 	byMsg := map[string][]string{}
 	named := map[string]bool{}
 	for _, f := range failed {
-		msg := f.Err.Error()
+		msg := safe.Error(f.Err)
 		var re *registry.Error
 		if errors.As(f.Err, &re) {
-			msg, named[re.Error()] = re.Error(), re.Ref != ""
+			msg = safe.Error(re)
+			named[msg] = re.Ref != ""
 		}
 		if _, ok := byMsg[msg]; !ok {
 			order = append(order, msg)

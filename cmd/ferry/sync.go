@@ -13,6 +13,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/ferry-oss/ferry/bundle"
+	"github.com/ferry-oss/ferry/internal/safe"
 	"github.com/ferry-oss/ferry/registry"
 	"github.com/ferry-oss/ferry/registry/imagesyncer"
 )
@@ -316,7 +317,7 @@ func (e *env) syncDone(c *cli.Context, rep *syncReport, err error) error {
 	if fe != nil {
 		fmt.Fprintf(e.stderr, "\nFAILED: %d image copy(ies):\n", len(fe.Images))
 		for _, f := range fe.Images {
-			fmt.Fprintf(e.stderr, "  %s\n    %v\n", f.Image, f.Err)
+			fmt.Fprintf(e.stderr, "  %s\n    %s\n", f.Image, safe.Error(f.Err))
 		}
 		return cli.Exit("sync failed", exitFailure)
 	}
