@@ -157,6 +157,13 @@ func (c Codec) newFrameEncoder() (frameEncoder, error) {
 	return nil, fmt.Errorf("%w: %q", ErrCodec, c)
 }
 
+// MaxZstdWindow is the largest zstd window a part may ask for: 8 MiB, the
+// size RFC 8878 asks every decoder to support and twice what ferry's
+// writer uses (4 MiB). A zstd decoder keeps a window of history, so a
+// frame asking for 64 MiB (legal) would cost 64 MiB per entry being read;
+// the decoder refuses a larger window before it allocates it.
+const MaxZstdWindow = 8 << 20
+
 type decoder struct {
 	io.Reader
 	close func()
@@ -182,7 +189,7 @@ func once(f func()) func() {
 var (
 	frameBufs = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 64<<10) }}
 	zstdDecs  = sync.Pool{New: func() any {
-		zr, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true), zstd.WithDecoderMaxWindow(64<<20))
+		zr, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true), zstd.WithDecoderMaxWindow(MaxZstdWindow))
 		if err != nil {
 			return err
 		}
@@ -231,7 +238,7 @@ func (c Codec) NewDecoder(r io.Reader) (io.ReadCloser, error) {
 	case CodecNone, "":
 		return decoder{Reader: r}, nil
 	case CodecZstd:
-		zr, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true), zstd.WithDecoderMaxWindow(64<<20))
+		zr, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true), zstd.WithDecoderMaxWindow(MaxZstdWindow))
 		if err != nil {
 			return nil, err
 		}

@@ -226,6 +226,10 @@ func (bd *Bundle) OpenBlob(ctx context.Context, d digest.Digest) (io.ReadCloser,
 	if err != nil {
 		return nil, fmt.Errorf("blob %s: part %s: %w: %v", d, e.Part, ErrPartMissing, err)
 	}
+	if err := Codec(bd.Meta.Compression).checkFrames(f, e.Offset, e.Length); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("blob %s: part %s at offset %d: %w", d, e.Part, e.Offset, err)
+	}
 	r, closeDec, err := bd.entryReader(io.NewSectionReader(f, e.Offset, e.Length), e)
 	if err != nil {
 		f.Close()
@@ -377,6 +381,9 @@ func (bd *Bundle) ReadPart(ctx context.Context, p meta.Part, fn BlobFunc) error 
 		return fmt.Errorf("part %s: %w: %v", p.Name, ErrPartMissing, err)
 	}
 	defer f.Close()
+	if err := Codec(bd.Meta.Compression).checkFrames(f, 0, p.Size); err != nil {
+		return fmt.Errorf("part %s: %w", p.Name, err)
+	}
 	cr := &countingReader{r: bufio.NewReaderSize(ctxReader{ctx, f}, 1<<20), h: sha256.New()}
 	dec, err := Codec(bd.Meta.Compression).NewDecoder(cr)
 	if err != nil {
@@ -463,6 +470,9 @@ func (bd *Bundle) readPartLocated(ctx context.Context, p meta.Part, fn BlobFunc)
 		return fmt.Errorf("part %s: %w: %v", p.Name, ErrPartMissing, err)
 	}
 	defer f.Close()
+	if err := Codec(bd.Meta.Compression).checkFrames(f, 0, p.Size); err != nil {
+		return fmt.Errorf("part %s: %w", p.Name, err)
+	}
 	cr := &countingReader{r: bufio.NewReaderSize(ctxReader{ctx, f}, 256<<10), h: sha256.New()}
 	fail := func(err error) error {
 		if ctx.Err() != nil {
@@ -705,6 +715,10 @@ func (bd *Bundle) scanBlob(ctx context.Context, e Entry) (io.ReadCloser, error) 
 	if err != nil {
 		return nil, fmt.Errorf("blob %s: part %s: %w", d.Digest, e.Part, ErrPartMissing)
 	}
+	if err := Codec(bd.Meta.Compression).checkFrames(f, 0, bd.partSize(e.Part)); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("blob %s: part %s: %w", d.Digest, e.Part, err)
+	}
 	dec, err := Codec(bd.Meta.Compression).NewDecoder(bufio.NewReader(f))
 	if err != nil {
 		f.Close()
@@ -728,6 +742,16 @@ func (bd *Bundle) scanBlob(ctx context.Context, e Entry) (io.ReadCloser, error) 
 			}}, nil
 		}
 	}
+}
+
+// partSize is the size the meta file gives part name.
+func (bd *Bundle) partSize(name string) int64 {
+	for _, p := range bd.Meta.Parts {
+		if p.Name == name {
+			return p.Size
+		}
+	}
+	return 0
 }
 
 type readCloser struct {
