@@ -259,6 +259,10 @@ func (bd *Bundle) entryReader(sec io.Reader, e Entry) (io.Reader, func(), error)
 		dec.Close()
 		return nil, nil, fmt.Errorf("blob %s: part %s at offset %d: %w: entry %q of %d bytes", e.Descriptor.Digest, e.Part, e.Offset, ErrPartCorrupt, hdr.Name, hdr.Size)
 	}
+	if err := checkHeader(hdr); err != nil {
+		dec.Close()
+		return nil, nil, fmt.Errorf("blob %s: part %s at offset %d: %w", e.Descriptor.Digest, e.Part, e.Offset, err)
+	}
 	return &entryRest{Reader: VerifyReader(tr, e.Descriptor), tr: tr, dec: dec, e: e}, func() { dec.Close() }, nil
 }
 
@@ -390,50 +394,18 @@ func (bd *Bundle) ReadPart(ctx context.Context, p meta.Part, fn BlobFunc) error 
 		return fmt.Errorf("part %s: %w", p.Name, err)
 	}
 	defer dec.Close()
-	tr := tar.NewReader(dec)
 	seen := map[digest.Digest]bool{}
-	for {
-		hdr, err := tr.Next()
-		if err == io.EOF {
-			break
+	if err := readEntries(tar.NewReader(dec), blobs, manifests, seen, fn); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
 		}
-		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			return fmt.Errorf("part %s: %w: %v", p.Name, ErrPartCorrupt, err)
-		}
-		if hdr.Typeflag != tar.TypeReg {
-			continue
-		}
-		dg, ok := digestFromPath(hdr.Name)
-		if !ok {
-			continue // oci-layout, index.json, or anything else: not ours to check
-		}
-		if b, ok := blobs[dg]; ok && !seen[dg] {
-			seen[dg] = true
-			vr := VerifyReader(io.LimitReader(tr, hdr.Size), descriptor.Descriptor{Digest: b.Digest, Size: b.Size})
-			if hdr.Size != b.Size {
-				return fmt.Errorf("part %s: blob %s: %w: entry has %d bytes, meta says %d", p.Name, dg, ErrSizeMismatch, hdr.Size, b.Size)
-			}
-			if err := fn(b, vr); err != nil {
-				return fmt.Errorf("part %s: %w", p.Name, err)
-			}
-			if _, err := io.Copy(io.Discard, vr); err != nil {
-				return fmt.Errorf("part %s: %w", p.Name, err)
-			}
-			continue
-		}
-		if m, ok := manifests[dg]; ok && !seen[dg] {
-			seen[dg] = true
-			vr := VerifyReader(io.LimitReader(tr, hdr.Size), descriptor.Descriptor{Digest: m.Digest, Size: m.Size})
-			if _, err := io.Copy(io.Discard, vr); err != nil {
-				return fmt.Errorf("part %s: manifest: %w", p.Name, err)
-			}
-		}
+		return fmt.Errorf("part %s: %w", p.Name, err)
 	}
-	// The tar end may be followed by padding: read to the end for the hash.
-	if _, err := io.Copy(io.Discard, dec); err != nil {
+	// behind the tar end: only zeros (padding), bounded as a gap is
+	if err := onlyZeros(&boundedReader{r: dec, left: maxGapBytes}); err != nil {
+		if errors.Is(err, ErrUnlisted) {
+			return fmt.Errorf("part %s: after the end of the tar archive: %w", p.Name, err)
+		}
 		return fmt.Errorf("part %s: %w: %v", p.Name, ErrPartCorrupt, err)
 	}
 	if _, err := io.Copy(io.Discard, cr); err != nil {
@@ -461,6 +433,58 @@ func (bd *Bundle) ReadPart(ctx context.Context, p meta.Part, fn BlobFunc) error 
 		return fmt.Errorf("part %s: %w: sha256 %s, meta says %s", p.Name, ErrPartCorrupt, sum, p.SHA256)
 	}
 	return nil
+}
+
+// readEntries reads the entries of a schema 1 part with schema 2's
+// rules: every entry is a regular file that checkHeader accepts, and is
+// either a blob or manifest the meta file lists for this part (stored
+// once: seen records it) or one of the layout files within its size
+// limit; anything else (an unlisted blob, ../ or absolute paths, links,
+// devices, directories) is refused with ErrUnlisted. Blobs go through fn,
+// manifests are checked against their digests.
+func readEntries(tr *tar.Reader, blobs map[digest.Digest]*meta.Blob, manifests map[digest.Digest]*meta.Manifest, seen map[digest.Digest]bool, fn BlobFunc) error {
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrPartCorrupt, err)
+		}
+		if err := checkHeader(hdr); err != nil {
+			return err
+		}
+		dg, ok := digestFromPath(hdr.Name)
+		b, isBlob := blobs[dg]
+		m, isManifest := manifests[dg]
+		switch {
+		case !ok || (!isBlob && !isManifest):
+			if err := checkLayoutFile(hdr); err != nil {
+				return err
+			}
+			continue
+		case seen[dg]:
+			return fmt.Errorf("entry %q stored a second time: %w", hdr.Name, ErrUnlisted)
+		}
+		seen[dg] = true
+		if isBlob {
+			if hdr.Size != b.Size {
+				return fmt.Errorf("blob %s: %w: entry has %d bytes, meta says %d", dg, ErrSizeMismatch, hdr.Size, b.Size)
+			}
+			vr := VerifyReader(io.LimitReader(tr, hdr.Size), descriptor.Descriptor{Digest: b.Digest, Size: b.Size})
+			if err := fn(b, vr); err != nil {
+				return err
+			}
+			if _, err := io.Copy(io.Discard, vr); err != nil {
+				return err
+			}
+			continue
+		}
+		vr := VerifyReader(io.LimitReader(tr, hdr.Size), descriptor.Descriptor{Digest: m.Digest, Size: m.Size})
+		if _, err := io.Copy(io.Discard, vr); err != nil {
+			return fmt.Errorf("manifest: %w", err)
+		}
+	}
 }
 
 // readPartLocated is ReadPart for a schema 2 part.
@@ -734,6 +758,11 @@ func (bd *Bundle) scanBlob(ctx context.Context, e Entry) (io.ReadCloser, error) 
 				return nil, fmt.Errorf("blob %s: %w in part %s", d.Digest, ErrBlobMissing, e.Part)
 			}
 			return nil, fmt.Errorf("blob %s: part %s: %w: %v", d.Digest, e.Part, ErrPartCorrupt, err)
+		}
+		if err := checkHeader(hdr); err != nil {
+			dec.Close()
+			f.Close()
+			return nil, fmt.Errorf("blob %s: part %s: %w", d.Digest, e.Part, err)
 		}
 		if dg, ok := digestFromPath(hdr.Name); ok && dg == d.Digest {
 			return readCloser{VerifyReader(ctxReader{ctx, tr}, d), func() error {
