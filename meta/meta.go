@@ -324,7 +324,9 @@ func Parse(b []byte) (*Meta, error) {
 
 // OpenRegular opens a file that must be a regular file: a directory, a FIFO
 // or a device is refused before it is opened (a FIFO would block, /dev/zero
-// never ends), and the opened file is checked again.
+// never ends), and the opened file is checked again. The open itself does
+// not block either (O_NONBLOCK where the system has it): a FIFO put in the
+// file's place between the two checks is refused too.
 func OpenRegular(file string) (*os.File, error) {
 	st, err := os.Stat(file)
 	if err != nil {
@@ -333,7 +335,7 @@ func OpenRegular(file string) (*os.File, error) {
 	if !st.Mode().IsRegular() {
 		return nil, fmt.Errorf("%s: %w (%s)", file, ErrNotRegular, fileKind(st.Mode()))
 	}
-	f, err := os.Open(file)
+	f, err := os.OpenFile(file, os.O_RDONLY|openNonBlock, 0)
 	if err != nil {
 		return nil, err
 	}

@@ -237,6 +237,7 @@ func FuzzVerify(f *testing.F) {
 
 func FuzzParseKeys(f *testing.F) {
 	f.Add([]byte("ferry ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFs1ihXAHF9k1BNYdjq07mEV6GKxFjOkgMBqxqVrl+kR c\n"))
+	f.Add([]byte(`ferry namespaces="git,!x*",valid-after="20260101Z",valid-before="202701011200",cert-authority ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFs1ihXAHF9k1BNYdjq07mEV6GKxFjOkgMBqxqVrl+kR c` + "\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		keys, err := sign.ParseKeys(b)
 		if err == nil && len(keys) == 0 {
