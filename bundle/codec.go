@@ -164,6 +164,23 @@ func (c Codec) newFrameEncoder() (frameEncoder, error) {
 // the decoder refuses a larger window before it allocates it.
 const MaxZstdWindow = 8 << 20
 
+// DecoderMemory is about the most memory one decoder of c holds while it
+// decodes a part entry, with the limits above: a zstd window, an xz
+// dictionary, lz4's largest block (4 MiB, twice), gzip's 32 KiB window.
+func (c Codec) DecoderMemory() int64 {
+	switch c {
+	case CodecZstd:
+		return MaxZstdWindow + 512<<10
+	case CodecXz:
+		return MaxXzDict + 512<<10
+	case CodecLz4:
+		return 8 << 20
+	case CodecGzip:
+		return 64 << 10
+	}
+	return 0
+}
+
 type decoder struct {
 	io.Reader
 	close func()

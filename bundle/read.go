@@ -241,6 +241,83 @@ func (bd *Bundle) OpenBlob(ctx context.Context, d digest.Digest) (io.ReadCloser,
 	}}, nil
 }
 
+// OpenBlobFrom reads stored blob d from byte start to its end WITHOUT
+// checking its digest: for a caller that read and checked the whole blob
+// before (serve remembers which blobs passed) and now serves a range of
+// it. The entry's tar header (name, size, mode, owner) is checked. An
+// uncompressed schema 2 entry is read from the part at the range's
+// offset; a compressed one is decoded from its frame's start, the bytes
+// before start discarded (not hashed). A schema 1 blob is read (and
+// checked) from its part's start.
+func (bd *Bundle) OpenBlobFrom(ctx context.Context, d digest.Digest, start int64) (io.ReadCloser, error) {
+	e, err := bd.Stat(d)
+	if err != nil {
+		return nil, err
+	}
+	if start < 0 || start > e.Descriptor.Size {
+		return nil, fmt.Errorf("blob %s: start %d outside its %d bytes", d, start, e.Descriptor.Size)
+	}
+	if !e.Located() {
+		rc, err := bd.OpenBlob(ctx, d)
+		if err == nil {
+			_, err = io.CopyN(io.Discard, rc, start)
+		}
+		return rc, err
+	}
+	f, err := bd.open(e.Part)
+	if err != nil {
+		return nil, fmt.Errorf("blob %s: part %s: %w: %v", d, e.Part, ErrPartMissing, err)
+	}
+	codec := Codec(bd.Meta.Compression)
+	if err := codec.checkFrames(f, e.Offset, e.Length); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("blob %s: part %s at offset %d: %w", d, e.Part, e.Offset, err)
+	}
+	cr := &countingReader{r: io.NewSectionReader(f, e.Offset, e.Length), h: nopHash{}}
+	dec, err := codec.newFrameDecoder(cr)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	tr := tar.NewReader(dec)
+	hdr, err := tr.Next()
+	if err == nil {
+		err = checkEntryHeader(hdr, e)
+	}
+	if err == nil && codec == CodecNone {
+		dec.Close() // the data is bytes [offset+header, +size) of the part
+		sec := io.NewSectionReader(f, e.Offset+cr.n+start, e.Descriptor.Size-start)
+		return readCloser{ctxReader{ctx, sec}, f.Close}, nil
+	}
+	if err == nil {
+		_, err = io.CopyN(io.Discard, tr, start)
+	}
+	if err != nil {
+		dec.Close()
+		f.Close()
+		return nil, fmt.Errorf("blob %s: part %s at offset %d: %w", d, e.Part, e.Offset, err)
+	}
+	return readCloser{ctxReader{ctx, io.LimitReader(tr, e.Descriptor.Size-start)}, func() error {
+		dec.Close()
+		return f.Close()
+	}}, nil
+}
+
+// checkEntryHeader checks that hdr is the header of entry e: its name,
+// size, type, mode and owner.
+func checkEntryHeader(hdr *tar.Header, e Entry) error {
+	if dg, ok := digestFromPath(hdr.Name); !ok || dg != e.Descriptor.Digest || hdr.Size != e.Descriptor.Size || hdr.Typeflag != tar.TypeReg {
+		return fmt.Errorf("%w: entry %q of %d bytes", ErrPartCorrupt, hdr.Name, hdr.Size)
+	}
+	return checkHeader(hdr)
+}
+
+// nopHash is a hash.Hash that hashes nothing (a countingReader that only
+// counts).
+type nopHash struct{ hash.Hash }
+
+func (nopHash) Write(p []byte) (int, error) { return len(p), nil }
+
 // entryReader decodes the entry stored in sec (its frame, or its tar
 // header and data uncompressed) and returns its data, size and digest
 // checked.
@@ -255,11 +332,7 @@ func (bd *Bundle) entryReader(sec io.Reader, e Entry) (io.Reader, func(), error)
 		dec.Close()
 		return nil, nil, fmt.Errorf("blob %s: part %s at offset %d: %w: %v", e.Descriptor.Digest, e.Part, e.Offset, ErrPartCorrupt, err)
 	}
-	if dg, ok := digestFromPath(hdr.Name); !ok || dg != e.Descriptor.Digest || hdr.Size != e.Descriptor.Size || hdr.Typeflag != tar.TypeReg {
-		dec.Close()
-		return nil, nil, fmt.Errorf("blob %s: part %s at offset %d: %w: entry %q of %d bytes", e.Descriptor.Digest, e.Part, e.Offset, ErrPartCorrupt, hdr.Name, hdr.Size)
-	}
-	if err := checkHeader(hdr); err != nil {
+	if err := checkEntryHeader(hdr, e); err != nil {
 		dec.Close()
 		return nil, nil, fmt.Errorf("blob %s: part %s at offset %d: %w", e.Descriptor.Digest, e.Part, e.Offset, err)
 	}
