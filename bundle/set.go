@@ -130,6 +130,19 @@ func (s *Set) Stored(d digest.Digest) (*Bundle, *meta.Blob, bool) {
 	return sb.bd, sb.b, ok
 }
 
+// Files lists the files the set reads: every bundle's meta file, its
+// signature and its parts.
+func (s *Set) Files() []string {
+	var out []string
+	for _, bd := range s.Bundles {
+		out = append(out, bd.MetaPath, bd.MetaPath+".sig")
+		for _, p := range bd.Meta.Parts {
+			out = append(out, filepath.Join(bd.Dir, p.Name))
+		}
+	}
+	return out
+}
+
 // Manifest returns a manifest stored in a bundle of the set, or nil.
 func (s *Set) Manifest(d digest.Digest) *meta.Manifest { return s.manifests[d] }
 

@@ -484,6 +484,23 @@ func writeAtomic(file string, write func(io.Writer) error, beforeRename func() e
 // (O_EXCL, so never a file or link that is already there) in dir, named
 // by pattern with its last "*" replaced by a random string.
 func CreateTemp(dir, pattern string, perm os.FileMode) (*os.File, error) {
+	var f *os.File
+	_, err := newTemp(dir, pattern, func(name string) (err error) {
+		f, err = os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, perm)
+		return err
+	})
+	return f, err
+}
+
+// MkdirTemp is os.MkdirTemp with the permissions perm, less the umask: a
+// new directory (never one that is already there) in dir.
+func MkdirTemp(dir, pattern string, perm os.FileMode) (string, error) {
+	return newTemp(dir, pattern, func(name string) error { return os.Mkdir(name, perm) })
+}
+
+// newTemp calls create with random names made from pattern until one does
+// not exist yet, and returns it.
+func newTemp(dir, pattern string, create func(name string) error) (string, error) {
 	prefix, suffix := pattern, ""
 	if i := strings.LastIndex(pattern, "*"); i >= 0 {
 		prefix, suffix = pattern[:i], pattern[i+1:]
@@ -492,12 +509,11 @@ func CreateTemp(dir, pattern string, perm os.FileMode) (*os.File, error) {
 		var r [6]byte
 		_, _ = rand.Read(r[:])
 		name := filepath.Join(dir, prefix+hex.EncodeToString(r[:])+suffix)
-		f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, perm)
-		if !errors.Is(err, os.ErrExist) {
-			return f, err
+		if err := create(name); !errors.Is(err, os.ErrExist) {
+			return name, err
 		}
 	}
-	return nil, fmt.Errorf("creating a temporary file in %s: %w", dir, os.ErrExist)
+	return "", fmt.Errorf("creating a temporary file in %s: %w", dir, os.ErrExist)
 }
 
 // syncDir makes the renames in dir durable (parts renamed before the meta
