@@ -53,6 +53,10 @@ func (f *fallBack) Unwrap() error { return errFallBack }
 // must be in the layout ferry writes, which streams.
 const MaxWholeDocument = 1 << 20
 
+// maxLine bounds one line of a meta file: the longest ferry writes is a
+// manifest's raw bytes, base64 of at most 8 MiB (what save accepts).
+const maxLine = 16 << 20
+
 // maxChunkLines bounds the lines of one list item, or of one top-level
 // value that is not a long list, that the fast path hands to yaml.v3 (a
 // node tree of a few hundred bytes a line); a longer one falls back.
@@ -229,6 +233,14 @@ func decodeFast(r *io.LimitedReader) (*Meta, error) {
 	for {
 		line, err := br.ReadSlice('\n')
 		if errors.Is(err, bufio.ErrBufferFull) {
+			if len(long) == 0 { // the start of a long line: an unknown key is refused before the rest is read
+				if kerr := d.unknownKey(line, d.lineNo+1); kerr != nil {
+					return nil, kerr
+				}
+			}
+			if len(long)+len(line) > maxLine {
+				return nil, fmt.Errorf("%w: line %d is longer than %d bytes (the longest ferry writes holds an 8 MiB manifest)", ErrInvalid, d.lineNo+1, maxLine)
+			}
 			long = append(long, line...)
 			continue
 		}
@@ -265,7 +277,7 @@ func decodeFast(r *io.LimitedReader) (*Meta, error) {
 
 // line takes one line of input (with its "\n", if any).
 func (d *fastDecoder) line(raw []byte) error {
-	if err := d.unknownKey(raw); err != nil {
+	if err := d.unknownKey(raw, d.lineNo); err != nil {
 		return err
 	}
 	li, ok := simpleLine(bytes.TrimSuffix(raw, []byte("\n")))
@@ -333,7 +345,7 @@ var errUnknownKey = errors.New("unknown top-level field")
 // have, whatever its value (a flow list of millions of items). Every line
 // before it was one the splitter follows, so a key at column 0 is a key
 // of the top-level mapping.
-func (d *fastDecoder) unknownKey(raw []byte) error {
+func (d *fastDecoder) unknownKey(raw []byte, lineNo int) error {
 	n := identLen(raw)
 	if n == 0 || n == len(raw) || raw[n] != ':' || (n+1 < len(raw) && raw[n+1] != ' ' && raw[n+1] != '\n') {
 		return nil
@@ -341,7 +353,7 @@ func (d *fastDecoder) unknownKey(raw []byte) error {
 	if _, known := metaFields[string(raw[:n])]; known {
 		return nil
 	}
-	return fmt.Errorf("%w: line %d: %w %q", ErrInvalid, d.lineNo, errUnknownKey, raw[:n])
+	return fmt.Errorf("%w: line %d: %w %q", ErrInvalid, lineNo, errUnknownKey, raw[:n])
 }
 
 // flush decodes the chunk collected and merges it into d.m.
