@@ -22,15 +22,7 @@ func TestAllowedSignersOptions(t *testing.T) {
 	dir := t.TempDir()
 	key, pub := keygen(t, dir, "ferry", "")
 	_, otherPub := keygen(t, dir, "other", "")
-	metaPath, b := writeMeta(t, dir)
-	s, err := sign.LoadSigner(key, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	armored, err := s.Sign(bytes.NewReader(b))
-	if err != nil {
-		t.Fatal(err)
-	}
+	metaPath, b, _, armored := signed(t, dir, key)
 	if err := os.WriteFile(sign.SigPath(metaPath), armored, 0o644); err != nil {
 		t.Fatal(err)
 	}

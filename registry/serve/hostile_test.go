@@ -23,7 +23,8 @@ import (
 	"github.com/ferry-oss/ferry/registry/serve"
 )
 
-// startWith is start with options.
+// startWith serves the bundles with opts on a free loopback port until
+// the test ends and returns host:port.
 func startWith(t testing.TB, opts serve.Options, metas ...string) string {
 	t.Helper()
 	set, err := bundle.OpenSet(metas...)
@@ -40,10 +41,12 @@ func startWith(t testing.TB, opts serve.Options, metas ...string) string {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- serve.Serve(ctx, l, reg, time.Second) }()
+	go func() { done <- serve.Serve(ctx, l, reg, 5*time.Second) }()
 	t.Cleanup(func() {
 		cancel()
-		<-done
+		if err := <-done; err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
 	})
 	return l.Addr().String()
 }
