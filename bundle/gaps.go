@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/ferry-oss/ferry/meta"
+	"github.com/ferry-oss/ferry/oci"
 )
 
 // ErrUnlisted marks content of a part that the meta file does not
@@ -159,7 +160,7 @@ func (bd *Bundle) CheckGaps(ctx context.Context) error {
 				break
 			}
 			sec := io.NewSectionReader(f, g[0], g[1]-g[0])
-			if err := bd.checkGap(ContextReader(ctx, sec), p.Name, g[0], g[1]-g[0]); err != nil {
+			if err := bd.checkGap(oci.ContextReader(ctx, sec), p.Name, g[0], g[1]-g[0]); err != nil {
 				errs = append(errs, err)
 				break
 			}

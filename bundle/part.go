@@ -16,6 +16,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/ferry-oss/ferry/meta"
+	"github.com/ferry-oss/ferry/oci"
 )
 
 // BlobPath is the tar entry name of a blob: the OCI image layout path.
@@ -188,7 +189,7 @@ func (pw *partWriter) add(name string, size int64, r io.Reader) (meta.Location, 
 	off := pw.af.n
 	n, err := pw.entry(name, size, r)
 	if err == nil && n != size {
-		err = fmt.Errorf("%w: %d of %d bytes", ErrSizeMismatch, n, size)
+		err = fmt.Errorf("%w: %d of %d bytes", oci.ErrSizeMismatch, n, size)
 	}
 	if err == nil {
 		err = pw.fe.end()

@@ -24,6 +24,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/ferry-oss/ferry/meta"
+	"github.com/ferry-oss/ferry/oci"
 )
 
 // Bundle is a bundle opened for reading: its meta file and directory.
@@ -211,7 +212,7 @@ func (bd *Bundle) Entries() []Entry {
 }
 
 // OpenBlob opens a stored blob or manifest by digest. The reader yields
-// exactly its bytes and fails (ErrSizeMismatch, ErrDigestMismatch) at EOF
+// exactly its bytes and fails (oci.ErrSizeMismatch, ErrDigestMismatch) at EOF
 // when they do not match; a part whose entry at the recorded offset is not
 // this blob fails with ErrPartCorrupt. The caller closes it.
 func (bd *Bundle) OpenBlob(ctx context.Context, d digest.Digest) (io.ReadCloser, error) {
@@ -235,7 +236,7 @@ func (bd *Bundle) OpenBlob(ctx context.Context, d digest.Digest) (io.ReadCloser,
 		f.Close()
 		return nil, err
 	}
-	return readCloser{ctxReader{ctx, r}, func() error {
+	return readCloser{oci.ContextReader(ctx, r), func() error {
 		closeDec()
 		return f.Close()
 	}}, nil
@@ -287,7 +288,7 @@ func (bd *Bundle) OpenBlobFrom(ctx context.Context, d digest.Digest, start int64
 	if err == nil && codec == CodecNone {
 		dec.Close() // the data is bytes [offset+header, +size) of the part
 		sec := io.NewSectionReader(f, e.Offset+cr.n+start, e.Descriptor.Size-start)
-		return readCloser{ctxReader{ctx, sec}, f.Close}, nil
+		return readCloser{oci.ContextReader(ctx, sec), f.Close}, nil
 	}
 	if err == nil {
 		_, err = io.CopyN(io.Discard, tr, start)
@@ -297,7 +298,7 @@ func (bd *Bundle) OpenBlobFrom(ctx context.Context, d digest.Digest, start int64
 		f.Close()
 		return nil, fmt.Errorf("blob %s: part %s at offset %d: %w", d, e.Part, e.Offset, err)
 	}
-	return readCloser{ctxReader{ctx, io.LimitReader(tr, e.Descriptor.Size-start)}, func() error {
+	return readCloser{oci.ContextReader(ctx, io.LimitReader(tr, e.Descriptor.Size-start)), func() error {
 		dec.Close()
 		return f.Close()
 	}}, nil
@@ -336,7 +337,7 @@ func (bd *Bundle) entryReader(sec io.Reader, e Entry) (io.Reader, func(), error)
 		dec.Close()
 		return nil, nil, fmt.Errorf("blob %s: part %s at offset %d: %w", e.Descriptor.Digest, e.Part, e.Offset, err)
 	}
-	return &entryRest{Reader: VerifyReader(tr, e.Descriptor), tr: tr, dec: dec, e: e}, func() { dec.Close() }, nil
+	return &entryRest{Reader: oci.VerifyReader(tr, e.Descriptor), tr: tr, dec: dec, e: e}, func() { dec.Close() }, nil
 }
 
 // entryRest is an entry's reader that can also check, once the entry was
@@ -391,7 +392,7 @@ func (bd *Bundle) CheckParts() error {
 		case err != nil:
 			errs = append(errs, fmt.Errorf("part %s: %w (holds %s)", p.Name, ErrPartMissing, bd.partContents(p.Name)))
 		case st.Size() != p.Size:
-			errs = append(errs, fmt.Errorf("part %s: %w: %d bytes, meta says %d (holds %s)", p.Name, ErrSizeMismatch, st.Size(), p.Size, bd.partContents(p.Name)))
+			errs = append(errs, fmt.Errorf("part %s: %w: %d bytes, meta says %d (holds %s)", p.Name, oci.ErrSizeMismatch, st.Size(), p.Size, bd.partContents(p.Name)))
 		}
 	}
 	return errors.Join(errs...)
@@ -461,7 +462,7 @@ func (bd *Bundle) ReadPart(ctx context.Context, p meta.Part, fn BlobFunc) error 
 	if err := Codec(bd.Meta.Compression).checkFrames(f, 0, p.Size); err != nil {
 		return fmt.Errorf("part %s: %w", p.Name, err)
 	}
-	cr := &countingReader{r: bufio.NewReaderSize(ctxReader{ctx, f}, 1<<20), h: sha256.New()}
+	cr := &countingReader{r: bufio.NewReaderSize(oci.ContextReader(ctx, f), 1<<20), h: sha256.New()}
 	dec, err := Codec(bd.Meta.Compression).NewDecoder(cr)
 	if err != nil {
 		return fmt.Errorf("part %s: %w", p.Name, err)
@@ -500,7 +501,7 @@ func (bd *Bundle) ReadPart(ctx context.Context, p meta.Part, fn BlobFunc) error 
 		return fmt.Errorf("part %s: %w: %s", p.Name, ErrBlobMissing, strings.Join(missing, ", "))
 	}
 	if cr.n != p.Size {
-		return fmt.Errorf("part %s: %w: read %d bytes, meta says %d", p.Name, ErrSizeMismatch, cr.n, p.Size)
+		return fmt.Errorf("part %s: %w: read %d bytes, meta says %d", p.Name, oci.ErrSizeMismatch, cr.n, p.Size)
 	}
 	if sum := hex.EncodeToString(cr.h.Sum(nil)); sum != p.SHA256 {
 		return fmt.Errorf("part %s: %w: sha256 %s, meta says %s", p.Name, ErrPartCorrupt, sum, p.SHA256)
@@ -542,9 +543,9 @@ func readEntries(tr *tar.Reader, blobs map[digest.Digest]*meta.Blob, manifests m
 		seen[dg] = true
 		if isBlob {
 			if hdr.Size != b.Size {
-				return fmt.Errorf("blob %s: %w: entry has %d bytes, meta says %d", dg, ErrSizeMismatch, hdr.Size, b.Size)
+				return fmt.Errorf("blob %s: %w: entry has %d bytes, meta says %d", dg, oci.ErrSizeMismatch, hdr.Size, b.Size)
 			}
-			vr := VerifyReader(io.LimitReader(tr, hdr.Size), descriptor.Descriptor{Digest: b.Digest, Size: b.Size})
+			vr := oci.VerifyReader(io.LimitReader(tr, hdr.Size), descriptor.Descriptor{Digest: b.Digest, Size: b.Size})
 			if err := fn(b, vr); err != nil {
 				return err
 			}
@@ -553,7 +554,7 @@ func readEntries(tr *tar.Reader, blobs map[digest.Digest]*meta.Blob, manifests m
 			}
 			continue
 		}
-		vr := VerifyReader(io.LimitReader(tr, hdr.Size), descriptor.Descriptor{Digest: m.Digest, Size: m.Size})
+		vr := oci.VerifyReader(io.LimitReader(tr, hdr.Size), descriptor.Descriptor{Digest: m.Digest, Size: m.Size})
 		if _, err := io.Copy(io.Discard, vr); err != nil {
 			return fmt.Errorf("manifest: %w", err)
 		}
@@ -570,7 +571,7 @@ func (bd *Bundle) readPartLocated(ctx context.Context, p meta.Part, fn BlobFunc)
 	if err := Codec(bd.Meta.Compression).checkFrames(f, 0, p.Size); err != nil {
 		return fmt.Errorf("part %s: %w", p.Name, err)
 	}
-	cr := &countingReader{r: bufio.NewReaderSize(ctxReader{ctx, f}, 256<<10), h: sha256.New()}
+	cr := &countingReader{r: bufio.NewReaderSize(oci.ContextReader(ctx, f), 256<<10), h: sha256.New()}
 	fail := func(err error) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -616,7 +617,7 @@ func (bd *Bundle) readPartLocated(ctx context.Context, p meta.Part, fn BlobFunc)
 		return fail(err)
 	}
 	if cr.n != p.Size {
-		return fmt.Errorf("part %s: %w: read %d bytes, meta says %d", p.Name, ErrSizeMismatch, cr.n, p.Size)
+		return fmt.Errorf("part %s: %w: read %d bytes, meta says %d", p.Name, oci.ErrSizeMismatch, cr.n, p.Size)
 	}
 	if sum := hex.EncodeToString(cr.h.Sum(nil)); sum != p.SHA256 {
 		return fmt.Errorf("part %s: %w: sha256 %s, meta says %s", p.Name, ErrPartCorrupt, sum, p.SHA256)
@@ -645,12 +646,12 @@ func digestFromPath(name string) (digest.Digest, bool) {
 // sha256, every blob's and manifest's digest, and that every manifest's
 // references resolve to a blob of the bundle or a base blob. It returns
 // every problem found, joined; nil means OK.
-func (bd *Bundle) Verify(ctx context.Context, jobs int, prog Progress) error {
+func (bd *Bundle) Verify(ctx context.Context, jobs int, prog oci.Progress) error {
 	var problems []error
 	if err := bd.CheckRefs(); err != nil {
 		problems = append(problems, err)
 	}
-	prog = orNop(prog)
+	prog = oci.OrNop(prog)
 	prog.SetTotal(bd.Meta.TotalBlobBytes(), len(bd.Meta.Blobs))
 	present := bd.CheckParts()
 	if present != nil {
@@ -666,7 +667,7 @@ func (bd *Bundle) Verify(ctx context.Context, jobs int, prog Progress) error {
 		g.Go(func() error {
 			err := bd.ReadPart(gctx, p, func(b *meta.Blob, r io.Reader) error {
 				t := prog.Begin(b.Digest.Encoded()[:12], b.Size)
-				_, err := io.Copy(io.Discard, &trackReader{r: r, t: t})
+				_, err := io.Copy(io.Discard, oci.TrackReader(r, t))
 				t.Done(err)
 				return err
 			})
@@ -721,7 +722,7 @@ func (bd *Bundle) checkRefs(raw meta.RawSource) error {
 			problems = append(problems, err)
 			continue
 		}
-		refs, children, err := References(m)
+		refs, children, err := oci.References(m)
 		if err != nil {
 			problems = append(problems, fmt.Errorf("manifest %s: %w", mf.Digest, err))
 			continue
@@ -750,36 +751,9 @@ func ParseManifest(mf meta.Manifest) (manifest.Manifest, error) {
 	return m, nil
 }
 
-// References returns the blobs and child manifests m refers to: for an
-// image manifest its config (first) and layers, foreign layers (with URLs)
-// left out; for an index its child manifests.
-func References(m manifest.Manifest) (blobs, children []descriptor.Descriptor, err error) {
-	switch mm := m.(type) {
-	case manifest.Indexer:
-		children, err = mm.GetManifestList()
-	case manifest.Imager:
-		var cfg descriptor.Descriptor
-		if cfg, err = mm.GetConfig(); err != nil {
-			return nil, nil, err
-		}
-		layers, lerr := mm.GetLayers()
-		if lerr != nil {
-			return nil, nil, lerr
-		}
-		for _, d := range append([]descriptor.Descriptor{cfg}, layers...) {
-			if len(d.URLs) == 0 {
-				blobs = append(blobs, d)
-			}
-		}
-	default:
-		err = fmt.Errorf("%w: media type %s", ErrUnsupported, m.GetDescriptor().MediaType)
-	}
-	return blobs, children, err
-}
-
 // The bundle is also a Source: ManifestGet answers from the meta file,
 // BlobGet is OpenBlob.
-var _ Source = (*Bundle)(nil)
+var _ oci.Source = (*Bundle)(nil)
 
 // ManifestGet returns a manifest of the bundle by digest, or by the tag of
 // an image of r's repository.
@@ -838,7 +812,7 @@ func (bd *Bundle) scanBlob(ctx context.Context, e Entry) (io.ReadCloser, error) 
 			return nil, fmt.Errorf("blob %s: part %s: %w", d.Digest, e.Part, err)
 		}
 		if dg, ok := digestFromPath(hdr.Name); ok && dg == d.Digest {
-			return readCloser{VerifyReader(ctxReader{ctx, tr}, d), func() error {
+			return readCloser{oci.VerifyReader(oci.ContextReader(ctx, tr), d), func() error {
 				dec.Close()
 				return f.Close()
 			}}, nil

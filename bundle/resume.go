@@ -56,6 +56,7 @@ import (
 	"github.com/regclient/regclient/types/descriptor"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/ferry-oss/ferry/internal/spool"
 	"github.com/ferry-oss/ferry/meta"
 )
 
@@ -187,30 +188,6 @@ func (e journalEntry) valid() bool {
 	return (e.Kind == "b" || e.Kind == "m") && e.Final == 0 && e.Digest.Validate() == nil && e.Size >= 0 &&
 		e.Part >= 1 && e.Part <= maxJournalPart && e.Offset >= 0 && e.Length > 0 && e.Offset <= 1<<62 && e.Length <= 1<<62 &&
 		len(e.MediaType) <= 255 && (e.Kind == "b" || e.Size <= maxResumedManifest)
-}
-
-// SaveInputs lists what, besides the Writer's own options, makes a save's
-// content: the images (as resolved into specs, renames included; their
-// order does not matter), the platform filter and the referrer settings.
-// Pass it as WriterOptions.Inputs so that only a save of the same inputs
-// resumes an interrupted one.
-func SaveInputs(images []ImageSpec, opts SaveOptions) []string {
-	var imgs []string
-	for _, s := range images {
-		imgs = append(imgs, "image="+s.String()+" -> "+s.Repository+":"+s.Tag)
-	}
-	sort.Strings(imgs)
-	out := imgs
-	for _, p := range opts.Platforms {
-		out = append(out, "platform="+p.String())
-	}
-	out = append(out, fmt.Sprintf("referrers=%t", opts.Referrers))
-	types := slices.Clone(opts.ArtifactTypes)
-	sort.Strings(types)
-	for _, t := range types {
-		out = append(out, "artifact-type="+t)
-	}
-	return out
 }
 
 // resumeKey hashes every input that changes the bundle's content: the
@@ -424,8 +401,8 @@ func partSeq(id, name string) int {
 // keptEntry is a journaled entry that read back intact.
 type keptEntry struct {
 	journalEntry
-	part string   // the part's name without PartialSuffix
-	raw  spoolLoc // a manifest's bytes, in the Writer's spool
+	part string    // the part's name without PartialSuffix
+	raw  spool.Loc // a manifest's bytes, in the Writer's spool
 }
 
 // reopen checks every journaled entry of the interrupted save w.id against
@@ -558,7 +535,7 @@ func (w *Writer) reopen(entries []journalEntry) error {
 // after the last good one and returns it open for appending with its
 // sha256 state restored; nil when nothing of it is kept (the file is then
 // removed).
-func reopenPart(path string, codec Codec, mtime time.Time, entries []journalEntry, keepRaw func([]byte) (spoolLoc, error)) (*partWriter, []keptEntry, error) {
+func reopenPart(path string, codec Codec, mtime time.Time, entries []journalEntry, keepRaw func([]byte) (spool.Loc, error)) (*partWriter, []keptEntry, error) {
 	f, err := os.OpenFile(path+PartialSuffix, os.O_RDWR, 0)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil, nil

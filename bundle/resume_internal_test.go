@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
+	"github.com/regclient/regclient/types/manifest"
+	"github.com/regclient/regclient/types/ref"
 )
 
 func testJournal() []byte {
@@ -93,8 +95,11 @@ func TestSuspendClosesManifestSpool(t *testing.T) {
 			t.Fatal(err)
 		}
 		raw := []byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"` + digest.FromString("c").String() + `","size":1},"layers":[]}`)
-		m := spoolManifest(t, string(raw), "application/vnd.oci.image.manifest.v1+json")
-		if err := w.ManifestPut(t.Context(), bundleRef("team/app"), m); err != nil {
+		m, err := manifest.New(manifest.WithRaw(raw))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := w.ManifestPut(t.Context(), ref.Ref{Scheme: "reg", Registry: "bundle", Repository: "team/app"}, m); err != nil {
 			t.Fatal(err)
 		}
 		if w.raws == nil {

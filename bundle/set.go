@@ -17,6 +17,7 @@ import (
 	"github.com/regclient/regclient/types/ref"
 
 	"github.com/ferry-oss/ferry/meta"
+	"github.com/ferry-oss/ferry/oci"
 )
 
 // ErrBaseNotGiven is returned by NewSet when an increment needs a blob that
@@ -39,7 +40,7 @@ type setBlob struct {
 	b  *meta.Blob
 }
 
-var _ Source = (*Set)(nil)
+var _ oci.Source = (*Set)(nil)
 
 // OpenSet opens the bundles of the meta files and makes a Set of them.
 func OpenSet(metaPaths ...string) (*Set, error) {
@@ -98,7 +99,7 @@ func NewSet(bds ...*Bundle) (*Set, error) {
 			case !ok:
 				missing[bb.Base]++
 			case sb.b.Size != bb.Size:
-				return nil, fmt.Errorf("bundle %s: base blob %s: %w: %d bytes, bundle %s stores %d", bd.Meta.ID, bb.Digest, ErrSizeMismatch, bb.Size, sb.bd.Meta.ID, sb.b.Size)
+				return nil, fmt.Errorf("bundle %s: base blob %s: %w: %d bytes, bundle %s stores %d", bd.Meta.ID, bb.Digest, oci.ErrSizeMismatch, bb.Size, sb.bd.Meta.ID, sb.b.Size)
 			}
 		}
 		if len(missing) == 0 {
@@ -224,7 +225,7 @@ func seekBlob(ctx context.Context, bd *Bundle, b *meta.Blob, d descriptor.Descri
 			return nil, fmt.Errorf("blob %s: part %s: %w: %v", d.Digest, b.Part, ErrPartCorrupt, err)
 		}
 		if dg, ok := digestFromPath(hdr.Name); ok && dg == b.Digest {
-			return readCloser{VerifyReader(ctxReader{ctx, tr}, d), f.Close}, nil
+			return readCloser{oci.VerifyReader(oci.ContextReader(ctx, tr), d), f.Close}, nil
 		}
 	}
 }

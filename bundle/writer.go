@@ -23,7 +23,9 @@ import (
 	"github.com/regclient/regclient/types/mediatype"
 	"github.com/regclient/regclient/types/ref"
 
+	"github.com/ferry-oss/ferry/internal/spool"
 	"github.com/ferry-oss/ferry/meta"
+	"github.com/ferry-oss/ferry/oci"
 )
 
 // WriterOptions configure a bundle Writer.
@@ -60,7 +62,7 @@ type WriterOptions struct {
 	// in Dir and whether this save keeps a resume journal (see resume.go).
 	Resume ResumeMode
 	// Inputs are the caller's inputs that change the bundle's content
-	// (SaveInputs); with the Writer's own options they decide which
+	// (transfer.SaveInputs); with the Writer's own options they decide which
 	// interrupted save may be resumed.
 	Inputs []string
 }
@@ -107,10 +109,10 @@ type Writer struct {
 	blobs     map[digest.Digest]*meta.Blob
 	manifests []*meta.Manifest
 	mindex    map[digest.Digest]*meta.Manifest
-	raws      *spool                     // manifest bytes, kept out of memory until the meta file is written
-	rawAt     map[digest.Digest]spoolLoc // where each manifest's bytes are in raws
-	platforms map[digest.Digest]string   // index children's platforms
-	repos     map[digest.Digest][]string // blob -> repositories that need it
+	raws      *spool.Spool                // manifest bytes, kept out of memory until the meta file is written
+	rawAt     map[digest.Digest]spool.Loc // where each manifest's bytes are in raws
+	platforms map[digest.Digest]string    // index children's platforms
+	repos     map[digest.Digest][]string  // blob -> repositories that need it
 	base      map[digest.Digest]*meta.BaseBlob
 	bases     []meta.Base
 	images    []meta.Image
@@ -128,7 +130,7 @@ type Writer struct {
 	suspended     bool
 }
 
-var _ Sink = (*Writer)(nil)
+var _ oci.Sink = (*Writer)(nil)
 
 // NewWriter prepares a bundle in opts.Dir. Base meta files are loaded now.
 func NewWriter(opts WriterOptions) (*Writer, error) {
@@ -158,7 +160,7 @@ func NewWriter(opts WriterOptions) (*Writer, error) {
 		created:   opts.Now().UTC().Truncate(time.Second),
 		blobs:     map[digest.Digest]*meta.Blob{},
 		mindex:    map[digest.Digest]*meta.Manifest{},
-		rawAt:     map[digest.Digest]spoolLoc{},
+		rawAt:     map[digest.Digest]spool.Loc{},
 		platforms: map[digest.Digest]string{},
 		repos:     map[digest.Digest][]string{},
 		base:      map[digest.Digest]*meta.BaseBlob{},
@@ -277,6 +279,9 @@ func (w *Writer) loadBases() error {
 // ID is the bundle id: <prefix>_<full|incr>_<UTC timestamp>.
 func (w *Writer) ID() string { return w.id }
 
+// Dir is the output directory.
+func (w *Writer) Dir() string { return w.opts.Dir }
+
 // MetaPath is where Commit writes the meta file.
 func (w *Writer) MetaPath() string { return filepath.Join(w.opts.Dir, meta.FileName(w.id)) }
 
@@ -333,7 +338,7 @@ func (w *Writer) put(ctx context.Context, kind string, d descriptor.Descriptor, 
 		}
 		w.setPart(s, pw)
 	}
-	loc, err := s.pw.add(BlobPath(d.Digest), d.Size, checkedReader(ctxReaderOf(ctx, rdr), d))
+	loc, err := s.pw.add(BlobPath(d.Digest), d.Size, oci.Checked(ctx, rdr, d))
 	if err != nil {
 		return "", meta.Location{}, err
 	}
@@ -480,7 +485,7 @@ func (w *Writer) ManifestPut(ctx context.Context, r ref.Ref, m manifest.Manifest
 		d.Digest = digest.FromBytes(raw)
 	}
 	if d.Digest.Algorithm().FromBytes(raw) != d.Digest {
-		return fmt.Errorf("storing manifest %s: %w", d.Digest, ErrDigestMismatch)
+		return fmt.Errorf("storing manifest %s: %w", d.Digest, oci.ErrDigestMismatch)
 	}
 	w.mu.Lock()
 	mf, ok := w.mindex[d.Digest]
@@ -512,7 +517,7 @@ func (w *Writer) ManifestPut(ctx context.Context, r ref.Ref, m manifest.Manifest
 		}
 		w.mu.Unlock()
 	}
-	blobs, children, err := References(m)
+	blobs, children, err := oci.References(m)
 	if err != nil {
 		return fmt.Errorf("storing manifest %s: %w", d.Digest, err)
 	}
@@ -678,7 +683,7 @@ func (w *Writer) buildMeta() (*meta.Meta, error) {
 		m.Type = meta.TypeIncremental
 	}
 	if len(m.Images) == 0 {
-		return nil, fmt.Errorf("bundle %s: %w: no image was saved", w.id, ErrImagesFailed)
+		return nil, fmt.Errorf("bundle %s: %w: no image was saved", w.id, oci.ErrImagesFailed)
 	}
 	sort.SliceStable(m.Images, func(i, j int) bool { return m.Images[i].Source < m.Images[j].Source })
 	for _, mf := range w.manifests {
@@ -723,19 +728,19 @@ func (w *Writer) buildMeta() (*meta.Meta, error) {
 // spoolRaw keeps a manifest's bytes in a spool file in the output
 // directory (hidden, unlinked at once) until the meta file is written:
 // 10,000 images' manifests are megabytes that memory need not hold.
-func (w *Writer) spoolRaw(raw []byte) (spoolLoc, error) {
+func (w *Writer) spoolRaw(raw []byte) (spool.Loc, error) {
 	w.mu.Lock()
 	if w.raws == nil {
-		s, err := newSpool(w.opts.Dir)
+		s, err := spool.New(w.opts.Dir)
 		if err != nil {
 			w.mu.Unlock()
-			return spoolLoc{}, err
+			return spool.Loc{}, err
 		}
 		w.raws = s
 	}
 	s := w.raws
 	w.mu.Unlock()
-	return s.write(raw)
+	return s.Write(raw)
 }
 
 // manifestRaw reads a manifest's bytes back from the spool.
@@ -747,12 +752,12 @@ func (w *Writer) manifestRaw(d digest.Digest) ([]byte, error) {
 	if !ok || s == nil {
 		return nil, fmt.Errorf("manifest %s: %w", d, ErrBlobMissing)
 	}
-	raw, err := s.read(at)
+	raw, err := s.Read(at)
 	if err != nil {
 		return nil, err
 	}
 	if d.Algorithm().FromBytes(raw) != d {
-		return nil, fmt.Errorf("manifest %s: spooled bytes: %w", d, ErrDigestMismatch)
+		return nil, fmt.Errorf("manifest %s: spooled bytes: %w", d, oci.ErrDigestMismatch)
 	}
 	return raw, nil
 }
@@ -856,35 +861,4 @@ func addUnique(list []string, s string) []string {
 	return append(list, s)
 }
 
-// ctxReaderOf wraps r in a ctxReader, keeping a Verified mark.
-func ctxReaderOf(ctx context.Context, r io.Reader) io.Reader {
-	if v, ok := r.(verified); ok {
-		return verified{ctxReader{ctx, v.Reader}}
-	}
-	return ctxReader{ctx, r}
-}
-
-// ContextReader returns a reader of r that fails with ctx's error once ctx
-// is done, so that a long copy stops on cancellation.
-func ContextReader(ctx context.Context, r io.Reader) io.Reader { return ctxReader{ctx, r} }
-
-// ctxReader stops reading when ctx is done.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
-}
-
 func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }
-
-// IsIndex reports whether a manifest media type is an index (manifest list).
-func IsIndex(mt string) bool {
-	mt = mediatype.Base(mt)
-	return mt == mediatype.OCI1ManifestList || mt == mediatype.Docker2ManifestList
-}

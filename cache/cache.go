@@ -11,9 +11,9 @@
 // corrupt entry costs a download, never a failed save. (ferry save cannot
 // take bytes back: its retries resume at an offset and treat a digest
 // mismatch as permanent.) The bytes served are checked again with
-// bundle.VerifyReader; should the entry change while it is read, the read
-// fails with an error wrapping both ErrCorrupt and bundle.ErrDigestMismatch
-// (or bundle.ErrSizeMismatch) and the entry is removed.
+// oci.VerifyReader; should the entry change while it is read, the read
+// fails with an error wrapping both ErrCorrupt and oci.ErrDigestMismatch
+// (or oci.ErrSizeMismatch) and the entry is removed.
 //
 // Entries are pruned by age (KeepDays) and total size (KeepSize), least
 // recently used first; a hit refreshes the entry's modification time, which
@@ -42,7 +42,7 @@ import (
 	"github.com/regclient/regclient/types/manifest"
 	"github.com/regclient/regclient/types/ref"
 
-	"github.com/ferry-oss/ferry/bundle"
+	"github.com/ferry-oss/ferry/oci"
 )
 
 // ErrCorrupt marks a cache entry whose bytes did not match its descriptor.
@@ -121,13 +121,13 @@ func (c *Cache) Counts() (hits, misses int64) { return c.hits.Load(), c.misses.L
 
 // Source wraps upstream: blobs come from the cache when present, and fill
 // it when not. Manifests always come from upstream (tags move).
-func (c *Cache) Source(upstream bundle.Source) bundle.Source {
+func (c *Cache) Source(upstream oci.Source) oci.Source {
 	return &source{c: c, up: upstream}
 }
 
 type source struct {
 	c  *Cache
-	up bundle.Source
+	up oci.Source
 }
 
 func (s *source) ManifestGet(ctx context.Context, r ref.Ref) (manifest.Manifest, error) {
@@ -146,7 +146,7 @@ func (s *source) BlobGet(ctx context.Context, r ref.Ref, d descriptor.Descriptor
 		now := c.opts.Now()
 		_ = os.Chtimes(p, now, now) // last used, for Prune
 		c.hits.Add(1)
-		return &hit{c: c, f: f, path: p, d: d, r: bundle.VerifyReader(f, d)}, nil
+		return &hit{c: c, f: f, path: p, d: d, r: oci.VerifyReader(f, d)}, nil
 	case ctx.Err() != nil:
 		return nil, ctx.Err()
 	case errors.Is(err, ErrCorrupt):
@@ -165,7 +165,7 @@ func (s *source) BlobGet(ctx context.Context, r ref.Ref, d descriptor.Descriptor
 		c.writeFailed("cache not filled", "blob", d.Digest, "err", err)
 		return rc, nil // upstream checks its own bytes (Source contract)
 	}
-	return &fill{c: c, rc: rc, r: bundle.VerifyReader(rc, d), tmp: tmp, path: p, d: d}, nil
+	return &fill{c: c, rc: rc, r: oci.VerifyReader(rc, d), tmp: tmp, path: p, d: d}, nil
 }
 
 // createTemp creates a temp file for d, recreating the directories once if
@@ -194,10 +194,10 @@ func (c *Cache) openVerified(ctx context.Context, p string, d descriptor.Descrip
 		err = fmt.Errorf("%w: not a regular file", ErrCorrupt)
 	}
 	if err == nil && st.Size() != d.Size {
-		err = fmt.Errorf("%w: %w: size %d, want %d", ErrCorrupt, bundle.ErrSizeMismatch, st.Size(), d.Size)
+		err = fmt.Errorf("%w: %w: size %d, want %d", ErrCorrupt, oci.ErrSizeMismatch, st.Size(), d.Size)
 	}
 	if err == nil {
-		_, err = io.Copy(io.Discard, bundle.VerifyReader(bundle.ContextReader(ctx, f), d))
+		_, err = io.Copy(io.Discard, oci.VerifyReader(oci.ContextReader(ctx, f), d))
 		if corruption(err) {
 			err = fmt.Errorf("%w: %w", ErrCorrupt, err)
 		}
@@ -215,7 +215,7 @@ func (c *Cache) openVerified(ctx context.Context, p string, d descriptor.Descrip
 // corruption reports whether err is a VerifyReader failure (as opposed to
 // an I/O error or a cancellation).
 func corruption(err error) bool {
-	return errors.Is(err, bundle.ErrDigestMismatch) || errors.Is(err, bundle.ErrSizeMismatch)
+	return errors.Is(err, oci.ErrDigestMismatch) || errors.Is(err, oci.ErrSizeMismatch)
 }
 
 // hit reads a cache entry. The entry was verified when it was opened; if

@@ -18,8 +18,8 @@ import (
 	"github.com/regclient/regclient/types/manifest"
 	"github.com/regclient/regclient/types/ref"
 
-	"github.com/ferry-oss/ferry/bundle"
 	"github.com/ferry-oss/ferry/cache"
+	"github.com/ferry-oss/ferry/oci"
 )
 
 // upstream is a Source of blobs held in memory. Its reader does not check
@@ -64,7 +64,7 @@ func blob(t testing.TB, n int) ([]byte, descriptor.Descriptor) {
 	return b, descriptor.Descriptor{Digest: digest.FromBytes(b), Size: int64(n)}
 }
 
-func setup(t testing.TB, opts cache.Options, blobs ...[]byte) (*cache.Cache, *upstream, bundle.Source) {
+func setup(t testing.TB, opts cache.Options, blobs ...[]byte) (*cache.Cache, *upstream, oci.Source) {
 	t.Helper()
 	if opts.Dir == "" {
 		opts.Dir = t.TempDir()
@@ -80,7 +80,7 @@ func setup(t testing.TB, opts cache.Options, blobs ...[]byte) (*cache.Cache, *up
 	return c, up, c.Source(up)
 }
 
-func read(src bundle.Source, d descriptor.Descriptor) ([]byte, error) {
+func read(src oci.Source, d descriptor.Descriptor) ([]byte, error) {
 	rc, err := src.BlobGet(context.Background(), ref.Ref{}, d)
 	if err != nil {
 		return nil, err
@@ -211,8 +211,8 @@ func TestEntryChangesWhileRead(t *testing.T) {
 		damage func(f *os.File)
 		want   error
 	}{
-		{"flipped byte", func(f *os.File) { _, _ = f.WriteAt([]byte{^b[4000]}, 4000) }, bundle.ErrDigestMismatch},
-		{"truncated", func(f *os.File) { _ = f.Truncate(3000) }, bundle.ErrSizeMismatch},
+		{"flipped byte", func(f *os.File) { _, _ = f.WriteAt([]byte{^b[4000]}, 4000) }, oci.ErrDigestMismatch},
+		{"truncated", func(f *os.File) { _ = f.Truncate(3000) }, oci.ErrSizeMismatch},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -255,7 +255,7 @@ func TestCorruptUpstreamNotCached(t *testing.T) {
 	dir := t.TempDir()
 	_, up, src := setup(t, cache.Options{Dir: dir}, b)
 	up.corrupt = true
-	if _, err := read(src, d); !errors.Is(err, bundle.ErrDigestMismatch) {
+	if _, err := read(src, d); !errors.Is(err, oci.ErrDigestMismatch) {
 		t.Fatalf("err %v, want digest mismatch", err)
 	}
 	if exists(entryPath(dir, d)) {
@@ -540,7 +540,7 @@ func BenchmarkWarmVsCold(b *testing.B) {
 }
 
 // drain reads a blob without keeping it, as a save streams it.
-func drain(src bundle.Source, d descriptor.Descriptor) error {
+func drain(src oci.Source, d descriptor.Descriptor) error {
 	rc, err := src.BlobGet(context.Background(), ref.Ref{}, d)
 	if err != nil {
 		return err

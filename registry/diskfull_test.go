@@ -14,6 +14,8 @@ import (
 	"github.com/ferry-oss/ferry/bundle"
 	"github.com/ferry-oss/ferry/registry"
 	"github.com/ferry-oss/ferry/registry/regtest"
+	"github.com/ferry-oss/ferry/selection"
+	"github.com/ferry-oss/ferry/transfer"
 )
 
 // bigSource is docker-registry holding a 6 MiB image (3 layers).
@@ -61,7 +63,7 @@ func TestUploadTargetDiskFull(t *testing.T) {
 		t.Fatal(err)
 	}
 	th, _ := ref.NewHost(dst.Host)
-	_, err = bundle.Upload(context.Background(), bd, dreg, bundle.UploadOptions{Target: bundle.RegistryTarget(th, "", nil), Retries: 1})
+	_, err = transfer.Upload(context.Background(), bd, dreg, transfer.UploadOptions{Target: transfer.RegistryTarget(th, "", nil), Retries: 1})
 	if err == nil {
 		t.Fatal("upload into a full registry succeeded")
 	}
@@ -90,13 +92,13 @@ func TestSaveReadOnlyOutput(t *testing.T) {
 	if err := syscall.Mount("", out, "", syscall.MS_REMOUNT|syscall.MS_RDONLY, ""); err != nil {
 		t.Fatal(err)
 	}
-	spec, err := bundle.ParseImage("big/img:1", src.Host)
+	spec, err := selection.ParseImage("big/img:1", src.Host)
 	if err != nil {
 		t.Fatal(err)
 	}
 	w, err := bundle.NewWriter(bundle.WriterOptions{Dir: out, Parts: 1})
 	if err == nil {
-		_, err = bundle.Save(context.Background(), reg, w, []bundle.ImageSpec{spec}, bundle.SaveOptions{Jobs: 1})
+		_, err = transfer.Save(context.Background(), reg, w, []selection.ImageSpec{spec}, transfer.SaveOptions{Jobs: 1})
 	}
 	if !errors.Is(err, syscall.EROFS) {
 		t.Fatalf("err %v, want read-only file system", err)

@@ -21,8 +21,11 @@ import (
 	"github.com/regclient/regclient/types/mediatype"
 
 	"github.com/ferry-oss/ferry/bundle"
+	"github.com/ferry-oss/ferry/oci"
 	"github.com/ferry-oss/ferry/registry"
 	"github.com/ferry-oss/ferry/registry/regtest"
+	"github.com/ferry-oss/ferry/selection"
+	"github.com/ferry-oss/ferry/transfer"
 )
 
 // faultSource is docker-registry seeded with team/app:1 behind a
@@ -123,7 +126,7 @@ func TestSaveSourceFaults(t *testing.T) {
 		}},
 		{"wrong bytes refused", func(l regtest.Blob) regtest.Fault {
 			return regtest.Fault{Method: "GET", Path: "/blobs/" + l.Desc.Digest.String(), Action: regtest.Flip(l.Desc.Size / 3)}
-		}, bundle.ErrDigestMismatch, nil},
+		}, oci.ErrDigestMismatch, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -136,7 +139,7 @@ func TestSaveSourceFaults(t *testing.T) {
 				if !errors.Is(err, tt.want) && !errors.Is(err, errs.ErrDigestMismatch) {
 					t.Fatalf("err %v, want %v", err, tt.want)
 				}
-				if !errors.Is(err, bundle.ErrImagesFailed) {
+				if !errors.Is(err, oci.ErrImagesFailed) {
 					t.Errorf("err %v does not say the image failed", err)
 				}
 				noFiles(t, dir)
@@ -210,14 +213,14 @@ func TestSaveHostileManifests(t *testing.T) {
 			dir := t.TempDir()
 			start := time.Now()
 			_, err := saveBundle(t, reg, p.Host, dir, "team/app:1")
-			if !errors.Is(err, bundle.ErrImagesFailed) || !strings.Contains(err.Error(), tt.want) {
+			if !errors.Is(err, oci.ErrImagesFailed) || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("err %v, want a failed image mentioning %q", err, tt.want)
 			}
 			if d := time.Since(start); d > 10*time.Second {
 				t.Errorf("took %v to refuse", d)
 			}
 			if tt.name == "10000 children" {
-				if !errors.Is(err, bundle.ErrLimit) {
+				if !errors.Is(err, oci.ErrLimit) {
 					t.Errorf("err %v is not ErrLimit", err)
 				}
 				if n := len(p.Requests("/manifests/sha256:")); n != 0 {
@@ -287,7 +290,7 @@ func TestSaveStalledSource(t *testing.T) {
 	p, reg, img := faultSource(t, regtest.DistributionOptions{}, 3)
 	layer := biggest(img)
 	p.Add(regtest.Fault{Method: "GET", Path: "/blobs/" + layer.Desc.Digest.String(), Times: 1, Action: regtest.Stall(layer.Desc.Size/2, 2*time.Second)})
-	spec, err := bundle.ParseImage("team/app:1", p.Host)
+	spec, err := selection.ParseImage("team/app:1", p.Host)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -296,7 +299,7 @@ func TestSaveStalledSource(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	res, err := bundle.Save(context.Background(), reg, w, []bundle.ImageSpec{spec}, bundle.SaveOptions{Jobs: 2, Retries: 2, RetryDelay: 10 * time.Millisecond, IdleTimeout: 300 * time.Millisecond})
+	res, err := transfer.Save(context.Background(), reg, w, []selection.ImageSpec{spec}, transfer.SaveOptions{Jobs: 2, Retries: 2, RetryDelay: 10 * time.Millisecond, IdleTimeout: 300 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

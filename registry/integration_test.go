@@ -17,8 +17,11 @@ import (
 	"github.com/regclient/regclient/types/ref"
 
 	"github.com/ferry-oss/ferry/bundle"
+	"github.com/ferry-oss/ferry/oci"
 	"github.com/ferry-oss/ferry/registry"
 	"github.com/ferry-oss/ferry/registry/regtest"
+	"github.com/ferry-oss/ferry/selection"
+	"github.com/ferry-oss/ferry/transfer"
 )
 
 func client(t *testing.T, d *regtest.Distribution, opts regtest.DistributionOptions) *registry.Registry {
@@ -46,11 +49,11 @@ func seed(t *testing.T, reg *registry.Registry, host string, names ...string) ma
 	return imgs
 }
 
-func saveBundle(t *testing.T, reg bundle.Source, host, dir string, names ...string) (*bundle.SaveResult, error) {
+func saveBundle(t *testing.T, reg oci.Source, host, dir string, names ...string) (*transfer.SaveResult, error) {
 	t.Helper()
-	var specs []bundle.ImageSpec
+	var specs []selection.ImageSpec
 	for _, n := range names {
-		s, err := bundle.ParseImage(n, host)
+		s, err := selection.ParseImage(n, host)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -60,7 +63,7 @@ func saveBundle(t *testing.T, reg bundle.Source, host, dir string, names ...stri
 	if err != nil {
 		t.Fatal(err)
 	}
-	return bundle.Save(context.Background(), reg, w, specs, bundle.SaveOptions{Jobs: 2, Retries: 3, RetryDelay: 10 * time.Millisecond})
+	return transfer.Save(context.Background(), reg, w, specs, transfer.SaveOptions{Jobs: 2, Retries: 3, RetryDelay: 10 * time.Millisecond})
 }
 
 // TestDistributionVariants saves from and uploads to docker-registry: plain
@@ -102,7 +105,7 @@ func TestDistributionVariants(t *testing.T) {
 				t.Fatal(err)
 			}
 			tgt, _ := ref.NewHost(dst.Host)
-			up, err := bundle.Upload(context.Background(), bd, dreg, bundle.UploadOptions{Target: bundle.RegistryTarget(tgt, "mirror", nil)})
+			up, err := transfer.Upload(context.Background(), bd, dreg, transfer.UploadOptions{Target: transfer.RegistryTarget(tgt, "mirror", nil)})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -137,23 +140,23 @@ func TestIncrementalDistribution(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(1100 * time.Millisecond) // bundle ids carry the second
-	specs := []bundle.ImageSpec{}
+	specs := []selection.ImageSpec{}
 	for _, n := range []string{"team/app:1", "team/tools:1 -> other/tools:1"} {
-		s, _ := bundle.ParseImage(n, src.Host)
+		s, _ := selection.ParseImage(n, src.Host)
 		specs = append(specs, s)
 	}
 	w, err := bundle.NewWriter(bundle.WriterOptions{Dir: dir, Parts: 2, Bases: []string{full.MetaPath}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	incr, err := bundle.Save(context.Background(), sreg, w, specs, bundle.SaveOptions{Jobs: 2})
+	incr, err := transfer.Save(context.Background(), sreg, w, specs, transfer.SaveOptions{Jobs: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
 	tgt, _ := ref.NewHost(dst.Host)
-	opts := bundle.UploadOptions{Target: bundle.RegistryTarget(tgt, "mirror", nil)}
+	opts := transfer.UploadOptions{Target: transfer.RegistryTarget(tgt, "mirror", nil)}
 	ib, _ := bundle.Open(incr.MetaPath)
-	_, err = bundle.Upload(context.Background(), ib, dreg, opts)
+	_, err = transfer.Upload(context.Background(), ib, dreg, opts)
 	if !errors.Is(err, bundle.ErrBaseMissing) || !strings.Contains(err.Error(), full.Meta.ID) {
 		t.Fatalf("increment onto an empty registry: %v", err)
 	}
@@ -168,10 +171,10 @@ func TestIncrementalDistribution(t *testing.T) {
 		t.Fatalf("refused upload left content: %s", body)
 	}
 	fb, _ := bundle.Open(full.MetaPath)
-	if _, err := bundle.Upload(context.Background(), fb, dreg, opts); err != nil {
+	if _, err := transfer.Upload(context.Background(), fb, dreg, opts); err != nil {
 		t.Fatal(err)
 	}
-	res, err := bundle.Upload(context.Background(), ib, dreg, opts)
+	res, err := transfer.Upload(context.Background(), ib, dreg, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -256,9 +259,9 @@ func TestSaveMatrixDistribution(t *testing.T) {
 				pp, _ := platform.Parse(p)
 				plats = append(plats, pp)
 			}
-			var specs []bundle.ImageSpec
+			var specs []selection.ImageSpec
 			for _, n := range []string{"library/multi:1", "team/app:1", "team/tools:1"} {
-				s, _ := bundle.ParseImage(n, src.Host)
+				s, _ := selection.ParseImage(n, src.Host)
 				specs = append(specs, s)
 			}
 			w, err := bundle.NewWriter(bundle.WriterOptions{Dir: t.TempDir(), Codec: c.codec, Parts: 2})
@@ -268,7 +271,7 @@ func TestSaveMatrixDistribution(t *testing.T) {
 			if len(plats) > 0 && plats[0].Architecture == "arm64" {
 				specs = specs[:1] // the single-platform images are amd64
 			}
-			res, err := bundle.Save(context.Background(), reg, w, specs, bundle.SaveOptions{Platforms: plats, Jobs: 2})
+			res, err := transfer.Save(context.Background(), reg, w, specs, transfer.SaveOptions{Platforms: plats, Jobs: 2})
 			if err != nil {
 				t.Fatal(err)
 			}

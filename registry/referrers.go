@@ -10,10 +10,10 @@ import (
 	"github.com/regclient/regclient/types/errs"
 	"github.com/regclient/regclient/types/ref"
 
-	"github.com/ferry-oss/ferry/bundle"
+	"github.com/ferry-oss/ferry/oci"
 )
 
-var _ bundle.ReferrerSource = (*Registry)(nil)
+var _ oci.ReferrerSource = (*Registry)(nil)
 
 // tagCache holds the cosign tags of each repository (from one tag listing
 // per repository), so that looking for cosign tags costs one listing per
@@ -35,26 +35,26 @@ type tagEntry struct {
 // sha256-<hex> where the registry has no such API; regclient does both),
 // then the cosign tags sha256-<hex>.sig, .att and .sbom present in the
 // repository. Each manifest is returned once.
-func (r *Registry) Referrers(ctx context.Context, rf ref.Ref, d descriptor.Descriptor) ([]bundle.Referrer, error) {
+func (r *Registry) Referrers(ctx context.Context, rf ref.Ref, d descriptor.Descriptor) ([]oci.Referrer, error) {
 	subject := rf.SetDigest(d.Digest.String())
 	rl, err := r.rc.ReferrerList(ctx, subject)
 	if err != nil && !errors.Is(err, errs.ErrNotFound) {
 		return nil, fmt.Errorf("listing referrers of %s: %w", subject.CommonName(), err)
 	}
-	var out []bundle.Referrer
+	var out []oci.Referrer
 	seen := map[string]bool{}
 	for _, rd := range rl.Descriptors {
 		if seen[rd.Digest.String()] {
 			continue
 		}
 		seen[rd.Digest.String()] = true
-		out = append(out, bundle.Referrer{Desc: rd})
+		out = append(out, oci.Referrer{Desc: rd})
 	}
 	tags, err := r.repoTags(ctx, rf)
 	if err != nil {
 		return nil, fmt.Errorf("listing tags of %s for cosign artifacts: %w", rf.CommonName(), err)
 	}
-	for _, tag := range bundle.CosignTags(d.Digest) {
+	for _, tag := range oci.CosignTags(d.Digest) {
 		if !tags[tag] {
 			continue
 		}
@@ -74,7 +74,7 @@ func (r *Registry) Referrers(ctx context.Context, rf ref.Ref, d descriptor.Descr
 			}
 			desc = full.GetDescriptor()
 		}
-		out = append(out, bundle.Referrer{Desc: desc, Tag: tag})
+		out = append(out, oci.Referrer{Desc: desc, Tag: tag})
 	}
 	return out, nil
 }
@@ -104,7 +104,7 @@ func (r *Registry) repoTags(ctx context.Context, rf ref.Ref) (map[string]bool, e
 		}
 		names, err := tl.GetTags()
 		for _, t := range names {
-			if bundle.IsCosignTag(t) {
+			if oci.IsCosignTag(t) {
 				if e.set == nil {
 					e.set = map[string]bool{}
 				}

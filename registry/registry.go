@@ -1,5 +1,5 @@
 // Package registry connects ferry to OCI registries through regclient. A
-// Registry is both a bundle.Source (save reads from it) and a bundle.Sink
+// Registry is both a oci.Source (save reads from it) and a oci.Sink
 // (upload writes to it). Credentials come from the host configuration
 // (cfg.yaml), the Docker config and its credential helpers; they are never
 // logged.
@@ -28,7 +28,7 @@ import (
 	"github.com/regclient/regclient/types/manifest"
 	"github.com/regclient/regclient/types/ref"
 
-	"github.com/ferry-oss/ferry/bundle"
+	"github.com/ferry-oss/ferry/oci"
 )
 
 // Sentinel errors.
@@ -91,8 +91,8 @@ type Registry struct {
 }
 
 var (
-	_ bundle.Source = (*Registry)(nil)
-	_ bundle.Sink   = (*Registry)(nil)
+	_ oci.Source = (*Registry)(nil)
+	_ oci.Sink   = (*Registry)(nil)
 )
 
 // New builds a Registry. Hosts not listed get defaults (TLSAuto).
@@ -109,7 +109,7 @@ func New(opts Options) (*Registry, error) {
 	rcOpts := []regclient.Opt{
 		regclient.WithSlog(quiet(opts.Log)),
 	}
-	// ferry retries whole operations itself (bundle.SaveOptions.Retries,
+	// ferry retries whole operations itself (transfer.SaveOptions.Retries,
 	// UploadOptions.Retries); regclient gets a short leash so the two do
 	// not multiply into minutes of waiting.
 	retryOpts := regclient.WithRegOpts(
@@ -214,7 +214,7 @@ func (r *Registry) ManifestGet(ctx context.Context, rf ref.Ref) (manifest.Manife
 	}
 	d := m.GetDescriptor()
 	if d.Digest.Algorithm().FromBytes(raw) != d.Digest || (rf.Digest != "" && digest.Digest(rf.Digest) != d.Digest) {
-		return nil, fmt.Errorf("manifest %s: %w", rf.CommonName(), bundle.ErrDigestMismatch)
+		return nil, fmt.Errorf("manifest %s: %w", rf.CommonName(), oci.ErrDigestMismatch)
 	}
 	return m, nil
 }
@@ -251,12 +251,12 @@ func (r *Registry) BlobExists(ctx context.Context, rf ref.Ref, d descriptor.Desc
 // caught before a manifest points at them.
 func servedAs(h http.Header, d descriptor.Descriptor) error {
 	if dg := h.Get("Docker-Content-Digest"); dg != "" && d.Digest != "" && dg != d.Digest.String() {
-		return fmt.Errorf("%w: the registry serves it as %s", bundle.ErrDigestMismatch, dg)
+		return fmt.Errorf("%w: the registry serves it as %s", oci.ErrDigestMismatch, dg)
 	}
 	if cl := h.Get("Content-Length"); cl != "" && d.Size > 0 {
 		// 0: some registries send no length on HEAD
 		if n, err := strconv.ParseInt(cl, 10, 64); err == nil && n != 0 && n != d.Size {
-			return fmt.Errorf("%w: the registry serves %d bytes, want %d", bundle.ErrSizeMismatch, n, d.Size)
+			return fmt.Errorf("%w: the registry serves %d bytes, want %d", oci.ErrSizeMismatch, n, d.Size)
 		}
 	}
 	return nil
@@ -274,7 +274,7 @@ func (r *Registry) BlobPut(ctx context.Context, rf ref.Ref, d descriptor.Descrip
 		return Classify(rf.Registry, err)
 	}
 	if got.Digest != d.Digest {
-		return fmt.Errorf("blob %s: registry stored %s: %w", d.Digest, got.Digest, bundle.ErrDigestMismatch)
+		return fmt.Errorf("blob %s: registry stored %s: %w", d.Digest, got.Digest, oci.ErrDigestMismatch)
 	}
 	return nil
 }

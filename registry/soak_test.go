@@ -14,6 +14,8 @@ import (
 	"github.com/ferry-oss/ferry/bundle"
 	"github.com/ferry-oss/ferry/registry"
 	"github.com/ferry-oss/ferry/registry/regtest"
+	"github.com/ferry-oss/ferry/selection"
+	"github.com/ferry-oss/ferry/transfer"
 )
 
 // openFDs counts this process's open file descriptors.
@@ -61,9 +63,9 @@ func TestSoak(t *testing.T) {
 	if err := g.Wait(); err != nil {
 		t.Fatal(err)
 	}
-	var specs []bundle.ImageSpec
+	var specs []selection.ImageSpec
 	for _, nm := range names {
-		s, err := bundle.ParseImage(nm, src.Host)
+		s, err := selection.ParseImage(nm, src.Host)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -79,7 +81,7 @@ func TestSoak(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		res, err := bundle.Save(ctx, sreg, w, specs, bundle.SaveOptions{Jobs: 16, Retries: 2, RetryDelay: 10 * time.Millisecond})
+		res, err := transfer.Save(ctx, sreg, w, specs, transfer.SaveOptions{Jobs: 16, Retries: 2, RetryDelay: 10 * time.Millisecond})
 		if err != nil {
 			t.Fatalf("round %d: save: %v", round, err)
 		}
@@ -100,7 +102,7 @@ func TestSoak(t *testing.T) {
 			t.Fatal(err)
 		}
 		th, _ := ref.NewHost(dst.Host)
-		up, err := bundle.Upload(ctx, bd, dreg, bundle.UploadOptions{Target: bundle.RegistryTarget(th, "", nil), Jobs: 16})
+		up, err := transfer.Upload(ctx, bd, dreg, transfer.UploadOptions{Target: transfer.RegistryTarget(th, "", nil), Jobs: 16})
 		if err != nil {
 			t.Fatalf("round %d: upload: %v", round, err)
 		}

@@ -9,9 +9,11 @@ import (
 	"github.com/regclient/regclient/types/errs"
 	"github.com/regclient/regclient/types/ref"
 
-	"github.com/ferry-oss/ferry/bundle"
+	"github.com/ferry-oss/ferry/oci"
 	"github.com/ferry-oss/ferry/registry"
 	"github.com/ferry-oss/ferry/registry/regtest"
+	"github.com/ferry-oss/ferry/selection"
+	"github.com/ferry-oss/ferry/transfer"
 )
 
 // TestSyncLyingSource: a source whose blobs do not match their digests (a
@@ -29,19 +31,19 @@ func TestSyncLyingSource(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var targets []bundle.SyncTarget
+	var targets []transfer.SyncTarget
 	for _, h := range []string{a.Host, b.Host} {
 		host, _ := ref.NewHost(h)
-		targets = append(targets, bundle.SyncTarget{Name: h, Sink: reg, Repo: bundle.RegistryTarget(host, "", nil)})
+		targets = append(targets, transfer.SyncTarget{Name: h, Sink: reg, Repo: transfer.RegistryTarget(host, "", nil)})
 	}
-	spec, err := bundle.ParseImage(proxy+"/team/app:1", "")
+	spec, err := selection.ParseImage(proxy+"/team/app:1", "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	// one target (no tee), then both (tee)
-	for _, ts := range [][]bundle.SyncTarget{targets[:1], targets} {
-		res, err := bundle.Sync(context.Background(), reg, ts, []bundle.SyncImage{{Spec: spec}}, bundle.SyncOptions{Retries: 1, RetryDelay: 10 * time.Millisecond})
-		if !errors.Is(err, bundle.ErrImagesFailed) || !(errors.Is(err, bundle.ErrDigestMismatch) || errors.Is(err, errs.ErrDigestMismatch)) {
+	for _, ts := range [][]transfer.SyncTarget{targets[:1], targets} {
+		res, err := transfer.Sync(context.Background(), reg, ts, []transfer.SyncImage{{Spec: spec}}, transfer.SyncOptions{Retries: 1, RetryDelay: 10 * time.Millisecond})
+		if !errors.Is(err, oci.ErrImagesFailed) || !(errors.Is(err, oci.ErrDigestMismatch) || errors.Is(err, errs.ErrDigestMismatch)) {
 			t.Fatalf("%d target(s): err %v, want a digest mismatch", len(ts), err)
 		}
 		if len(res.Failed) != len(ts) || res.Total().BlobsPushed != 0 {

@@ -10,12 +10,12 @@ import (
 	"github.com/regclient/regclient/types/errs"
 	"github.com/regclient/regclient/types/ref"
 
-	"github.com/ferry-oss/ferry/bundle"
+	"github.com/ferry-oss/ferry/oci"
 )
 
 var (
-	_ bundle.TagLister      = (*Registry)(nil)
-	_ bundle.ManifestHeader = (*Registry)(nil)
+	_ oci.TagLister      = (*Registry)(nil)
+	_ oci.ManifestHeader = (*Registry)(nil)
 )
 
 // TagList lists every tag of repository r (following the registry's

@@ -13,8 +13,10 @@ import (
 
 	"github.com/ferry-oss/ferry/bundle"
 	"github.com/ferry-oss/ferry/meta"
+	"github.com/ferry-oss/ferry/oci"
 	"github.com/ferry-oss/ferry/registry"
 	"github.com/ferry-oss/ferry/registry/regtest"
+	"github.com/ferry-oss/ferry/transfer"
 )
 
 // faultTarget is docker-registry behind a FaultProxy, with a client for
@@ -30,9 +32,9 @@ func faultTarget(t *testing.T) (*regtest.Distribution, *regtest.FaultProxy, *reg
 	return dst, p, reg
 }
 
-func uploadTo(reg *registry.Registry, host string, bd *bundle.Bundle) (*bundle.UploadResult, error) {
+func uploadTo(reg *registry.Registry, host string, bd *bundle.Bundle) (*transfer.UploadResult, error) {
 	th, _ := ref.NewHost(host)
-	return bundle.Upload(context.Background(), bd, reg, bundle.UploadOptions{Target: bundle.RegistryTarget(th, "", nil), Jobs: 2, Retries: 1})
+	return transfer.Upload(context.Background(), bd, reg, transfer.UploadOptions{Target: transfer.RegistryTarget(th, "", nil), Jobs: 2, Retries: 1})
 }
 
 // TestUploadTargetFaults: a target that dies in the middle of a blob
@@ -114,7 +116,7 @@ func TestUploadTargetFaults(t *testing.T) {
 		}
 		p.Add(regtest.Fault{Method: http.MethodHead, Path: "/blobs/" + victim.Digest.String(), Action: regtest.SetHeader("Docker-Content-Digest", "sha256:"+strings.Repeat("0", 64))})
 		_, err := uploadTo(reg, p.Host, bd)
-		if !errors.Is(err, bundle.ErrDigestMismatch) || !strings.Contains(err.Error(), victim.Digest.String()) {
+		if !errors.Is(err, oci.ErrDigestMismatch) || !strings.Contains(err.Error(), victim.Digest.String()) {
 			t.Fatalf("err %v, want a digest mismatch naming %s", err, victim.Digest)
 		}
 		for _, n := range []string{"team/app", "team/tools", "library/base"} {

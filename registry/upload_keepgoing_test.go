@@ -15,7 +15,9 @@ import (
 
 	"github.com/ferry-oss/ferry/bundle"
 	"github.com/ferry-oss/ferry/meta"
+	"github.com/ferry-oss/ferry/oci"
 	"github.com/ferry-oss/ferry/registry/regtest"
+	"github.com/ferry-oss/ferry/transfer"
 )
 
 // failQuery answers code to requests whose query holds s (a blob upload's
@@ -46,7 +48,7 @@ var keepGoingImages = []string{"team/app:1", "team/tools:1", "library/base:1", "
 
 // savedFixtures saves the fixtures names from a docker-registry into a
 // bundle and opens it.
-func savedFixtures(t *testing.T, names ...string) (*regtest.Distribution, *bundle.SaveResult, *bundle.Bundle) {
+func savedFixtures(t *testing.T, names ...string) (*regtest.Distribution, *transfer.SaveResult, *bundle.Bundle) {
 	t.Helper()
 	src := regtest.StartDistribution(t, regtest.DistributionOptions{})
 	sreg := client(t, src, regtest.DistributionOptions{})
@@ -91,13 +93,13 @@ func TestUploadKeepGoing(t *testing.T) {
 			dst, p, reg := faultTarget(t)
 			p.Add(tt.fault)
 			th, _ := ref.NewHost(p.Host)
-			res, err := bundle.Upload(context.Background(), bd, reg, bundle.UploadOptions{
-				Target: bundle.RegistryTarget(th, "", nil), Jobs: 2, Retries: 1, RetryDelay: 10 * time.Millisecond, KeepGoing: tt.keepGoing,
+			res, err := transfer.Upload(context.Background(), bd, reg, transfer.UploadOptions{
+				Target: transfer.RegistryTarget(th, "", nil), Jobs: 2, Retries: 1, RetryDelay: 10 * time.Millisecond, KeepGoing: tt.keepGoing,
 			})
 			if err == nil || !strings.Contains(err.Error(), tt.cause) {
 				t.Fatalf("err %v, want one naming %q", err, tt.cause)
 			}
-			var fe *bundle.FailedError
+			var fe *transfer.FailedError
 			if !tt.keepGoing {
 				if errors.As(err, &fe) || res != nil {
 					t.Fatalf("without KeepGoing: %v (result %v), want the first failure", err, res)
@@ -109,7 +111,7 @@ func TestUploadKeepGoing(t *testing.T) {
 				}
 				return
 			}
-			if !errors.As(err, &fe) || !errors.Is(err, bundle.ErrImagesFailed) || len(fe.Images) != 1 || !strings.HasPrefix(fe.Images[0].Image, src.Host+"/"+tt.failed+":") {
+			if !errors.As(err, &fe) || !errors.Is(err, oci.ErrImagesFailed) || len(fe.Images) != 1 || !strings.HasPrefix(fe.Images[0].Image, src.Host+"/"+tt.failed+":") {
 				t.Fatalf("err %v, want only %s failed", err, tt.failed)
 			}
 			if res == nil || res.Images != len(names)-1 || len(res.Failed) != 1 {
@@ -205,10 +207,10 @@ func TestUploadKeepGoingSchema1(t *testing.T) {
 	dst, p, reg := faultTarget(t)
 	p.Add(regtest.Fault{Method: http.MethodPut, Path: "/blobs/uploads/", Action: failQuery(victim.Digest.Encoded(), 500)})
 	th, _ := ref.NewHost(p.Host)
-	res, err := bundle.Upload(context.Background(), bd, reg, bundle.UploadOptions{
-		Target: bundle.RegistryTarget(th, "", nil), Jobs: 2, Retries: 1, RetryDelay: 10 * time.Millisecond, KeepGoing: true,
+	res, err := transfer.Upload(context.Background(), bd, reg, transfer.UploadOptions{
+		Target: transfer.RegistryTarget(th, "", nil), Jobs: 2, Retries: 1, RetryDelay: 10 * time.Millisecond, KeepGoing: true,
 	})
-	var fe *bundle.FailedError
+	var fe *transfer.FailedError
 	if !errors.As(err, &fe) || len(fe.Images) != 1 || !strings.Contains(fe.Images[0].Image, "library/multi") || !strings.Contains(err.Error(), victim.Digest.String()) {
 		t.Fatalf("err %v, want library/multi failed naming %s", err, victim.Digest)
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/regclient/regclient/types/ref"
 
 	"github.com/ferry-oss/ferry/bundle"
+	"github.com/ferry-oss/ferry/oci"
 	"github.com/ferry-oss/ferry/registry"
 	"github.com/ferry-oss/ferry/registry/regtest"
 )
@@ -380,8 +381,8 @@ func TestSmallBlobs(t *testing.T) {
 // referrers visible to save.
 func TestLabelSourceReferrers(t *testing.T) {
 	reg, _ := registry.New(registry.Options{})
-	var _ bundle.ReferrerSource = reg // the registry lists referrers
-	if _, ok := bundle.Source(labelSource{reg, newLabeler()}).(bundle.ReferrerSource); !ok {
+	var _ oci.ReferrerSource = reg // the registry lists referrers
+	if _, ok := oci.Source(labelSource{reg, newLabeler()}).(oci.ReferrerSource); !ok {
 		t.Fatal("labelSource hides Referrers")
 	}
 }

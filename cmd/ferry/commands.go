@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -20,7 +19,9 @@ import (
 	"github.com/ferry-oss/ferry/bundle"
 	"github.com/ferry-oss/ferry/internal/safe"
 	"github.com/ferry-oss/ferry/meta"
+	"github.com/ferry-oss/ferry/oci"
 	"github.com/ferry-oss/ferry/registry"
+	"github.com/ferry-oss/ferry/selection"
 )
 
 func saveCommand(e *env) *cli.Command {
@@ -126,7 +127,7 @@ Example:
 			if c.NArg() != 1 {
 				return usagef("verify takes one meta file")
 			}
-			bd, err := e.openChecked(c, c.Args().First())
+			bd, err := e.openChecked(c.Args().First(), c.String("key"))
 			if err != nil {
 				return err
 			}
@@ -141,9 +142,9 @@ Example:
 				for _, line := range strings.Split(err.Error(), "\n") {
 					problems = append(problems, "  "+line)
 				}
-				return fmt.Errorf("%s: NOT OK:\n%s", bd.Meta.ID, strings.Join(problems, "\n"))
+				return tr().Errorf("%s: NOT OK:\n%s", bd.Meta.ID, strings.Join(problems, "\n"))
 			}
-			fmt.Fprintf(e.stdout, "%s: OK (%d parts, %d blobs, %s, %d images)\n", bd.Meta.ID, len(bd.Meta.Parts), len(bd.Meta.Blobs), formatSize(bd.Meta.TotalBlobBytes()), len(bd.Meta.Images))
+			tr().Fprintf(e.stdout, "%s: OK (%d parts, %d blobs, %s, %d images)\n", bd.Meta.ID, len(bd.Meta.Parts), len(bd.Meta.Blobs), formatSize(bd.Meta.TotalBlobBytes()), len(bd.Meta.Images))
 			return nil
 		},
 	}
@@ -294,7 +295,7 @@ func eachManifest(bd *bundle.Bundle, dg digest.Digest, fn func(mm manifest.Manif
 		if err != nil {
 			return
 		}
-		blobs, children, err := bundle.References(mm)
+		blobs, children, err := oci.References(mm)
 		if err != nil {
 			return
 		}
@@ -346,7 +347,7 @@ func configCommand(e *env) *cli.Command {
 				if _, err := cfg.ImageSpecs(nil, "", e.stdin); err != nil {
 					return err
 				}
-				fmt.Fprintf(e.stdout, "%s: OK (%d registries)\n", file, len(cfg.Registries))
+				tr().Fprintf(e.stdout, "%s: OK (%d registries)\n", file, len(cfg.Registries))
 				return nil
 			},
 		}},
@@ -354,7 +355,7 @@ func configCommand(e *env) *cli.Command {
 }
 
 // ImageSpecs gathers images from args, the list flag, and cfg.yaml.
-func (c *Config) ImageSpecs(args []string, listFlag string, stdin io.Reader) ([]bundle.ImageSpec, error) {
+func (c *Config) ImageSpecs(args []string, listFlag string, stdin io.Reader) ([]selection.ImageSpec, error) {
 	srcRegistry := ""
 	if c.Source != "" {
 		srcRegistry = c.Source
@@ -365,15 +366,15 @@ func (c *Config) ImageSpecs(args []string, listFlag string, stdin io.Reader) ([]
 	return gatherImages(args, listFlag, c.List, c.Images, srcRegistry, stdin)
 }
 
-func gatherImages(args []string, listFlag, cfgList string, cfgImages []string, srcRegistry string, stdin io.Reader) ([]bundle.ImageSpec, error) {
-	var specs []bundle.ImageSpec
+func gatherImages(args []string, listFlag, cfgList string, cfgImages []string, srcRegistry string, stdin io.Reader) ([]selection.ImageSpec, error) {
+	var specs []selection.ImageSpec
 	add := func(lines []string) error {
-		got, err := bundle.ParseList(strings.NewReader(strings.Join(lines, "\n")), srcRegistry)
+		got, err := selection.ParseList(strings.NewReader(strings.Join(lines, "\n")), srcRegistry)
 		specs = append(specs, got...)
 		return err
 	}
 	for i, a := range args {
-		spec, err := bundle.ParseImage(strings.TrimSpace(a), srcRegistry)
+		spec, err := selection.ParseImage(strings.TrimSpace(a), srcRegistry)
 		if err != nil {
 			return nil, usagef("argument %d: %w", i+1, err)
 		}
@@ -392,7 +393,7 @@ func gatherImages(args []string, listFlag, cfgList string, cfgImages []string, s
 			defer f.Close()
 			r = f
 		}
-		got, err := bundle.ParseList(r, srcRegistry)
+		got, err := selection.ParseList(r, srcRegistry)
 		if err != nil {
 			return nil, usageError{fmt.Errorf("%s: %w", file, err)}
 		}
@@ -426,7 +427,7 @@ func parsePlatforms(values []string) ([]platform.Platform, []string, error) {
 			}
 			p, err := platform.Parse(s)
 			if n := strings.Count(s, "/"); err == nil && (n < 1 || n > 2 || strings.Contains(s, "//")) {
-				err = errors.New("want os/arch[/variant]")
+				err = tr().Errorf("want os/arch[/variant]")
 			}
 			if err != nil {
 				return nil, nil, usagef("platform %q: %v", s, err)

@@ -14,6 +14,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/ferry-oss/ferry/i18n"
 	"github.com/ferry-oss/ferry/registry"
 )
 
@@ -69,6 +70,9 @@ type Config struct {
 	// KeepGoing is upload's --keep-going: an image that fails does not
 	// stop the others.
 	KeepGoing bool `yaml:"keepGoing"`
+	// Lang is the language of messages, help and the console: en_US or
+	// zh_CN (image-transmit's values); default: the environment's.
+	Lang string `yaml:"lang"`
 }
 
 // RegistryConfig is one registries entry.
@@ -139,48 +143,51 @@ func (c *Config) Validate() error {
 	names := map[string]bool{}
 	for i, r := range c.Registries {
 		if r.Registry == "" {
-			return fmt.Errorf("%w: registries[%d]: registry is required", errConfig, i)
+			return tr().Errorf("%w: registries[%d]: registry is required", errConfig, i)
 		}
 		n := r.key()
 		if names[n] {
-			return fmt.Errorf("%w: registries[%d]: name %q used twice", errConfig, i, n)
+			return tr().Errorf("%w: registries[%d]: name %q used twice", errConfig, i, n)
 		}
 		names[n] = true
 		if r.Name != "" && r.Name != r.Registry {
 			for j, o := range c.Registries {
 				if j != i && o.Registry == r.Name {
-					return fmt.Errorf("%w: registries[%d]: name %q is the registry of registries[%d]: a lookup by that host would be ambiguous", errConfig, i, r.Name, j)
+					return tr().Errorf("%w: registries[%d]: name %q is the registry of registries[%d]: a lookup by that host would be ambiguous", errConfig, i, r.Name, j)
 				}
 			}
 		}
 		switch r.TLS {
 		case registry.TLSAuto, registry.TLSEnabled, registry.TLSInsecure, registry.TLSDisabled:
 		default:
-			return fmt.Errorf("%w: registries[%d]: tls %q (want enabled, insecure or disabled)", errConfig, i, r.TLS)
+			return tr().Errorf("%w: registries[%d]: tls %q (want enabled, insecure or disabled)", errConfig, i, r.TLS)
 		}
 	}
 	if c.Jobs < 0 {
-		return fmt.Errorf("%w: jobs %d", errConfig, c.Jobs)
+		return tr().Errorf("%w: jobs %d", errConfig, c.Jobs)
 	}
 	if c.Retries != nil && *c.Retries < 0 {
-		return fmt.Errorf("%w: retries %d", errConfig, *c.Retries)
+		return tr().Errorf("%w: retries %d", errConfig, *c.Retries)
 	}
 	if _, err := parseSize(c.SplitSize); err != nil {
-		return fmt.Errorf("%w: splitSize: %v", errConfig, err)
+		return tr().Errorf("%w: splitSize: %v", errConfig, err)
 	}
 	if _, err := parseSize(c.Cache.KeepSize); err != nil {
-		return fmt.Errorf("%w: cache.keepSize: %v", errConfig, err)
+		return tr().Errorf("%w: cache.keepSize: %v", errConfig, err)
 	}
 	if c.Cache.KeepDays < 0 {
-		return fmt.Errorf("%w: cache.keepDays %d", errConfig, c.Cache.KeepDays)
+		return tr().Errorf("%w: cache.keepDays %d", errConfig, c.Cache.KeepDays)
 	}
 	if c.Timeout != "" {
 		if d, err := time.ParseDuration(c.Timeout); err != nil || d < 0 {
-			return fmt.Errorf("%w: timeout %q: want a duration such as 60s or 2m", errConfig, c.Timeout)
+			return tr().Errorf("%w: timeout %q: want a duration such as 60s or 2m", errConfig, c.Timeout)
 		}
 	}
+	if c.Lang != "" && !i18n.Valid(c.Lang) {
+		return tr().Errorf("%w: lang %q: want en_US or zh_CN", errConfig, c.Lang)
+	}
 	if c.RequireSignature && c.VerifyKey == "" {
-		return fmt.Errorf("%w: requireSignature needs verifyKey (the public keys that may sign bundles)", errConfig)
+		return tr().Errorf("%w: requireSignature needs verifyKey (the public keys that may sign bundles)", errConfig)
 	}
 	return nil
 }
@@ -251,7 +258,7 @@ func parseSize(s string) (int64, error) {
 	}
 	f, err := strconv.ParseFloat(s, 64)
 	if err != nil || f < 0 {
-		return 0, fmt.Errorf("size %q: want a number with an optional unit B, KB, MB, GB, TB, KiB, MiB, GiB or TiB (e.g. 2GiB, 500MB)", typed)
+		return 0, tr().Errorf("size %q: want a number with an optional unit B, KB, MB, GB, TB, KiB, MiB, GiB or TiB (e.g. 2GiB, 500MB)", typed)
 	}
 	return int64(f * mult), nil
 }

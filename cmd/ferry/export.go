@@ -2,14 +2,13 @@ package main
 
 import (
 	"errors"
-	"fmt"
 	"os"
 	"time"
 
 	"github.com/regclient/regclient/types/platform"
 	"github.com/urfave/cli/v2"
 
-	"github.com/ferry-oss/ferry/bundle/archive"
+	"github.com/ferry-oss/ferry/archive"
 )
 
 func exportCommand(e *env) *cli.Command {
@@ -113,9 +112,9 @@ func (e *env) export(c *cli.Context) error {
 		return usageError{err}
 	}
 	if err != nil {
-		return fmt.Errorf("export failed (nothing complete was written to %s): %w", c.String("out"), err)
+		return tr().Errorf("export failed (nothing complete was written to %s): %w", c.String("out"), err)
 	}
-	fmt.Fprintf(report, "exported %d image(s), %d manifest(s), %d blob(s) (%s) as %s to %s in %s\n",
+	tr().Fprintf(report, "exported %d image(s), %d manifest(s), %d blob(s) (%s) as %s to %s in %s\n",
 		res.Images, res.Manifests, res.Blobs, formatSize(res.Bytes), format, c.String("out"), time.Since(start).Round(time.Millisecond))
 	return nil
 }

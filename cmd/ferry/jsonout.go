@@ -11,6 +11,7 @@ import (
 
 	"github.com/ferry-oss/ferry/bundle"
 	"github.com/ferry-oss/ferry/meta"
+	"github.com/ferry-oss/ferry/transfer"
 )
 
 // jsonFlag is --json: one machine-readable result object on stdout.
@@ -42,7 +43,7 @@ func errString(err error) string {
 
 func failuresOf(err error) []jsonFailure {
 	out := []jsonFailure{}
-	var fe *bundle.FailedError
+	var fe *transfer.FailedError
 	if errors.As(err, &fe) {
 		for _, f := range fe.Images {
 			out = append(out, jsonFailure{Image: f.Image, Error: f.Err.Error()})
@@ -67,7 +68,7 @@ type saveJSON struct {
 	Error      string        `json:"error,omitempty"`
 }
 
-func saveResultJSON(res *bundle.SaveResult, err error) saveJSON {
+func saveResultJSON(res *transfer.SaveResult, err error) saveJSON {
 	j := saveJSON{OK: err == nil, Failures: failuresOf(err)}
 	if len(j.Failures) == 0 {
 		j.Error = errString(err)
@@ -97,7 +98,7 @@ type uploadJSON struct {
 	Error    string        `json:"error,omitempty"`
 }
 
-func uploadResultJSON(metaPath, id, target string, res *bundle.UploadResult, err error) uploadJSON {
+func uploadResultJSON(metaPath, id, target string, res *transfer.UploadResult, err error) uploadJSON {
 	j := uploadJSON{OK: err == nil, Meta: metaPath, ID: id, Target: target, Failures: failuresOf(err)}
 	if len(j.Failures) == 0 {
 		j.Error = errString(err)

@@ -21,10 +21,11 @@ import (
 
 	"golang.org/x/term"
 
-	"github.com/ferry-oss/ferry/bundle"
 	"github.com/ferry-oss/ferry/cache"
+	"github.com/ferry-oss/ferry/i18n"
 	"github.com/ferry-oss/ferry/internal/safe"
 	"github.com/ferry-oss/ferry/registry"
+	"github.com/ferry-oss/ferry/selection"
 )
 
 // version is set with -ldflags "-X main.version=...".
@@ -43,7 +44,8 @@ type usageError struct{ err error }
 func (e usageError) Error() string { return e.err.Error() }
 func (e usageError) Unwrap() error { return e.err }
 
-func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
+// usagef is a usage error with a catalog message (format is its English).
+func usagef(format string, args ...any) error { return usageError{tr().Errorf(format, args...)} }
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -61,7 +63,10 @@ func main() {
 // the returned error to 2 (usage: the invocation or an input it names is
 // wrong) or 1 (failure while doing the work).
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	p := i18n.New(chooseLang(args, os.Getenv))
+	printer.Store(p)
 	app := newApp(stdin, stdout, stderr)
+	localize(app, p)
 	args, cmdPath := interspersed(app, args)
 	err := app.RunContext(ctx, args)
 	if err == nil {
@@ -74,9 +79,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		if cmdPath != "" {
 			help = "ferry " + cmdPath + " --help"
 		}
-		fmt.Fprintf(stderr, "ferry: %s\nRun '%s' for usage.\n", safe.Error(err), help)
+		tr().Fprintf(stderr, "ferry: %v\nRun '%s' for usage.\n", safe.Error(err), help)
 	case errors.Is(err, context.Canceled):
-		fmt.Fprintln(stderr, "ferry: interrupted; nothing was left looking complete")
+		tr().Fprintf(stderr, "ferry: interrupted; nothing was left looking complete\n")
 	case errors.Is(err, errReported):
 		// the command printed its summary
 	default:
@@ -100,7 +105,7 @@ func exitCode(err error) int {
 		return exitOK
 	case errors.Is(err, context.Canceled):
 		return exitFailure
-	case errors.As(err, &ue), errors.Is(err, errConfig), errors.Is(err, bundle.ErrBadList), errors.Is(err, registry.ErrConfig):
+	case errors.As(err, &ue), errors.Is(err, errConfig), errors.Is(err, selection.ErrBadList), errors.Is(err, registry.ErrConfig):
 		return exitUsage
 	case errors.As(err, &ce) && ce.ExitCode() == exitUsage:
 		return exitUsage
@@ -159,7 +164,8 @@ func safeAttr(a slog.Attr) slog.Attr {
 
 func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 	e := &env{stdin: stdin, stdout: stdout, stderr: stderr}
-	cli.VersionFlag = &cli.BoolFlag{Name: "version", Usage: "print the version"}
+	cli.VersionFlag = &cli.BoolFlag{Name: "version", Usage: tr().Sprintf("print the version")}
+	cli.HelpFlag = &cli.BoolFlag{Name: "help", Aliases: []string{"h"}, Usage: tr().Sprintf("show help"), DisableDefaultText: true}
 	app := &cli.App{
 		Name:                 "ferry",
 		Usage:                "move container images across an air gap",
@@ -224,6 +230,7 @@ Exit codes: 0 success, 1 failure, 2 usage error.`,
 			completionCommand(e),
 			serveCommand(e),
 			exportCommand(e),
+			uiCommand(e),
 		},
 	}
 	app.OnUsageError = usageHandler(app.Flags)
@@ -443,7 +450,7 @@ func didYouMean(word string, candidates []string, show ...func(string) string) s
 	if len(show) > 0 {
 		best = show[0](best)
 	}
-	return fmt.Sprintf(" (did you mean %s?)", best)
+	return tr().Sprintf(" (did you mean %s?)", best)
 }
 
 // editDistance is the optimal string alignment distance of a and b:

@@ -20,9 +20,10 @@ import (
 
 	"github.com/ferry-oss/ferry/bundle"
 	"github.com/ferry-oss/ferry/internal/safe"
+	"github.com/ferry-oss/ferry/oci"
 )
 
-// progress renders bundle.Progress: on a terminal, multi-bar progress
+// progress renders oci.Progress: on a terminal, multi-bar progress
 // drawn by vbauerster/mpb (a bar per active blob labelled by image and
 // layer, and a total bar with bytes, rate, blob count and ETA; every line
 // fits the terminal width, re-read at each frame); otherwise a log line
@@ -102,7 +103,7 @@ func (p *progress) SetTotal(bytes int64, items int) {
 	}
 }
 
-func (p *progress) Begin(name string, size int64) bundle.Tracker {
+func (p *progress) Begin(name string, size int64) oci.Tracker {
 	t := &tracker{p: p, name: name, size: size}
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -280,7 +281,7 @@ func (l *labeler) manifest(name string, m manifest.Manifest) {
 	if l == nil {
 		return
 	}
-	blobs, children, err := bundle.References(m)
+	blobs, children, err := oci.References(m)
 	if err != nil {
 		return
 	}
@@ -338,14 +339,14 @@ func labelsFromMeta(bd *bundle.Bundle) *labeler {
 
 // labelSource labels blobs as save resolves manifests.
 type labelSource struct {
-	bundle.Source
+	oci.Source
 	l *labeler
 }
 
 // Referrers passes through to a source that lists referrers (save's
 // Referrers option must see through the wrapper); others have none.
-func (s labelSource) Referrers(ctx context.Context, r ref.Ref, d descriptor.Descriptor) ([]bundle.Referrer, error) {
-	if rs, ok := s.Source.(bundle.ReferrerSource); ok {
+func (s labelSource) Referrers(ctx context.Context, r ref.Ref, d descriptor.Descriptor) ([]oci.Referrer, error) {
+	if rs, ok := s.Source.(oci.ReferrerSource); ok {
 		return rs.Referrers(ctx, r, d)
 	}
 	return nil, nil

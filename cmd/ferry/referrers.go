@@ -16,17 +16,46 @@ import (
 	"github.com/ferry-oss/ferry/internal/safe"
 	"github.com/ferry-oss/ferry/meta"
 	"github.com/ferry-oss/ferry/meta/sign"
+	"github.com/ferry-oss/ferry/oci"
 )
 
 // inspectReferrers lists, per image, the referrers the bundle carries for
 // its manifests (an index's children included): artifact type, digest,
 // size, and the tag of a cosign-style artifact.
 func inspectReferrers(w io.Writer, bd *bundle.Bundle) {
-	m := bd.Meta
-	refs, err := bundle.ReferrersOf(m)
+	rows, err := referrerRows(bd)
 	if err != nil {
 		fmt.Fprintf(w, "\nreferrers: %s\n", safe.Error(err))
 		return
+	}
+	if len(rows) == 0 {
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "\nREFERRERS OF\tSUBJECT\tARTIFACT TYPE\tDIGEST\tSIZE\tTAG")
+	for _, r := range rows {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", safe.Line(r.img.Source), short(r.subject.String()), safe.Line(r.artifactType), short(r.digest.String()), formatSize(r.size), orDash(r.tag))
+	}
+	tw.Flush()
+}
+
+// referrerRow is a referrer of an image of a bundle.
+type referrerRow struct {
+	img             meta.Image
+	subject, digest digest.Digest
+	artifactType    string
+	size            int64
+	tag             string // a cosign-style artifact's tag
+}
+
+// referrerRows are the referrers the bundle carries for each image's
+// manifests (an index's children included), referrers of referrers after
+// theirs, in image order.
+func referrerRows(bd *bundle.Bundle) ([]referrerRow, error) {
+	m := bd.Meta
+	refs, err := bundle.ReferrersOf(m)
+	if err != nil {
+		return nil, err
 	}
 	// cosign-style artifacts, tagged after their subject, by repository
 	// and tag (with their place in the meta file, to list them in order)
@@ -36,30 +65,24 @@ func inspectReferrers(w io.Writer, bd *bundle.Bundle) {
 	}
 	tagged := map[[2]string][]taggedImage{}
 	for i, img := range m.Images {
-		if bundle.IsCosignTag(img.Tag) {
+		if oci.IsCosignTag(img.Tag) {
 			k := [2]string{img.Repository, img.Tag}
 			tagged[k] = append(tagged[k], taggedImage{i, img})
 		}
 	}
 	if len(refs) == 0 && len(tagged) == 0 {
-		return // no referrers: no need to walk every manifest again
+		return nil, nil // no referrers: no need to walk every manifest again
 	}
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	header := false
+	var rows []referrerRow
 	row := func(img meta.Image, subject, dg digest.Digest, tag string) {
-		if !header {
-			fmt.Fprintln(tw, "\nREFERRERS OF\tSUBJECT\tARTIFACT TYPE\tDIGEST\tSIZE\tTAG")
-			header = true
+		r := referrerRow{img: img, subject: subject, digest: dg, artifactType: "?", tag: tag}
+		if mf := bd.Manifest(dg); mf != nil {
+			r.size, r.artifactType = mf.Size, cmp.Or(oci.ArtifactType(mf.MediaType, mf.Raw), mf.MediaType)
 		}
-		mf := bd.Manifest(dg)
-		size, typ := int64(0), "?"
-		if mf != nil {
-			size, typ = mf.Size, cmp.Or(bundle.ArtifactType(mf.MediaType, mf.Raw), mf.MediaType)
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", safe.Line(img.Source), short(subject.String()), safe.Line(typ), short(dg.String()), formatSize(size), orDash(tag))
+		rows = append(rows, r)
 	}
 	for _, img := range m.Images {
-		if bundle.IsCosignTag(img.Tag) {
+		if oci.IsCosignTag(img.Tag) {
 			continue
 		}
 		eachManifest(bd, img.Digest, func(mm manifest.Manifest, _ []descriptor.Descriptor) {
@@ -76,7 +99,7 @@ func inspectReferrers(w io.Writer, bd *bundle.Bundle) {
 				return
 			}
 			var found []taggedImage
-			for _, tag := range bundle.CosignTags(subject) {
+			for _, tag := range oci.CosignTags(subject) {
 				found = append(found, tagged[[2]string{img.Repository, tag}]...)
 			}
 			slices.SortFunc(found, func(a, b taggedImage) int { return cmp.Compare(a.i, b.i) })
@@ -86,7 +109,7 @@ func inspectReferrers(w io.Writer, bd *bundle.Bundle) {
 			}
 		})
 	}
-	tw.Flush()
+	return rows, nil
 }
 
 func orDash(s string) string {

@@ -7,7 +7,8 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/ferry-oss/ferry/bundle"
+	"github.com/ferry-oss/ferry/oci"
+	"github.com/ferry-oss/ferry/selection"
 )
 
 func resolveCommand(e *env) *cli.Command {
@@ -51,8 +52,8 @@ Examples:
 			if err != nil {
 				return usageError{err}
 			}
-			pinned, err := bundle.Resolve(c.Context, reg, specs, bundle.ExpandOptions{Latest: c.Int("latest")})
-			if errors.Is(err, bundle.ErrBadList) {
+			pinned, err := selection.Resolve(c.Context, reg, specs, selection.ExpandOptions{Latest: c.Int("latest")})
+			if errors.Is(err, selection.ErrBadList) {
 				return usageError{err}
 			}
 			if err != nil {
@@ -68,9 +69,9 @@ Examples:
 }
 
 // expandTags expands the tag selections of a save's images (--latest).
-func (e *env) expandTags(c *cli.Context, lister bundle.TagLister, images []bundle.ImageSpec, jobs int) ([]bundle.ImageSpec, error) {
-	out, err := bundle.ExpandTags(c.Context, lister, images, bundle.ExpandOptions{Latest: c.Int("latest"), Jobs: jobs})
-	if errors.Is(err, bundle.ErrBadList) {
+func (e *env) expandTags(c *cli.Context, lister oci.TagLister, images []selection.ImageSpec, jobs int) ([]selection.ImageSpec, error) {
+	out, err := selection.ExpandTags(c.Context, lister, images, selection.ExpandOptions{Latest: c.Int("latest"), Jobs: jobs})
+	if errors.Is(err, selection.ErrBadList) {
 		return nil, usageError{err}
 	}
 	return out, err

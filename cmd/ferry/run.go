@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -10,12 +11,16 @@ import (
 	"strings"
 	"time"
 
+	"github.com/regclient/regclient/types/ref"
 	"github.com/urfave/cli/v2"
 
 	"github.com/ferry-oss/ferry/bundle"
 	"github.com/ferry-oss/ferry/internal/safe"
+	"github.com/ferry-oss/ferry/oci"
 	"github.com/ferry-oss/ferry/registry"
 	"github.com/ferry-oss/ferry/registry/docker"
+	"github.com/ferry-oss/ferry/selection"
+	"github.com/ferry-oss/ferry/transfer"
 )
 
 func (e *env) save(c *cli.Context) error {
@@ -89,7 +94,7 @@ func (e *env) save(c *cli.Context) error {
 	}
 	timeout, referrers := e.timeout(c), e.referrers(c)
 	labels := e.labels()
-	var source bundle.Source = reg
+	var source oci.Source = reg
 	if cacheDir := firstNonZero(c.String("cache"), cfg.Cache.Dir); cacheDir != "" {
 		source, err = e.withCache(source, cacheDir)
 		if err != nil {
@@ -97,7 +102,7 @@ func (e *env) save(c *cli.Context) error {
 		}
 	}
 	p := e.labelledProgress(labels)
-	sopts := bundle.SaveOptions{
+	sopts := transfer.SaveOptions{
 		Platforms: plats, Jobs: jobs, Retries: retries, KeepGoing: c.Bool("keep-going"),
 		IdleTimeout: timeout, Referrers: referrers, ArtifactTypes: orSlice(c.StringSlice("artifact-type"), cfg.ArtifactTypes),
 		Log: e.log, Progress: p,
@@ -106,7 +111,7 @@ func (e *env) save(c *cli.Context) error {
 		Dir: outDir, Prefix: flagOr(c, "prefix", cfg.Output.Prefix), Codec: codec,
 		Parts: jobs, SplitSize: split, Single: single, Platforms: platNames,
 		Bases: c.StringSlice("inc"), Tool: "ferry " + version, Log: e.log,
-		SignMeta: signMeta, Resume: resume, Inputs: bundle.SaveInputs(images, sopts),
+		SignMeta: signMeta, Resume: resume, Inputs: transfer.SaveInputs(images, sopts),
 	})
 	if err != nil {
 		p.Stop()
@@ -119,23 +124,23 @@ func (e *env) save(c *cli.Context) error {
 	if signer != "" {
 		e.log.Info("signing the meta file", "key", signer)
 	}
-	res, err := bundle.Save(c.Context, labelSource{source, labels}, w, images, sopts)
+	res, err := transfer.Save(c.Context, labelSource{source, labels}, w, images, sopts)
 	p.Stop()
 	if err != nil && w.Suspended() {
-		defer fmt.Fprintf(e.stderr, "the blobs written so far are kept in %s: the same save run again resumes %s (--fresh starts over)\n", outDir, w.ID())
+		defer tr().Fprintf(e.stderr, "the blobs written so far are kept in %s: the same save run again resumes %s (--fresh starts over)\n", outDir, w.ID())
 	}
 	writeJSON(jsonOut, saveResultJSON(res, err))
-	if errors.Is(err, bundle.ErrBadList) {
+	if errors.Is(err, selection.ErrBadList) {
 		return usageError{err}
 	}
-	var fe *bundle.FailedError
+	var fe *transfer.FailedError
 	if errors.As(err, &fe) {
-		fmt.Fprintf(e.stderr, "\nFAILED: %d of %d image(s):\n", len(fe.Images), len(images))
+		tr().Fprintf(e.stderr, "\nFAILED: %d of %d image(s):\n", len(fe.Images), len(images))
 		printFailures(e.stderr, fe.Images)
 		if res != nil {
-			fmt.Fprintf(e.stderr, "a PARTIAL bundle of the other images was written: %s\n", res.MetaPath)
+			tr().Fprintf(e.stderr, "a PARTIAL bundle of the other images was written: %s\n", res.MetaPath)
 		} else {
-			fmt.Fprintln(e.stderr, "no bundle was written (use --keep-going for a partial one)")
+			tr().Fprintf(e.stderr, "no bundle was written (use --keep-going for a partial one)\n")
 		}
 		return errReported
 	}
@@ -148,10 +153,52 @@ func (e *env) save(c *cli.Context) error {
 	if res.Resumed > 0 {
 		kept = fmt.Sprintf(", %d kept from the interrupted save", res.Resumed)
 	}
-	fmt.Fprintf(e.info(), "saved %d image(s), %d blob(s) (%s, %d skipped as in base bundles%s) in %s into %d part(s)\n",
+	tr().Fprintf(e.info(), "saved %d image(s), %d blob(s) (%s, %d skipped as in base bundles%s) in %s into %d part(s)\n",
 		len(res.Meta.Images), res.Blobs, formatSize(res.BlobBytes), res.Skipped, kept, res.Duration.Round(time.Millisecond), len(res.Meta.Parts))
 	fmt.Fprintln(e.stdout, res.MetaPath)
 	return nil
+}
+
+// target is an upload target as parsed from --target and the flags that
+// go with it.
+type target struct {
+	host     *ref.Ref // the registry (set to docker.io for the engine)
+	sock     string
+	docker   bool
+	platform string // docker: the platform to load
+	insecure bool
+	caFile   string
+	jobs     int
+	retries  int
+}
+
+// connectTarget connects to an upload target: the Docker engine, or a
+// registry (checked once). It returns the target's name for messages and,
+// for the engine, how to name its images in logs (the engine names them
+// like Docker Hub does; the log must not read like a push to Docker Hub).
+func (e *env) connectTarget(ctx context.Context, bd *bundle.Bundle, t target) (oci.Sink, string, func(string) string, error) {
+	if t.docker {
+		sink, err := e.dockerSink(ctx, bd, t.sock, t.platform)
+		if err != nil {
+			return nil, "", nil, err
+		}
+		name := "docker engine " + docker.SocketName(t.sock)
+		t.host.Registry = "docker.io"
+		return sink, name, func(v string) string {
+			if n, ok := strings.CutPrefix(v, "docker.io/"); ok {
+				return n + " (" + name + ")"
+			}
+			return v
+		}, nil
+	}
+	reg, err := e.registryFor([]string{t.host.Registry}, t.insecure, t.caFile, t.jobs, t.retries)
+	if err != nil {
+		return nil, "", nil, usageError{err}
+	}
+	if err := reg.Check(ctx, t.host.Registry); err != nil {
+		return nil, "", nil, err
+	}
+	return reg, t.host.Registry, nil, nil
 }
 
 // resumeMode reads --resume DIR (which is then the output directory) and
@@ -186,7 +233,7 @@ func outputDir(dir string, mkdir bool) error {
 		return nil
 	case errors.Is(err, os.ErrNotExist) && mkdir:
 		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return fmt.Errorf("creating the output directory: %w", err)
+			return tr().Errorf("creating the output directory: %w", err)
 		}
 		return nil
 	case errors.Is(err, os.ErrNotExist):
@@ -201,7 +248,7 @@ func (e *env) upload(c *cli.Context) error {
 	if c.NArg() != 1 {
 		return usagef("upload takes one meta file")
 	}
-	bd, err := e.openChecked(c, c.Args().First())
+	bd, err := e.openChecked(c.Args().First(), c.String("key"))
 	if err != nil {
 		return err
 	}
@@ -218,69 +265,55 @@ func (e *env) upload(c *cli.Context) error {
 		if err != nil {
 			return err
 		}
-		if renames, err = bundle.Renames(bd.Meta, specs); err != nil {
+		if renames, err = transfer.Renames(bd.Meta, specs); err != nil {
 			return usageError{err}
 		}
 	}
-	var sink bundle.Sink
-	targetName := host.Registry
+	sink, targetName, rename, err := e.connectTarget(c.Context, bd, target{host: &host, sock: sock, docker: isDocker,
+		platform: c.String("platform"), insecure: c.Bool("insecure"), caFile: c.String("ca-file"), jobs: jobs, retries: retries})
+	if err != nil {
+		return err
+	}
 	log := e.log
-	if isDocker {
-		sink, err = e.dockerSink(c, bd, sock)
-		if err != nil {
-			return err
-		}
-		// the engine names images like Docker Hub does; the log must not
-		// read like a push to Docker Hub
-		targetName = "docker engine " + docker.SocketName(sock)
-		host.Registry = "docker.io"
-		log = e.logger(func(v string) string {
-			if name, ok := strings.CutPrefix(v, "docker.io/"); ok {
-				return name + " (" + targetName + ")"
-			}
-			return v
-		})
-	} else {
-		reg, err := e.registryFor([]string{host.Registry}, c.Bool("insecure"), c.String("ca-file"), jobs, retries)
-		if err != nil {
-			return usageError{err}
-		}
-		if err := reg.Check(c.Context, host.Registry); err != nil {
-			return err
-		}
-		sink = reg
+	if rename != nil {
+		log = e.logger(rename)
 	}
 	log.Info("uploading", "bundle", bd.Meta.ID, "target", targetName, "namespace", ns, "parts", len(bd.Meta.Parts), "blobs", len(bd.Meta.Blobs))
 	p := e.labelledProgress(e.labelsFromMeta(bd))
-	res, err := bundle.Upload(c.Context, bd, sink, bundle.UploadOptions{
-		Target: bundle.RegistryTarget(host, ns, renames), Jobs: jobs, Retries: retries, Log: log, Progress: p,
+	res, err := transfer.Upload(c.Context, bd, sink, transfer.UploadOptions{
+		Target: transfer.RegistryTarget(host, ns, renames), Jobs: jobs, Retries: retries, Log: log, Progress: p,
 		KeepGoing: c.Bool("keep-going") || e.cfg.KeepGoing,
 	})
 	p.Stop()
 	writeJSON(jsonOut, uploadResultJSON(c.Args().First(), bd.Meta.ID, targetName, res, err))
-	var fe *bundle.FailedError
+	var fe *transfer.FailedError
 	if errors.As(err, &fe) && res != nil {
-		fmt.Fprintf(e.stderr, "\nFAILED: %d of %d image(s), not tagged:\n", len(fe.Images), len(bd.Meta.Images))
+		tr().Fprintf(e.stderr, "\nFAILED: %d of %d image(s), not tagged:\n", len(fe.Images), len(bd.Meta.Images))
 		printFailures(e.stderr, fe.Images)
-		fmt.Fprintf(e.stderr, "uploaded the other %d image(s) of %s: %d manifest(s), %d blob(s) pushed (%s), %d skipped, %d mounted in %s\n",
+		tr().Fprintf(e.stderr, "uploaded the other %d image(s) of %s: %d manifest(s), %d blob(s) pushed (%s), %d skipped, %d mounted in %s\n",
 			res.Images, bd.Meta.ID, res.Manifests, res.BlobsPushed, formatSize(res.BytesPushed), res.BlobsSkipped, res.BlobsMounted, res.Duration.Round(time.Millisecond))
 		return errReported
 	}
-	var re *registry.Error
-	if errors.As(err, &re) {
-		log.Debug("upload failed", "err", err)
-		return fmt.Errorf("upload of %s failed: %w", bd.Meta.ID, re) // one line: registry, cause, fix
-	}
-	if errors.Is(err, bundle.ErrBaseMissing) {
-		return fmt.Errorf("upload of %s refused, nothing was sent: %w", bd.Meta.ID, err)
-	}
 	if err != nil {
-		return fmt.Errorf("upload of %s failed (no manifest was pushed for blobs that did not land): %w", bd.Meta.ID, err)
+		log.Debug("upload failed", "err", err)
+		return uploadError(bd.Meta.ID, err)
 	}
 	rate := float64(res.BytesPushed) / max(res.Duration.Seconds(), 0.001)
-	fmt.Fprintf(e.stdout, "uploaded %s: %d image(s), %d manifest(s), %d blob(s) pushed (%s, %s/s), %d skipped, %d mounted in %s\n",
+	tr().Fprintf(e.stdout, "uploaded %s: %d image(s), %d manifest(s), %d blob(s) pushed (%s, %s/s), %d skipped, %d mounted in %s\n",
 		bd.Meta.ID, res.Images, res.Manifests, res.BlobsPushed, formatSize(res.BytesPushed), formatSize(int64(rate)), res.BlobsSkipped, res.BlobsMounted, res.Duration.Round(time.Millisecond))
 	return nil
+}
+
+// uploadError is the one line a failed upload ends with.
+func uploadError(id string, err error) error {
+	var re *registry.Error
+	switch {
+	case errors.As(err, &re):
+		return tr().Errorf("upload of %s failed: %w", id, re) // one line: registry, cause, fix
+	case errors.Is(err, bundle.ErrBaseMissing):
+		return tr().Errorf("upload of %s refused, nothing was sent: %w", id, err)
+	}
+	return tr().Errorf("upload of %s failed (no manifest was pushed for blobs that did not land): %w", id, err)
 }
 
 func orSlice(a, b []string) []string {
@@ -292,7 +325,7 @@ func orSlice(a, b []string) []string {
 
 // printFailures lists failed images, one line each; images that failed
 // for the same reason (a registry that is down) share one line.
-func printFailures(w io.Writer, failed []bundle.ImageError) {
+func printFailures(w io.Writer, failed []transfer.ImageError) {
 	var order []string
 	byMsg := map[string][]string{}
 	named := map[string]bool{}

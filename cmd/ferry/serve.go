@@ -3,7 +3,6 @@ package main
 import (
 	"crypto/tls"
 	"errors"
-	"fmt"
 	"net"
 	"time"
 
@@ -70,7 +69,7 @@ Examples:
 				l = tls.NewListener(l, &tls.Config{Certificates: []tls.Certificate{kp}, MinVersion: tls.VersionTLS12})
 				scheme = "https"
 			}
-			fmt.Fprintf(e.stdout, "serving %d bundle(s), %d repositories at %s://%s (read-only; Ctrl-C stops)\n", len(set.Bundles), len(reg.Repositories()), scheme, l.Addr())
+			tr().Fprintf(e.stdout, "serving %d bundle(s), %d repositories at %s://%s (read-only; Ctrl-C stops)\n", len(set.Bundles), len(reg.Repositories()), scheme, l.Addr())
 			err = serve.Serve(c.Context, l, serve.AccessLog(reg, e.log), 10*time.Second)
 			e.log.Info("stopped serving", "addr", l.Addr().String())
 			return err

@@ -1,8 +1,9 @@
 package main
 
 import (
-	"github.com/ferry-oss/ferry/bundle"
 	"github.com/urfave/cli/v2"
+
+	"github.com/ferry-oss/ferry/selection"
 )
 
 func shardFlag() cli.Flag {
@@ -12,7 +13,7 @@ func shardFlag() cli.Flag {
 // imageList is the image list of save, sync and resolve: IMAGE arguments,
 // --img, --list and cfg.yaml's images/list, paths prefixed by --src (or
 // cfg source, a registries name or a host), then --shard.
-func (e *env) imageList(c *cli.Context) ([]bundle.ImageSpec, error) {
+func (e *env) imageList(c *cli.Context) ([]selection.ImageSpec, error) {
 	src := firstNonZero(c.String("src"), e.cfg.Source)
 	if r, ok := e.cfg.Lookup(src); ok { // Lookup("") finds nothing
 		src = r.Registry
@@ -25,11 +26,11 @@ func (e *env) imageList(c *cli.Context) ([]bundle.ImageSpec, error) {
 }
 
 // shardOf applies --shard to the image list.
-func shardOf(c *cli.Context, images []bundle.ImageSpec) ([]bundle.ImageSpec, error) {
+func shardOf(c *cli.Context, images []selection.ImageSpec) ([]selection.ImageSpec, error) {
 	if !c.IsSet("shard") {
 		return images, nil
 	}
-	s, err := bundle.ParseShard(c.String("shard"))
+	s, err := selection.ParseShard(c.String("shard"))
 	if err != nil {
 		return nil, usageError{err}
 	}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"errors"
-	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -47,7 +46,7 @@ func (e *env) metaSigner(c *cli.Context) (func(io.Reader) ([]byte, error), strin
 func (e *env) openSetChecked(c *cli.Context, paths []string) (*bundle.Set, error) {
 	var bds []*bundle.Bundle
 	for _, p := range paths {
-		bd, err := e.openChecked(c, p)
+		bd, err := e.openChecked(p, c.String("key"))
 		if err != nil {
 			return nil, err
 		}
@@ -57,20 +56,20 @@ func (e *env) openSetChecked(c *cli.Context, paths []string) (*bundle.Set, error
 }
 
 // openChecked opens a bundle for verify and upload, checking its meta
-// signature first: with --key, or cfg verifyKey and requireSignature, a
+// signature first: with --key (keyFlag), or cfg verifyKey and requireSignature, a
 // valid signature by one of the keys is required; with verifyKey alone a
 // signature present must be valid and an unsigned bundle is accepted with
 // a warning. The bundle is parsed from the very bytes that were verified,
 // streamed once through the decoder and the check (sign.Keys.LoadFile).
-func (e *env) openChecked(c *cli.Context, path string) (*bundle.Bundle, error) {
-	keyFile := firstNonZero(c.String("key"), e.cfg.VerifyKey)
+func (e *env) openChecked(path, keyFlag string) (*bundle.Bundle, error) {
+	keyFile := firstNonZero(keyFlag, e.cfg.VerifyKey)
 	if keyFile == "" {
 		if _, err := os.Stat(sign.SigPath(path)); err == nil {
 			e.log.Info("the bundle is signed; pass --key to check the signature", "signature", sign.SigPath(path))
 		}
 		return openBundle(path)
 	}
-	required := c.String("key") != "" || e.cfg.RequireSignature
+	required := keyFlag != "" || e.cfg.RequireSignature
 	keys, err := sign.LoadKeys(keyFile)
 	if err != nil {
 		return nil, usageError{err}
@@ -81,7 +80,7 @@ func (e *env) openChecked(c *cli.Context, path string) (*bundle.Bundle, error) {
 		e.log.Warn("the bundle is not signed (requireSignature is off)", "meta", path)
 		return openBundle(path)
 	case errors.Is(err, sign.ErrNoSignature), errors.Is(err, sign.ErrBadSignature), errors.Is(err, sign.ErrUntrusted):
-		return nil, fmt.Errorf("%w: %w; nothing was read or pushed", errSignature, err)
+		return nil, tr().Errorf("%w: %w; nothing was read or pushed", errSignature, err)
 	case err != nil:
 		return nil, usageError{err}
 	}

@@ -12,10 +12,11 @@ import (
 	"github.com/regclient/regclient/types/ref"
 	"github.com/urfave/cli/v2"
 
-	"github.com/ferry-oss/ferry/bundle"
+	"github.com/ferry-oss/ferry/foreign/imagesyncer"
 	"github.com/ferry-oss/ferry/internal/safe"
 	"github.com/ferry-oss/ferry/registry"
-	"github.com/ferry-oss/ferry/registry/imagesyncer"
+	"github.com/ferry-oss/ferry/selection"
+	"github.com/ferry-oss/ferry/transfer"
 )
 
 func syncCommand(e *env) *cli.Command {
@@ -62,23 +63,23 @@ Examples:
 
 // syncReport is one round's result: the --report line and the --json output.
 type syncReport struct {
-	Round       int                   `json:"round"`
-	Start       time.Time             `json:"start"`
-	End         time.Time             `json:"end"`
-	Images      int                   `json:"images"`   // source images resolved
-	Copies      int                   `json:"copies"`   // image copies complete at their target
-	UpToDate    int                   `json:"upToDate"` // of those, already there
-	Failed      int                   `json:"failed"`
-	Manifests   int                   `json:"manifestsPushed"`
-	Pushed      int                   `json:"blobsPushed"`
-	Skipped     int                   `json:"blobsSkipped"`
-	Mounted     int                   `json:"blobsMounted"`
-	BytesRead   int64                 `json:"bytesRead"`
-	BytesPushed int64                 `json:"bytesPushed"`
-	Targets     []bundle.TargetResult `json:"targets"`
-	Failures    []jsonFailure         `json:"failures"`
-	Error       string                `json:"error,omitempty"`
-	Stopped     bool                  `json:"stopped,omitempty"`
+	Round       int                     `json:"round"`
+	Start       time.Time               `json:"start"`
+	End         time.Time               `json:"end"`
+	Images      int                     `json:"images"`   // source images resolved
+	Copies      int                     `json:"copies"`   // image copies complete at their target
+	UpToDate    int                     `json:"upToDate"` // of those, already there
+	Failed      int                     `json:"failed"`
+	Manifests   int                     `json:"manifestsPushed"`
+	Pushed      int                     `json:"blobsPushed"`
+	Skipped     int                     `json:"blobsSkipped"`
+	Mounted     int                     `json:"blobsMounted"`
+	BytesRead   int64                   `json:"bytesRead"`
+	BytesPushed int64                   `json:"bytesPushed"`
+	Targets     []transfer.TargetResult `json:"targets"`
+	Failures    []jsonFailure           `json:"failures"`
+	Error       string                  `json:"error,omitempty"`
+	Stopped     bool                    `json:"stopped,omitempty"`
 }
 
 type jsonFailure struct {
@@ -107,7 +108,7 @@ func (e *env) sync(c *cli.Context) error {
 	}
 
 	// targets: --target, cfg targets, cfg target
-	var targets []bundle.SyncTarget
+	var targets []transfer.SyncTarget
 	var hosts []string
 	addTarget := func(s string) error {
 		host, ns, _, isDocker, err := e.parseTarget(s)
@@ -123,7 +124,7 @@ func (e *env) sync(c *cli.Context) error {
 				return nil // the same target twice
 			}
 		}
-		targets = append(targets, bundle.SyncTarget{Name: name, Repo: bundle.RegistryTarget(host, ns, nil)})
+		targets = append(targets, transfer.SyncTarget{Name: name, Repo: transfer.RegistryTarget(host, ns, nil)})
 		hosts = append(hosts, host.Registry)
 		return nil
 	}
@@ -134,7 +135,7 @@ func (e *env) sync(c *cli.Context) error {
 	}
 
 	// images: image-syncer's files, or args, --list and cfg.yaml
-	var images []bundle.SyncImage
+	var images []transfer.SyncImage
 	if file := c.String("images"); file != "" {
 		images, err = e.imageSyncerImages(file, c.String("auth"), &targets, &hosts)
 		if err != nil {
@@ -149,7 +150,7 @@ func (e *env) sync(c *cli.Context) error {
 			return err
 		}
 		for _, s := range specs {
-			images = append(images, bundle.SyncImage{Spec: s})
+			images = append(images, transfer.SyncImage{Spec: s})
 		}
 	}
 	if len(images) == 0 {
@@ -196,11 +197,11 @@ func (e *env) sync(c *cli.Context) error {
 		if err != nil {
 			return rep, err
 		}
-		expanded, failed := bundle.ExpandSyncImages(ctx, reg, images, bundle.ExpandOptions{Latest: c.Int("latest"), Jobs: jobs})
-		var res *bundle.SyncResult
+		expanded, failed := transfer.ExpandSyncImages(ctx, reg, images, selection.ExpandOptions{Latest: c.Int("latest"), Jobs: jobs})
+		var res *transfer.SyncResult
 		if len(expanded) > 0 {
 			p := e.progress()
-			res, err = bundle.Sync(ctx, reg, targets, expanded, bundle.SyncOptions{
+			res, err = transfer.Sync(ctx, reg, targets, expanded, transfer.SyncOptions{
 				Platforms: plats, Jobs: jobs, Retries: retries, Stop: stop, Log: e.log, Progress: p,
 				Referrers: e.referrers(c), ArtifactTypes: orSlice(c.StringSlice("artifact-type"), cfg.ArtifactTypes),
 				IdleTimeout: e.timeout(c),
@@ -219,9 +220,9 @@ func (e *env) sync(c *cli.Context) error {
 		for _, f := range failed {
 			rep.Failures = append(rep.Failures, jsonFailure{Image: f.Image, Error: f.Err.Error()})
 		}
-		var fe *bundle.FailedError
+		var fe *transfer.FailedError
 		switch {
-		case errors.Is(err, bundle.ErrStopped):
+		case errors.Is(err, transfer.ErrStopped):
 			rep.Stopped = true
 			err = nil
 		case errors.As(err, &fe):
@@ -230,7 +231,7 @@ func (e *env) sync(c *cli.Context) error {
 			rep.Error = err.Error()
 		}
 		if err == nil && len(failed) > 0 {
-			err = &bundle.FailedError{Images: failed}
+			err = &transfer.FailedError{Images: failed}
 		}
 		rep.End = time.Now().UTC()
 		if report != nil {
@@ -263,8 +264,8 @@ func (e *env) sync(c *cli.Context) error {
 	}()
 	for n := 1; ; n++ {
 		rep, err := runRound(hard, c.Context.Done(), n)
-		var fe *bundle.FailedError
-		if errors.Is(err, bundle.ErrBadList) && !errors.As(err, &fe) {
+		var fe *transfer.FailedError
+		if errors.Is(err, selection.ErrBadList) && !errors.As(err, &fe) {
 			return usageError{err} // the next round would fail the same way
 		}
 		if err != nil && !errors.Is(err, context.Canceled) {
@@ -301,21 +302,21 @@ func (e *env) syncDone(c *cli.Context, rep *syncReport, err error) error {
 	if errors.Is(err, context.Canceled) {
 		return err
 	}
-	var fe *bundle.FailedError
+	var fe *transfer.FailedError
 	if err != nil && !errors.As(err, &fe) {
-		if errors.Is(err, bundle.ErrBadList) {
+		if errors.Is(err, selection.ErrBadList) {
 			return usageError{err}
 		}
 		return err
 	}
 	for _, t := range rep.Targets {
-		fmt.Fprintf(out, "%s: %d image(s) (%d already there), %d manifest(s), %d blob(s) pushed (%s), %d skipped, %d mounted, %d failed\n",
+		tr().Fprintf(out, "%s: %d image(s) (%d already there), %d manifest(s), %d blob(s) pushed (%s), %d skipped, %d mounted, %d failed\n",
 			t.Name, t.Images, t.UpToDate, t.Manifests, t.BlobsPushed, formatSize(t.BytesPushed), t.BlobsSkipped, t.BlobsMounted, t.Failed)
 	}
-	fmt.Fprintf(out, "synced %d of %d image copies to %d target(s) (%d already there): read %s from the source, pushed %s in %s\n",
+	tr().Fprintf(out, "synced %d of %d image copies to %d target(s) (%d already there): read %s from the source, pushed %s in %s\n",
 		rep.Copies, rep.Copies+rep.Failed, len(rep.Targets), rep.UpToDate, formatSize(rep.BytesRead), formatSize(rep.BytesPushed), rep.End.Sub(rep.Start).Round(time.Millisecond))
 	if fe != nil {
-		fmt.Fprintf(e.stderr, "\nFAILED: %d image copy(ies):\n", len(fe.Images))
+		tr().Fprintf(e.stderr, "\nFAILED: %d image copy(ies):\n", len(fe.Images))
 		for _, f := range fe.Images {
 			fmt.Fprintf(e.stderr, "  %s\n    %s\n", f.Image, safe.Error(f.Err))
 		}
@@ -327,7 +328,7 @@ func (e *env) syncDone(c *cli.Context, rep *syncReport, err error) error {
 // imageSyncerImages reads image-syncer's images (and auth) files: each
 // rule goes to the targets its destinations name; an empty destination
 // goes to every --target.
-func (e *env) imageSyncerImages(imagesFile, authFile string, targets *[]bundle.SyncTarget, hosts *[]string) ([]bundle.SyncImage, error) {
+func (e *env) imageSyncerImages(imagesFile, authFile string, targets *[]transfer.SyncTarget, hosts *[]string) ([]transfer.SyncImage, error) {
 	if authFile != "" {
 		auth, err := parseFile(authFile, imagesyncer.ParseAuth)
 		if err != nil {
@@ -357,7 +358,7 @@ func (e *env) imageSyncerImages(imagesFile, authFile string, targets *[]bundle.S
 		defaults[t] = t
 	}
 	byHost := map[string]int{}
-	var out []bundle.SyncImage
+	var out []transfer.SyncImage
 	for _, r := range rules {
 		for _, d := range r.Destinations {
 			if d == "" && len(defaults) == 0 {
@@ -368,12 +369,12 @@ func (e *env) imageSyncerImages(imagesFile, authFile string, targets *[]bundle.S
 			if err != nil {
 				return nil, usageError{fmt.Errorf("%s: line %d: %w", imagesFile, r.Line, err)}
 			}
-			spec, err := bundle.ParseImage(rt.Line, "")
+			spec, err := selection.ParseImage(rt.Line, "")
 			if err != nil {
 				return nil, usageError{fmt.Errorf("%s: line %d: %w", imagesFile, r.Line, err)}
 			}
 			if d == "" {
-				out = append(out, bundle.SyncImage{Spec: spec, Targets: defaults})
+				out = append(out, transfer.SyncImage{Spec: spec, Targets: defaults})
 				continue
 			}
 			t, ok := byHost[rt.Host]
@@ -384,10 +385,10 @@ func (e *env) imageSyncerImages(imagesFile, authFile string, targets *[]bundle.S
 				}
 				t = len(*targets)
 				byHost[rt.Host] = t
-				*targets = append(*targets, bundle.SyncTarget{Name: rt.Host, Repo: bundle.RegistryTarget(host, "", nil)})
+				*targets = append(*targets, transfer.SyncTarget{Name: rt.Host, Repo: transfer.RegistryTarget(host, "", nil)})
 				*hosts = append(*hosts, rt.Host)
 			}
-			out = append(out, bundle.SyncImage{Spec: spec, Targets: []int{t}})
+			out = append(out, transfer.SyncImage{Spec: spec, Targets: []int{t}})
 		}
 	}
 	return out, nil

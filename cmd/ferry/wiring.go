@@ -3,22 +3,20 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 
 	"github.com/opencontainers/go-digest"
 	"github.com/regclient/regclient/types/descriptor"
 
-	"github.com/urfave/cli/v2"
-
 	"github.com/ferry-oss/ferry/bundle"
 	"github.com/ferry-oss/ferry/cache"
 	"github.com/ferry-oss/ferry/meta"
+	"github.com/ferry-oss/ferry/oci"
 	"github.com/ferry-oss/ferry/registry/docker"
 )
 
 // withCache puts the blob cache in front of src.
-func (e *env) withCache(src bundle.Source, dir string) (bundle.Source, error) {
+func (e *env) withCache(src oci.Source, dir string) (oci.Source, error) {
 	keep, err := parseSize(e.cfg.Cache.KeepSize)
 	if err != nil {
 		return nil, usagef("cache.keepSize: %v", err)
@@ -42,16 +40,15 @@ func (e *env) cacheDone() {
 		e.log.Warn("pruning the cache", "err", err)
 	}
 	entries, size, _ := e.cache.Stats()
-	fmt.Fprintf(e.info(), "cache: %d hit(s), %d miss(es); pruned %d (%s); %d entries, %s\n", hits, misses, removed, formatSize(freed), entries, formatSize(size))
+	tr().Fprintf(e.info(), "cache: %d hit(s), %d miss(es); pruned %d (%s); %d entries, %s\n", hits, misses, removed, formatSize(freed), entries, formatSize(size))
 }
 
 // dockerSink connects to the Docker engine at sock (default: DOCKER_HOST
-// or /var/run/docker.sock).
-func (e *env) dockerSink(c *cli.Context, bd *bundle.Bundle, sock string) (bundle.Sink, error) {
-	m := bd.Meta
+// or /var/run/docker.sock), loading plat (default: this host's).
+func (e *env) dockerSink(ctx context.Context, bd *bundle.Bundle, sock, plat string) (oci.Sink, error) {
 	opts := docker.Options{Socket: sock, Log: e.log, ReadConfigs: smallBlobs(bd)}
-	if p := c.String("platform"); p != "" {
-		plats, _, err := parsePlatforms([]string{p})
+	if plat != "" {
+		plats, _, err := parsePlatforms([]string{plat})
 		if err != nil {
 			return nil, err
 		}
@@ -60,7 +57,7 @@ func (e *env) dockerSink(c *cli.Context, bd *bundle.Bundle, sock string) (bundle
 		}
 		opts.Platform = &plats[0]
 	}
-	return docker.New(c.Context, m, opts)
+	return docker.New(ctx, bd.Meta, opts)
 }
 
 // smallBlobs reads small blobs (image configs) from a bundle: one pass

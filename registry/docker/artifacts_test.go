@@ -9,6 +9,8 @@ import (
 	"github.com/ferry-oss/ferry/bundle"
 	"github.com/ferry-oss/ferry/registry"
 	"github.com/ferry-oss/ferry/registry/regtest"
+	"github.com/ferry-oss/ferry/selection"
+	"github.com/ferry-oss/ferry/transfer"
 )
 
 // TestArtifactsNotLoaded: a bundle that carries a cosign signature (an
@@ -37,12 +39,12 @@ func TestArtifactsNotLoaded(t *testing.T) {
 		t.Fatal(err)
 	}
 	sigTag := a.SigTag
-	spec, _ := bundle.ParseImage("team/app:1", host)
+	spec, _ := selection.ParseImage("team/app:1", host)
 	w, err := bundle.NewWriter(bundle.WriterOptions{Dir: t.TempDir(), Parts: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := bundle.Save(ctx, reg, w, []bundle.ImageSpec{spec}, bundle.SaveOptions{Jobs: 2, Referrers: true})
+	res, err := transfer.Save(ctx, reg, w, []selection.ImageSpec{spec}, transfer.SaveOptions{Jobs: 2, Referrers: true})
 	if err != nil {
 		t.Fatal(err)
 	}

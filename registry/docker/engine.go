@@ -1,5 +1,5 @@
 // Package docker loads images into a local Docker engine: Engine is a
-// bundle.Sink that streams a docker-load tar (blobs/sha256/<hex> entries,
+// oci.Sink that streams a docker-load tar (blobs/sha256/<hex> entries,
 // then manifest.json) straight into the Engine API's POST /images/load over
 // the engine's unix socket. Nothing is staged on disk and no blob is held in
 // memory: BlobPut copies the (already digest-checked) blob reader into an
@@ -49,14 +49,15 @@ import (
 	"github.com/regclient/regclient/types/platform"
 	"github.com/regclient/regclient/types/ref"
 
+	"github.com/ferry-oss/ferry/archive"
 	"github.com/ferry-oss/ferry/bundle"
-	"github.com/ferry-oss/ferry/bundle/archive"
 	"github.com/ferry-oss/ferry/meta"
+	"github.com/ferry-oss/ferry/oci"
 )
 
 // errNotContainer marks an image manifest that is not a container image
 // (an artifact: a signature, an SBOM); the engine skips it.
-var errNotContainer = fmt.Errorf("not a container image: %w", bundle.ErrUnsupported)
+var errNotContainer = fmt.Errorf("not a container image: %w", oci.ErrUnsupported)
 
 // ErrEngine wraps every error the Docker engine reported, and a failure to
 // reach it.
@@ -116,7 +117,7 @@ type image struct {
 	present bool
 }
 
-// Engine is a bundle.Sink that loads images into a Docker engine. Its
+// Engine is a oci.Sink that loads images into a Docker engine. Its
 // methods are safe for concurrent use; BlobPut calls are serialized.
 type Engine struct {
 	socket string
@@ -145,7 +146,7 @@ type Engine struct {
 	committed bool
 }
 
-var _ bundle.Sink = (*Engine)(nil)
+var _ oci.Sink = (*Engine)(nil)
 
 // New checks that the engine at opts.Socket answers and plans which image
 // manifest of every image of m to load and which blobs that needs. The load
@@ -417,11 +418,11 @@ func readConfigs(ctx context.Context, m *meta.Meta, need []*image, read func(con
 		return nil, nil
 	}
 	if read == nil {
-		return nil, fmt.Errorf("cannot read image configs to check the base layers: %w", bundle.ErrUnsupported)
+		return nil, fmt.Errorf("cannot read image configs to check the base layers: %w", oci.ErrUnsupported)
 	}
 	for _, d := range ds {
 		if d.Size > 4<<20 {
-			return nil, fmt.Errorf("config %s: %w: %d bytes", d.Digest, bundle.ErrUnsupported, d.Size)
+			return nil, fmt.Errorf("config %s: %w: %d bytes", d.Digest, oci.ErrUnsupported, d.Size)
 		}
 	}
 	configs, err := read(ctx, ds)
@@ -434,7 +435,7 @@ func readConfigs(ctx context.Context, m *meta.Meta, need []*image, read func(con
 // diffIDs are the layer diff ids in an image's config b.
 func diffIDs(it *image, b []byte) ([]string, error) {
 	if it.config.Algorithm().FromBytes(b) != it.config {
-		return nil, fmt.Errorf("image %s: config %s: %w", strings.Join(it.sources, ", "), it.config, bundle.ErrDigestMismatch)
+		return nil, fmt.Errorf("image %s: config %s: %w", strings.Join(it.sources, ", "), it.config, oci.ErrDigestMismatch)
 	}
 	var cfg struct {
 		RootFS struct {
@@ -442,7 +443,7 @@ func diffIDs(it *image, b []byte) ([]string, error) {
 		} `json:"rootfs"`
 	}
 	if err := json.Unmarshal(b, &cfg); err != nil || len(cfg.RootFS.DiffIDs) != len(it.layers) {
-		return nil, fmt.Errorf("image %s: config %s: %d diff ids for %d layers (%v): %w", strings.Join(it.sources, ", "), it.config, len(cfg.RootFS.DiffIDs), len(it.layers), err, bundle.ErrUnsupported)
+		return nil, fmt.Errorf("image %s: config %s: %d diff ids for %d layers (%v): %w", strings.Join(it.sources, ", "), it.config, len(cfg.RootFS.DiffIDs), len(it.layers), err, oci.ErrUnsupported)
 	}
 	return cfg.RootFS.DiffIDs, nil
 }
@@ -456,7 +457,7 @@ func imageOf(mf meta.Manifest) (*image, error) {
 	}
 	im, ok := mm.(manifest.Imager)
 	if !ok {
-		return nil, fmt.Errorf("manifest %s (%s) is not an image manifest: %w", mf.Digest, mf.MediaType, bundle.ErrUnsupported)
+		return nil, fmt.Errorf("manifest %s (%s) is not an image manifest: %w", mf.Digest, mf.MediaType, oci.ErrUnsupported)
 	}
 	cfg, err := im.GetConfig()
 	if err != nil {
@@ -472,7 +473,7 @@ func imageOf(mf meta.Manifest) (*image, error) {
 	it := &image{manifest: mf.Digest, config: cfg.Digest, layers: []digest.Digest{}}
 	for _, l := range layers {
 		if len(l.URLs) > 0 {
-			return nil, fmt.Errorf("manifest %s: foreign layer %s is not in the bundle: %w", mf.Digest, l.Digest, bundle.ErrUnsupported)
+			return nil, fmt.Errorf("manifest %s: foreign layer %s is not in the bundle: %w", mf.Digest, l.Digest, oci.ErrUnsupported)
 		}
 		it.layers = append(it.layers, l.Digest)
 	}
@@ -491,7 +492,7 @@ func choosePlatform(m *meta.Meta, top meta.Manifest, want *platform.Platform, de
 		return &top, []digest.Digest{top.Digest}, nil
 	}
 	if depth > 4 {
-		return nil, nil, fmt.Errorf("manifest %s: %w: indexes nested too deep", top.Digest, bundle.ErrUnsupported)
+		return nil, nil, fmt.Errorf("manifest %s: %w: indexes nested too deep", top.Digest, oci.ErrUnsupported)
 	}
 	dl, err := ix.GetManifestList()
 	if err != nil {
@@ -538,7 +539,7 @@ func choosePlatform(m *meta.Meta, top meta.Manifest, want *platform.Platform, de
 		if len(have) == 0 {
 			have = []string{"none"}
 		}
-		return nil, nil, fmt.Errorf("%w: no %s image in index %s (the bundle has %s); choose one with --platform", bundle.ErrPlatformMismatch, host, top.Digest, strings.Join(have, ", "))
+		return nil, nil, fmt.Errorf("%w: no %s image in index %s (the bundle has %s); choose one with --platform", oci.ErrPlatformMismatch, host, top.Digest, strings.Join(have, ", "))
 	}
 	chosen, path, err := choosePlatform(m, *m.ManifestByDigest(pick.Digest), want, depth+1)
 	if err != nil {
@@ -563,7 +564,7 @@ func (e *Engine) BlobMount(_ context.Context, _, _ ref.Ref, d descriptor.Descrip
 	if e.written[d.Digest] || !e.wanted[d.Digest] {
 		return nil
 	}
-	return fmt.Errorf("loading into docker: mounting %s: %w", d.Digest, bundle.ErrUnsupported)
+	return fmt.Errorf("loading into docker: mounting %s: %w", d.Digest, oci.ErrUnsupported)
 }
 
 // BlobPut writes a wanted blob into the load stream as blobs/sha256/<hex>.
@@ -599,7 +600,7 @@ func (e *Engine) BlobPut(ctx context.Context, _ ref.Ref, d descriptor.Descriptor
 		var n int64
 		n, err = io.Copy(e.tw, rdr)
 		if err == nil && n != d.Size {
-			err = fmt.Errorf("%w: %d of %d bytes", bundle.ErrSizeMismatch, n, d.Size)
+			err = fmt.Errorf("%w: %d of %d bytes", oci.ErrSizeMismatch, n, d.Size)
 		}
 	}
 	if !stop() {

@@ -27,6 +27,7 @@ import (
 
 	"github.com/ferry-oss/ferry/bundle"
 	"github.com/ferry-oss/ferry/meta"
+	"github.com/ferry-oss/ferry/oci"
 	"github.com/ferry-oss/ferry/registry/docker"
 	"github.com/ferry-oss/ferry/registry/regtest"
 )
@@ -147,10 +148,10 @@ func (b *testBundle) addImage(t *testing.T, source, repo, tag string, index bool
 	}
 }
 
-// drive calls the Sink like bundle.Upload does: blobs from several
+// drive calls the Sink like transfer.Upload does: blobs from several
 // goroutines (skipping what the sink has), then manifests children first,
 // then tags, then Commit. registry is the target's registry.
-func (b *testBundle) drive(ctx context.Context, t *testing.T, s bundle.Sink, registry string) error {
+func (b *testBundle) drive(ctx context.Context, t *testing.T, s oci.Sink, registry string) error {
 	t.Helper()
 	target := func(repo string) ref.Ref {
 		r, err := ref.New(registry + "/" + repo)
@@ -184,7 +185,7 @@ func (b *testBundle) drive(ctx context.Context, t *testing.T, s bundle.Sink, reg
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, children, _ := bundle.References(mm)
+		_, children, _ := oci.References(mm)
 		for _, c := range children {
 			order = append(order, *b.m.ManifestByDigest(c.Digest))
 		}
@@ -361,7 +362,7 @@ func TestEngineLoadTar(t *testing.T) {
 					t.Errorf("BlobExists(%s) = %v, %v; want %v", blob, ok, err, want)
 				}
 			}
-			if err := eng.BlobMount(ctx, ref.Ref{}, ref.Ref{}, d(arm.config)); !errors.Is(err, bundle.ErrUnsupported) {
+			if err := eng.BlobMount(ctx, ref.Ref{}, ref.Ref{}, d(arm.config)); !errors.Is(err, oci.ErrUnsupported) {
 				t.Errorf("BlobMount of a blob not yet put: %v, want ErrUnsupported", err)
 			}
 			if err := b.drive(ctx, t, eng, tc.registry); err != nil {
@@ -505,15 +506,15 @@ func TestEngineAbort(t *testing.T) {
 		if err := eng.BlobPut(ctx, ref.Ref{}, cfgD, bytes.NewReader(img.config)); err != nil {
 			t.Fatal(err)
 		}
-		err := eng.BlobPut(ctx, ref.Ref{}, layerD, &failingReader{r: bytes.NewReader(img.layer), n: 1 << 20, err: bundle.ErrDigestMismatch})
-		if !errors.Is(err, bundle.ErrDigestMismatch) {
+		err := eng.BlobPut(ctx, ref.Ref{}, layerD, &failingReader{r: bytes.NewReader(img.layer), n: 1 << 20, err: oci.ErrDigestMismatch})
+		if !errors.Is(err, oci.ErrDigestMismatch) {
 			t.Fatalf("BlobPut: %v, want the reader's error", err)
 		}
 		broken(t, f)
 		if ok, _ := eng.BlobExists(ctx, ref.Ref{}, layerD); ok {
 			t.Error("a failed blob counts as written")
 		}
-		if err := eng.BlobPut(ctx, ref.Ref{}, layerD, bytes.NewReader(img.layer)); !errors.Is(err, bundle.ErrDigestMismatch) {
+		if err := eng.BlobPut(ctx, ref.Ref{}, layerD, bytes.NewReader(img.layer)); !errors.Is(err, oci.ErrDigestMismatch) {
 			t.Errorf("BlobPut after the abort: %v", err)
 		}
 		if err := eng.Commit(ctx); err == nil {
@@ -525,7 +526,7 @@ func TestEngineAbort(t *testing.T) {
 		f := newFakeDocker(t, http.StatusOK, "")
 		eng := newEngine(t, b.m, f.sock, "")
 		err := eng.BlobPut(ctx, ref.Ref{}, layerD, bytes.NewReader(img.layer[:len(img.layer)-1]))
-		if !errors.Is(err, bundle.ErrSizeMismatch) {
+		if !errors.Is(err, oci.ErrSizeMismatch) {
 			t.Fatalf("BlobPut: %v, want ErrSizeMismatch", err)
 		}
 		broken(t, f)
@@ -628,7 +629,7 @@ func TestEnginePlan(t *testing.T) {
 	}
 	p, _ := platform.Parse("linux/ppc64le")
 	_, err := docker.New(context.Background(), multi.m, docker.Options{Socket: f.sock, Platform: &p})
-	if !errors.Is(err, bundle.ErrPlatformMismatch) || !strings.Contains(err.Error(), "docker.io/library/multi:1") || !strings.Contains(err.Error(), "linux/amd64, linux/arm64") {
+	if !errors.Is(err, oci.ErrPlatformMismatch) || !strings.Contains(err.Error(), "docker.io/library/multi:1") || !strings.Contains(err.Error(), "linux/amd64, linux/arm64") {
 		t.Errorf("missing platform: %v: want ErrPlatformMismatch naming the image and its platforms", err)
 	}
 
@@ -640,7 +641,7 @@ func TestEnginePlan(t *testing.T) {
 		t.Error("the only image of the index was not chosen")
 	}
 	p, _ = platform.Parse("linux/riscv64")
-	if _, err := docker.New(context.Background(), one.m, docker.Options{Socket: f.sock, Platform: &p}); !errors.Is(err, bundle.ErrPlatformMismatch) {
+	if _, err := docker.New(context.Background(), one.m, docker.Options{Socket: f.sock, Platform: &p}); !errors.Is(err, oci.ErrPlatformMismatch) {
 		t.Errorf("asked for riscv64: %v", err)
 	}
 
@@ -661,13 +662,13 @@ func TestEnginePlan(t *testing.T) {
 	if !errors.Is(err, bundle.ErrBaseMissing) || !strings.Contains(err.Error(), "base1") || !strings.Contains(err.Error(), "layer 1/1 "+amd.layerDigest().String()) {
 		t.Errorf("incremental into an empty engine: %v, want ErrBaseMissing naming the base and the layer", err)
 	}
-	if _, err := docker.New(context.Background(), incr.m, docker.Options{Socket: f.sock}); !errors.Is(err, bundle.ErrUnsupported) {
+	if _, err := docker.New(context.Background(), incr.m, docker.Options{Socket: f.sock}); !errors.Is(err, oci.ErrUnsupported) {
 		t.Errorf("incremental without ReadConfigs: %v", err)
 	}
 	bad := func(context.Context, []descriptor.Descriptor) (map[digest.Digest][]byte, error) {
 		return map[digest.Digest][]byte{amd.configDigest(): []byte("{}")}, nil
 	}
-	if _, err := docker.New(context.Background(), incr.m, docker.Options{Socket: f.sock, ReadConfigs: bad}); !errors.Is(err, bundle.ErrDigestMismatch) {
+	if _, err := docker.New(context.Background(), incr.m, docker.Options{Socket: f.sock, ReadConfigs: bad}); !errors.Is(err, oci.ErrDigestMismatch) {
 		t.Errorf("a config that does not match its digest: %v", err)
 	}
 
@@ -681,7 +682,7 @@ func TestEnginePlan(t *testing.T) {
 	art.addBlob(amd.config, "application/vnd.cncf.helm.config.v1+json", "charts/x")
 	dg := art.addManifest(raw, mediatype.OCI1Manifest, "charts/x")
 	art.m.Images = []meta.Image{{Source: "example.com/charts/x:1", Repository: "charts/x", Tag: "1", Digest: dg, MediaType: mediatype.OCI1Manifest}}
-	if _, err := docker.New(context.Background(), art.m, docker.Options{Socket: f.sock}); !errors.Is(err, bundle.ErrUnsupported) || !strings.Contains(err.Error(), "example.com/charts/x:1") {
+	if _, err := docker.New(context.Background(), art.m, docker.Options{Socket: f.sock}); !errors.Is(err, oci.ErrUnsupported) || !strings.Contains(err.Error(), "example.com/charts/x:1") {
 		t.Errorf("artifact: %v, want ErrUnsupported naming it", err)
 	}
 }
@@ -793,8 +794,8 @@ func TestEngineRealDockerd(t *testing.T) {
 	if err := eng.BlobPut(ctx, ref.Ref{}, descriptor.Descriptor{Digest: bad.configDigest(), Size: int64(len(bad.config))}, bytes.NewReader(bad.config)); err != nil {
 		t.Fatal(err)
 	}
-	err = eng.BlobPut(ctx, ref.Ref{}, descriptor.Descriptor{Digest: bad.layerDigest(), Size: int64(len(bad.layer))}, &failingReader{r: bytes.NewReader(bad.layer), n: len(bad.layer) / 2, err: bundle.ErrDigestMismatch})
-	if !errors.Is(err, bundle.ErrDigestMismatch) {
+	err = eng.BlobPut(ctx, ref.Ref{}, descriptor.Descriptor{Digest: bad.layerDigest(), Size: int64(len(bad.layer))}, &failingReader{r: bytes.NewReader(bad.layer), n: len(bad.layer) / 2, err: oci.ErrDigestMismatch})
+	if !errors.Is(err, oci.ErrDigestMismatch) {
 		t.Fatalf("BlobPut: %v", err)
 	}
 	eng.Close()

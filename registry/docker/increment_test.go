@@ -17,6 +17,7 @@ import (
 	"github.com/ferry-oss/ferry/registry"
 	"github.com/ferry-oss/ferry/registry/docker"
 	"github.com/ferry-oss/ferry/registry/regtest"
+	"github.com/ferry-oss/ferry/transfer"
 )
 
 // loadInto uploads bd into the engine at sock the way the CLI does (the
@@ -44,7 +45,7 @@ func loadInto(t *testing.T, bd *bundle.Bundle, sock string) error {
 	}
 	defer eng.Close()
 	host, _ := ref.NewHost("docker.io")
-	_, err = bundle.Upload(context.Background(), bd, eng, bundle.UploadOptions{Target: bundle.RegistryTarget(host, "", nil), Jobs: 2})
+	_, err = transfer.Upload(context.Background(), bd, eng, transfer.UploadOptions{Target: transfer.RegistryTarget(host, "", nil), Jobs: 2})
 	return err
 }
 

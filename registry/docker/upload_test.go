@@ -14,9 +14,12 @@ import (
 	"github.com/regclient/regclient/types/ref"
 
 	"github.com/ferry-oss/ferry/bundle"
+	"github.com/ferry-oss/ferry/oci"
 	"github.com/ferry-oss/ferry/registry"
 	"github.com/ferry-oss/ferry/registry/docker"
 	"github.com/ferry-oss/ferry/registry/regtest"
+	"github.com/ferry-oss/ferry/selection"
+	"github.com/ferry-oss/ferry/transfer"
 )
 
 // saveFixtures writes a bundle of fixtures from an olareg registry.
@@ -42,9 +45,9 @@ func saveFixtures(t *testing.T, names ...string) *bundle.Bundle {
 // parts, an increment of bases when given.
 func saveBundle(t *testing.T, reg *registry.Registry, host string, bases []string, lines ...string) *bundle.Bundle {
 	t.Helper()
-	var specs []bundle.ImageSpec
+	var specs []selection.ImageSpec
 	for _, l := range lines {
-		s, err := bundle.ParseImage(l, host)
+		s, err := selection.ParseImage(l, host)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -54,7 +57,7 @@ func saveBundle(t *testing.T, reg *registry.Registry, host string, bases []strin
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := bundle.Save(context.Background(), reg, w, specs, bundle.SaveOptions{Jobs: 2})
+	res, err := transfer.Save(context.Background(), reg, w, specs, transfer.SaveOptions{Jobs: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,12 +80,12 @@ func upload(t *testing.T, bd *bundle.Bundle, sock string, plat string) error {
 		return err
 	}
 	host, _ := ref.NewHost("docker.io")
-	_, err = bundle.Upload(context.Background(), bd, eng, bundle.UploadOptions{Target: bundle.RegistryTarget(host, "", nil), Jobs: 2})
+	_, err = transfer.Upload(context.Background(), bd, eng, transfer.UploadOptions{Target: transfer.RegistryTarget(host, "", nil), Jobs: 2})
 	return err
 }
 
 // TestUploadFixtures loads a two-platform and a one-platform image, saved
-// from a registry into a real bundle, through bundle.Upload.
+// from a registry into a real bundle, through transfer.Upload.
 func TestUploadFixtures(t *testing.T) {
 	bd := saveFixtures(t, "library/multi:1", "team/app:1")
 	f := newFakeDocker(t, http.StatusOK, `{"stream":"Loaded image: team/app:1\n"}`)
@@ -146,13 +149,13 @@ func TestUploadErrors(t *testing.T) {
 	}
 	p, _ := platform.Parse("linux/s390x")
 	multi := saveFixtures(t, "library/multi:1")
-	if _, err := docker.New(context.Background(), multi.Meta, docker.Options{Socket: sock, Platform: &p}); !errors.Is(err, bundle.ErrPlatformMismatch) {
+	if _, err := docker.New(context.Background(), multi.Meta, docker.Options{Socket: sock, Platform: &p}); !errors.Is(err, oci.ErrPlatformMismatch) {
 		t.Fatalf("missing platform: %v", err)
 	}
 }
 
 // TestUploadRealDockerd loads a saved bundle into a real dockerd through
-// bundle.Upload and checks the images' ids.
+// transfer.Upload and checks the images' ids.
 func TestUploadRealDockerd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts dockerd")

@@ -10,7 +10,7 @@ import (
 	"github.com/regclient/regclient/types/mediatype"
 	"github.com/regclient/regclient/types/ref"
 
-	"github.com/ferry-oss/ferry/bundle"
+	"github.com/ferry-oss/ferry/oci"
 )
 
 // Artifact types of the test artifacts.
@@ -55,7 +55,7 @@ type Attached struct {
 
 // AttachReferrers pushes an SBOM (an OCI referrer of img) and a
 // cosign-style signature tag for img into repository repo of sink.
-func AttachReferrers(ctx context.Context, sink bundle.Sink, repo ref.Ref, img *Image) (Attached, error) {
+func AttachReferrers(ctx context.Context, sink oci.Sink, repo ref.Ref, img *Image) (Attached, error) {
 	subject := img.Manifest.GetDescriptor()
 	a := Attached{
 		SBOM:   Artifact(&subject, SBOMType, SBOMType, []byte(`{"spdxVersion":"SPDX-2.3","name":"`+subject.Digest.Encoded()[:12]+`"}`)),

@@ -27,7 +27,7 @@ import (
 	"github.com/regclient/regclient/types/platform"
 	"github.com/regclient/regclient/types/ref"
 
-	"github.com/ferry-oss/ferry/bundle"
+	"github.com/ferry-oss/ferry/oci"
 )
 
 // Blob is a blob with its content, for small test images.
@@ -158,7 +158,7 @@ func NewIndex(children ...*Image) *Image {
 
 // Push writes img to sink (blobs, manifests children first, then the tag
 // or digest of r).
-func Push(ctx context.Context, sink bundle.Sink, r ref.Ref, img *Image) error {
+func Push(ctx context.Context, sink oci.Sink, r ref.Ref, img *Image) error {
 	seen := map[digest.Digest]bool{}
 	for _, b := range img.Blobs {
 		if seen[b.Desc.Digest] {

@@ -9,6 +9,8 @@ import (
 
 	"github.com/ferry-oss/ferry/bundle"
 	"github.com/ferry-oss/ferry/registry"
+	"github.com/ferry-oss/ferry/selection"
+	"github.com/ferry-oss/ferry/transfer"
 )
 
 // Source is an in-memory olareg seeded with the Fixtures and "big/one:1"
@@ -47,9 +49,9 @@ func NewSource(t testing.TB) *Source {
 // make it an increment. Each bundle is an hour younger than the last.
 func (s *Source) Save(t testing.TB, dir string, codec bundle.Codec, bases []string, lines ...string) string {
 	t.Helper()
-	var specs []bundle.ImageSpec
+	var specs []selection.ImageSpec
 	for _, l := range lines {
-		sp, err := bundle.ParseImage(l, s.Host)
+		sp, err := selection.ParseImage(l, s.Host)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -61,7 +63,7 @@ func (s *Source) Save(t testing.TB, dir string, codec bundle.Codec, bases []stri
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := bundle.Save(context.Background(), s.Reg, w, specs, bundle.SaveOptions{Jobs: 2, Referrers: s.Referrers})
+	res, err := transfer.Save(context.Background(), s.Reg, w, specs, transfer.SaveOptions{Jobs: 2, Referrers: s.Referrers})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -50,7 +50,9 @@ import (
 	"golang.org/x/sync/semaphore"
 
 	"github.com/ferry-oss/ferry/bundle"
+	"github.com/ferry-oss/ferry/internal/httpserve"
 	"github.com/ferry-oss/ferry/meta"
+	"github.com/ferry-oss/ferry/oci"
 )
 
 // ErrNamespace is returned by New for a namespace that is not a valid
@@ -200,13 +202,13 @@ func (g *Registry) walk(rp *repo, dg digest.Digest, depth int) error {
 		return fmt.Errorf("manifest %s: %w", dg, bundle.ErrBlobMissing)
 	}
 	if depth > maxDepth {
-		return fmt.Errorf("manifest %s: %w: indexes nested too deep", dg, bundle.ErrUnsupported)
+		return fmt.Errorf("manifest %s: %w: indexes nested too deep", dg, oci.ErrUnsupported)
 	}
 	m, err := bundle.ParseManifest(*mf)
 	if err != nil {
 		return err
 	}
-	blobs, children, err := bundle.References(m)
+	blobs, children, err := oci.References(m)
 	if err != nil {
 		return fmt.Errorf("manifest %s: %w", dg, err)
 	}
@@ -685,7 +687,7 @@ func (g *Registry) referrers(w http.ResponseWriter, r *http.Request, rp *repo, a
 		if json.Unmarshal(mf.Raw, &doc) != nil || doc.Subject == nil || doc.Subject.Digest != dg {
 			continue
 		}
-		at := bundle.ArtifactType(mf.MediaType, mf.Raw)
+		at := oci.ArtifactType(mf.MediaType, mf.Raw)
 		if filter != "" && at != filter {
 			continue
 		}
@@ -758,24 +760,5 @@ func Serve(ctx context.Context, l net.Listener, h http.Handler, grace time.Durat
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          nil,
 	}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(l) }()
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), grace)
-	defer cancel()
-	err := srv.Shutdown(sctx)
-	if err != nil {
-		_ = srv.Close()
-	}
-	if serr := <-errc; serr != nil && !errors.Is(serr, http.ErrServerClosed) {
-		return serr
-	}
-	if errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Errorf("shutting down: requests still running after %s were cut off", grace)
-	}
-	return err
+	return httpserve.Run(ctx, srv, l, grace)
 }

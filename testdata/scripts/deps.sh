@@ -3,7 +3,8 @@
 # docker-registry (distribution), apache2-utils (htpasswd), docker.io
 # (dockerd), containerd (ctr), skopeo, podman, openssh-client (ssh-keygen,
 # for signature tests), GNU time (for make bench), zstd, lz4 and xz-utils
-# (the codec tests read parts with them). Needs root and apt;
+# (the codec tests read parts with them), chromium (the console's browser
+# tests drive it headless). Needs root and apt;
 # otherwise it says what to install and the tests skip what is missing
 # (under CI=true they fail instead).
 set -euo pipefail
@@ -19,6 +20,7 @@ command -v ssh-keygen >/dev/null || need+=(openssh-client)
 [ -x /usr/bin/time ] || need+=(time)
 command -v fish >/dev/null || need+=(fish) # cmd/ferry: completion test
 command -v file >/dev/null || need+=(file) # make release: static binary check
+command -v chromium >/dev/null || need+=(chromium) # cmd/ferry: ferry ui in a real browser (chromedp)
 # the codecs' own tools read parts in tests (zstd -dc part | tar -t)
 for t in zstd:zstd lz4:lz4 xz:xz-utils; do command -v "${t%%:*}" >/dev/null || need+=("${t#*:}"); done
 # Go tools the tests use, from the Go module proxy: distribution v3 (its
