@@ -19,20 +19,31 @@
 // recently used first; a hit refreshes the entry's modification time, which
 // is its "last used" time. Prune also removes temp files older than a day.
 //
+// The cache touches only what it wrote: every operation goes through the
+// cache directory opened once by Open (an os.Root: nothing outside it is
+// reached, whatever symlinks say), blobs/sha256 and tmp must be real
+// directories, not symlinks, and Prune removes only regular files of this
+// user named by a digest (<hex>, or <hex>.<random> for temp files). An
+// entry of another user is served when it verifies, never touched.
+//
 // A cache error is never fatal: it is logged and the upstream bytes are
 // served as if there were no cache. Blobs are streamed, never buffered.
 package cache
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"log/slog"
 	"os"
+	"path"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -64,6 +75,7 @@ type Options struct {
 // Cache is a blob cache directory. Its methods are safe for concurrent use.
 type Cache struct {
 	opts         Options
+	root         *os.Root // opts.Dir, opened once; nil: not usable
 	hits, misses atomic.Int64
 	warned       atomic.Bool // a write failure was logged at Warn level
 	mkdir        sync.Mutex
@@ -83,27 +95,71 @@ func Open(opts Options) (*Cache, error) {
 		opts.Now = time.Now
 	}
 	c := &Cache{opts: opts}
-	if err := c.makeDirs(); err != nil {
+	err := os.MkdirAll(opts.Dir, 0o755)
+	if err == nil {
+		c.root, err = os.OpenRoot(opts.Dir)
+	}
+	if err == nil {
+		err = c.makeDirs()
+	}
+	if err != nil {
 		c.writeFailed("cache directory unusable; continuing without caching", "dir", opts.Dir, "err", err)
 	}
 	return c, nil
 }
 
-func (c *Cache) blobDir() string { return filepath.Join(c.opts.Dir, "blobs", "sha256") }
-func (c *Cache) tmpDir() string  { return filepath.Join(c.opts.Dir, "tmp") }
+// Close releases the cache directory.
+func (c *Cache) Close() error {
+	if c.root == nil {
+		return nil
+	}
+	return c.root.Close()
+}
+
+// The cache's directories, relative to its root.
+const (
+	blobDir = "blobs/sha256"
+	tmpDir  = "tmp"
+)
+
+// ErrNotOwnDir marks a cache directory that is a symlink (or not a
+// directory): the cache does not use it.
+var ErrNotOwnDir = errors.New("not a directory of the cache's own")
 
 func (c *Cache) makeDirs() error {
 	c.mkdir.Lock()
 	defer c.mkdir.Unlock()
-	return errors.Join(os.MkdirAll(c.blobDir(), 0o755), os.MkdirAll(c.tmpDir(), 0o755))
+	if c.root == nil {
+		return ErrNotOwnDir
+	}
+	return errors.Join(c.root.MkdirAll(blobDir, 0o755), c.root.MkdirAll(tmpDir, 0o755), c.ownDir(blobDir), c.ownDir(tmpDir))
 }
 
-// path is the entry of d; only valid sha256 digests are cached.
-func (c *Cache) path(d digest.Digest) (string, bool) {
-	if d.Validate() != nil || d.Algorithm() != digest.SHA256 {
+// ownDir checks that each component of dir (relative to the cache root)
+// is a real directory, not a symlink.
+func (c *Cache) ownDir(dir string) error {
+	if c.root == nil {
+		return ErrNotOwnDir
+	}
+	for p := dir; p != "."; p = path.Dir(p) {
+		fi, err := c.root.Lstat(p)
+		if err != nil {
+			return err
+		}
+		if !fi.IsDir() {
+			return fmt.Errorf("%s: %w", filepath.Join(c.opts.Dir, p), ErrNotOwnDir)
+		}
+	}
+	return nil
+}
+
+// entry is the name of d's entry (relative to the cache root); only valid
+// sha256 digests are cached.
+func (c *Cache) entry(d digest.Digest) (string, bool) {
+	if c.root == nil || d.Validate() != nil || d.Algorithm() != digest.SHA256 {
 		return "", false
 	}
-	return filepath.Join(c.blobDir(), d.Encoded()), true
+	return blobDir + "/" + d.Encoded(), true
 }
 
 // writeFailed logs a failure to fill the cache: the first at Warn level,
@@ -136,22 +192,27 @@ func (s *source) ManifestGet(ctx context.Context, r ref.Ref) (manifest.Manifest,
 
 func (s *source) BlobGet(ctx context.Context, r ref.Ref, d descriptor.Descriptor) (io.ReadCloser, error) {
 	c := s.c
-	p, ok := c.path(d.Digest)
+	p, ok := c.entry(d.Digest)
 	if !ok {
 		return s.up.BlobGet(ctx, r, d)
 	}
-	f, err := c.openVerified(ctx, p, d)
+	f, owned, err := c.openVerified(ctx, p, d)
 	switch {
 	case err == nil:
-		now := c.opts.Now()
-		_ = os.Chtimes(p, now, now) // last used, for Prune
+		if owned {
+			now := c.opts.Now()
+			_ = c.root.Chtimes(p, now, now) // last used, for Prune
+		}
 		c.hits.Add(1)
-		return &hit{c: c, f: f, path: p, d: d, r: oci.VerifyReader(f, d)}, nil
+		return &hit{c: c, f: f, path: p, d: d, r: oci.VerifyReader(f, d), owned: owned}, nil
 	case ctx.Err() != nil:
 		return nil, ctx.Err()
+	case errors.Is(err, errNotOurs) || (errors.Is(err, ErrCorrupt) && !owned):
+		c.opts.Log.Warn("a file the cache did not write is where a cache entry belongs; not caching this blob", "blob", d.Digest, "err", err)
+		return s.up.BlobGet(ctx, r, d)
 	case errors.Is(err, ErrCorrupt):
 		c.opts.Log.Warn("corrupt cache entry dropped; fetching the blob again", "blob", d.Digest, "err", err)
-		_ = os.Remove(p)
+		_ = c.root.Remove(p)
 	case !errors.Is(err, fs.ErrNotExist):
 		c.opts.Log.Warn("cache entry unreadable; fetching the blob", "blob", d.Digest, "err", err)
 	}
@@ -160,38 +221,54 @@ func (s *source) BlobGet(ctx context.Context, r ref.Ref, d descriptor.Descriptor
 	if err != nil {
 		return nil, err
 	}
-	tmp, err := c.createTemp(d)
+	tmp, tmpName, err := c.createTemp(d)
 	if err != nil {
 		c.writeFailed("cache not filled", "blob", d.Digest, "err", err)
 		return rc, nil // upstream checks its own bytes (Source contract)
 	}
-	return &fill{c: c, rc: rc, r: oci.VerifyReader(rc, d), tmp: tmp, path: p, d: d}, nil
+	return &fill{c: c, rc: rc, r: oci.VerifyReader(rc, d), tmp: tmp, tmpName: tmpName, path: p, d: d}, nil
 }
 
-// createTemp creates a temp file for d, recreating the directories once if
-// they went away since Open.
-func (c *Cache) createTemp(d descriptor.Descriptor) (*os.File, error) {
-	tmp, err := os.CreateTemp(c.tmpDir(), d.Digest.Encoded()+".*")
+// createTemp creates a temp file for d (tmp/<hex>.<random>, never an
+// existing one), recreating the directories once if they went away since
+// Open. It returns the file and its name relative to the cache root.
+func (c *Cache) createTemp(d descriptor.Descriptor) (*os.File, string, error) {
+	var rnd [8]byte
+	_, _ = rand.Read(rnd[:])
+	name := tmpDir + "/" + d.Digest.Encoded() + "." + hex.EncodeToString(rnd[:])
+	create := func() (*os.File, error) { return c.root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600) }
+	tmp, err := create()
 	if errors.Is(err, fs.ErrNotExist) {
 		if err = c.makeDirs(); err == nil {
-			tmp, err = os.CreateTemp(c.tmpDir(), d.Digest.Encoded()+".*")
+			tmp, err = create()
 		}
 	}
-	return tmp, err
+	return tmp, name, err
 }
 
 // openVerified opens an entry after checking its size and digest, so that
 // a corrupt entry is dropped before a single byte of it is served. The
 // entry is read twice (once here, once by the caller); the second read
 // usually comes from the page cache.
-func (c *Cache) openVerified(ctx context.Context, p string, d descriptor.Descriptor) (*os.File, error) {
-	f, err := os.Open(p)
+//
+// An entry must be a regular file (never a symlink); one of another user
+// (owned false) is served when it verifies, but never touched.
+func (c *Cache) openVerified(ctx context.Context, p string, d descriptor.Descriptor) (_ *os.File, owned bool, _ error) {
+	info, err := c.root.Lstat(p)
 	if err != nil {
-		return nil, err
+		return nil, false, err
+	}
+	if !info.Mode().IsRegular() {
+		return nil, false, fmt.Errorf("%s: %w", filepath.Join(c.opts.Dir, p), errNotOurs)
+	}
+	owned = ownedByUs(info)
+	f, err := c.root.Open(p)
+	if err != nil {
+		return nil, owned, err
 	}
 	st, err := f.Stat()
-	if err == nil && !st.Mode().IsRegular() {
-		err = fmt.Errorf("%w: not a regular file", ErrCorrupt)
+	if err == nil && !os.SameFile(info, st) { // swapped since the Lstat
+		err = fmt.Errorf("%s: %w", filepath.Join(c.opts.Dir, p), errNotOurs)
 	}
 	if err == nil && st.Size() != d.Size {
 		err = fmt.Errorf("%w: %w: size %d, want %d", ErrCorrupt, oci.ErrSizeMismatch, st.Size(), d.Size)
@@ -207,9 +284,9 @@ func (c *Cache) openVerified(ctx context.Context, p string, d descriptor.Descrip
 	}
 	if err != nil {
 		f.Close()
-		return nil, err
+		return nil, owned, err
 	}
-	return f, nil
+	return f, owned, nil
 }
 
 // corruption reports whether err is a VerifyReader failure (as opposed to
@@ -226,16 +303,17 @@ type hit struct {
 	path    string
 	d       descriptor.Descriptor
 	r       io.Reader
+	owned   bool // the cache may remove it
 	dropped bool
 }
 
 func (h *hit) Read(p []byte) (int, error) {
 	n, err := h.r.Read(p)
 	if corruption(err) {
-		if !h.dropped {
+		if !h.dropped && h.owned {
 			h.dropped = true
 			h.c.opts.Log.Warn("corrupt cache entry dropped", "blob", h.d.Digest, "err", err)
-			_ = os.Remove(h.path)
+			_ = h.c.root.Remove(h.path)
 		}
 		err = fmt.Errorf("%w: %w", ErrCorrupt, err)
 	}
@@ -248,12 +326,13 @@ func (h *hit) Close() error { return h.f.Close() }
 // verified EOF. A cache write error only stops the filling; any other
 // error, or Close before EOF, removes the temp file.
 type fill struct {
-	c    *Cache
-	rc   io.ReadCloser
-	r    io.Reader // VerifyReader of rc
-	tmp  *os.File  // nil once committed or discarded
-	path string
-	d    descriptor.Descriptor
+	c       *Cache
+	rc      io.ReadCloser
+	r       io.Reader // VerifyReader of rc
+	tmp     *os.File  // nil once committed or discarded
+	tmpName string    // relative to the cache root, as path
+	path    string
+	d       descriptor.Descriptor
 }
 
 func (f *fill) Read(p []byte) (int, error) {
@@ -284,16 +363,16 @@ func (f *fill) commit() {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Rename(tmp.Name(), f.path)
+		err = f.c.root.Rename(f.tmpName, f.path)
 	}
 	if err != nil {
 		f.c.writeFailed("cache entry not kept", "blob", f.d.Digest, "err", err)
-		_ = os.Remove(tmp.Name())
+		_ = f.c.root.Remove(f.tmpName)
 		return
 	}
 	now := f.c.opts.Now()
-	_ = os.Chtimes(f.path, now, now)
-	if dir, err := os.Open(f.c.blobDir()); err == nil { // make the rename durable
+	_ = f.c.root.Chtimes(f.path, now, now)
+	if dir, err := f.c.root.Open(blobDir); err == nil { // make the rename durable
 		_ = dir.Sync()
 		dir.Close()
 	}
@@ -302,7 +381,7 @@ func (f *fill) commit() {
 func (f *fill) discard() {
 	if f.tmp != nil {
 		f.tmp.Close()
-		_ = os.Remove(f.tmp.Name())
+		_ = f.c.root.Remove(f.tmpName)
 		f.tmp = nil
 	}
 }
@@ -327,36 +406,86 @@ func (c *Cache) Stats() (entries int, bytes int64, err error) {
 	return len(list), bytes, err
 }
 
+// entries lists the cache's own entries: regular files of this user in
+// blobs/sha256 named by a sha256 hex digest.
 func (c *Cache) entries() ([]entry, error) {
-	des, err := os.ReadDir(c.blobDir())
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
+	names, err := c.ownFiles(blobDir, isEntryName)
+	var out []entry
+	for _, name := range names {
+		if info, ierr := c.own(name); ierr == nil {
+			out = append(out, entry{path: name, size: info.Size(), mtime: info.ModTime()})
+		}
 	}
+	return out, err
+}
+
+// ownFiles lists the names (relative to the cache root) in dir, one of the
+// cache's own directories, that named says the cache may have written.
+func (c *Cache) ownFiles(dir string, named func(string) bool) ([]string, error) {
+	if c.root == nil {
+		return nil, nil // unusable since Open, which said so
+	}
+	if err := c.ownDir(dir); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	f, err := c.root.Open(dir)
 	if err != nil {
 		return nil, err
 	}
-	var out []entry
+	defer f.Close()
+	des, err := f.ReadDir(-1)
+	var out []string
 	for _, de := range des {
-		info, err := de.Info()
-		if err != nil || !info.Mode().IsRegular() {
-			continue // removed meanwhile, or not ours
+		if named(de.Name()) {
+			out = append(out, dir+"/"+de.Name())
 		}
-		out = append(out, entry{path: filepath.Join(c.blobDir(), de.Name()), size: info.Size(), mtime: info.ModTime()})
 	}
-	return out, nil
+	return out, err
+}
+
+// errNotOurs marks a file the cache did not write: not a regular file (a
+// symlink, a directory) or another user's.
+var errNotOurs = errors.New("not a file the cache wrote")
+
+// own returns the file info of name (relative to the cache root, never
+// following a symlink), or errNotOurs.
+func (c *Cache) own(name string) (fs.FileInfo, error) {
+	info, err := c.root.Lstat(name)
+	if err != nil {
+		return nil, err
+	}
+	if !info.Mode().IsRegular() || !ownedByUs(info) {
+		return nil, fmt.Errorf("%s: %w", filepath.Join(c.opts.Dir, name), errNotOurs)
+	}
+	return info, nil
+}
+
+// isEntryName: a sha256 digest in hex.
+func isEntryName(name string) bool {
+	return len(name) == 64 && strings.Trim(name, "0123456789abcdef") == ""
+}
+
+// isTempName: <hex>.<suffix>, as createTemp (and os.CreateTemp before it)
+// names temp files.
+func isTempName(name string) bool {
+	hex, suffix, ok := strings.Cut(name, ".")
+	return ok && isEntryName(hex) && suffix != "" && !strings.ContainsAny(suffix, "./")
 }
 
 // Prune removes temp files older than a day, then entries unused for more
 // than KeepDays, then the least recently used entries until the total is
 // at most KeepSize. It returns the entries removed and their bytes (temp
-// files are not counted).
+// files are not counted). It removes only the cache's own files (own,
+// isEntryName, isTempName).
 func (c *Cache) Prune() (removed int, freed int64, err error) {
 	now := c.opts.Now()
-	if tmps, terr := os.ReadDir(c.tmpDir()); terr == nil {
-		for _, t := range tmps {
-			if info, ierr := t.Info(); ierr == nil && info.Mode().IsRegular() && now.Sub(info.ModTime()) > staleTemp {
-				_ = os.Remove(filepath.Join(c.tmpDir(), t.Name()))
-			}
+	tmps, _ := c.ownFiles(tmpDir, isTempName)
+	for _, name := range tmps {
+		if info, ierr := c.own(name); ierr == nil && now.Sub(info.ModTime()) > staleTemp {
+			_ = c.root.Remove(name)
 		}
 	}
 	list, err := c.entries()
@@ -377,7 +506,7 @@ func (c *Cache) Prune() (removed int, freed int64, err error) {
 		if !old && !big {
 			break
 		}
-		switch rerr := os.Remove(e.path); {
+		switch rerr := c.root.Remove(e.path); {
 		case rerr == nil:
 			removed++
 			freed += e.size

@@ -73,6 +73,7 @@ func setup(t testing.TB, opts cache.Options, blobs ...[]byte) (*cache.Cache, *up
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { c.Close() })
 	up := &upstream{blobs: map[digest.Digest][]byte{}}
 	for _, b := range blobs {
 		up.blobs[digest.FromBytes(b)] = b
@@ -485,12 +486,17 @@ func TestPruneHitProtects(t *testing.T) {
 	}
 }
 
+// TestPruneStaleTemps: a temp file (named <hex>.<random>, as the cache
+// names them) older than a day is removed, a fresh one (a fill in
+// progress) is kept, and so is any file of another name, however old.
 func TestPruneStaleTemps(t *testing.T) {
 	now := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
 	dir := t.TempDir()
 	c, _, _ := setup(t, cache.Options{Dir: dir, Now: func() time.Time { return now }})
 	tmp := filepath.Join(dir, "tmp")
-	for name, age := range map[string]time.Duration{"stale": 25 * time.Hour, "fresh": time.Hour} {
+	hex := digest.FromString("x").Encoded()
+	files := map[string]time.Duration{hex + ".stale": 25 * time.Hour, hex + ".fresh": time.Hour, "notes.txt": 100 * time.Hour}
+	for name, age := range files {
 		p := filepath.Join(tmp, name)
 		_ = os.WriteFile(p, []byte("partial"), 0o644)
 		at := now.Add(-age)
@@ -499,8 +505,8 @@ func TestPruneStaleTemps(t *testing.T) {
 	if removed, _, err := c.Prune(); err != nil || removed != 0 {
 		t.Fatalf("prune: %d %v (temp files are not entries)", removed, err)
 	}
-	if exists(filepath.Join(tmp, "stale")) || !exists(filepath.Join(tmp, "fresh")) {
-		t.Error("want the stale temp file removed and the fresh one (a fill in progress) kept")
+	if exists(filepath.Join(tmp, hex+".stale")) || !exists(filepath.Join(tmp, hex+".fresh")) || !exists(filepath.Join(tmp, "notes.txt")) {
+		t.Error("want the stale temp file removed, the fresh one (a fill in progress) and notes.txt kept")
 	}
 }
 

@@ -46,9 +46,13 @@ func classify(registry string, err error) (_ error, conn bool) {
 	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return err, false
 	}
+	var slow *timeout
+	if errors.As(err, &slow) {
+		return slow, false // transient, even where regclient's wrapping says 401 (a token request)
+	}
 	var already *Error
 	if errors.As(err, &already) {
-		return err, false
+		return already, false // said in one line already (a refused realm: transport.go)
 	}
 	msg := err.Error()
 	mk := func(cause, fix string) error {
@@ -122,11 +126,7 @@ func (r *Registry) notFound(ctx context.Context, rf ref.Ref, err error) error {
 		name = rf.Repository + "@" + rf.Digest
 		return &Error{Registry: rf.Registry, Ref: name, Msg: name + ": manifest not found in " + repo, Err: err}
 	}
-	tl, terr := r.rc.TagList(ctx, rf)
-	var tags []string
-	if terr == nil {
-		tags, _ = tl.GetTags()
-	}
+	tags, terr := r.listTags(ctx, rf)
 	if errors.Is(terr, errs.ErrNotFound) || (terr == nil && len(tags) == 0) {
 		return &Error{Registry: rf.Registry, Ref: name, Msg: name + ": repository not found: " + repo, Err: err}
 	}

@@ -2,18 +2,14 @@ package registry
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"net/url"
-	"os"
-	"regexp"
 	"slices"
 	"strings"
-	"time"
+	"sync"
 
 	"github.com/regclient/regclient/config"
 	"golang.org/x/net/publicsuffix"
@@ -23,132 +19,133 @@ import (
 // Bearer challenge) is on a host that is not trusted with its credentials.
 var ErrUntrustedRealm = errors.New("untrusted token realm")
 
-// realmRe finds the realm of a Bearer challenge.
-var realmRe = regexp.MustCompile(`(?i)bearer\s+(?:[^,]*,\s*)*?realm="([^"]*)"`)
+// credSet knows which registries (by API host) have credentials: from
+// cfg.yaml, or from the Docker config (read once, when first asked: it
+// may run credential helpers).
+type credSet struct {
+	cfg    map[string]bool
+	docker bool
+	once   sync.Once
+	hosts  map[string]bool
+}
 
-// CheckRealms makes sure that no credentials leave for a foreign token
-// service. regclient, like Docker, sends a registry's credentials to
-// whatever token realm the registry's Bearer challenge names; CheckRealms
-// asks each of the given registries that has credentials (from cfg.yaml,
-// or the Docker config when that is used) for its challenge, without
-// credentials, and refuses a realm that is not trusted for it:
+func newCredSet(hosts []Host, docker bool) *credSet {
+	c := &credSet{cfg: map[string]bool{}, docker: docker}
+	for _, h := range hosts {
+		if h.User != "" || h.Pass != "" {
+			c.cfg[dockerHubHost(h.Registry)] = true
+		}
+	}
+	return c
+}
+
+func (c *credSet) has(apiHost string) bool {
+	if c.cfg[apiHost] || !c.docker {
+		return c.cfg[apiHost]
+	}
+	c.once.Do(func() {
+		c.hosts = map[string]bool{}
+		hs, _ := config.DockerLoad()
+		for _, h := range hs {
+			if h.User != "" || h.Pass != "" || h.Token != "" || h.CredHelper != "" {
+				c.hosts[dockerHubHost(h.Name)] = true
+				c.hosts[h.Hostname] = true
+			}
+		}
+	})
+	return c.hosts[apiHost]
+}
+
+// CheckRealms makes sure, before a transfer, that no credentials leave
+// for a foreign token service. regclient, like Docker, sends a registry's
+// credentials to whatever token realm the registry's Bearer challenge
+// names; ferry's transport checks the challenge of every 401, on every
+// request, before regclient can follow it (checkChallenge), and
+// CheckRealms runs that check on each registry's /v2/ at once, so that a
+// refusal comes before any work. The rules (trustRealm):
 //
 //   - trusted: the registry's own host name (any port), a host of the same
 //     registrable domain (registry.gitlab.com -> gitlab.com,
 //     registry-1.docker.io -> auth.docker.io; docker.io is
 //     registry-1.docker.io), and the hosts in Host.TrustedRealms;
-//   - never trusted unless listed: a plain-HTTP realm for an HTTPS
-//     registry.
+//   - never trusted: a plain-HTTP realm for an HTTPS registry, whatever
+//     TrustedRealms says.
 //
-// A registry that does not answer is not refused here (the transfer then
-// reports it). Call it once before a transfer; it costs one request per
-// registry with credentials.
+// Only registries with credentials (from cfg.yaml, or the Docker config
+// when that is used) are checked: an anonymous token request leaks
+// nothing. A registry that does not answer is not refused here (the
+// transfer then reports it). It costs one request per registry with
+// credentials.
 func (r *Registry) CheckRealms(ctx context.Context, registries []string) error {
-	var dockerHosts map[string]bool
-	if r.docker {
-		dockerHosts = map[string]bool{}
-		if hs, err := config.DockerLoad(); err == nil {
-			for _, h := range hs {
-				if h.User != "" || h.Pass != "" || h.Token != "" || h.CredHelper != "" {
-					dockerHosts[h.Name] = true
-					dockerHosts[h.Hostname] = true
-				}
-			}
-		}
-	}
 	var errs []error
 	seen := map[string]bool{}
+	client := &http.Client{
+		Transport:     r.tr,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
 	for _, name := range registries {
 		if seen[name] {
 			continue
 		}
 		seen[name] = true
-		h := Host{Registry: name}
-		if i := slices.IndexFunc(r.hosts, func(h Host) bool { return h.Registry == name }); i >= 0 {
-			h = r.hosts[i]
-		}
-		if h.User == "" && h.Pass == "" && !dockerHosts[name] && !dockerHosts[dockerHubHost(name)] {
+		if !r.creds.has(dockerHubHost(name)) {
 			continue // no credentials to leak
 		}
-		realm, secure, err := challengeRealm(ctx, h)
-		if err != nil || realm == "" {
-			r.log.Debug("no token realm to check", "registry", name, "err", err)
-			continue
-		}
-		if err := trustRealm(h, secure, realm); err != nil {
+		err := r.askChallenge(ctx, client, name)
+		if errors.Is(err, ErrUntrustedRealm) {
 			errs = append(errs, err)
+		} else if err != nil {
+			r.log.Debug("no token realm to check", "registry", name, "err", err)
 		}
 	}
 	return errors.Join(errs...)
 }
 
-// challengeRealm GETs /v2/ without credentials and returns the realm of a
-// Bearer challenge, and whether the registry was reached over HTTPS.
-func challengeRealm(ctx context.Context, h Host) (string, bool, error) {
-	secure := true
-	tc := &tls.Config{MinVersion: tls.VersionTLS12}
-	switch h.TLS {
-	case TLSDisabled:
-		secure = false
-	case TLSInsecure:
-		tc.InsecureSkipVerify = true //#nosec G402 -- the user chose tls: insecure for this host
-	case TLSAuto:
-		secure = !IsLoopback(h.Registry)
+// askChallenge GETs name's /v2/ without credentials through the
+// transport, which checks the challenge.
+func (r *Registry) askChallenge(ctx context.Context, client *http.Client, name string) error {
+	h := Host{Registry: name}
+	if i := slices.IndexFunc(r.hosts, func(h Host) bool { return h.Registry == name }); i >= 0 {
+		h = r.hosts[i]
 	}
-	if h.CAFile != "" {
-		pem, err := os.ReadFile(h.CAFile)
-		if err != nil {
-			return "", secure, err
-		}
-		pool, err := x509.SystemCertPool()
-		if err != nil {
-			pool = x509.NewCertPool()
-		}
-		pool.AppendCertsFromPEM(pem)
-		tc.RootCAs = pool
-	}
-	scheme := "https"
-	if !secure {
-		scheme = "http"
-	}
-	host := dockerHubHost(h.Registry)
-	client := &http.Client{
-		Timeout:       15 * time.Second,
-		Transport:     &http.Transport{TLSClientConfig: tc, Proxy: http.ProxyFromEnvironment},
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, scheme+"://"+host+"/v2/", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, h.scheme()+"://"+dockerHubHost(name)+"/v2/", nil)
 	if err != nil {
-		return "", secure, err
+		return err
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return "", secure, err
-	}
-	resp.Body.Close()
-	for _, c := range resp.Header.Values("Www-Authenticate") {
-		if m := realmRe.FindStringSubmatch(c); m != nil {
-			return m[1], secure, nil
+		var e *Error
+		if errors.As(err, &e) {
+			return e
 		}
+		return err
 	}
-	return "", secure, nil
+	return resp.Body.Close()
 }
 
-// trustRealm applies CheckRealms' rules to one realm URL.
-func trustRealm(h Host, secure bool, realm string) error {
-	u, err := url.Parse(realm)
-	if err != nil || u.Host == "" {
-		return fmt.Errorf("%w: %s names token realm %q, which is not a URL", ErrUntrustedRealm, h.Registry, realm)
+// scheme is how h is reached: http or https.
+func (h Host) scheme() string {
+	if h.TLS == TLSDisabled || (h.TLS == TLSAuto && IsLoopback(h.Registry)) {
+		return "http"
+	}
+	return "https"
+}
+
+// trustRealm applies CheckRealms' rules to one realm URL of registry h,
+// reached over HTTPS when secure.
+func trustRealm(h Host, secure bool, u *url.URL) error {
+	if u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
+		return fmt.Errorf("%w: %s names token realm %q, which is not an HTTP URL", ErrUntrustedRealm, h.Registry, u.String())
+	}
+	fix := fmt.Sprintf("if that service is the registry's own, add it to this registry's trustedRealms in cfg.yaml (registries: [{registry: %s, trustedRealms: [%s]}])", h.Registry, u.Host)
+	if secure && u.Scheme != "https" {
+		return fmt.Errorf("%w: %s (HTTPS) sends its credentials' token requests to %s over plain HTTP; not sending the password there (never over plain HTTP, whatever trustedRealms says)", ErrUntrustedRealm, h.Registry, u.String())
 	}
 	if slices.Contains(h.TrustedRealms, u.Host) || slices.Contains(h.TrustedRealms, u.Hostname()) {
 		return nil
 	}
-	fix := fmt.Sprintf("if that service is the registry's own, add it to this registry's trustedRealms in cfg.yaml (registries: [{registry: %s, trustedRealms: [%s]}])", h.Registry, u.Host)
-	if secure && u.Scheme != "https" {
-		return fmt.Errorf("%w: %s (HTTPS) sends its credentials' token requests to %s over plain HTTP; not sending the password there: %s", ErrUntrustedRealm, h.Registry, realm, fix)
-	}
 	if !relatedHost(hostname(dockerHubHost(h.Registry)), u.Hostname()) {
-		return fmt.Errorf("%w: %s sends its credentials to the token service %s on another host; not sending the password there: %s", ErrUntrustedRealm, h.Registry, realm, fix)
+		return fmt.Errorf("%w: %s sends its credentials to the token service %s on another host; not sending the password there: %s", ErrUntrustedRealm, h.Registry, u.String(), fix)
 	}
 	return nil
 }

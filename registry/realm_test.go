@@ -6,35 +6,28 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 
+	"github.com/regclient/regclient"
+	"github.com/regclient/regclient/config"
 	"github.com/regclient/regclient/types/ref"
 
 	"github.com/ferry-oss/ferry/registry"
+	"github.com/ferry-oss/ferry/registry/regtest"
 )
 
 // realmRegistry is a registry stub whose Bearer challenge names a token
 // realm elsewhere; the realm records the Authorization headers it gets.
 type realmRegistry struct {
-	reg, realm *httptest.Server
-	mu         sync.Mutex
-	realmAuth  []string // Authorization headers the realm received
+	reg   *httptest.Server
+	realm *regtest.TokenService
 }
 
 func newRealmRegistry(t *testing.T, realmHost func(realm *httptest.Server) string) *realmRegistry {
-	rr := &realmRegistry{}
-	rr.realm = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		rr.mu.Lock()
-		rr.realmAuth = append(rr.realmAuth, r.Header.Get("Authorization"))
-		rr.mu.Unlock()
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write([]byte(`{"token":"t0k3n","access_token":"t0k3n"}`))
-	}))
-	t.Cleanup(rr.realm.Close)
+	rr := &realmRegistry{realm: regtest.StartTokenService(t, nil)}
 	rr.reg = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Authorization") != "Bearer t0k3n" {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="`+realmHost(rr.realm)+`/token",service="stub",scope="repository:team/app:pull"`)
+			w.Header().Set("WWW-Authenticate", `Bearer realm="`+realmHost(rr.realm.Server)+`/token",service="stub",scope="repository:team/app:pull"`)
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(http.StatusUnauthorized)
 			_, _ = w.Write([]byte(`{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}`))
@@ -50,21 +43,18 @@ func newRealmRegistry(t *testing.T, realmHost func(realm *httptest.Server) strin
 
 // TestRegclientSendsCredentialsToAnyRealm documents regclient's behaviour
 // (and Docker's): the registry's credentials go to whatever token realm its
-// challenge names, here another host over plain HTTP. This is why ferry
-// checks realms first (CheckRealms).
+// challenge names, here another host over plain HTTP. This is why ferry's
+// transport checks every challenge (TestEveryChallengeChecked).
 func TestRegclientSendsCredentialsToAnyRealm(t *testing.T) {
 	rr := newRealmRegistry(t, func(r *httptest.Server) string { return strings.Replace(r.URL, "127.0.0.1", "localhost", 1) })
 	host := strings.TrimPrefix(rr.reg.URL, "http://")
-	reg, err := registry.New(registry.Options{Hosts: []registry.Host{{Registry: host, User: "ferry", Pass: "realm-Secret-42"}}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ch := config.HostNewName(host)
+	ch.TLS, ch.User, ch.Pass = config.TLSDisabled, "ferry", "realm-Secret-42"
+	rc := regclient.New(regclient.WithConfigHost(*ch))
 	r, _ := ref.New(host + "/team/app:1")
-	_, _ = reg.ManifestGet(context.Background(), r)
-	rr.mu.Lock()
-	defer rr.mu.Unlock()
-	if len(rr.realmAuth) == 0 || !strings.HasPrefix(rr.realmAuth[0], "Basic ") {
-		t.Fatalf("realm got %q: regclient no longer sends credentials to a foreign realm; CheckRealms may be relaxed", rr.realmAuth)
+	_, _ = rc.ManifestGet(context.Background(), r)
+	if sent := rr.realm.Sent(); len(sent) == 0 || !strings.HasPrefix(sent[0], "Basic ") {
+		t.Fatalf("realm got %q: regclient no longer sends credentials to a foreign realm; ferry's checks may be relaxed", sent)
 	}
 }
 
@@ -107,7 +97,7 @@ func TestCheckRealms(t *testing.T) {
 				h.TLS = registry.TLSInsecure
 			}
 			if tt.trusted != nil {
-				h.TrustedRealms = tt.trusted(rr.realm)
+				h.TrustedRealms = tt.trusted(rr.realm.Server)
 			}
 			reg, err := registry.New(registry.Options{Hosts: []registry.Host{h}})
 			if err != nil {
@@ -121,12 +111,8 @@ func TestCheckRealms(t *testing.T) {
 			} else if !errors.Is(err, registry.ErrUntrustedRealm) || !strings.Contains(err.Error(), tt.want) || !strings.Contains(err.Error(), "trustedRealms") {
 				t.Fatalf("err %v, want ErrUntrustedRealm mentioning %q and the fix", err, tt.want)
 			}
-			rr.mu.Lock()
-			defer rr.mu.Unlock()
-			for _, a := range rr.realmAuth {
-				if a != "" {
-					t.Errorf("CheckRealms sent Authorization %q to the realm", a)
-				}
+			if sent := rr.realm.Sent(); len(sent) != 0 {
+				t.Errorf("CheckRealms sent Authorization %q to the realm", sent)
 			}
 		})
 	}

@@ -94,15 +94,10 @@ func (r *Registry) repoTags(ctx context.Context, rf ref.Ref) (map[string]bool, e
 	}
 	r.tags.mu.Unlock()
 	e.once.Do(func() {
-		tl, err := r.rc.TagList(ctx, ref.Ref{Scheme: rf.Scheme, Registry: rf.Registry, Repository: rf.Repository})
+		names, err := r.listTags(ctx, rf)
 		if errors.Is(err, errs.ErrNotFound) {
 			return
 		}
-		if err != nil {
-			e.err = err
-			return
-		}
-		names, err := tl.GetTags()
 		for _, t := range names {
 			if oci.IsCosignTag(t) {
 				if e.set == nil {

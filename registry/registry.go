@@ -13,7 +13,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -78,16 +77,22 @@ type Options struct {
 	Concurrency int
 	UserAgent   string
 	Log         *slog.Logger
+	// Net bounds the time of every request (zero: DefaultNet).
+	Net Net
+	// Tags bound each tag listing (zero: DefaultTagLimits).
+	Tags TagLimits
 }
 
 // Registry is a regclient-backed Source and Sink.
 type Registry struct {
-	rc     *regclient.RegClient
-	ping   *regclient.RegClient // the same hosts, no retries: fails fast
-	log    *slog.Logger
-	tags   tagCache // repository tag lists for Referrers (referrers.go)
-	hosts  []Host   // every configured host, for CheckRealms (realm.go)
-	docker bool     // Docker config credentials are in use
+	rc        *regclient.RegClient
+	ping      *regclient.RegClient // the same hosts, no retries: fails fast
+	log       *slog.Logger
+	tags      tagCache   // repository tag lists for Referrers (referrers.go)
+	tagLimits TagLimits  // bounds of each tag listing (tags.go)
+	hosts     []Host     // every configured host, for CheckRealms (realm.go)
+	creds     *credSet   // which registries have credentials
+	tr        *transport // under regclient: challenges, timeouts, TLS (transport.go)
 }
 
 var (
@@ -106,34 +111,13 @@ func New(opts Options) (*Registry, error) {
 	if opts.Concurrency < 1 {
 		opts.Concurrency = 4
 	}
-	rcOpts := []regclient.Opt{
-		regclient.WithSlog(quiet(opts.Log)),
-	}
-	// ferry retries whole operations itself (transfer.SaveOptions.Retries,
-	// UploadOptions.Retries); regclient gets a short leash so the two do
-	// not multiply into minutes of waiting.
-	retryOpts := regclient.WithRegOpts(
-		reg.WithRetryLimit(min(max(opts.Retries, 1), 2)), // regclient takes 0 as its default, 5
-		reg.WithDelay(opts.RetryDelay, 4*opts.RetryDelay),
-	)
-	if opts.UserAgent != "" {
-		rcOpts = append(rcOpts, regclient.WithUserAgent(opts.UserAgent))
-	}
-	if opts.DockerConfig {
-		rcOpts = append(rcOpts, regclient.WithDockerCerts())
-	}
-	// the ping of Check sends no credentials: it runs before CheckRealms
-	pingOpts := slices.Clone(rcOpts)
-	if opts.DockerConfig {
-		rcOpts = append(rcOpts, regclient.WithDockerCreds())
-	}
-	var hosts []config.Host
 	all := append([]Host{}, opts.Hosts...)
 	for _, name := range opts.Registries {
 		if !slices.ContainsFunc(all, func(h Host) bool { return h.Registry == name }) {
 			all = append(all, Host{Registry: name})
 		}
 	}
+	var hosts []config.Host
 	for _, h := range all {
 		ch, err := h.config(opts.Concurrency)
 		if err != nil {
@@ -141,16 +125,45 @@ func New(opts Options) (*Registry, error) {
 		}
 		hosts = append(hosts, ch)
 	}
+	r := &Registry{log: opts.Log, hosts: all, creds: newCredSet(all, opts.DockerConfig), tagLimits: opts.Tags.withDefaults()}
+	var err error
+	if r.tr, err = newTransport(all, opts.Net, opts.DockerConfig, r.creds.has); err != nil {
+		return nil, err
+	}
+	r.rc, r.ping = clients(opts, hosts, r.tr)
+	return r, nil
+}
+
+// clients builds the regclient of a Registry, and the one of its ping
+// (no credentials, no retries), both on transport t (regclient applies its
+// own TLS settings only to an *http.Transport: t applies them instead,
+// the Docker certs.d included).
+func clients(opts Options, hosts []config.Host, t *transport) (rc, ping *regclient.RegClient) {
+	rcOpts := []regclient.Opt{
+		regclient.WithSlog(quiet(opts.Log)),
+		regclient.WithRegOpts(reg.WithHTTPClient(&http.Client{Transport: t})),
+	}
+	if opts.UserAgent != "" {
+		rcOpts = append(rcOpts, regclient.WithUserAgent(opts.UserAgent))
+	}
 	anonymous := make([]config.Host, len(hosts))
 	for i, h := range hosts {
 		h.User, h.Pass, h.Token, h.CredHelper = "", "", "", ""
 		anonymous[i] = h
 	}
-	r := &Registry{log: opts.Log, hosts: all, docker: opts.DockerConfig}
-	r.rc = regclient.New(append(rcOpts, regclient.WithConfigHost(hosts...), retryOpts)...)
-	r.ping = regclient.New(append(pingOpts, regclient.WithConfigHost(anonymous...),
+	ping = regclient.New(append(slices.Clone(rcOpts), regclient.WithConfigHost(anonymous...),
 		regclient.WithRegOpts(reg.WithRetryLimit(1), reg.WithDelay(time.Millisecond, time.Millisecond)))...)
-	return r, nil
+	if opts.DockerConfig {
+		rcOpts = append(rcOpts, regclient.WithDockerCreds())
+	}
+	// ferry retries whole operations itself (transfer.SaveOptions.Retries,
+	// UploadOptions.Retries); regclient gets a short leash so the two do
+	// not multiply into minutes of waiting.
+	rc = regclient.New(append(rcOpts, regclient.WithConfigHost(hosts...), regclient.WithRegOpts(
+		reg.WithRetryLimit(min(max(opts.Retries, 1), 2)), // regclient takes 0 as its default, 5
+		reg.WithDelay(opts.RetryDelay, 4*opts.RetryDelay),
+	))...)
+	return rc, ping
 }
 
 func (h Host) config(concurrency int) (config.Host, error) {
@@ -174,13 +187,6 @@ func (h Host) config(concurrency int) (config.Host, error) {
 		ch.TLS = config.TLSDisabled
 	default:
 		return config.Host{}, fmt.Errorf("%w: %s: tls %q (want enabled, insecure or disabled)", ErrConfig, h.Registry, h.TLS)
-	}
-	if h.CAFile != "" {
-		pem, err := os.ReadFile(h.CAFile)
-		if err != nil {
-			return config.Host{}, fmt.Errorf("%w: %s: CA file: %v", ErrConfig, h.Registry, err)
-		}
-		ch.RegCert = string(pem)
 	}
 	ch.User, ch.Pass = h.User, h.Pass
 	return ch, nil

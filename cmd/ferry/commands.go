@@ -347,6 +347,13 @@ func configCommand(e *env) *cli.Command {
 				if _, err := cfg.ImageSpecs(nil, "", e.stdin); err != nil {
 					return err
 				}
+				unset, readable := cfg.credentialIssues()
+				if readable != "" {
+					e.log.Warn(readable)
+				}
+				if len(unset) > 0 {
+					return usagef("cfg.yaml credentials use variables that are not set: %s", strings.Join(unset, "; "))
+				}
 				tr().Fprintf(e.stdout, "%s: OK (%d registries)\n", file, len(cfg.Registries))
 				return nil
 			},
@@ -439,8 +446,16 @@ func parsePlatforms(values []string) ([]platform.Platform, []string, error) {
 	return ps, names, nil
 }
 
-// registryFor builds the registry client for the hosts in play.
+// registryFor builds the registry client for the hosts in play (with
+// insecure and caFile for hosts not in cfg.yaml), warning first of what
+// will go wrong with cfg.yaml's credentials.
 func (e *env) registryFor(names []string, insecure bool, caFile string, jobs, retries int) (*registry.Registry, error) {
+	unset, readable := e.cfg.credentialIssues()
+	for _, msg := range append(unset, readable) {
+		if msg != "" {
+			e.log.Warn(msg)
+		}
+	}
 	hosts := e.cfg.Hosts()
 	for _, n := range names {
 		if slices.ContainsFunc(hosts, func(h registry.Host) bool { return h.Registry == n }) {
@@ -460,8 +475,56 @@ func (e *env) registryFor(names []string, insecure bool, caFile string, jobs, re
 	}
 	return registry.New(registry.Options{
 		Hosts: hosts, DockerConfig: docker, Retries: retries, Concurrency: jobs,
-		UserAgent: "ferry/" + version, Log: e.log,
+		UserAgent: "ferry/" + version, Log: e.log, Net: e.network(),
 	})
+}
+
+// network is the time bounds of registry requests: the command's
+// --timeout (noteTimeouts; else cfg.yaml timeout) for a body that sends
+// nothing, cfg.yaml headerTimeout and minRate; 0 turns a bound off.
+func (e *env) network() registry.Net {
+	var n registry.Net
+	off := func(d time.Duration) time.Duration {
+		if d == 0 {
+			return -1
+		}
+		return d
+	}
+	switch {
+	case e.idle != nil:
+		n.Idle = off(*e.idle)
+	case e.cfg.Timeout != "":
+		d, _ := time.ParseDuration(e.cfg.Timeout) // checked by Validate
+		n.Idle = off(d)
+	}
+	if e.cfg.HeaderTimeout != "" {
+		d, _ := time.ParseDuration(e.cfg.HeaderTimeout)
+		n.Header = off(d)
+	}
+	if e.cfg.MinRate != "" {
+		rate, _ := parseSize(e.cfg.MinRate)
+		n.MinRate = int64(off(time.Duration(rate)))
+	}
+	return n
+}
+
+// noteTimeouts makes each command that has a --timeout flag note its
+// value (cfg.yaml's timeout by default) before it runs, for network.
+func (e *env) noteTimeouts(cmds []*cli.Command) {
+	for _, cmd := range cmds {
+		if slices.ContainsFunc(cmd.Flags, func(f cli.Flag) bool { return slices.Contains(f.Names(), "timeout") }) {
+			before := cmd.Before
+			cmd.Before = func(c *cli.Context) error {
+				d := e.timeout(c)
+				e.idle = &d
+				if before != nil {
+					return before(c)
+				}
+				return nil
+			}
+		}
+		e.noteTimeouts(cmd.Subcommands)
+	}
 }
 
 func firstNonZero[T comparable](vals ...T) T {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"reflect"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -57,8 +58,9 @@ type Config struct {
 	Referrers *bool `yaml:"referrers"`
 	// ArtifactTypes keeps only referrers of these artifact types.
 	ArtifactTypes []string `yaml:"artifactTypes"`
-	// Timeout ends a blob download that waits this long for a byte and
-	// retries it (default 60s; 0 for none).
+	// Timeout ends a registry response (a blob download included) that
+	// waits this long for a byte, and retries it (default 60s; 0 for
+	// none).
 	Timeout string `yaml:"timeout"`
 	// SignKey is the SSH private key save signs meta files with.
 	SignKey string `yaml:"signKey"`
@@ -70,9 +72,22 @@ type Config struct {
 	// KeepGoing is upload's --keep-going: an image that fails does not
 	// stop the others.
 	KeepGoing bool `yaml:"keepGoing"`
+	// HeaderTimeout ends a registry request whose answer does not start
+	// this long after it was sent (default 60s; uploads' last request 10
+	// times as long; 0 for none).
+	HeaderTimeout string `yaml:"headerTimeout"`
+	// MinRate ends a registry response that arrives slower than this many
+	// bytes a second, measured over each timeout of waiting (default
+	// 1KiB; 0 for none).
+	MinRate string `yaml:"minRate"`
 	// Lang is the language of messages, help and the console: en_US or
 	// zh_CN (image-transmit's values); default: the environment's.
 	Lang string `yaml:"lang"`
+
+	// file and mode are where LoadConfig read it from ("" for
+	// ParseConfig), for the permission warning.
+	file string
+	mode os.FileMode
 }
 
 // RegistryConfig is one registries entry.
@@ -88,7 +103,8 @@ type RegistryConfig struct {
 	TLS string `yaml:"tls"`
 	// CAFile is a PEM file of the CA that signed the registry certificate.
 	CAFile string `yaml:"caFile"`
-	// User and Pass; ${VAR} is expanded from the environment.
+	// User and Pass; ${VAR} (or $VAR) is expanded from the environment,
+	// $$ is a literal $.
 	User string `yaml:"user"`
 	Pass string `yaml:"pass"`
 	// TrustedRealms are token service hosts on other domains that may
@@ -123,6 +139,9 @@ func LoadConfig(file string) (*Config, error) {
 	cfg, err := ParseConfig(b)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", file, err)
+	}
+	if st, err := os.Stat(file); err == nil {
+		cfg.file, cfg.mode = file, st.Mode().Perm()
 	}
 	return cfg, nil
 }
@@ -183,6 +202,14 @@ func (c *Config) Validate() error {
 			return tr().Errorf("%w: timeout %q: want a duration such as 60s or 2m", errConfig, c.Timeout)
 		}
 	}
+	if c.HeaderTimeout != "" {
+		if d, err := time.ParseDuration(c.HeaderTimeout); err != nil || d < 0 {
+			return tr().Errorf("%w: headerTimeout %q: want a duration such as 60s or 2m", errConfig, c.HeaderTimeout)
+		}
+	}
+	if _, err := parseSize(c.MinRate); err != nil {
+		return tr().Errorf("%w: minRate: %v", errConfig, err)
+	}
 	if c.Lang != "" && !i18n.Valid(c.Lang) {
 		return tr().Errorf("%w: lang %q: want en_US or zh_CN", errConfig, c.Lang)
 	}
@@ -221,17 +248,58 @@ func (c *Config) Lookup(name string) (RegistryConfig, bool) {
 }
 
 // Hosts turns the registries entries into registry hosts, expanding
-// ${VAR} in credentials.
+// ${VAR} in credentials (expandCredential).
 func (c *Config) Hosts() []registry.Host {
 	var out []registry.Host
 	for _, r := range c.Registries {
+		user, _ := expandCredential(r.User, os.LookupEnv)
+		pass, _ := expandCredential(r.Pass, os.LookupEnv)
 		out = append(out, registry.Host{
 			Registry: r.Registry, TLS: r.TLS, CAFile: r.CAFile,
-			User: os.ExpandEnv(r.User), Pass: os.ExpandEnv(r.Pass),
-			TrustedRealms: r.TrustedRealms,
+			User: user, Pass: pass, TrustedRealms: r.TrustedRealms,
 		})
 	}
 	return out
+}
+
+// expandCredential expands ${VAR} and $VAR in s through lookup; $$ is a
+// literal $. It also returns the variables that lookup did not find (they
+// expand to nothing).
+func expandCredential(s string, lookup func(string) (string, bool)) (string, []string) {
+	var unset []string
+	out := os.Expand(s, func(name string) string {
+		if name == "$" {
+			return "$"
+		}
+		v, ok := lookup(name)
+		if !ok {
+			unset = append(unset, name)
+		}
+		return v
+	})
+	return out, unset
+}
+
+// credentialIssues says, one line each, what will go wrong with the
+// credentials of cfg.yaml: the variables that are not set (a bare 401
+// later), and (readable) a file that others can read holding a password
+// written in it, as ssh warns of a readable key.
+func (c *Config) credentialIssues() (unset []string, readable string) {
+	literal := false
+	for i, r := range c.Registries {
+		for _, f := range []struct{ name, value string }{{"user", r.User}, {"pass", r.Pass}} {
+			_, vars := expandCredential(f.value, os.LookupEnv)
+			for _, v := range vars {
+				unset = append(unset, fmt.Sprintf("registries[%d] (%s): %s uses $%s, which is not set (write $$ for a literal $)", i, r.Registry, f.name, v))
+			}
+		}
+		written, _ := expandCredential(r.Pass, func(string) (string, bool) { return "", true })
+		literal = literal || written != ""
+	}
+	if literal && c.file != "" && c.mode&0o044 != 0 && runtime.GOOS != "windows" {
+		readable = fmt.Sprintf("%s holds a password and others can read it (mode %04o): chmod 600 %s, or take the password from the environment (pass: ${VAR})", c.file, c.mode, c.file)
+	}
+	return unset, readable
 }
 
 // parseSize parses sizes like 512MiB, 2GiB, 1.5GB, 1048576.

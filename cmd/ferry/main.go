@@ -16,6 +16,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -123,6 +124,7 @@ type env struct {
 	logOut         *logWriter
 	cache          *cache.Cache
 	level          slog.Level
+	idle           *time.Duration // the command's --timeout, for registry requests (noteTimeouts)
 }
 
 // info is where summaries for people go: stderr, or nowhere with -q.
@@ -235,6 +237,7 @@ Exit codes: 0 success, 1 failure, 2 usage error.`,
 	}
 	app.OnUsageError = usageHandler(app.Flags)
 	setUsageHandlers(app.Commands)
+	e.noteTimeouts(app.Commands)
 	return app
 }
 

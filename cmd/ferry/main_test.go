@@ -60,6 +60,7 @@ func TestConfigCheck(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = os.WriteFile(good, example, 0o644)
+	t.Setenv("FERRY_PROD_PASS", "x") // the example takes its password from there
 	if code, out, errOut := ferry(t, "", "config", "check", good); code != 0 || !strings.Contains(out, "OK") {
 		t.Fatalf("example config: %d %s %s", code, out, errOut)
 	}

@@ -34,6 +34,7 @@ func (e *env) cacheDone() {
 	if e.cache == nil {
 		return
 	}
+	defer e.cache.Close()
 	hits, misses := e.cache.Counts()
 	removed, freed, err := e.cache.Prune()
 	if err != nil {
