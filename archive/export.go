@@ -3,6 +3,7 @@ package archive
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -14,6 +15,7 @@ import (
 	"github.com/regclient/regclient/types/platform"
 	"github.com/regclient/regclient/types/ref"
 
+	"github.com/ferry-oss/ferry/meta"
 	"github.com/ferry-oss/ferry/oci"
 )
 
@@ -274,34 +276,45 @@ func ExportTo(ctx context.Context, src oci.Source, images []Image, w io.Writer, 
 	return res, nil
 }
 
-// ExportFile writes images from src to path in format f: to
-// path.partial first, synced and renamed when complete; on any failure
-// the partial output is removed. An oci directory must not exist yet; an
-// archive file is replaced.
+// ErrOutputIsInput is returned by ExportFile for an output path that
+// names one of the files it reads.
+var ErrOutputIsInput = errors.New("the output is one of the bundle's own files")
+
+// ExportFile writes images from src to path in format f: into a
+// temporary file (or directory) beside path, created exclusively (never
+// a file or link that is already there: a planted PATH.partial is left
+// alone), synced and renamed to path when complete; on any failure the
+// temporary output, and only it, is removed. An oci directory must not
+// exist yet; an archive file is replaced. A path that is one of src's
+// own files (a *bundle.Set's meta files, signatures and parts) is
+// refused before anything is written.
 func ExportFile(ctx context.Context, src oci.Source, images []Image, path string, f Format, opts Options) (*Result, error) {
 	if _, err := ParseFormat(string(f)); err != nil {
 		return nil, err
 	}
-	partial := path + ".partial"
+	if err := notAnInput(src, path); err != nil {
+		return nil, err
+	}
+	dir, pattern := filepath.Dir(path), "."+filepath.Base(path)+".*.partial"
 	if f == OCILayout {
-		if _, err := os.Stat(path); err == nil {
+		if _, err := os.Lstat(path); err == nil {
 			return nil, fmt.Errorf("%s exists: an oci layout is written into a new directory", path)
 		}
-		_ = os.RemoveAll(partial)
-		if err := os.MkdirAll(partial, 0o755); err != nil {
+		tmp, err := meta.MkdirTemp(dir, pattern, 0o755)
+		if err != nil {
 			return nil, err
 		}
-		res, err := Export(ctx, src, NewOCIDir(partial), images, opts)
+		res, err := Export(ctx, src, NewOCIDir(tmp), images, opts)
 		if err == nil {
-			err = os.Rename(partial, path)
+			err = os.Rename(tmp, path)
 		}
 		if err != nil {
-			_ = os.RemoveAll(partial)
+			_ = os.RemoveAll(tmp) // made by MkdirTemp above: ours
 			return nil, err
 		}
 		return res, nil
 	}
-	file, err := os.OpenFile(partial, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
+	file, err := meta.CreateTemp(dir, pattern, 0o644)
 	if err != nil {
 		return nil, err
 	}
@@ -313,15 +326,34 @@ func ExportFile(ctx context.Context, src oci.Source, images []Image, path string
 		err = cerr
 	}
 	if err == nil {
-		err = os.Rename(partial, path)
+		err = os.Rename(file.Name(), path)
 	}
 	if err != nil {
-		_ = os.Remove(partial)
+		_ = os.Remove(file.Name())
 		return nil, err
 	}
-	if d, err := os.Open(filepath.Dir(path)); err == nil {
+	if d, err := os.Open(dir); err == nil {
 		_ = d.Sync()
 		d.Close()
 	}
 	return res, nil
+}
+
+// notAnInput refuses an output path that is (or links to) one of the
+// files src reads.
+func notAnInput(src oci.Source, path string) error {
+	s, ok := src.(interface{ Files() []string })
+	if !ok {
+		return nil
+	}
+	out, err := os.Stat(path)
+	if err != nil {
+		return nil // nothing there yet: not an input
+	}
+	for _, in := range s.Files() {
+		if st, err := os.Stat(in); err == nil && os.SameFile(out, st) {
+			return fmt.Errorf("-o %s: %w (%s)", path, ErrOutputIsInput, in)
+		}
+	}
+	return nil
 }

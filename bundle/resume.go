@@ -652,6 +652,9 @@ func reopenPart(path string, codec Codec, mtime time.Time, entries []journalEntr
 // frame, hashed into h) and checks it like verify does; it returns a
 // manifest's bytes.
 func checkEntry(f *os.File, codec Codec, part string, e journalEntry, h hash.Hash) ([]byte, error) {
+	if err := codec.checkFrames(f, e.Offset, e.Length); err != nil {
+		return nil, err
+	}
 	cr := &countingReader{r: io.NewSectionReader(f, e.Offset, e.Length), h: h}
 	bd := &Bundle{Meta: &meta.Meta{Compression: string(codec)}}
 	r, closeDec, err := bd.entryReader(cr, Entry{Descriptor: e.desc(), Manifest: e.Kind == "m", Part: part, Location: meta.Location{Offset: e.Offset, Length: e.Length}})

@@ -11,6 +11,7 @@ package meta
 import (
 	"bufio"
 	"bytes"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
@@ -22,6 +23,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -39,9 +41,13 @@ import (
 // "Bundle format").
 const SchemaVersion = 2
 
-// MaxSize is the largest meta file Load reads (checked before parsing):
-// about 20,000 images with their manifests.
-const MaxSize = 64 << 20
+// MaxSize is the largest meta file, one rule for the writer and every
+// reader: Write refuses to leave a larger file, Load and Decode refuse one
+// before parsing, and decoding a file holds at most this much of decoded
+// structures. 192 MiB holds about 60,000 images of five layers (3.2 KB
+// of meta file an image), past the 50,000-image mirror goal; only the
+// streaming decoder reads files that large (MaxWholeDocument).
+const MaxSize = 192 << 20
 
 // Kind is the value of the kind field in every ferry meta file.
 const Kind = "ferry-bundle"
@@ -318,7 +324,9 @@ func Parse(b []byte) (*Meta, error) {
 
 // OpenRegular opens a file that must be a regular file: a directory, a FIFO
 // or a device is refused before it is opened (a FIFO would block, /dev/zero
-// never ends), and the opened file is checked again.
+// never ends), and the opened file is checked again. The open itself does
+// not block either (O_NONBLOCK where the system has it): a FIFO put in the
+// file's place between the two checks is refused too.
 func OpenRegular(file string) (*os.File, error) {
 	st, err := os.Stat(file)
 	if err != nil {
@@ -327,7 +335,7 @@ func OpenRegular(file string) (*os.File, error) {
 	if !st.Mode().IsRegular() {
 		return nil, fmt.Errorf("%s: %w (%s)", file, ErrNotRegular, fileKind(st.Mode()))
 	}
-	f, err := os.Open(file)
+	f, err := os.OpenFile(file, os.O_RDONLY|openNonBlock, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -405,14 +413,32 @@ type WriteOptions struct {
 	Raw RawSource
 }
 
-// WriteWith is Write with options.
+// WriteWith is Write with options. A meta file that would be larger
+// than MaxSize, which no reader takes, fails with ErrMetaTooBig and leaves
+// nothing.
 func WriteWith(file string, m *Meta, o WriteOptions) error {
 	return writeAtomic(file, func(w io.Writer) error {
+		w = &limitWriter{w: w, left: maxMetaSize}
 		if o.Tee != nil {
 			w = io.MultiWriter(w, o.Tee)
 		}
 		return EncodeWith(w, m, o.Raw)
 	}, o.BeforeRename)
+}
+
+// limitWriter fails with ErrMetaTooBig once more than left bytes were
+// written.
+type limitWriter struct {
+	w    io.Writer
+	left int64
+}
+
+func (l *limitWriter) Write(p []byte) (int, error) {
+	if int64(len(p)) > l.left {
+		return 0, fmt.Errorf("%w: more than %d bytes: the readers would refuse it", ErrMetaTooBig, maxMetaSize)
+	}
+	l.left -= int64(len(p))
+	return l.w.Write(p)
 }
 
 // WriteFileAtomic writes b to a temp file beside file and renames it.
@@ -426,16 +452,12 @@ func WriteFileAtomic(file string, b []byte) error {
 // writeAtomic writes a temp file beside file with write, syncs it and
 // renames it to file.
 func writeAtomic(file string, write func(io.Writer) error, beforeRename func() error) error {
-	tmp, err := os.CreateTemp(filepath.Dir(file), "."+filepath.Base(file)+".*.tmp")
+	tmp, err := CreateTemp(filepath.Dir(file), "."+filepath.Base(file)+".*.tmp", 0o644)
 	if err != nil {
 		return err
 	}
 	defer os.Remove(tmp.Name()) // no-op after a successful rename
 	if err := write(tmp); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(0o644); err != nil {
 		tmp.Close()
 		return err
 	}
@@ -455,6 +477,43 @@ func writeAtomic(file string, write func(io.Writer) error, beforeRename func() e
 		return err
 	}
 	return syncDir(filepath.Dir(file))
+}
+
+// CreateTemp is os.CreateTemp with the permissions perm, less the umask
+// (os.CreateTemp makes 0600 files): a new file, created exclusively
+// (O_EXCL, so never a file or link that is already there) in dir, named
+// by pattern with its last "*" replaced by a random string.
+func CreateTemp(dir, pattern string, perm os.FileMode) (*os.File, error) {
+	var f *os.File
+	_, err := newTemp(dir, pattern, func(name string) (err error) {
+		f, err = os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, perm)
+		return err
+	})
+	return f, err
+}
+
+// MkdirTemp is os.MkdirTemp with the permissions perm, less the umask: a
+// new directory (never one that is already there) in dir.
+func MkdirTemp(dir, pattern string, perm os.FileMode) (string, error) {
+	return newTemp(dir, pattern, func(name string) error { return os.Mkdir(name, perm) })
+}
+
+// newTemp calls create with random names made from pattern until one does
+// not exist yet, and returns it.
+func newTemp(dir, pattern string, create func(name string) error) (string, error) {
+	prefix, suffix := pattern, ""
+	if i := strings.LastIndex(pattern, "*"); i >= 0 {
+		prefix, suffix = pattern[:i], pattern[i+1:]
+	}
+	for range 100 {
+		var r [6]byte
+		_, _ = rand.Read(r[:])
+		name := filepath.Join(dir, prefix+hex.EncodeToString(r[:])+suffix)
+		if err := create(name); !errors.Is(err, os.ErrExist) {
+			return name, err
+		}
+	}
+	return "", fmt.Errorf("creating a temporary file in %s: %w", dir, os.ErrExist)
 }
 
 // syncDir makes the renames in dir durable (parts renamed before the meta
@@ -549,6 +608,12 @@ func (v *validator) checkBases() error {
 		if !partNameRe.MatchString(b.ID) {
 			return invalid("base id %q", b.ID)
 		}
+		if !partNameRe.MatchString(b.Meta) { // a file name beside this one: no directory, no ../
+			return invalid("base %s: meta file name %q", b.ID, b.Meta)
+		}
+		if v.bases[b.ID] {
+			return invalid("base %s listed twice", b.ID)
+		}
 		if h, err := hex.DecodeString(b.SHA256); err != nil || len(h) != sha256.Size {
 			return invalid("base %s: sha256 %q", b.ID, b.SHA256)
 		}
@@ -641,12 +706,27 @@ func (v *validator) checkBlobs() error {
 	return nil
 }
 
-// checkBaseBlobs checks each base blob: digest, base, repositories.
+// checkBaseBlobs checks each base blob: digest, size, base, repositories,
+// each once, and never a stored blob too (upload could never push it).
 func (v *validator) checkBaseBlobs() error {
+	stored := make(map[digest.Digest]bool, len(v.m.Blobs))
+	for _, b := range v.m.Blobs {
+		stored[b.Digest] = true
+	}
+	baseSeen := make(map[digest.Digest]bool, len(v.m.BaseBlobs))
 	for _, b := range v.m.BaseBlobs {
 		if err := validDigest(b.Digest); err != nil {
 			return invalid("base blob digest %q: %v", b.Digest, err)
 		}
+		switch {
+		case b.Size < 0:
+			return invalid("base blob %s: size %d", b.Digest, b.Size)
+		case baseSeen[b.Digest]:
+			return invalid("base blob %s listed twice", b.Digest)
+		case stored[b.Digest]:
+			return invalid("blob %s is both stored and a base blob", b.Digest)
+		}
+		baseSeen[b.Digest] = true
 		if !v.bases[b.Base] {
 			return invalid("base blob %s: unknown base %q", b.Digest, b.Base)
 		}

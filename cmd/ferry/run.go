@@ -17,6 +17,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/ferry-oss/ferry/bundle"
+	"github.com/ferry-oss/ferry/internal/safe"
 	"github.com/ferry-oss/ferry/oci"
 	"github.com/ferry-oss/ferry/registry"
 	"github.com/ferry-oss/ferry/registry/docker"
@@ -408,10 +409,11 @@ func printFailures(w io.Writer, failed []transfer.ImageError) {
 	byMsg := map[string][]string{}
 	named := map[string]bool{}
 	for _, f := range failed {
-		msg := f.Err.Error()
+		msg := safe.Error(f.Err)
 		var re *registry.Error
 		if errors.As(f.Err, &re) {
-			msg, named[re.Error()] = re.Error(), re.Ref != ""
+			msg = safe.Error(re)
+			named[msg] = re.Ref != ""
 		}
 		if _, ok := byMsg[msg]; !ok {
 			order = append(order, msg)

@@ -14,6 +14,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/ferry-oss/ferry/foreign/imagesyncer"
+	"github.com/ferry-oss/ferry/internal/safe"
 	"github.com/ferry-oss/ferry/oci"
 	"github.com/ferry-oss/ferry/registry"
 	"github.com/ferry-oss/ferry/selection"
@@ -353,7 +354,7 @@ func (e *env) syncDone(c *cli.Context, rep *syncReport, err error) error {
 	if fe != nil {
 		tr().Fprintf(e.stderr, "\nFAILED: %d image copy(ies):\n", len(fe.Images))
 		for _, f := range fe.Images {
-			fmt.Fprintf(e.stderr, "  %s\n    %v\n", f.Image, f.Err)
+			fmt.Fprintf(e.stderr, "  %s\n    %s\n", f.Image, safe.Error(f.Err))
 		}
 		return cli.Exit("sync failed", exitFailure)
 	}
