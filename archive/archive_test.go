@@ -130,7 +130,7 @@ func TestDockerArchiveLayout(t *testing.T) {
 }
 
 // TestCorruptBundle: a blob failing its digest fails the export and leaves
-// neither PATH nor PATH.partial.
+// neither PATH nor its temporary output.
 func TestCorruptBundle(t *testing.T) {
 	src, set, dir := fixture(t)
 	app := src.Images["team/app:1"].Blobs[2].Data
@@ -158,7 +158,10 @@ func TestCorruptBundle(t *testing.T) {
 		if !errors.Is(err, oci.ErrDigestMismatch) {
 			t.Errorf("%s: %v", f, err)
 		}
-		left, _ := filepath.Glob(out + "*")
+		left, _ := filepath.Glob(filepath.Join(filepath.Dir(out), "*"))
+		if dot, _ := filepath.Glob(filepath.Join(filepath.Dir(out), ".*")); len(dot) > 0 {
+			left = append(left, dot...)
+		}
 		if len(left) > 0 {
 			t.Errorf("%s: left %v", f, left)
 		}

@@ -157,6 +157,30 @@ func (c Codec) newFrameEncoder() (frameEncoder, error) {
 	return nil, fmt.Errorf("%w: %q", ErrCodec, c)
 }
 
+// MaxZstdWindow is the largest zstd window a part may ask for: 8 MiB, the
+// size RFC 8878 asks every decoder to support and twice what ferry's
+// writer uses (4 MiB). A zstd decoder keeps a window of history, so a
+// frame asking for 64 MiB (legal) would cost 64 MiB per entry being read;
+// the decoder refuses a larger window before it allocates it.
+const MaxZstdWindow = 8 << 20
+
+// DecoderMemory is about the most memory one decoder of c holds while it
+// decodes a part entry, with the limits above: a zstd window, an xz
+// dictionary, lz4's largest block (4 MiB, twice), gzip's 32 KiB window.
+func (c Codec) DecoderMemory() int64 {
+	switch c {
+	case CodecZstd:
+		return MaxZstdWindow + 512<<10
+	case CodecXz:
+		return MaxXzDict + 512<<10
+	case CodecLz4:
+		return 8 << 20
+	case CodecGzip:
+		return 64 << 10
+	}
+	return 0
+}
+
 type decoder struct {
 	io.Reader
 	close func()
@@ -182,7 +206,7 @@ func once(f func()) func() {
 var (
 	frameBufs = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 64<<10) }}
 	zstdDecs  = sync.Pool{New: func() any {
-		zr, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true), zstd.WithDecoderMaxWindow(64<<20))
+		zr, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true), zstd.WithDecoderMaxWindow(MaxZstdWindow))
 		if err != nil {
 			return err
 		}
@@ -231,7 +255,7 @@ func (c Codec) NewDecoder(r io.Reader) (io.ReadCloser, error) {
 	case CodecNone, "":
 		return decoder{Reader: r}, nil
 	case CodecZstd:
-		zr, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true), zstd.WithDecoderMaxWindow(64<<20))
+		zr, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true), zstd.WithDecoderMaxWindow(MaxZstdWindow))
 		if err != nil {
 			return nil, err
 		}

@@ -27,6 +27,41 @@ var layoutFiles = map[string]int64{"oci-layout": 4 << 10, "index.json": 64 << 20
 // stopped as soon as it passes the bound.
 const maxGapBytes = 64<<20 + 64<<10
 
+// paxAllowed are the PAX records an entry may carry: the ones a tar
+// writer uses for long names, large sizes and precise times. Any other
+// (extended attributes such as security.capability, ACLs, link targets)
+// is refused.
+var paxAllowed = map[string]bool{"path": true, "size": true, "mtime": true, "atime": true, "ctime": true, "uid": true, "gid": true, "uname": true, "gname": true}
+
+// checkHeader refuses a tar entry header that ferry never writes and
+// that `tar -x` run as root would turn into a hazard: any type but a
+// regular file, permission bits beyond 0755 (setuid, setgid, sticky, group
+// or world write), an owner or group other than root (uid and gid 0,
+// names empty or "root"), and PAX records other than paxAllowed. The
+// error wraps ErrUnlisted and names the entry.
+func checkHeader(hdr *tar.Header) error {
+	why := ""
+	switch {
+	case hdr.Typeflag != tar.TypeReg:
+		why = fmt.Sprintf("type %q", hdr.Typeflag)
+	case hdr.Mode&^0o755 != 0:
+		why = fmt.Sprintf("mode %#o", hdr.Mode)
+	case hdr.Uid != 0 || hdr.Gid != 0:
+		why = fmt.Sprintf("owner %d:%d", hdr.Uid, hdr.Gid)
+	case hdr.Uname != "" && hdr.Uname != "root", hdr.Gname != "" && hdr.Gname != "root":
+		why = fmt.Sprintf("owner %q:%q", hdr.Uname, hdr.Gname)
+	}
+	for k := range hdr.PAXRecords {
+		if why == "" && !paxAllowed[k] {
+			why = fmt.Sprintf("PAX record %q", k)
+		}
+	}
+	if why == "" {
+		return nil
+	}
+	return fmt.Errorf("entry %q (%s): %w", hdr.Name, why, ErrUnlisted)
+}
+
 // gaps returns the byte ranges of part p that no entry covers, in order.
 func (bd *Bundle) gaps(p meta.Part) [][2]int64 {
 	var out [][2]int64
@@ -41,6 +76,16 @@ func (bd *Bundle) gaps(p meta.Part) [][2]int64 {
 		out = append(out, [2]int64{at, p.Size})
 	}
 	return out
+}
+
+// checkLayoutFile refuses an entry that is not one of the layout files
+// within its size limit, or whose header checkHeader refuses.
+func checkLayoutFile(hdr *tar.Header) error {
+	limit, ok := layoutFiles[hdr.Name]
+	if !ok || hdr.Typeflag != tar.TypeReg || hdr.Size > limit {
+		return fmt.Errorf("entry %q (type %q, %d bytes): %w", hdr.Name, hdr.Typeflag, hdr.Size, ErrUnlisted)
+	}
+	return checkHeader(hdr)
 }
 
 // checkGap reads the n bytes of part p at offset off that no entry covers
@@ -75,9 +120,8 @@ func (bd *Bundle) checkGap(r io.Reader, p string, off, n int64) error {
 		if err != nil {
 			return wrap(err)
 		}
-		limit, ok := layoutFiles[hdr.Name]
-		if !ok || hdr.Typeflag != tar.TypeReg || hdr.Size > limit {
-			return fmt.Errorf("part %s at offset %d: entry %q (type %q, %d bytes): %w", p, off, hdr.Name, hdr.Typeflag, hdr.Size, ErrUnlisted)
+		if err := checkLayoutFile(hdr); err != nil {
+			return fmt.Errorf("part %s at offset %d: %w", p, off, err)
 		}
 	}
 	// behind the archive's end marker: only zeros (tar block padding)
@@ -111,6 +155,10 @@ func (bd *Bundle) CheckGaps(ctx context.Context) error {
 			return fmt.Errorf("part %s: %w: %v", p.Name, ErrPartMissing, err)
 		}
 		for _, g := range gs {
+			if err := Codec(bd.Meta.Compression).checkFrames(f, g[0], g[1]-g[0]); err != nil {
+				errs = append(errs, fmt.Errorf("part %s at offset %d: %w", p.Name, g[0], err))
+				break
+			}
 			sec := io.NewSectionReader(f, g[0], g[1]-g[0])
 			if err := bd.checkGap(oci.ContextReader(ctx, sec), p.Name, g[0], g[1]-g[0]); err != nil {
 				errs = append(errs, err)

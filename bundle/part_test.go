@@ -121,7 +121,8 @@ func TestReadPartRejects(t *testing.T) {
 	}{
 		{"ok", mk(bundle.BlobPath(d), blob, int64(len(blob))), "", nil},
 		{"wrong content", mk(bundle.BlobPath(d), []byte("the only blub"), int64(len(blob))), "", oci.ErrDigestMismatch},
-		{"missing blob", mk("blobs/sha256/"+strings.Repeat("0", 64), blob, int64(len(blob))), "", bundle.ErrBlobMissing},
+		{"missing blob, an unlisted one instead", mk("blobs/sha256/"+strings.Repeat("0", 64), blob, int64(len(blob))), "", bundle.ErrUnlisted},
+		{"missing blob", mk("oci-layout", []byte("{}"), 2), "", bundle.ErrBlobMissing},
 		{"sha mismatch", mk(bundle.BlobPath(d), blob, int64(len(blob))), strings.Repeat("ab", 32), bundle.ErrPartCorrupt},
 		{"garbage", []byte(strings.Repeat("garbage!", 100)), "", bundle.ErrPartCorrupt},
 	}

@@ -214,7 +214,7 @@ func (bd *Bundle) Entries() []Entry {
 }
 
 // OpenBlob opens a stored blob or manifest by digest. The reader yields
-// exactly its bytes and fails (ErrSizeMismatch, ErrDigestMismatch) at EOF
+// exactly its bytes and fails (oci.ErrSizeMismatch, ErrDigestMismatch) at EOF
 // when they do not match; a part whose entry at the recorded offset is not
 // this blob fails with ErrPartCorrupt. The caller closes it.
 func (bd *Bundle) OpenBlob(ctx context.Context, d digest.Digest) (io.ReadCloser, error) {
@@ -232,6 +232,10 @@ func (bd *Bundle) OpenBlob(ctx context.Context, d digest.Digest) (io.ReadCloser,
 	if err != nil {
 		return nil, fmt.Errorf("blob %s: part %s: %w: %v", d, e.Part, ErrPartMissing, err)
 	}
+	if err := Codec(bd.Meta.Compression).checkFrames(f, e.Offset, e.Length); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("blob %s: part %s at offset %d: %w", d, e.Part, e.Offset, err)
+	}
 	r, closeDec, err := bd.entryReader(io.NewSectionReader(f, e.Offset, e.Length), e)
 	if err != nil {
 		f.Close()
@@ -242,6 +246,83 @@ func (bd *Bundle) OpenBlob(ctx context.Context, d digest.Digest) (io.ReadCloser,
 		return f.Close()
 	}}, nil
 }
+
+// OpenBlobFrom reads stored blob d from byte start to its end WITHOUT
+// checking its digest: for a caller that read and checked the whole blob
+// before (serve remembers which blobs passed) and now serves a range of
+// it. The entry's tar header (name, size, mode, owner) is checked. An
+// uncompressed schema 2 entry is read from the part at the range's
+// offset; a compressed one is decoded from its frame's start, the bytes
+// before start discarded (not hashed). A schema 1 blob is read (and
+// checked) from its part's start.
+func (bd *Bundle) OpenBlobFrom(ctx context.Context, d digest.Digest, start int64) (io.ReadCloser, error) {
+	e, err := bd.Stat(d)
+	if err != nil {
+		return nil, err
+	}
+	if start < 0 || start > e.Descriptor.Size {
+		return nil, fmt.Errorf("blob %s: start %d outside its %d bytes", d, start, e.Descriptor.Size)
+	}
+	if !e.Located() {
+		rc, err := bd.OpenBlob(ctx, d)
+		if err == nil {
+			_, err = io.CopyN(io.Discard, rc, start)
+		}
+		return rc, err
+	}
+	f, err := bd.open(e.Part)
+	if err != nil {
+		return nil, fmt.Errorf("blob %s: part %s: %w: %v", d, e.Part, ErrPartMissing, err)
+	}
+	codec := Codec(bd.Meta.Compression)
+	if err := codec.checkFrames(f, e.Offset, e.Length); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("blob %s: part %s at offset %d: %w", d, e.Part, e.Offset, err)
+	}
+	cr := &countingReader{r: io.NewSectionReader(f, e.Offset, e.Length), h: nopHash{}}
+	dec, err := codec.newFrameDecoder(cr)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	tr := tar.NewReader(dec)
+	hdr, err := tr.Next()
+	if err == nil {
+		err = checkEntryHeader(hdr, e)
+	}
+	if err == nil && codec == CodecNone {
+		dec.Close() // the data is bytes [offset+header, +size) of the part
+		sec := io.NewSectionReader(f, e.Offset+cr.n+start, e.Descriptor.Size-start)
+		return readCloser{oci.ContextReader(ctx, sec), f.Close}, nil
+	}
+	if err == nil {
+		_, err = io.CopyN(io.Discard, tr, start)
+	}
+	if err != nil {
+		dec.Close()
+		f.Close()
+		return nil, fmt.Errorf("blob %s: part %s at offset %d: %w", d, e.Part, e.Offset, err)
+	}
+	return readCloser{oci.ContextReader(ctx, io.LimitReader(tr, e.Descriptor.Size-start)), func() error {
+		dec.Close()
+		return f.Close()
+	}}, nil
+}
+
+// checkEntryHeader checks that hdr is the header of entry e: its name,
+// size, type, mode and owner.
+func checkEntryHeader(hdr *tar.Header, e Entry) error {
+	if dg, ok := digestFromPath(hdr.Name); !ok || dg != e.Descriptor.Digest || hdr.Size != e.Descriptor.Size || hdr.Typeflag != tar.TypeReg {
+		return fmt.Errorf("%w: entry %q of %d bytes", ErrPartCorrupt, hdr.Name, hdr.Size)
+	}
+	return checkHeader(hdr)
+}
+
+// nopHash is a hash.Hash that hashes nothing (a countingReader that only
+// counts).
+type nopHash struct{ hash.Hash }
+
+func (nopHash) Write(p []byte) (int, error) { return len(p), nil }
 
 // entryReader decodes the entry stored in sec (its frame, or its tar
 // header and data uncompressed) and returns its data, size and digest
@@ -257,9 +338,9 @@ func (bd *Bundle) entryReader(sec io.Reader, e Entry) (io.Reader, func(), error)
 		dec.Close()
 		return nil, nil, fmt.Errorf("blob %s: part %s at offset %d: %w: %v", e.Descriptor.Digest, e.Part, e.Offset, ErrPartCorrupt, err)
 	}
-	if dg, ok := digestFromPath(hdr.Name); !ok || dg != e.Descriptor.Digest || hdr.Size != e.Descriptor.Size || hdr.Typeflag != tar.TypeReg {
+	if err := checkEntryHeader(hdr, e); err != nil {
 		dec.Close()
-		return nil, nil, fmt.Errorf("blob %s: part %s at offset %d: %w: entry %q of %d bytes", e.Descriptor.Digest, e.Part, e.Offset, ErrPartCorrupt, hdr.Name, hdr.Size)
+		return nil, nil, fmt.Errorf("blob %s: part %s at offset %d: %w", e.Descriptor.Digest, e.Part, e.Offset, err)
 	}
 	return &entryRest{Reader: oci.VerifyReader(tr, e.Descriptor), tr: tr, dec: dec, e: e}, func() { dec.Close() }, nil
 }
@@ -374,73 +455,39 @@ func (bd *Bundle) ReadPart(ctx context.Context, p meta.Part, fn BlobFunc) error 
 	if bd.Meta.SchemaVersion >= 2 {
 		return bd.readPartLocated(ctx, p, fn)
 	}
-	blobs := map[digest.Digest]*meta.Blob{}
-	for i := range bd.Meta.Blobs {
-		if b := &bd.Meta.Blobs[i]; b.Part == p.Name {
-			blobs[b.Digest] = b
-		}
-	}
-	manifests := map[digest.Digest]*meta.Manifest{}
-	for i := range bd.Meta.Manifests {
-		if m := &bd.Meta.Manifests[i]; m.Part == p.Name {
-			manifests[m.Digest] = m
-		}
-	}
+	return bd.readPartScanned(ctx, p, fn)
+}
+
+// readPartScanned is ReadPart for a schema 1 part, which can only be read
+// from the start: every entry it lists is checked as the tar reaches it.
+func (bd *Bundle) readPartScanned(ctx context.Context, p meta.Part, fn BlobFunc) error {
+	blobs, manifests := bd.listedIn(p.Name)
 	f, err := bd.open(p.Name)
 	if err != nil {
 		return fmt.Errorf("part %s: %w: %v", p.Name, ErrPartMissing, err)
 	}
 	defer f.Close()
+	if err := Codec(bd.Meta.Compression).checkFrames(f, 0, p.Size); err != nil {
+		return fmt.Errorf("part %s: %w", p.Name, err)
+	}
 	cr := &countingReader{r: bufio.NewReaderSize(oci.ContextReader(ctx, f), 1<<20), h: sha256.New()}
 	dec, err := Codec(bd.Meta.Compression).NewDecoder(cr)
 	if err != nil {
 		return fmt.Errorf("part %s: %w", p.Name, err)
 	}
 	defer dec.Close()
-	tr := tar.NewReader(dec)
 	seen := map[digest.Digest]bool{}
-	for {
-		hdr, err := tr.Next()
-		if err == io.EOF {
-			break
+	if err := readEntries(tar.NewReader(dec), blobs, manifests, seen, fn); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
 		}
-		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			return fmt.Errorf("part %s: %w: %v", p.Name, ErrPartCorrupt, err)
-		}
-		if hdr.Typeflag != tar.TypeReg {
-			continue
-		}
-		dg, ok := digestFromPath(hdr.Name)
-		if !ok {
-			continue // oci-layout, index.json, or anything else: not ours to check
-		}
-		if b, ok := blobs[dg]; ok && !seen[dg] {
-			seen[dg] = true
-			vr := oci.VerifyReader(io.LimitReader(tr, hdr.Size), descriptor.Descriptor{Digest: b.Digest, Size: b.Size})
-			if hdr.Size != b.Size {
-				return fmt.Errorf("part %s: blob %s: %w: entry has %d bytes, meta says %d", p.Name, dg, oci.ErrSizeMismatch, hdr.Size, b.Size)
-			}
-			if err := fn(b, vr); err != nil {
-				return fmt.Errorf("part %s: %w", p.Name, err)
-			}
-			if _, err := io.Copy(io.Discard, vr); err != nil {
-				return fmt.Errorf("part %s: %w", p.Name, err)
-			}
-			continue
-		}
-		if m, ok := manifests[dg]; ok && !seen[dg] {
-			seen[dg] = true
-			vr := oci.VerifyReader(io.LimitReader(tr, hdr.Size), descriptor.Descriptor{Digest: m.Digest, Size: m.Size})
-			if _, err := io.Copy(io.Discard, vr); err != nil {
-				return fmt.Errorf("part %s: manifest: %w", p.Name, err)
-			}
-		}
+		return fmt.Errorf("part %s: %w", p.Name, err)
 	}
-	// The tar end may be followed by padding: read to the end for the hash.
-	if _, err := io.Copy(io.Discard, dec); err != nil {
+	// behind the tar end: only zeros (padding), bounded as a gap is
+	if err := onlyZeros(&boundedReader{r: dec, left: maxGapBytes}); err != nil {
+		if errors.Is(err, ErrUnlisted) {
+			return fmt.Errorf("part %s: after the end of the tar archive: %w", p.Name, err)
+		}
 		return fmt.Errorf("part %s: %w: %v", p.Name, ErrPartCorrupt, err)
 	}
 	if _, err := io.Copy(io.Discard, cr); err != nil {
@@ -461,6 +508,28 @@ func (bd *Bundle) ReadPart(ctx context.Context, p meta.Part, fn BlobFunc) error 
 		sort.Strings(missing)
 		return fmt.Errorf("part %s: %w: %s", p.Name, ErrBlobMissing, strings.Join(missing, ", "))
 	}
+	return checkPartSum(cr, p)
+}
+
+// listedIn is what the meta file lists in part: its blobs and manifests.
+func (bd *Bundle) listedIn(part string) (map[digest.Digest]*meta.Blob, map[digest.Digest]*meta.Manifest) {
+	blobs := map[digest.Digest]*meta.Blob{}
+	for i := range bd.Meta.Blobs {
+		if b := &bd.Meta.Blobs[i]; b.Part == part {
+			blobs[b.Digest] = b
+		}
+	}
+	manifests := map[digest.Digest]*meta.Manifest{}
+	for i := range bd.Meta.Manifests {
+		if m := &bd.Meta.Manifests[i]; m.Part == part {
+			manifests[m.Digest] = m
+		}
+	}
+	return blobs, manifests
+}
+
+// checkPartSum checks the size and sha256 of part p, read through cr.
+func checkPartSum(cr *countingReader, p meta.Part) error {
 	if cr.n != p.Size {
 		return fmt.Errorf("part %s: %w: read %d bytes, meta says %d", p.Name, oci.ErrSizeMismatch, cr.n, p.Size)
 	}
@@ -470,6 +539,58 @@ func (bd *Bundle) ReadPart(ctx context.Context, p meta.Part, fn BlobFunc) error 
 	return nil
 }
 
+// readEntries reads the entries of a schema 1 part with schema 2's
+// rules: every entry is a regular file that checkHeader accepts, and is
+// either a blob or manifest the meta file lists for this part (stored
+// once: seen records it) or one of the layout files within its size
+// limit; anything else (an unlisted blob, ../ or absolute paths, links,
+// devices, directories) is refused with ErrUnlisted. Blobs go through fn,
+// manifests are checked against their digests.
+func readEntries(tr *tar.Reader, blobs map[digest.Digest]*meta.Blob, manifests map[digest.Digest]*meta.Manifest, seen map[digest.Digest]bool, fn BlobFunc) error {
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrPartCorrupt, err)
+		}
+		if err := checkHeader(hdr); err != nil {
+			return err
+		}
+		dg, ok := digestFromPath(hdr.Name)
+		b, isBlob := blobs[dg]
+		m, isManifest := manifests[dg]
+		switch {
+		case !ok || (!isBlob && !isManifest):
+			if err := checkLayoutFile(hdr); err != nil {
+				return err
+			}
+			continue
+		case seen[dg]:
+			return fmt.Errorf("entry %q stored a second time: %w", hdr.Name, ErrUnlisted)
+		}
+		seen[dg] = true
+		if isBlob {
+			if hdr.Size != b.Size {
+				return fmt.Errorf("blob %s: %w: entry has %d bytes, meta says %d", dg, oci.ErrSizeMismatch, hdr.Size, b.Size)
+			}
+			vr := oci.VerifyReader(io.LimitReader(tr, hdr.Size), descriptor.Descriptor{Digest: b.Digest, Size: b.Size})
+			if err := fn(b, vr); err != nil {
+				return err
+			}
+			if _, err := io.Copy(io.Discard, vr); err != nil {
+				return err
+			}
+			continue
+		}
+		vr := oci.VerifyReader(io.LimitReader(tr, hdr.Size), descriptor.Descriptor{Digest: m.Digest, Size: m.Size})
+		if _, err := io.Copy(io.Discard, vr); err != nil {
+			return fmt.Errorf("manifest: %w", err)
+		}
+	}
+}
+
 // readPartLocated is ReadPart for a schema 2 part.
 func (bd *Bundle) readPartLocated(ctx context.Context, p meta.Part, fn BlobFunc) error {
 	f, err := bd.open(p.Name)
@@ -477,6 +598,9 @@ func (bd *Bundle) readPartLocated(ctx context.Context, p meta.Part, fn BlobFunc)
 		return fmt.Errorf("part %s: %w: %v", p.Name, ErrPartMissing, err)
 	}
 	defer f.Close()
+	if err := Codec(bd.Meta.Compression).checkFrames(f, 0, p.Size); err != nil {
+		return fmt.Errorf("part %s: %w", p.Name, err)
+	}
 	cr := &countingReader{r: bufio.NewReaderSize(oci.ContextReader(ctx, f), 256<<10), h: sha256.New()}
 	fail := func(err error) error {
 		if ctx.Err() != nil {
@@ -522,13 +646,7 @@ func (bd *Bundle) readPartLocated(ctx context.Context, p meta.Part, fn BlobFunc)
 	if _, err := io.Copy(io.Discard, cr); err != nil {
 		return fail(err)
 	}
-	if cr.n != p.Size {
-		return fmt.Errorf("part %s: %w: read %d bytes, meta says %d", p.Name, oci.ErrSizeMismatch, cr.n, p.Size)
-	}
-	if sum := hex.EncodeToString(cr.h.Sum(nil)); sum != p.SHA256 {
-		return fmt.Errorf("part %s: %w: sha256 %s, meta says %s", p.Name, ErrPartCorrupt, sum, p.SHA256)
-	}
-	return nil
+	return checkPartSum(cr, p)
 }
 
 func digestFromPath(name string) (digest.Digest, bool) {
@@ -692,6 +810,10 @@ func (bd *Bundle) scanBlob(ctx context.Context, e Entry) (io.ReadCloser, error) 
 	if err != nil {
 		return nil, fmt.Errorf("blob %s: part %s: %w", d.Digest, e.Part, ErrPartMissing)
 	}
+	if err := Codec(bd.Meta.Compression).checkFrames(f, 0, bd.partSize(e.Part)); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("blob %s: part %s: %w", d.Digest, e.Part, err)
+	}
 	dec, err := Codec(bd.Meta.Compression).NewDecoder(bufio.NewReader(f))
 	if err != nil {
 		f.Close()
@@ -708,6 +830,11 @@ func (bd *Bundle) scanBlob(ctx context.Context, e Entry) (io.ReadCloser, error) 
 			}
 			return nil, fmt.Errorf("blob %s: part %s: %w: %v", d.Digest, e.Part, ErrPartCorrupt, err)
 		}
+		if err := checkHeader(hdr); err != nil {
+			dec.Close()
+			f.Close()
+			return nil, fmt.Errorf("blob %s: part %s: %w", d.Digest, e.Part, err)
+		}
 		if dg, ok := digestFromPath(hdr.Name); ok && dg == d.Digest {
 			return readCloser{oci.VerifyReader(oci.ContextReader(ctx, tr), d), func() error {
 				dec.Close()
@@ -715,6 +842,16 @@ func (bd *Bundle) scanBlob(ctx context.Context, e Entry) (io.ReadCloser, error) 
 			}}, nil
 		}
 	}
+}
+
+// partSize is the size the meta file gives part name.
+func (bd *Bundle) partSize(name string) int64 {
+	for _, p := range bd.Meta.Parts {
+		if p.Name == name {
+			return p.Size
+		}
+	}
+	return 0
 }
 
 type readCloser struct {

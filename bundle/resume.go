@@ -56,6 +56,7 @@ import (
 	"github.com/regclient/regclient/types/descriptor"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/ferry-oss/ferry/internal/asyncfile"
 	"github.com/ferry-oss/ferry/internal/spool"
 	"github.com/ferry-oss/ferry/meta"
 )
@@ -410,8 +411,39 @@ type keptEntry struct {
 // for appending, rewrites the journal with the entries kept and records
 // them as stored.
 func (w *Writer) reopen(entries []journalEntry) error {
-	byPart := map[int][]journalEntry{}
-	maxSeq := 0
+	byPart, maxSeq := w.journaledParts(entries)
+	results, err := w.reopenParts(byPart)
+	if err != nil {
+		return err
+	}
+	pws, kept, err := keepFirst(results)
+	if err != nil {
+		return err
+	}
+	if err := w.rewriteJournal(kept); err != nil {
+		return closeParts(pws, err)
+	}
+	info := w.recordKept(kept, len(entries))
+	w.seq = maxSeq
+	if err := w.placeParts(pws); err != nil {
+		return closeParts(pws, err)
+	}
+	w.opts.Log.Debug("resumed", "bundle", w.id, "blobs", info.Blobs, "manifests", info.Manifests, "dropped", info.Dropped, "parts", len(pws))
+	return nil
+}
+
+// reopened is a partial part reopened for appending and the entries of
+// it that read back intact.
+type reopened struct {
+	pw   *partWriter
+	good []keptEntry
+}
+
+// journaledParts groups the entries by part and removes the partial parts
+// that nothing was journaled of (and temp files of the journal); maxSeq
+// is the highest part number in use.
+func (w *Writer) journaledParts(entries []journalEntry) (byPart map[int][]journalEntry, maxSeq int) {
+	byPart = map[int][]journalEntry{}
 	for _, e := range entries {
 		byPart[e.Part] = append(byPart[e.Part], e)
 		maxSeq = max(maxSeq, e.Part)
@@ -425,18 +457,17 @@ func (w *Writer) reopen(entries []journalEntry) error {
 			_ = os.Remove(f) // nothing of it was journaled
 		}
 	}
+	return byPart, maxSeq
+}
+
+// reopenParts checks the parts in parallel (reading them back is most of
+// a resume's time), in part order.
+func (w *Writer) reopenParts(byPart map[int][]journalEntry) ([]reopened, error) {
 	seqs := make([]int, 0, len(byPart))
 	for seq := range byPart {
 		seqs = append(seqs, seq)
 	}
 	sort.Ints(seqs)
-	// Parts are checked in parallel (reading them back is most of a
-	// resume's time), then a digest kept by an earlier part cuts a later
-	// part there (a journal never has one twice unless damaged).
-	type reopened struct {
-		pw   *partWriter
-		good []keptEntry
-	}
 	results := make([]reopened, len(seqs))
 	var g errgroup.Group
 	g.SetLimit(max(1, w.opts.Parts))
@@ -451,25 +482,25 @@ func (w *Writer) reopen(entries []journalEntry) error {
 			return err
 		})
 	}
-	gerr := g.Wait()
-	var kept []keptEntry
+	if err := g.Wait(); err != nil {
+		var pws []*partWriter
+		for _, r := range results {
+			if r.pw != nil {
+				pws = append(pws, r.pw)
+			}
+		}
+		return nil, closeParts(pws, err)
+	}
+	return results, nil
+}
+
+// keepFirst keeps each digest in the first part that holds it: a digest
+// kept by an earlier part cuts a later part there (a journal never has
+// one twice unless damaged). It returns the parts that keep entries and
+// the entries.
+func keepFirst(results []reopened) ([]*partWriter, []keptEntry, error) {
 	var pws []*partWriter
-	for _, r := range results {
-		if r.pw != nil {
-			pws = append(pws, r.pw)
-		}
-	}
-	fail := func(err error) error {
-		for _, pw := range pws {
-			_ = pw.af.close()
-			pw.f.Close()
-		}
-		return err
-	}
-	if gerr != nil {
-		return fail(gerr)
-	}
-	pws = pws[:0]
+	var kept []keptEntry
 	seen := map[digest.Digest]bool{}
 	for _, r := range results {
 		if r.pw == nil {
@@ -487,17 +518,28 @@ func (w *Writer) reopen(entries []journalEntry) error {
 		case j < len(r.good):
 			if err := r.pw.rollback(r.good[j].Offset); err != nil {
 				r.pw.abort()
-				return fail(err)
+				return nil, nil, closeParts(pws, err)
 			}
 			r.pw.count, r.good = j, r.good[:j]
 		}
 		pws = append(pws, r.pw)
 		kept = append(kept, r.good...)
 	}
-	if err := w.rewriteJournal(kept); err != nil {
-		return fail(err)
+	return pws, kept, nil
+}
+
+// closeParts closes reopened parts (keeping their files) and returns err.
+func closeParts(pws []*partWriter, err error) error {
+	for _, pw := range pws {
+		_ = pw.af.Close()
+		pw.f.Close()
 	}
-	info := ResumeInfo{ID: w.id, Dropped: len(entries) - len(kept)}
+	return err
+}
+
+// recordKept records the kept entries as stored, of the journaled ones.
+func (w *Writer) recordKept(kept []keptEntry, journaled int) ResumeInfo {
+	info := ResumeInfo{ID: w.id, Dropped: journaled - len(kept)}
 	for _, k := range kept {
 		loc := meta.Location{Offset: k.Offset, Length: k.Length}
 		if k.Kind == "b" {
@@ -513,19 +555,23 @@ func (w *Writer) reopen(entries []journalEntry) error {
 	}
 	w.journaled = len(kept)
 	w.resumeInfo = info
-	w.seq = maxSeq
+	return info
+}
+
+// placeParts gives the reopened parts to free slots to append to; a part
+// that is full (SplitSize), or finds no free slot, is finished.
+func (w *Writer) placeParts(pws []*partWriter) error {
 	free := slices.Clone(w.slots)
 	for _, pw := range pws {
 		w.parts = append(w.parts, &partRec{seq: pw.seq, pw: pw})
 		if (w.opts.SplitSize > 0 && pw.size() >= w.opts.SplitSize) || len(free) == 0 {
 			if err := w.finishPart(pw); err != nil {
-				return fail(err)
+				return err
 			}
 			continue
 		}
 		free[0].pw, free = pw, free[1:]
 	}
-	w.opts.Log.Debug("resumed", "bundle", w.id, "blobs", info.Blobs, "manifests", info.Manifests, "dropped", info.Dropped, "parts", len(pws))
 	return nil
 }
 
@@ -595,9 +641,9 @@ func reopenPart(path string, codec Codec, mtime time.Time, entries []journalEntr
 		f.Close()
 		return nil, nil, err
 	}
-	pw := &partWriter{path: path, f: f, wb: &writebackFile{f: f, n: at, kick: at}, fe: fe, mtime: mtime, count: len(good)}
-	pw.af = newAsyncFile(pw.wb)
-	pw.af.reset(h, at)
+	pw := &partWriter{path: path, f: f, wb: asyncfile.NewWriteback(f, at), fe: fe, mtime: mtime, count: len(good)}
+	pw.af = asyncfile.New(pw.wb)
+	pw.af.Reset(h, at)
 	pw.tw = tar.NewWriter(fe)
 	return pw, good, nil
 }
@@ -606,6 +652,9 @@ func reopenPart(path string, codec Codec, mtime time.Time, entries []journalEntr
 // frame, hashed into h) and checks it like verify does; it returns a
 // manifest's bytes.
 func checkEntry(f *os.File, codec Codec, part string, e journalEntry, h hash.Hash) ([]byte, error) {
+	if err := codec.checkFrames(f, e.Offset, e.Length); err != nil {
+		return nil, err
+	}
 	cr := &countingReader{r: io.NewSectionReader(f, e.Offset, e.Length), h: h}
 	bd := &Bundle{Meta: &meta.Meta{Compression: string(codec)}}
 	r, closeDec, err := bd.entryReader(cr, Entry{Descriptor: e.desc(), Manifest: e.Kind == "m", Part: part, Location: meta.Location{Offset: e.Offset, Length: e.Length}})
@@ -696,7 +745,7 @@ func (w *Writer) journalPut(kind string, pw *partWriter, d descriptor.Descriptor
 	if w.key == "" {
 		return // no journal kept
 	}
-	if err := pw.af.flush(); err != nil {
+	if err := pw.af.Flush(); err != nil {
 		return // the part is broken: the put fails on its next write
 	}
 	w.jmu.Lock()
@@ -823,7 +872,7 @@ func (w *Writer) suspend(parts []*partRec) {
 			p.pw.abort()
 			continue
 		}
-		_ = p.pw.af.close()
+		_ = p.pw.af.Close()
 		_ = p.pw.f.Sync()
 		p.pw.f.Close()
 	}

@@ -125,6 +125,25 @@ func (s *Set) Blob(d digest.Digest) (*meta.Blob, bool) {
 	return sb.b, ok
 }
 
+// Stored returns the bundle of the set that stores blob d and its record.
+func (s *Set) Stored(d digest.Digest) (*Bundle, *meta.Blob, bool) {
+	sb, ok := s.blobs[d]
+	return sb.bd, sb.b, ok
+}
+
+// Files lists the files the set reads: every bundle's meta file, its
+// signature and its parts.
+func (s *Set) Files() []string {
+	var out []string
+	for _, bd := range s.Bundles {
+		out = append(out, bd.MetaPath, bd.MetaPath+".sig")
+		for _, p := range bd.Meta.Parts {
+			out = append(out, filepath.Join(bd.Dir, p.Name))
+		}
+	}
+	return out
+}
+
 // Manifest returns a manifest stored in a bundle of the set, or nil.
 func (s *Set) Manifest(d digest.Digest) *meta.Manifest { return s.manifests[d] }
 
@@ -175,6 +194,16 @@ func (s *Set) BlobGet(ctx context.Context, r ref.Ref, d descriptor.Descriptor) (
 		return seekBlob(ctx, sb.bd, sb.b, d)
 	}
 	return sb.bd.BlobGet(ctx, r, d)
+}
+
+// OpenBlobFrom is Bundle.OpenBlobFrom on the bundle of the set that
+// stores blob d: from byte start on, its digest not checked.
+func (s *Set) OpenBlobFrom(ctx context.Context, d digest.Digest, start int64) (io.ReadCloser, error) {
+	sb, ok := s.blobs[d]
+	if !ok {
+		return nil, fmt.Errorf("blob %s: %w", d, ErrBlobMissing)
+	}
+	return sb.bd.OpenBlobFrom(ctx, d, start)
 }
 
 // seekBlob finds a blob in an uncompressed part of a schema 1 bundle (no

@@ -574,80 +574,23 @@ func (w *Writer) CommitMeta(ctx context.Context) (*meta.Meta, error) {
 	return m, nil
 }
 
-// commit does the work of CommitMeta; every slot is taken.
+// commit does the work of CommitMeta; every slot is taken. In stages: the
+// meta of what was put (buildMeta), the OCI layout files and every part
+// finished (finishParts), the parts renamed to their final names
+// (renameParts), the meta checked and written last.
 func (w *Writer) commit(ctx context.Context) (*meta.Meta, error) {
 	m, err := w.buildMeta()
 	if err != nil {
 		return nil, err
 	}
-	// The OCI layout files go into the last open part holding entries (or
-	// a new one).
-	var last *slot
-	for _, s := range w.slots {
-		if s.pw != nil && (last == nil || s.pw.count > 0) {
-			last = s
-		}
-	}
-	if last == nil {
-		pw, err := w.newPart()
-		if err != nil {
-			return nil, err
-		}
-		last = w.slots[0]
-		w.setPart(last, pw)
-	}
-	layout := []byte(`{"imageLayoutVersion":"1.0.0"}`)
-	idx, err := ociIndex(m)
-	if err != nil {
+	if err := w.finishParts(m); err != nil {
 		return nil, err
-	}
-	if _, err := last.pw.add("oci-layout", int64(len(layout)), bytesReader(layout)); err != nil {
-		return nil, err
-	}
-	if _, err := last.pw.add("index.json", int64(len(idx)), bytesReader(idx)); err != nil {
-		return nil, err
-	}
-	for _, s := range w.slots {
-		if s.pw == nil {
-			continue
-		}
-		if s.pw.count == 0 { // every entry it got failed: no empty part
-			w.dropPart(s.pw)
-		} else if err := w.finishPart(s.pw); err != nil {
-			return nil, err
-		}
-		w.setPart(s, nil)
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	w.mu.Lock()
-	w.done = true
-	parts := slices.Clone(w.parts)
-	w.mu.Unlock()
-	// Final names: <id>_<N>, N from 1 in the order parts were started.
-	if err := w.journalRenames(parts); err != nil {
+	if err := w.renameParts(m); err != nil {
 		return nil, err
-	}
-	names := map[string]string{}
-	for _, p := range parts {
-		if !p.finished {
-			continue
-		}
-		name := partName(w.id, len(m.Parts)+1, w.opts.Codec)
-		if err := os.Rename(p.pw.path+PartialSuffix, filepath.Join(w.opts.Dir, name)); err != nil {
-			return nil, fmt.Errorf("renaming part: %w", err)
-		}
-		w.renamed = append(w.renamed, filepath.Join(w.opts.Dir, name))
-		w.unnamed = append(w.unnamed, p.pw.path+PartialSuffix)
-		names[filepath.Base(p.pw.path)] = name
-		m.Parts = append(m.Parts, meta.Part{Name: name, Size: p.size, SHA256: p.sha})
-	}
-	for i := range m.Manifests {
-		m.Manifests[i].Part = names[m.Manifests[i].Part]
-	}
-	for i := range m.Blobs {
-		m.Blobs[i].Part = names[m.Blobs[i].Part]
 	}
 	if err := m.ValidateWith(w.manifestRaw); err != nil {
 		return nil, fmt.Errorf("bundle %s: %w", w.id, err)
@@ -660,6 +603,83 @@ func (w *Writer) commit(ctx context.Context) (*meta.Meta, error) {
 	}
 	w.removeJournal()
 	return m, nil
+}
+
+// finishParts writes the OCI layout files of m into the last open part
+// holding entries (or a new one) and finishes every open part; a part
+// that holds no entry (every entry it got failed) is dropped.
+func (w *Writer) finishParts(m *meta.Meta) error {
+	var last *slot
+	for _, s := range w.slots {
+		if s.pw != nil && (last == nil || s.pw.count > 0) {
+			last = s
+		}
+	}
+	if last == nil {
+		pw, err := w.newPart()
+		if err != nil {
+			return err
+		}
+		last = w.slots[0]
+		w.setPart(last, pw)
+	}
+	layout := []byte(`{"imageLayoutVersion":"1.0.0"}`)
+	idx, err := ociIndex(m)
+	if err != nil {
+		return err
+	}
+	if _, err := last.pw.add("oci-layout", int64(len(layout)), bytesReader(layout)); err != nil {
+		return err
+	}
+	if _, err := last.pw.add("index.json", int64(len(idx)), bytesReader(idx)); err != nil {
+		return err
+	}
+	for _, s := range w.slots {
+		if s.pw == nil {
+			continue
+		}
+		if s.pw.count == 0 { // every entry it got failed: no empty part
+			w.dropPart(s.pw)
+		} else if err := w.finishPart(s.pw); err != nil {
+			return err
+		}
+		w.setPart(s, nil)
+	}
+	return nil
+}
+
+// renameParts gives the finished parts their final names, <id>_<N>, N
+// from 1 in the order parts were started (journaled first), and records
+// them, and where each entry is, in m.
+func (w *Writer) renameParts(m *meta.Meta) error {
+	w.mu.Lock()
+	w.done = true
+	parts := slices.Clone(w.parts)
+	w.mu.Unlock()
+	if err := w.journalRenames(parts); err != nil {
+		return err
+	}
+	names := map[string]string{}
+	for _, p := range parts {
+		if !p.finished {
+			continue
+		}
+		name := partName(w.id, len(m.Parts)+1, w.opts.Codec)
+		if err := os.Rename(p.pw.path+PartialSuffix, filepath.Join(w.opts.Dir, name)); err != nil {
+			return fmt.Errorf("renaming part: %w", err)
+		}
+		w.renamed = append(w.renamed, filepath.Join(w.opts.Dir, name))
+		w.unnamed = append(w.unnamed, p.pw.path+PartialSuffix)
+		names[filepath.Base(p.pw.path)] = name
+		m.Parts = append(m.Parts, meta.Part{Name: name, Size: p.size, SHA256: p.sha})
+	}
+	for i := range m.Manifests {
+		m.Manifests[i].Part = names[m.Manifests[i].Part]
+	}
+	for i := range m.Blobs {
+		m.Blobs[i].Part = names[m.Blobs[i].Part]
+	}
+	return nil
 }
 
 func (w *Writer) buildMeta() (*meta.Meta, error) {

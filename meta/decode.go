@@ -36,6 +36,32 @@ import (
 // errFallBack is returned by the fast path for input it does not handle.
 var errFallBack = errors.New("meta: fall back to the whole-document decoder")
 
+// fallBack is errFallBack with the line that caused it and why.
+type fallBack struct {
+	line int
+	why  string
+}
+
+func (f *fallBack) Error() string { return fmt.Sprintf("line %d: %s", f.line, f.why) }
+func (f *fallBack) Unwrap() error { return errFallBack }
+
+// MaxWholeDocument is the largest meta file read by the whole-document
+// decoder, the fall back for a file in another layout than ferry writes
+// (comments, flow style, anchors...): yaml.v3 builds a node tree of the
+// whole document first, up to about 95 times the file's size (a flow list
+// of one-letter items). 1 MiB keeps that under 100 MB; a larger file
+// must be in the layout ferry writes, which streams.
+const MaxWholeDocument = 1 << 20
+
+// maxLine bounds one line of a meta file: the longest ferry writes is a
+// manifest's raw bytes, base64 of at most 8 MiB (what save accepts).
+const maxLine = 16 << 20
+
+// maxChunkLines bounds the lines of one list item, or of one top-level
+// value that is not a long list, that the fast path hands to yaml.v3 (a
+// node tree of a few hundred bytes a line); a longer one falls back.
+const maxChunkLines = 10000
+
 // listKeys are the top-level keys whose block sequences are decoded an
 // item at a time.
 var listKeys = map[string]bool{"parts": true, "bases": true, "images": true, "manifests": true, "blobs": true, "baseBlobs": true, "failed": true}
@@ -83,9 +109,9 @@ func decode(r io.Reader, start func() io.Writer) (*Meta, error) {
 	if start != nil {
 		src = io.TeeReader(src, start())
 	}
-	var kept *bytes.Buffer
+	var kept *keptBytes
 	if seeker == nil {
-		kept = new(bytes.Buffer)
+		kept = &keptBytes{limit: MaxWholeDocument}
 		src = io.TeeReader(src, kept)
 	}
 	lim := &io.LimitedReader{R: src, N: maxMetaSize + 1}
@@ -101,6 +127,16 @@ func decode(r io.Reader, start func() io.Writer) (*Meta, error) {
 	case !errors.Is(err, errFallBack):
 		return nil, err
 	}
+	// The rest of this pass: its size decides, and a tee sees every byte.
+	if _, err := io.Copy(io.Discard, lim); err != nil {
+		return nil, err
+	}
+	if lim.N <= 0 {
+		return nil, fmt.Errorf("%w: more than %d bytes", ErrMetaTooBig, maxMetaSize)
+	}
+	if n := maxMetaSize + 1 - lim.N; n > MaxWholeDocument {
+		return nil, fmt.Errorf("%w: %v: a meta file in another layout than ferry writes is read only up to %d bytes (this one has %d)", ErrInvalid, err, MaxWholeDocument, n)
+	}
 	// The whole-document decoder, on the whole input.
 	var b []byte
 	if seeker != nil {
@@ -115,15 +151,25 @@ func decode(r io.Reader, start func() io.Writer) (*Meta, error) {
 			return nil, err
 		}
 	} else {
-		if _, err := io.Copy(io.Discard, lim); err != nil { // the rest, into kept
-			return nil, err
-		}
-		b = kept.Bytes()
+		b = kept.b
 	}
 	if int64(len(b)) > maxMetaSize {
 		return nil, fmt.Errorf("%w: more than %d bytes", ErrMetaTooBig, maxMetaSize)
 	}
 	return parseWhole(b)
+}
+
+// keptBytes keeps the first limit bytes written to it.
+type keptBytes struct {
+	b     []byte
+	limit int
+}
+
+func (k *keptBytes) Write(p []byte) (int, error) {
+	if room := k.limit - len(k.b); room > 0 {
+		k.b = append(k.b, p[:min(room, len(p))]...)
+	}
+	return len(p), nil
 }
 
 // parseWhole decodes b with one yaml.v3 Decode of the whole document.
@@ -169,8 +215,14 @@ type fastDecoder struct {
 	chunk   []byte // the chunk being collected
 	inItem  bool
 	lines   []int // offsets in chunk of an item's lines
+	nlines  int   // lines in chunk
+	lineNo  int   // of the input, from 1
+	cost    int64 // estimated bytes of the decoded Meta so far
 	in      interner
 }
+
+// fall is a fallBack at the current line.
+func (d *fastDecoder) fall(why string) error { return &fallBack{d.lineNo, why} }
 
 // decodeFast decodes r with the splitter; errFallBack when it cannot.
 func decodeFast(r *io.LimitedReader) (*Meta, error) {
@@ -181,6 +233,14 @@ func decodeFast(r *io.LimitedReader) (*Meta, error) {
 	for {
 		line, err := br.ReadSlice('\n')
 		if errors.Is(err, bufio.ErrBufferFull) {
+			if len(long) == 0 { // the start of a long line: an unknown key is refused before the rest is read
+				if kerr := d.unknownKey(line, d.lineNo+1); kerr != nil {
+					return nil, kerr
+				}
+			}
+			if len(long)+len(line) > maxLine {
+				return nil, fmt.Errorf("%w: line %d is longer than %d bytes (the longest ferry writes holds an 8 MiB manifest)", ErrInvalid, d.lineNo+1, maxLine)
+			}
 			long = append(long, line...)
 			continue
 		}
@@ -195,6 +255,7 @@ func decodeFast(r *io.LimitedReader) (*Meta, error) {
 			return nil, fmt.Errorf("%w: more than %d bytes", ErrMetaTooBig, maxMetaSize)
 		}
 		if len(line) > 0 {
+			d.lineNo++
 			if perr := d.line(line); perr != nil {
 				return nil, perr
 			}
@@ -207,7 +268,7 @@ func decodeFast(r *io.LimitedReader) (*Meta, error) {
 		return nil, err
 	}
 	if len(d.seen) == 0 {
-		return nil, errFallBack
+		return nil, d.fall("no top-level key")
 	}
 	d.in.meta(&d.m)
 	d.in.lists(&d.m) // lists set whole ("images: []"); items are interned already
@@ -216,23 +277,26 @@ func decodeFast(r *io.LimitedReader) (*Meta, error) {
 
 // line takes one line of input (with its "\n", if any).
 func (d *fastDecoder) line(raw []byte) error {
+	if err := d.unknownKey(raw, d.lineNo); err != nil {
+		return err
+	}
 	li, ok := simpleLine(bytes.TrimSuffix(raw, []byte("\n")))
 	if !ok {
-		return errFallBack
+		return d.fall(lineKind(raw))
 	}
 	indent, item, hasValue := li.indent, li.item, li.hasValue
 	switch {
 	case indent == 0:
 		if item || len(li.key) == 0 {
-			return errFallBack
+			return d.fall("a list or scalar at the top level")
 		}
 		key := string(li.key)
 		if err := d.flush(); err != nil {
 			return err
 		}
-		f, known := metaFields[key]
-		if !known || d.seen[key] {
-			return errFallBack // unknown (an error) or twice (an error): the whole decoder says which
+		f := metaFields[key] // known: unknownKey checked
+		if d.seen[key] {
+			return d.fall("a key given twice") // an error: the whole decoder says which
 		}
 		d.seen[key], d.key, d.field = true, key, f
 		d.split = listKeys[key] && !hasValue
@@ -245,9 +309,13 @@ func (d *fastDecoder) line(raw []byte) error {
 			return nil
 		}
 		d.chunk = append(d.chunk[:0], raw...)
+		d.nlines = 1
 	case d.key == "":
-		return errFallBack // indented first line
+		return d.fall("an indented first line")
 	case !d.split:
+		if d.nlines++; d.nlines > maxChunkLines {
+			return d.fall(fmt.Sprintf("a value of more than %d lines", maxChunkLines))
+		}
 		d.chunk = append(d.chunk, raw...)
 	case indent == 2 && item:
 		if err := d.flush(); err != nil {
@@ -257,12 +325,35 @@ func (d *fastDecoder) line(raw []byte) error {
 		d.chunk = append(append(d.chunk[:0], d.keyLine...), raw...)
 		d.lines = append(d.lines[:0], len(d.keyLine))
 	case indent > 2 && d.inItem:
+		if len(d.lines) >= maxChunkLines {
+			return d.fall(fmt.Sprintf("a list item of more than %d lines", maxChunkLines))
+		}
 		d.lines = append(d.lines, len(d.chunk))
 		d.chunk = append(d.chunk, raw...)
 	default:
-		return errFallBack
+		return d.fall("an indentation ferry does not write")
 	}
 	return nil
+}
+
+// errUnknownKey marks an unknown top-level key, refused by the fast path
+// before yaml.v3 builds any tree (the whole-document decoder would refuse
+// it as well, after building the tree of the whole file).
+var errUnknownKey = errors.New("unknown top-level field")
+
+// unknownKey refuses a line that starts a top-level key Meta does not
+// have, whatever its value (a flow list of millions of items). Every line
+// before it was one the splitter follows, so a key at column 0 is a key
+// of the top-level mapping.
+func (d *fastDecoder) unknownKey(raw []byte, lineNo int) error {
+	n := identLen(raw)
+	if n == 0 || n == len(raw) || raw[n] != ':' || (n+1 < len(raw) && raw[n+1] != ' ' && raw[n+1] != '\n') {
+		return nil
+	}
+	if _, known := metaFields[string(raw[:n])]; known {
+		return nil
+	}
+	return fmt.Errorf("%w: line %d: %w %q", ErrInvalid, lineNo, errUnknownKey, raw[:n])
 }
 
 // flush decodes the chunk collected and merges it into d.m.
@@ -277,7 +368,7 @@ func (d *fastDecoder) flush() error {
 			d.chunk = d.chunk[:0]
 			dst.Set(reflect.Append(dst, elem))
 			d.in.item(dst.Index(dst.Len() - 1).Addr().Interface())
-			return nil
+			return d.spend(elem)
 		}
 	}
 	var part Meta
@@ -286,19 +377,69 @@ func (d *fastDecoder) flush() error {
 	err := dec.Decode(&part)
 	d.chunk = d.chunk[:0]
 	if err != nil {
-		return errFallBack // the whole decoder gives the error, with its line numbers
+		return d.fall("YAML the splitter passes on") // the whole decoder gives the error, with its line numbers
 	}
 	v := reflect.ValueOf(&part).Elem().Field(d.field)
 	if !d.split {
 		dst.Set(v)
-		return nil
+		return d.spend(v)
 	}
 	if v.Len() != 1 {
-		return errFallBack
+		return d.fall("a list item the splitter cannot tell apart")
 	}
 	dst.Set(reflect.Append(dst, v.Index(0)))
 	d.in.item(dst.Index(dst.Len() - 1).Addr().Interface())
+	return d.spend(v.Index(0))
+}
+
+// spend adds what v holds to the decoded Meta's estimated size and
+// refuses a file whose decoded Meta would grow past the meta file limit
+// (tiny list items of large structs: a 14-byte "- source: a" line is a
+// 120-byte Image): however a file under the limit is shaped, decoding it
+// holds no more than that.
+func (d *fastDecoder) spend(v reflect.Value) error {
+	d.cost += sizeOf(v)
+	if d.cost > maxMetaSize {
+		return fmt.Errorf("%w: line %d: the decoded meta file would pass %d bytes (of structures: short list items)", ErrInvalid, d.lineNo, maxMetaSize)
+	}
 	return nil
+}
+
+// sizeOf estimates the bytes v holds: its own size, and what its strings,
+// byte slices and slices point to.
+func sizeOf(v reflect.Value) int64 {
+	n := int64(v.Type().Size())
+	switch v.Kind() {
+	case reflect.String:
+		n += int64(v.Len())
+	case reflect.Slice:
+		if v.Type().Elem().Kind() == reflect.Uint8 {
+			return n + int64(v.Len())
+		}
+		for i := range v.Len() {
+			n += sizeOf(v.Index(i))
+		}
+	case reflect.Struct:
+		n = 0
+		for i := range v.NumField() {
+			n += sizeOf(v.Field(i))
+		}
+	}
+	return n
+}
+
+// lineKind says what a line the splitter does not follow is.
+func lineKind(raw []byte) string {
+	t := bytes.TrimSpace(raw)
+	switch {
+	case len(t) == 0:
+		return "a blank line"
+	case t[0] == '#':
+		return "a comment"
+	case bytes.ContainsAny(raw, "\t\r"):
+		return "a tab or carriage return"
+	}
+	return "YAML in another style than ferry writes"
 }
 
 // lineInfo is a line simpleLine understood.

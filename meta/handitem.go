@@ -81,63 +81,80 @@ func (d *fastDecoder) handItem(elem reflect.Value) bool {
 		}
 		seen[nseen] = idx
 		nseen++
-		f := elem.FieldByIndex(idx)
-		switch {
-		case f.Kind() == reflect.String:
-			s, ok := d.handString(li, sharedKeys[string(li.key)])
-			if !ok {
-				return false
-			}
-			f.SetString(s)
-		case f.Kind() == reflect.Int64:
-			if !li.hasValue {
-				return false
-			}
-			n, ok := handInt(li.value)
-			if !ok {
-				return false
-			}
-			f.SetInt(n)
-		case f.Type() == rawType:
-			s, ok := d.handString(li, false)
-			if !ok {
-				return false
-			}
-			b, err := base64.StdEncoding.DecodeString(s)
-			if err != nil {
-				return false
-			}
-			f.SetBytes(b)
-		case f.Kind() == reflect.Slice && f.Type().Elem().Kind() == reflect.String:
-			if li.hasValue {
-				if string(li.value) != "[]" {
-					return false
-				}
-				f.Set(reflect.MakeSlice(f.Type(), 0, 0))
-				continue
-			}
-			var list []string
-			for i+1 < len(lines) {
-				e, ok := simpleLine(line(i + 1))
-				if !ok || e.indent != 6 || !e.item || len(e.key) != 0 {
-					break
-				}
-				s, ok := d.handString(e, true)
-				if !ok {
-					return false
-				}
-				list = append(list, s)
-				i++
-			}
-			if list == nil {
-				return false // "key:" alone is null: yaml.v3's
-			}
-			f.Set(reflect.ValueOf(list).Convert(f.Type()))
-		default:
+		if i, ok = d.handField(elem.FieldByIndex(idx), li, line, len(lines), i); !ok {
 			return false
 		}
 	}
 	return true
+}
+
+// handField decodes the value of line i (li) into field f: a string, an
+// int64, base64 bytes, or a list of strings on the lines after it (line
+// gives line j of n). It returns the last line it used; false leaves the
+// item to yaml.v3.
+func (d *fastDecoder) handField(f reflect.Value, li lineInfo, line func(int) []byte, n, i int) (int, bool) {
+	switch {
+	case f.Kind() == reflect.String:
+		s, ok := d.handString(li, sharedKeys[string(li.key)])
+		if !ok {
+			return i, false
+		}
+		f.SetString(s)
+	case f.Kind() == reflect.Int64:
+		if !li.hasValue {
+			return i, false
+		}
+		v, ok := handInt(li.value)
+		if !ok {
+			return i, false
+		}
+		f.SetInt(v)
+	case f.Type() == rawType:
+		s, ok := d.handString(li, false)
+		if !ok {
+			return i, false
+		}
+		b, err := base64.StdEncoding.DecodeString(s)
+		if err != nil {
+			return i, false
+		}
+		f.SetBytes(b)
+	case f.Kind() == reflect.Slice && f.Type().Elem().Kind() == reflect.String:
+		return d.handList(f, li, line, n, i)
+	default:
+		return i, false
+	}
+	return i, true
+}
+
+// handList decodes a list of strings, "[]" or one item a line after
+// line i, into f.
+func (d *fastDecoder) handList(f reflect.Value, li lineInfo, line func(int) []byte, n, i int) (int, bool) {
+	if li.hasValue {
+		if string(li.value) != "[]" {
+			return i, false
+		}
+		f.Set(reflect.MakeSlice(f.Type(), 0, 0))
+		return i, true
+	}
+	var list []string
+	for i+1 < n {
+		e, ok := simpleLine(line(i + 1))
+		if !ok || e.indent != 6 || !e.item || len(e.key) != 0 {
+			break
+		}
+		s, ok := d.handString(e, true)
+		if !ok {
+			return i, false
+		}
+		list = append(list, s)
+		i++
+	}
+	if list == nil {
+		return i, false // "key:" alone is null: yaml.v3's
+	}
+	f.Set(reflect.ValueOf(list).Convert(f.Type()))
+	return i, true
 }
 
 // sharedKeys name the string fields whose values recur (interned as they

@@ -11,6 +11,7 @@ package meta
 import (
 	"bufio"
 	"bytes"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
@@ -22,6 +23,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -39,9 +41,13 @@ import (
 // "Bundle format").
 const SchemaVersion = 2
 
-// MaxSize is the largest meta file Load reads (checked before parsing):
-// about 20,000 images with their manifests.
-const MaxSize = 64 << 20
+// MaxSize is the largest meta file, one rule for the writer and every
+// reader: Write refuses to leave a larger file, Load and Decode refuse one
+// before parsing, and decoding a file holds at most this much of decoded
+// structures. 192 MiB holds about 60,000 images of five layers (3.2 KB
+// of meta file an image), past the 50,000-image mirror goal; only the
+// streaming decoder reads files that large (MaxWholeDocument).
+const MaxSize = 192 << 20
 
 // Kind is the value of the kind field in every ferry meta file.
 const Kind = "ferry-bundle"
@@ -318,7 +324,9 @@ func Parse(b []byte) (*Meta, error) {
 
 // OpenRegular opens a file that must be a regular file: a directory, a FIFO
 // or a device is refused before it is opened (a FIFO would block, /dev/zero
-// never ends), and the opened file is checked again.
+// never ends), and the opened file is checked again. The open itself does
+// not block either (O_NONBLOCK where the system has it): a FIFO put in the
+// file's place between the two checks is refused too.
 func OpenRegular(file string) (*os.File, error) {
 	st, err := os.Stat(file)
 	if err != nil {
@@ -327,7 +335,7 @@ func OpenRegular(file string) (*os.File, error) {
 	if !st.Mode().IsRegular() {
 		return nil, fmt.Errorf("%s: %w (%s)", file, ErrNotRegular, fileKind(st.Mode()))
 	}
-	f, err := os.Open(file)
+	f, err := os.OpenFile(file, os.O_RDONLY|openNonBlock, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -405,14 +413,32 @@ type WriteOptions struct {
 	Raw RawSource
 }
 
-// WriteWith is Write with options.
+// WriteWith is Write with options. A meta file that would be larger
+// than MaxSize, which no reader takes, fails with ErrMetaTooBig and leaves
+// nothing.
 func WriteWith(file string, m *Meta, o WriteOptions) error {
 	return writeAtomic(file, func(w io.Writer) error {
+		w = &limitWriter{w: w, left: maxMetaSize}
 		if o.Tee != nil {
 			w = io.MultiWriter(w, o.Tee)
 		}
 		return EncodeWith(w, m, o.Raw)
 	}, o.BeforeRename)
+}
+
+// limitWriter fails with ErrMetaTooBig once more than left bytes were
+// written.
+type limitWriter struct {
+	w    io.Writer
+	left int64
+}
+
+func (l *limitWriter) Write(p []byte) (int, error) {
+	if int64(len(p)) > l.left {
+		return 0, fmt.Errorf("%w: more than %d bytes: the readers would refuse it", ErrMetaTooBig, maxMetaSize)
+	}
+	l.left -= int64(len(p))
+	return l.w.Write(p)
 }
 
 // WriteFileAtomic writes b to a temp file beside file and renames it.
@@ -426,16 +452,12 @@ func WriteFileAtomic(file string, b []byte) error {
 // writeAtomic writes a temp file beside file with write, syncs it and
 // renames it to file.
 func writeAtomic(file string, write func(io.Writer) error, beforeRename func() error) error {
-	tmp, err := os.CreateTemp(filepath.Dir(file), "."+filepath.Base(file)+".*.tmp")
+	tmp, err := CreateTemp(filepath.Dir(file), "."+filepath.Base(file)+".*.tmp", 0o644)
 	if err != nil {
 		return err
 	}
 	defer os.Remove(tmp.Name()) // no-op after a successful rename
 	if err := write(tmp); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(0o644); err != nil {
 		tmp.Close()
 		return err
 	}
@@ -455,6 +477,43 @@ func writeAtomic(file string, write func(io.Writer) error, beforeRename func() e
 		return err
 	}
 	return syncDir(filepath.Dir(file))
+}
+
+// CreateTemp is os.CreateTemp with the permissions perm, less the umask
+// (os.CreateTemp makes 0600 files): a new file, created exclusively
+// (O_EXCL, so never a file or link that is already there) in dir, named
+// by pattern with its last "*" replaced by a random string.
+func CreateTemp(dir, pattern string, perm os.FileMode) (*os.File, error) {
+	var f *os.File
+	_, err := newTemp(dir, pattern, func(name string) (err error) {
+		f, err = os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, perm)
+		return err
+	})
+	return f, err
+}
+
+// MkdirTemp is os.MkdirTemp with the permissions perm, less the umask: a
+// new directory (never one that is already there) in dir.
+func MkdirTemp(dir, pattern string, perm os.FileMode) (string, error) {
+	return newTemp(dir, pattern, func(name string) error { return os.Mkdir(name, perm) })
+}
+
+// newTemp calls create with random names made from pattern until one does
+// not exist yet, and returns it.
+func newTemp(dir, pattern string, create func(name string) error) (string, error) {
+	prefix, suffix := pattern, ""
+	if i := strings.LastIndex(pattern, "*"); i >= 0 {
+		prefix, suffix = pattern[:i], pattern[i+1:]
+	}
+	for range 100 {
+		var r [6]byte
+		_, _ = rand.Read(r[:])
+		name := filepath.Join(dir, prefix+hex.EncodeToString(r[:])+suffix)
+		if err := create(name); !errors.Is(err, os.ErrExist) {
+			return name, err
+		}
+	}
+	return "", fmt.Errorf("creating a temporary file in %s: %w", dir, os.ErrExist)
 }
 
 // syncDir makes the renames in dir durable (parts renamed before the meta
@@ -479,140 +538,223 @@ func (m *Meta) Validate() error { return m.ValidateWith(nil) }
 // their bytes come from raw, one at a time, and are checked the same way.
 // Parse never uses it: a meta file always carries the bytes.
 func (m *Meta) ValidateWith(raw RawSource) error {
-	bad := func(format string, args ...any) error {
-		return fmt.Errorf("%w: "+format, append([]any{ErrInvalid}, args...)...)
+	v := &validator{m: m, raw: raw, goodRepos: map[string]bool{}}
+	for _, check := range []func() error{v.checkHeader, v.checkParts, v.checkBases, v.checkManifests, v.checkBlobs, v.checkBaseBlobs, v.checkOverlaps, v.checkImages} {
+		if err := check(); err != nil {
+			return err
+		}
 	}
-	if m.Type != TypeFull && m.Type != TypeIncremental {
-		return bad("type %q", m.Type)
+	return nil
+}
+
+// invalid is an ErrInvalid error.
+func invalid(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrInvalid}, args...)...)
+}
+
+// validator is one ValidateWith: its checks, in order, and what they
+// learn for the checks after them.
+type validator struct {
+	m         *Meta
+	raw       RawSource
+	parts     map[string]bool // part names
+	bases     map[string]bool // base ids
+	goodRepos map[string]bool // checked already: repositories recur
+	locs      *locations
+	seen      map[digest.Digest]bool // manifests and blobs: each once
+	manifests map[digest.Digest]bool // images must point at one of these
+}
+
+// checkHeader checks the type and the id.
+func (v *validator) checkHeader() error {
+	if v.m.Type != TypeFull && v.m.Type != TypeIncremental {
+		return invalid("type %q", v.m.Type)
 	}
-	if !partNameRe.MatchString(m.ID) {
-		return bad("id %q", m.ID)
+	if !partNameRe.MatchString(v.m.ID) {
+		return invalid("id %q", v.m.ID)
 	}
-	parts := map[string]bool{}
+	return nil
+}
+
+// checkParts checks the parts: names, each once, sizes, sha256s.
+func (v *validator) checkParts() error {
+	m := v.m
+	v.parts = map[string]bool{}
 	partSize := map[string]int64{}
 	for _, p := range m.Parts {
 		partSize[p.Name] = p.Size
 		if !partNameRe.MatchString(p.Name) || path.Base(p.Name) != p.Name {
-			return bad("part name %q", p.Name)
+			return invalid("part name %q", p.Name)
 		}
-		if parts[p.Name] {
-			return bad("part %q listed twice", p.Name)
+		if v.parts[p.Name] {
+			return invalid("part %q listed twice", p.Name)
 		}
-		parts[p.Name] = true
+		v.parts[p.Name] = true
 		if p.Size < 0 {
-			return bad("part %s: size %d", p.Name, p.Size)
+			return invalid("part %s: size %d", p.Name, p.Size)
 		}
 		if b, err := hex.DecodeString(p.SHA256); err != nil || len(b) != sha256.Size {
-			return bad("part %s: sha256 %q", p.Name, p.SHA256)
+			return invalid("part %s: sha256 %q", p.Name, p.SHA256)
 		}
 	}
-	bases := map[string]bool{}
-	for _, b := range m.Bases {
+	v.locs = &locations{schema: m.SchemaVersion, none: m.Compression == "" || m.Compression == "none", partSize: partSize, bad: invalid}
+	return nil
+}
+
+// checkBases checks the base bundles' ids and sha256s.
+func (v *validator) checkBases() error {
+	v.bases = map[string]bool{}
+	for _, b := range v.m.Bases {
 		if !partNameRe.MatchString(b.ID) {
-			return bad("base id %q", b.ID)
+			return invalid("base id %q", b.ID)
+		}
+		if !partNameRe.MatchString(b.Meta) { // a file name beside this one: no directory, no ../
+			return invalid("base %s: meta file name %q", b.ID, b.Meta)
+		}
+		if v.bases[b.ID] {
+			return invalid("base %s listed twice", b.ID)
 		}
 		if h, err := hex.DecodeString(b.SHA256); err != nil || len(h) != sha256.Size {
-			return bad("base %s: sha256 %q", b.ID, b.SHA256)
+			return invalid("base %s: sha256 %q", b.ID, b.SHA256)
 		}
-		bases[b.ID] = true
+		v.bases[b.ID] = true
 	}
-	goodRepos := map[string]bool{} // checked already: repositories recur
-	checkRepos := func(what entryName, lists ...[]string) error {
-		for _, repos := range lists {
-			for _, r := range repos {
-				if goodRepos[r] {
-					continue
-				}
-				if !repoRe.MatchString(r) || len(r) > 255 {
-					return bad("%s: repository %q", what, r)
-				}
-				goodRepos[r] = true
+	return nil
+}
+
+// checkRepos checks repository names.
+func (v *validator) checkRepos(what entryName, lists ...[]string) error {
+	for _, repos := range lists {
+		for _, r := range repos {
+			if v.goodRepos[r] {
+				continue
 			}
+			if !repoRe.MatchString(r) || len(r) > 255 {
+				return invalid("%s: repository %q", what, r)
+			}
+			v.goodRepos[r] = true
 		}
-		return nil
 	}
-	locs := &locations{schema: m.SchemaVersion, none: m.Compression == "" || m.Compression == "none", partSize: partSize, bad: bad}
-	seen := make(map[digest.Digest]bool, len(m.Manifests)+len(m.Blobs)) // manifests and blobs: each once
-	manifests := make(map[digest.Digest]bool, len(m.Manifests))         // images must point at one of these
+	return nil
+}
+
+// checkManifests checks each manifest: digest, bytes (from raw when Raw is
+// nil), part, location, repositories, each once.
+func (v *validator) checkManifests() error {
+	m := v.m
+	v.seen = make(map[digest.Digest]bool, len(m.Manifests)+len(m.Blobs))
+	v.manifests = make(map[digest.Digest]bool, len(m.Manifests))
 	for i, mf := range m.Manifests {
 		if err := validDigest(mf.Digest); err != nil {
-			return bad("manifest %d: digest %q: %v", i, mf.Digest, err)
+			return invalid("manifest %d: digest %q: %v", i, mf.Digest, err)
 		}
 		b := mf.Raw
-		if b == nil && raw != nil {
+		if b == nil && v.raw != nil {
 			var err error
-			if b, err = raw(mf.Digest); err != nil {
+			if b, err = v.raw(mf.Digest); err != nil {
 				return fmt.Errorf("manifest %s: %w", mf.Digest, err)
 			}
 		}
 		if mf.Size != int64(len(b)) {
-			return bad("manifest %s: size %d but %d raw bytes", mf.Digest, mf.Size, len(b))
+			return invalid("manifest %s: size %d but %d raw bytes", mf.Digest, mf.Size, len(b))
 		}
 		if mf.Digest.Algorithm().FromBytes(b) != mf.Digest {
-			return bad("manifest %s: raw bytes do not match the digest", mf.Digest)
+			return invalid("manifest %s: raw bytes do not match the digest", mf.Digest)
 		}
-		if mf.Part != "" && !parts[mf.Part] {
-			return bad("manifest %s: unknown part %q", mf.Digest, mf.Part)
+		if mf.Part != "" && !v.parts[mf.Part] {
+			return invalid("manifest %s: unknown part %q", mf.Digest, mf.Part)
 		}
-		if err := locs.add(entryName{"manifest", mf.Digest}, mf.Part, mf.Size, mf.Location); err != nil {
+		if err := v.locs.add(entryName{"manifest", mf.Digest}, mf.Part, mf.Size, mf.Location); err != nil {
 			return err
 		}
-		if err := checkRepos(entryName{"manifest", mf.Digest}, mf.Repos); err != nil {
+		if err := v.checkRepos(entryName{"manifest", mf.Digest}, mf.Repos); err != nil {
 			return err
 		}
-		if seen[mf.Digest] {
-			return bad("manifest %s listed twice", mf.Digest)
+		if v.seen[mf.Digest] {
+			return invalid("manifest %s listed twice", mf.Digest)
 		}
-		seen[mf.Digest] = true
-		manifests[mf.Digest] = true
+		v.seen[mf.Digest] = true
+		v.manifests[mf.Digest] = true
 	}
-	for _, b := range m.Blobs {
+	return nil
+}
+
+// checkBlobs checks each stored blob: digest, size, part, location,
+// repositories, each once (and never a manifest too).
+func (v *validator) checkBlobs() error {
+	for _, b := range v.m.Blobs {
 		if err := validDigest(b.Digest); err != nil {
-			return bad("blob digest %q: %v", b.Digest, err)
+			return invalid("blob digest %q: %v", b.Digest, err)
 		}
 		if b.Size < 0 {
-			return bad("blob %s: size %d", b.Digest, b.Size)
+			return invalid("blob %s: size %d", b.Digest, b.Size)
 		}
-		if !parts[b.Part] {
-			return bad("blob %s: unknown part %q", b.Digest, b.Part)
+		if !v.parts[b.Part] {
+			return invalid("blob %s: unknown part %q", b.Digest, b.Part)
 		}
-		if err := locs.add(entryName{"blob", b.Digest}, b.Part, b.Size, b.Location); err != nil {
+		if err := v.locs.add(entryName{"blob", b.Digest}, b.Part, b.Size, b.Location); err != nil {
 			return err
 		}
-		if err := checkRepos(entryName{"blob", b.Digest}, b.Repos); err != nil {
+		if err := v.checkRepos(entryName{"blob", b.Digest}, b.Repos); err != nil {
 			return err
 		}
-		if seen[b.Digest] {
-			return bad("blob %s listed twice", b.Digest)
+		if v.seen[b.Digest] {
+			return invalid("blob %s listed twice", b.Digest)
 		}
-		seen[b.Digest] = true
+		v.seen[b.Digest] = true
 	}
-	for _, b := range m.BaseBlobs {
+	return nil
+}
+
+// checkBaseBlobs checks each base blob: digest, size, base, repositories,
+// each once, and never a stored blob too (upload could never push it).
+func (v *validator) checkBaseBlobs() error {
+	stored := make(map[digest.Digest]bool, len(v.m.Blobs))
+	for _, b := range v.m.Blobs {
+		stored[b.Digest] = true
+	}
+	baseSeen := make(map[digest.Digest]bool, len(v.m.BaseBlobs))
+	for _, b := range v.m.BaseBlobs {
 		if err := validDigest(b.Digest); err != nil {
-			return bad("base blob digest %q: %v", b.Digest, err)
+			return invalid("base blob digest %q: %v", b.Digest, err)
 		}
-		if !bases[b.Base] {
-			return bad("base blob %s: unknown base %q", b.Digest, b.Base)
+		switch {
+		case b.Size < 0:
+			return invalid("base blob %s: size %d", b.Digest, b.Size)
+		case baseSeen[b.Digest]:
+			return invalid("base blob %s listed twice", b.Digest)
+		case stored[b.Digest]:
+			return invalid("blob %s is both stored and a base blob", b.Digest)
 		}
-		if err := checkRepos(entryName{"base blob", b.Digest}, b.Repos, b.BaseRepos); err != nil {
+		baseSeen[b.Digest] = true
+		if !v.bases[b.Base] {
+			return invalid("base blob %s: unknown base %q", b.Digest, b.Base)
+		}
+		if err := v.checkRepos(entryName{"base blob", b.Digest}, b.Repos, b.BaseRepos); err != nil {
 			return err
 		}
 	}
-	if err := locs.overlaps(); err != nil {
-		return err
-	}
-	for _, img := range m.Images {
+	return nil
+}
+
+// checkOverlaps checks that no two entries of a part overlap.
+func (v *validator) checkOverlaps() error { return v.locs.overlaps() }
+
+// checkImages checks each image: digest, repository, tag, and that its
+// manifest is in the bundle.
+func (v *validator) checkImages() error {
+	for _, img := range v.m.Images {
 		if err := validDigest(img.Digest); err != nil {
-			return bad("image %s: digest: %v", img.Source, err)
+			return invalid("image %s: digest: %v", img.Source, err)
 		}
 		if !repoRe.MatchString(img.Repository) {
-			return bad("image %s: repository %q", img.Source, img.Repository)
+			return invalid("image %s: repository %q", img.Source, img.Repository)
 		}
 		if img.Tag != "" && !tagRe.MatchString(img.Tag) {
-			return bad("image %s: tag %q", img.Source, img.Tag)
+			return invalid("image %s: tag %q", img.Source, img.Tag)
 		}
-		if !manifests[img.Digest] {
-			return bad("image %s: manifest %s not in the bundle", img.Source, img.Digest)
+		if !v.manifests[img.Digest] {
+			return invalid("image %s: manifest %s not in the bundle", img.Source, img.Digest)
 		}
 	}
 	return nil

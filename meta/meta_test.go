@@ -231,3 +231,46 @@ func TestWriteStreams(t *testing.T) {
 		t.Fatalf("files left: %v", entries)
 	}
 }
+
+// TestValidationGaps: what verify used to accept and upload could never
+// push: a negative or repeated base blob, a blob both stored and listed as
+// a base blob, and a base meta file name with ../, a directory or control
+// characters.
+func TestValidationGaps(t *testing.T) {
+	tests := []struct {
+		name string
+		edit func(m *meta.Meta)
+		msg  string
+	}{
+		{"negative base blob size", func(m *meta.Meta) { m.BaseBlobs[0].Size = -1 }, "size -1"},
+		{"base blob listed twice", func(m *meta.Meta) { m.BaseBlobs = append(m.BaseBlobs, m.BaseBlobs[0]) }, "listed twice"},
+		{"stored and a base blob", func(m *meta.Meta) { m.BaseBlobs[0].Digest = m.Blobs[0].Digest }, "stored and a base blob"},
+		{"base meta with ../", func(m *meta.Meta) { m.Bases[0].Meta = "../../etc/x_meta.yaml" }, "base"},
+		{"base meta in a directory", func(m *meta.Meta) { m.Bases[0].Meta = "sub/x_meta.yaml" }, "base"},
+		{"base meta with escapes", func(m *meta.Meta) { m.Bases[0].Meta = "x\x1b[2J_meta.yaml" }, "base"},
+		{"base listed twice", func(m *meta.Meta) { m.Bases = append(m.Bases, m.Bases[0]) }, "listed twice"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := sample()
+			tt.edit(m)
+			b, err := meta.Marshal(m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := meta.Parse(b); !errors.Is(err, meta.ErrInvalid) || !strings.Contains(err.Error(), tt.msg) {
+				t.Fatalf("err %v, want ErrInvalid naming %q", err, tt.msg)
+			}
+		})
+	}
+	if _, err := meta.Parse(must(meta.Marshal(sample()))); err != nil {
+		t.Fatalf("the sample itself: %v", err)
+	}
+}
+
+func must(b []byte, err error) []byte {
+	if err != nil {
+		panic(err)
+	}
+	return b
+}

@@ -4,10 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
-	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -15,7 +13,6 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
-	"github.com/regclient/regclient/types/descriptor"
 	"github.com/regclient/regclient/types/manifest"
 	"github.com/regclient/regclient/types/platform"
 	"github.com/regclient/regclient/types/ref"
@@ -127,31 +124,19 @@ func (j *syncJob) name(images []SyncImage) string {
 	return s.String() + " -> " + r.CommonName()
 }
 
-// blobNeed is one blob and, per target, the repositories that need it.
-type blobNeed struct {
-	desc  descriptor.Descriptor
-	src   ref.Ref
-	repos map[int][]ref.Ref
-}
-
-// syncDest is one repository a blob is pushed into.
-type syncDest struct {
-	tgt  int
-	repo ref.Ref
-}
-
-// Sync copies images from src straight into every target: it resolves each
-// source image once (filtering indexes as Save does), leaves alone images a
-// target already has (same digest under the tag), then copies each blob
-// that some target lacks from one read of the source into every target
-// that lacks it (a tee; blobs are mounted across repositories of one
-// target), and then pushes manifests, children first and tags last. A
-// failure at one target never stops the others; the result is returned
-// with a *FailedError listing every image copy that failed.
+// Sync copies images from src straight into every target, in stages: it
+// resolves each source image once, filtering indexes as Save does
+// (resolve), leaves alone images a target already has, same digest under
+// the tag (checkPresent), copies each blob that some target lacks from
+// one read of the source into every target that lacks it, a tee; blobs
+// are mounted across repositories of one target (moveBlobs), pushes
+// manifests, children first and tags last (writeImages), and commits
+// every target (commit). A failure at one target never stops the others;
+// the result is returned with a *FailedError listing every image copy
+// that failed.
 func Sync(ctx context.Context, src oci.Source, targets []SyncTarget, images []SyncImage, opts SyncOptions) (*SyncResult, error) {
 	start := time.Now()
 	defaults(&opts.Jobs, &opts.RetryDelay, &opts.Log)
-	prog := oci.OrNop(opts.Progress)
 	if len(images) == 0 {
 		return nil, fmt.Errorf("%w: no images to sync", selection.ErrBadList)
 	}
@@ -162,19 +147,6 @@ func Sync(ctx context.Context, src oci.Source, targets []SyncTarget, images []Sy
 	if err != nil {
 		return nil, err
 	}
-	res := &SyncResult{Targets: make([]TargetResult, len(targets))}
-	for i, t := range targets {
-		res.Targets[i].Name = t.Name
-	}
-	stopped := func() bool {
-		select {
-		case <-opts.Stop:
-			return true
-		default:
-			return false
-		}
-	}
-
 	// Plans are spooled to a temporary file: memory holds a key per
 	// image, not every image's manifests.
 	spool, err := newPlanSpool("")
@@ -182,58 +154,166 @@ func Sync(ctx context.Context, src oci.Source, targets []SyncTarget, images []Sy
 		return nil, err
 	}
 	defer spool.Close()
-	plan := func(key int) (*imagePlan, error) { return spool.get(key, images[key].Spec) }
+	s := &syncRun{src: src, targets: targets, images: images, jobs: jobs, opts: opts, prog: oci.OrNop(opts.Progress), spool: spool,
+		res: &SyncResult{Targets: make([]TargetResult, len(targets))}, down: &downSet{m: map[int]error{}}}
+	for i, t := range targets {
+		s.res.Targets[i].Name = t.Name
+	}
+	if err := s.resolve(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.checkPresent(ctx); err != nil {
+		return nil, err
+	}
+	stopped, err := s.moveBlobs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if stopped {
+		s.res.Duration = time.Since(start)
+		return s.res, ErrStopped
+	}
+	if err := s.writeImages(ctx); err != nil {
+		return nil, err
+	}
+	s.commit(ctx)
+	return s.result(start)
+}
 
-	// 1. Resolve each source image once (under the index of its first
-	// entry).
-	plans := map[string]int{}
-	planErr := map[string]error{}
-	var mu sync.Mutex
+// syncRun is what the stages of one Sync share.
+type syncRun struct {
+	src     oci.Source
+	targets []SyncTarget
+	images  []SyncImage
+	jobs    []*syncJob
+	opts    SyncOptions
+	prog    oci.Progress
+	spool   *planSpool
+	res     *SyncResult
+	read    atomic.Int64 // blob bytes read from the source
+	down    *downSet     // targets found unreachable while copying blobs
+
+	mu      sync.Mutex
+	plans   map[string]int   // spool key of each source image's plan
+	planErr map[string]error // why a source image could not be planned
+}
+
+// needRec is a blob that pending copies need, kept compact (the copies
+// that need it) until its copy starts.
+type needRec struct {
+	d    planDesc
+	img  int     // an image that has it at the source
+	jobs []int32 // indexes into jobs
+}
+
+// plan reads the plan stored under key back from the spool.
+func (s *syncRun) plan(key int) (*imagePlan, error) { return s.spool.get(key, s.images[key].Spec) }
+
+// stopped reports whether SyncOptions.Stop was closed.
+func (s *syncRun) stopped() bool {
+	select {
+	case <-s.opts.Stop:
+		return true
+	default:
+		return false
+	}
+}
+
+// resolve plans each source image once (under the index of its first
+// entry), Jobs at a time, into the spool.
+func (s *syncRun) resolve(ctx context.Context) error {
+	s.plans, s.planErr = map[string]int{}, map[string]error{}
+	popts := SaveOptions{Platforms: s.opts.Platforms, Retries: s.opts.Retries, RetryDelay: s.opts.RetryDelay, IdleTimeout: s.opts.IdleTimeout, Referrers: s.opts.Referrers, ArtifactTypes: s.opts.ArtifactTypes, Log: s.opts.Log}
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(opts.Jobs)
-	popts := SaveOptions{Platforms: opts.Platforms, Retries: opts.Retries, RetryDelay: opts.RetryDelay, IdleTimeout: opts.IdleTimeout, Referrers: opts.Referrers, ArtifactTypes: opts.ArtifactTypes, Log: opts.Log}
-	for i, im := range images {
+	g.SetLimit(s.opts.Jobs)
+	for i, im := range s.images {
 		key := im.Spec.String()
-		if _, dup := plans[key]; dup {
+		if _, dup := s.plans[key]; dup {
 			continue
 		}
-		plans[key] = i
+		s.plans[key] = i
 		g.Go(func() error {
-			p, err := planImage(gctx, src, im.Spec, popts)
-			if err == nil {
-				err = spool.put(i, p)
-			}
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				planErr[key] = err
-				opts.Log.Warn("image failed", "image", key, "err", err)
-				return nil
-			}
-			res.Images++
-			opts.Log.Info("resolved", "image", key, "digest", p.top.GetDescriptor().Digest, "manifests", len(p.manifests), "blobs", len(p.blobs))
+			s.resolveOne(gctx, i, im.Spec, popts)
 			return nil
 		})
 	}
 	_ = g.Wait()
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
+	return ctx.Err()
+}
 
-	// 2. Which targets already have the image (tag or digest points at the
-	// same manifest)? One copy per target is checked first: a target that
-	// cannot be reached fails all its copies at once (a registry client
-	// backs off from a dead host, so asking for each would take minutes).
-	var check [2][]*syncJob // first copy per target, the others
+// resolveOne plans the source image of entry i and spools the plan.
+func (s *syncRun) resolveOne(ctx context.Context, i int, spec selection.ImageSpec, popts SaveOptions) {
+	key := spec.String()
+	p, err := planImage(ctx, s.src, spec, popts)
+	if err == nil {
+		err = s.spool.put(i, p)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err != nil {
+		s.planErr[key] = err
+		s.opts.Log.Warn("image failed", "image", key, "err", err)
+		return
+	}
+	s.res.Images++
+	s.opts.Log.Info("resolved", "image", key, "digest", p.top.GetDescriptor().Digest, "manifests", len(p.manifests), "blobs", len(p.blobs))
+}
+
+// checkPresent finds the copies a target already has (its tag or digest
+// points at the same manifest): they are left alone. One copy per target
+// is checked first: a target that cannot be reached fails all its copies
+// at once (a registry client backs off from a dead host, so asking for
+// each would take minutes).
+func (s *syncRun) checkPresent(ctx context.Context) error {
+	down := map[int]error{}
+	for k, js := range s.presenceChecks() {
+		g, gctx := errgroup.WithContext(ctx)
+		g.SetLimit(s.opts.Jobs)
+		for _, j := range js {
+			if err := down[j.tgt]; err != nil {
+				j.err = err
+				continue
+			}
+			mh := s.targets[j.tgt].Sink.(oci.ManifestHeader)
+			g.Go(func() error {
+				p, err := s.plan(j.plan)
+				if err != nil {
+					return err
+				}
+				j.upToDate, j.err = present(gctx, mh, j.repo, s.images[j.img].Spec.Tag, p, s.opts)
+				return nil
+			})
+		}
+		if err := g.Wait(); err != nil {
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		for _, j := range js {
+			if k == 0 && unreachable(j.err) {
+				down[j.tgt] = fmt.Errorf("target %s unreachable: %w", s.targets[j.tgt].Name, j.err)
+				j.err = down[j.tgt]
+			}
+		}
+	}
+	return nil
+}
+
+// presenceChecks gives each copy its image's plan (or its failure) and
+// returns the copies to check at targets that can say what they have:
+// the first copy per target, then the others.
+func (s *syncRun) presenceChecks() [2][]*syncJob {
+	var check [2][]*syncJob
 	probed := map[int]bool{}
-	for _, j := range jobs {
-		key := images[j.img].Spec.String()
-		if err := planErr[key]; err != nil {
+	for _, j := range s.jobs {
+		key := s.images[j.img].Spec.String()
+		if err := s.planErr[key]; err != nil {
 			j.err = err
 			continue
 		}
-		j.plan = plans[key]
-		if _, ok := targets[j.tgt].Sink.(oci.ManifestHeader); !ok {
+		j.plan = s.plans[key]
+		if _, ok := s.targets[j.tgt].Sink.(oci.ManifestHeader); !ok {
 			continue
 		}
 		k := 1
@@ -242,54 +322,38 @@ func Sync(ctx context.Context, src oci.Source, targets []SyncTarget, images []Sy
 		}
 		check[k] = append(check[k], j)
 	}
-	down := map[int]error{}
-	for k, js := range check {
-		g, gctx = errgroup.WithContext(ctx)
-		g.SetLimit(opts.Jobs)
-		for _, j := range js {
-			if err := down[j.tgt]; err != nil {
-				j.err = err
-				continue
-			}
-			mh := targets[j.tgt].Sink.(oci.ManifestHeader)
-			g.Go(func() error {
-				p, err := plan(j.plan)
-				if err != nil {
-					return err
-				}
-				j.upToDate, j.err = present(gctx, mh, j.repo, images[j.img].Spec.Tag, p, opts)
-				return nil
-			})
-		}
-		if err := g.Wait(); err != nil {
-			return nil, err
-		}
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		for _, j := range js {
-			if k == 0 && unreachable(j.err) {
-				down[j.tgt] = fmt.Errorf("target %s unreachable: %w", targets[j.tgt].Name, j.err)
-				j.err = down[j.tgt]
-			}
-		}
-	}
+	return check
+}
 
-	// 3. Blobs: every blob a pending copy needs, once per target, each
-	// read once from the source for all targets that lack it. A need is
-	// kept compact (the jobs that need it) until its copy starts.
-	type needRec struct {
-		d    planDesc
-		img  int     // an image that has it at the source
-		jobs []int32 // indexes into jobs
+// moveBlobs copies every blob that a pending copy needs into each target
+// that lacks it, each read once from the source for all of them; a copy
+// fails with a blob it needs that did not land. It reports whether Stop
+// ended it.
+func (s *syncRun) moveBlobs(ctx context.Context) (stopped bool, err error) {
+	order, err := s.blobNeeds()
+	if err != nil {
+		return false, err
 	}
+	blobErr, stoppedEarly := s.copyBlobs(ctx, order)
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	if stoppedEarly || s.stopped() {
+		return true, nil
+	}
+	return false, s.failByBlobs(blobErr)
+}
+
+// blobNeeds lists every blob that a pending copy needs, once, largest
+// first, and announces them to the progress.
+func (s *syncRun) blobNeeds() ([]*needRec, error) {
 	needs := map[digest.Digest]*needRec{}
 	var order []*needRec
-	for ji, j := range jobs {
+	for ji, j := range s.jobs {
 		if j.err != nil || j.upToDate {
 			continue
 		}
-		p, err := plan(j.plan)
+		p, err := s.plan(j.plan)
 		if err != nil {
 			return nil, err
 		}
@@ -305,80 +369,89 @@ func Sync(ctx context.Context, src oci.Source, targets []SyncTarget, images []Sy
 			}
 		}
 	}
-	needs = nil
-	need := func(n *needRec) *blobNeed {
-		bn := &blobNeed{desc: n.d.desc(), src: images[n.img].Spec.Source, repos: map[int][]ref.Ref{}}
-		for _, ji := range n.jobs {
-			j := jobs[ji]
-			if !containsRepo(bn.repos[j.tgt], j.repo) {
-				bn.repos[j.tgt] = append(bn.repos[j.tgt], j.repo)
-			}
-		}
-		return bn
-	}
 	sort.SliceStable(order, func(a, b int) bool { return order[a].d.Size > order[b].d.Size })
 	var total int64
 	for _, n := range order {
 		total += n.d.Size
 	}
-	prog.SetTotal(total, len(order))
-	opts.Log.Info("copying blobs", "blobs", len(order), "bytes", total, "targets", len(targets))
+	s.prog.SetTotal(total, len(order))
+	s.opts.Log.Info("copying blobs", "blobs", len(order), "bytes", total, "targets", len(s.targets))
+	return order, nil
+}
 
-	// blobErr[target][digest]: the blob did not land at that target
-	blobErr := make([]map[digest.Digest]error, len(targets))
+// need is n with, per target, the repositories that need it.
+func (s *syncRun) need(n *needRec) *blobNeed {
+	bn := &blobNeed{desc: n.d.desc(), src: s.images[n.img].Spec.Source, repos: map[int][]ref.Ref{}}
+	for _, ji := range n.jobs {
+		j := s.jobs[ji]
+		if !containsRepo(bn.repos[j.tgt], j.repo) {
+			bn.repos[j.tgt] = append(bn.repos[j.tgt], j.repo)
+		}
+	}
+	return bn
+}
+
+// copyBlobs copies the blobs, Jobs at a time, each into every target that
+// needs it, and returns per target the blobs that did not land there
+// (blobErr[target][digest]). Once Stop is closed it starts no blob, and
+// says so.
+func (s *syncRun) copyBlobs(ctx context.Context, order []*needRec) ([]map[digest.Digest]error, bool) {
+	blobErr := make([]map[digest.Digest]error, len(s.targets))
 	for i := range blobErr {
 		blobErr[i] = map[digest.Digest]error{}
 	}
-	var read atomic.Int64
-	blobDown := &downSet{m: map[int]error{}}
 	var wasStoppedLate atomic.Bool
 	wasStopped := false
-	g, gctx = errgroup.WithContext(ctx)
-	g.SetLimit(opts.Jobs)
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(s.opts.Jobs)
 	for _, nr := range order {
-		if stopped() {
+		if s.stopped() {
 			wasStopped = true
 			break
 		}
 		g.Go(func() error {
-			if stopped() {
+			if s.stopped() {
 				wasStoppedLate.Store(true)
 				return nil
 			}
-			n := need(nr)
-			c := &blobCopy{src: src, n: n, targets: targets, opts: opts, prog: prog, read: &read, down: blobDown}
-			failed := c.run(gctx)
-			mu.Lock()
-			defer mu.Unlock()
-			for t, err := range failed {
-				blobErr[t][n.desc.Digest] = err
-			}
-			for t, tr := range c.counts {
-				res.Targets[t].BlobsPushed += tr.BlobsPushed
-				res.Targets[t].BlobsSkipped += tr.BlobsSkipped
-				res.Targets[t].BlobsMounted += tr.BlobsMounted
-				res.Targets[t].BytesPushed += tr.BytesPushed
-			}
+			s.copyBlob(gctx, nr, blobErr)
 			return nil
 		})
 	}
 	_ = g.Wait()
-	order = nil
-	res.BytesRead = read.Load()
-	if err := ctx.Err(); err != nil {
-		return nil, err
+	s.res.BytesRead = s.read.Load()
+	return blobErr, wasStopped || wasStoppedLate.Load()
+}
+
+// copyBlob copies one blob into every target that needs it and counts
+// what it did per target.
+func (s *syncRun) copyBlob(ctx context.Context, nr *needRec, blobErr []map[digest.Digest]error) {
+	n := s.need(nr)
+	c := &blobCopy{src: s.src, n: n, targets: s.targets, opts: s.opts, prog: s.prog, read: &s.read, down: s.down}
+	failed := c.run(ctx)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for t, err := range failed {
+		blobErr[t][n.desc.Digest] = err
 	}
-	if wasStopped || wasStoppedLate.Load() || stopped() {
-		res.Duration = time.Since(start)
-		return res, ErrStopped
+	for t, tr := range c.counts {
+		s.res.Targets[t].BlobsPushed += tr.BlobsPushed
+		s.res.Targets[t].BlobsSkipped += tr.BlobsSkipped
+		s.res.Targets[t].BlobsMounted += tr.BlobsMounted
+		s.res.Targets[t].BytesPushed += tr.BytesPushed
 	}
-	for _, j := range jobs {
+}
+
+// failByBlobs fails every pending copy that needs a blob that did not
+// land at its target.
+func (s *syncRun) failByBlobs(blobErr []map[digest.Digest]error) error {
+	for _, j := range s.jobs {
 		if j.err != nil || j.upToDate || len(blobErr[j.tgt]) == 0 {
 			continue
 		}
-		p, err := plan(j.plan)
+		p, err := s.plan(j.plan)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		for _, b := range p.blobs {
 			if err := blobErr[j.tgt][b.desc.Digest]; err != nil {
@@ -387,64 +460,78 @@ func Sync(ctx context.Context, src oci.Source, targets []SyncTarget, images []Sy
 			}
 		}
 	}
+	return nil
+}
 
-	// 4. Manifests: per copy, children first, then the tag.
-	g, gctx = errgroup.WithContext(ctx)
-	g.SetLimit(opts.Jobs)
-	for _, j := range jobs {
+// writeImages pushes the manifests of every pending copy, children first,
+// then its tag, Jobs copies at a time.
+func (s *syncRun) writeImages(ctx context.Context) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(s.opts.Jobs)
+	for _, j := range s.jobs {
 		if j.err != nil || j.upToDate {
 			continue
 		}
 		g.Go(func() error {
-			p, err := plan(j.plan)
-			if err != nil {
-				mu.Lock()
-				j.err = err
-				mu.Unlock()
-				return nil
-			}
-			n, err := pushManifests(gctx, targets[j.tgt].Sink, j.repo, images[j.img].Spec.Tag, p, opts)
-			mu.Lock()
-			defer mu.Unlock()
-			res.Targets[j.tgt].Manifests += n
-			if err != nil {
-				j.err = err
-				return nil
-			}
-			opts.Log.Info("synced", "image", j.name(images), "digest", p.top.GetDescriptor().Digest)
+			s.writeImage(gctx, j)
 			return nil
 		})
 	}
 	_ = g.Wait()
-	if err := ctx.Err(); err != nil {
-		return nil, err
+	return ctx.Err()
+}
+
+// writeImage pushes the manifests of copy j.
+func (s *syncRun) writeImage(ctx context.Context, j *syncJob) {
+	p, err := s.plan(j.plan)
+	if err != nil {
+		s.mu.Lock()
+		j.err = err
+		s.mu.Unlock()
+		return
 	}
+	n, err := pushManifests(ctx, s.targets[j.tgt].Sink, j.repo, s.images[j.img].Spec.Tag, p, s.opts)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.res.Targets[j.tgt].Manifests += n
+	if err != nil {
+		j.err = err
+		return
+	}
+	s.opts.Log.Info("synced", "image", j.name(s.images), "digest", p.top.GetDescriptor().Digest)
+}
+
+// commit commits every target that got a copy; the copies of a target
+// whose commit fails fail.
+func (s *syncRun) commit(ctx context.Context) {
 	used := map[int]bool{}
-	for _, j := range jobs {
+	for _, j := range s.jobs {
 		used[j.tgt] = true
 	}
-	var commitErr []error
-	for t := range targets {
+	for t := range s.targets {
 		if !used[t] {
 			continue
 		}
-		if err := targets[t].Sink.Commit(ctx); err != nil {
-			commitErr = append(commitErr, fmt.Errorf("%s: %w", targets[t].Name, err))
-			for _, j := range jobs {
+		if err := s.targets[t].Sink.Commit(ctx); err != nil {
+			for _, j := range s.jobs {
 				if j.tgt == t && j.err == nil {
 					j.err = err
 				}
 			}
 		}
 	}
+}
 
+// result counts the copies per target; it comes with a *FailedError
+// listing the copies that failed.
+func (s *syncRun) result(start time.Time) (*SyncResult, error) {
 	fe := &FailedError{}
-	for _, j := range jobs {
-		tr := &res.Targets[j.tgt]
+	for _, j := range s.jobs {
+		tr := &s.res.Targets[j.tgt]
 		switch {
 		case j.err != nil:
 			tr.Failed++
-			fe.Images = append(fe.Images, ImageError{Image: j.name(images), Err: j.err})
+			fe.Images = append(fe.Images, ImageError{Image: j.name(s.images), Err: j.err})
 		case j.upToDate:
 			tr.Images++
 			tr.UpToDate++
@@ -452,12 +539,12 @@ func Sync(ctx context.Context, src oci.Source, targets []SyncTarget, images []Sy
 			tr.Images++
 		}
 	}
-	res.Duration = time.Since(start)
+	s.res.Duration = time.Since(start)
 	if len(fe.Images) > 0 {
-		res.Failed = fe.Images
-		return res, fe
+		s.res.Failed = fe.Images
+		return s.res, fe
 	}
-	return res, nil
+	return s.res, nil
 }
 
 // unreachable reports whether err says a host could not be reached at all
@@ -601,379 +688,6 @@ func pushManifests(ctx context.Context, sink oci.Sink, repo ref.Ref, tag string,
 		}
 	}
 	return n, nil
-}
-
-// blobCopy copies one blob into every target that needs it.
-type blobCopy struct {
-	src     oci.Source
-	n       *blobNeed
-	targets []SyncTarget
-	opts    SyncOptions
-	prog    oci.Progress
-	read    *atomic.Int64
-	down    *downSet
-	counts  map[int]*TargetResult
-}
-
-// sameSink reports whether a and b are the same sink (false when the
-// sinks cannot be compared).
-func sameSink(a, b oci.Sink) (same bool) {
-	defer func() {
-		if recover() != nil {
-			same = false
-		}
-	}()
-	return a == b
-}
-
-// downSet remembers targets found unreachable, so that the blobs after
-// the first failure do not each wait for the client's backoff.
-type downSet struct {
-	mu sync.Mutex
-	m  map[int]error
-}
-
-func (d *downSet) get(t int) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.m[t]
-}
-
-// sourceError is a failure of the source while copying to a target: it
-// says nothing about the target.
-type sourceError struct{ error }
-
-func (e sourceError) Unwrap() error { return e.error }
-
-// note records err for target t when it says the target is unreachable.
-func (d *downSet) note(t int, err error) {
-	var se sourceError
-	if !unreachable(err) || errors.As(err, &se) {
-		return
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.m[t] == nil {
-		d.m[t] = err
-	}
-}
-
-// run checks each target (HEAD per repository), tees one source read into
-// every target that has the blob nowhere, then mounts it into the other
-// repositories of each target. It returns the error per failed target.
-func (c *blobCopy) run(ctx context.Context) map[int]error {
-	d := c.n.desc
-	failed := map[int]error{}
-	c.counts = map[int]*TargetResult{}
-	type plan struct {
-		from  ref.Ref   // a repository that has it (after the push)
-		mount []ref.Ref // repositories to mount it into
-	}
-	plans := map[int]*plan{}
-	var dests []syncDest
-	tgts := make([]int, 0, len(c.n.repos))
-	for t := range c.n.repos {
-		tgts = append(tgts, t)
-	}
-	sort.Ints(tgts)
-	for _, t := range tgts {
-		c.counts[t] = &TargetResult{}
-		if err := c.down.get(t); err != nil {
-			failed[t] = err
-			continue
-		}
-		sink := c.targets[t].Sink
-		p := &plan{}
-		var have *ref.Ref
-		var err error
-		for _, r := range c.n.repos[t] {
-			var ok bool
-			err = retry(ctx, c.opts.Retries, c.opts.RetryDelay, c.opts.Log, "blob "+d.Digest.String(), func() error {
-				var err error
-				ok, err = sink.BlobExists(ctx, r, d)
-				return err
-			})
-			if err != nil {
-				break
-			}
-			if ok && have == nil {
-				have = &r
-			} else if !ok {
-				p.mount = append(p.mount, r)
-			}
-		}
-		if err != nil {
-			c.down.note(t, err)
-			failed[t] = fmt.Errorf("checking blob %s at %s: %w", d.Digest, c.targets[t].Name, err)
-			continue
-		}
-		if have != nil {
-			c.counts[t].BlobsSkipped++
-			p.from = *have
-		} else {
-			p.from = p.mount[0]
-			p.mount = p.mount[1:]
-			dests = append(dests, syncDest{tgt: t, repo: p.from})
-		}
-		plans[t] = p
-	}
-	// Targets on one registry (the same sink and host: two namespaces, say)
-	// share the blob by mount: one of them gets the bytes, or none when
-	// one of them has it already.
-	var teeDests []syncDest
-	via := map[int]int{} // target -> the target on its registry it mounts from
-	inTee := map[int]bool{}
-	for _, ds := range dests {
-		t, from := ds.tgt, -1
-		for _, u := range tgts {
-			pu := plans[u]
-			if u == t || pu == nil || pu.from.Registry != ds.repo.Registry || !sameSink(c.targets[u].Sink, c.targets[t].Sink) {
-				continue
-			}
-			if inTee[u] || !slices.ContainsFunc(dests, func(x syncDest) bool { return x.tgt == u }) {
-				from = u
-				break
-			}
-		}
-		if from < 0 {
-			teeDests = append(teeDests, ds)
-			inTee[t] = true
-			continue
-		}
-		via[t] = from
-		plans[t].mount = append([]ref.Ref{plans[t].from}, plans[t].mount...)
-	}
-	if len(teeDests) > 0 {
-		for i, err := range c.tee(ctx, teeDests) {
-			t := teeDests[i].tgt
-			if err != nil {
-				c.down.note(t, err)
-				failed[t] = fmt.Errorf("pushing blob %s to %s: %w", d.Digest, teeDests[i].repo.CommonName(), err)
-				delete(plans, t)
-				continue
-			}
-			c.counts[t].BlobsPushed++
-			c.counts[t].BytesPushed += d.Size
-		}
-	}
-	for t, u := range via {
-		if pu := plans[u]; pu != nil {
-			plans[t].from = pu.from
-			continue
-		}
-		// the target it was to mount from failed: it gets its own copy
-		p := plans[t]
-		p.from, p.mount = p.mount[0], p.mount[1:]
-		if errs := c.tee(ctx, []syncDest{{tgt: t, repo: p.from}}); errs[0] != nil {
-			failed[t] = fmt.Errorf("pushing blob %s to %s: %w", d.Digest, p.from.CommonName(), errs[0])
-			delete(plans, t)
-			continue
-		}
-		c.counts[t].BlobsPushed++
-		c.counts[t].BytesPushed += d.Size
-	}
-	for t, p := range plans {
-		sink := c.targets[t].Sink
-		for _, r := range p.mount {
-			err := sink.BlobMount(ctx, p.from, r, d)
-			if err != nil {
-				// a registry that does not mount gets the bytes again
-				c.opts.Log.Debug("mount failed, pushing", "blob", d.Digest, "repo", r.CommonName(), "err", err)
-				if errs := c.tee(ctx, []syncDest{{tgt: t, repo: r}}); errs[0] != nil {
-					failed[t] = fmt.Errorf("pushing blob %s to %s: %w", d.Digest, r.CommonName(), errs[0])
-					break
-				}
-				c.counts[t].BytesPushed += d.Size
-				c.counts[t].BlobsPushed++
-				continue
-			}
-			c.counts[t].BlobsMounted++
-		}
-	}
-	return failed
-}
-
-// tee streams the blob from one source read into every dest, retrying the
-// dests that failed for a transient reason (each retry reads the source
-// again, for those dests only). It returns one error per dest.
-func (c *blobCopy) tee(ctx context.Context, dests []syncDest) []error {
-	out := make([]error, len(dests))
-	pending := make([]int, len(dests))
-	for i := range dests {
-		pending[i] = i
-	}
-	for attempt := 0; ; attempt++ {
-		sub := make([]syncDest, len(pending))
-		for k, i := range pending {
-			sub[k] = dests[i]
-		}
-		errs := c.teeOnce(ctx, sub)
-		var again []int
-		for k, i := range pending {
-			out[i] = errs[k]
-			if errs[k] != nil && attempt < c.opts.Retries && retryable(ctx, errs[k]) {
-				again = append(again, i)
-			}
-		}
-		if len(again) == 0 {
-			return out
-		}
-		c.opts.Log.Warn("retrying blob push", "blob", c.n.desc.Digest, "targets", len(again), "attempt", attempt+1, "err", out[again[0]])
-		select {
-		case <-time.After(c.opts.RetryDelay << attempt):
-		case <-ctx.Done():
-			return out
-		}
-		pending = again
-	}
-}
-
-// teeOnce reads the source once and feeds every dest through its own pipe;
-// a dest that fails drops out, the others go on. A source that fails
-// (including its digest check at EOF) fails every dest, so no target
-// commits a blob that did not verify.
-func (c *blobCopy) teeOnce(ctx context.Context, dests []syncDest) []error {
-	d := c.n.desc
-	t := c.prog.Begin(d.Digest.Encoded()[:12], d.Size)
-	rr := &resumeReader{ctx: ctx, idle: c.opts.IdleTimeout, open: func(actx context.Context) (io.ReadCloser, error) {
-		var rc io.ReadCloser
-		err := retry(actx, c.opts.Retries, c.opts.RetryDelay, c.opts.Log, "blob "+d.Digest.String(), func() error {
-			var err error
-			rc, err = c.src.BlobGet(actx, c.n.src, d)
-			return err
-		})
-		return rc, err
-	}, retries: c.opts.Retries, delay: c.opts.RetryDelay, log: c.opts.Log, name: d.Digest.String()}
-	defer rr.Close()
-	errs := make([]error, len(dests))
-	if len(dests) == 1 {
-		// no tee: the sink reads the source directly
-		cr := &countReader{r: oci.TrackReader(rr, t), n: c.read}
-		errs[0] = c.targets[dests[0].tgt].Sink.BlobPut(ctx, dests[0].repo, d, cr)
-		if cr.err != nil {
-			errs[0] = sourceError{fmt.Errorf("reading blob %s from the source: %w", d.Digest, cr.err)}
-		}
-		t.Done(errs[0])
-		return errs
-	}
-	pws := make([]*io.PipeWriter, len(dests))
-	prs := make([]*io.PipeReader, len(dests))
-	var wg sync.WaitGroup
-	for i, ds := range dests {
-		pr, pw := io.Pipe()
-		pws[i], prs[i] = pw, pr
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			err := c.targets[ds.tgt].Sink.BlobPut(ctx, ds.repo, d, pr)
-			if err == nil {
-				// a sink that returned early must not leave the tee blocked
-				err = drained(pr)
-			}
-			errs[i] = err
-			pr.CloseWithError(errOr(err, io.ErrClosedPipe))
-		}()
-	}
-	live := make([]bool, len(dests))
-	for i := range live {
-		live[i] = true
-	}
-	buf := make([]byte, 256<<10)
-	src := &countReader{r: oci.TrackReader(rr, t), n: c.read}
-	var srcErr error // the source failed: the cause at every dest
-	for {
-		n, err := src.Read(buf)
-		if n > 0 {
-			chunk := buf[:n]
-			var cw sync.WaitGroup
-			any := false
-			for i := range dests {
-				if !live[i] {
-					continue
-				}
-				any = true
-				cw.Add(1)
-				go func() {
-					defer cw.Done()
-					// a target that stops reading drops out instead of
-					// holding up the others
-					var timer *time.Timer
-					if idle := c.opts.IdleTimeout; idle > 0 {
-						timer = time.AfterFunc(idle, func() {
-							prs[i].CloseWithError(fmt.Errorf("%w: %s read nothing for %v", ErrIdleTimeout, dests[i].repo.CommonName(), idle))
-						})
-					}
-					_, werr := pws[i].Write(chunk)
-					if timer != nil {
-						timer.Stop()
-					}
-					if werr != nil {
-						live[i] = false
-					}
-				}()
-			}
-			cw.Wait()
-			if !any {
-				break // every target failed: their errors say why
-			}
-		}
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			srcErr = sourceError{fmt.Errorf("reading blob %s from the source: %w", d.Digest, err)}
-			break
-		}
-	}
-	for _, pw := range pws {
-		if srcErr != nil {
-			pw.CloseWithError(srcErr)
-		} else {
-			pw.Close()
-		}
-	}
-	wg.Wait()
-	if srcErr != nil {
-		for i := range errs {
-			errs[i] = srcErr
-		}
-	}
-	t.Done(errors.Join(errs...))
-	return errs
-}
-
-// drained reads what a sink left of its stream; a sink that returned
-// success before EOF did not store the whole blob.
-func drained(r io.Reader) error {
-	n, err := io.Copy(io.Discard, r)
-	if err == nil && n > 0 {
-		err = fmt.Errorf("%w: the target stopped reading %d bytes before the end", oci.ErrSizeMismatch, n)
-	}
-	return err
-}
-
-func errOr(err, def error) error {
-	if err != nil {
-		return err
-	}
-	return def
-}
-
-// countReader adds the bytes read to n and keeps the first read error
-// (other than EOF).
-type countReader struct {
-	r   io.Reader
-	n   *atomic.Int64
-	err error
-}
-
-func (c *countReader) Read(p []byte) (int, error) {
-	k, err := c.r.Read(p)
-	c.n.Add(int64(k))
-	if err != nil && err != io.EOF && c.err == nil {
-		c.err = err
-	}
-	return k, err
 }
 
 // ExpandSyncImages is ExpandTags for Sync: an entry whose selection fails

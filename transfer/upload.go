@@ -21,7 +21,6 @@ import (
 	"github.com/ferry-oss/ferry/bundle"
 	"github.com/ferry-oss/ferry/meta"
 	"github.com/ferry-oss/ferry/oci"
-	"github.com/ferry-oss/ferry/selection"
 )
 
 // UploadOptions configure Upload.
@@ -303,8 +302,45 @@ func (f *blobFailures) keep(ctx context.Context, d digest.Digest, err error) err
 // Jobs at a time, each read from its offset in its part (any part layout).
 // Blobs the target has are not read at all.
 func uploadBlobs(ctx context.Context, bd *bundle.Bundle, sink oci.Sink, target func(string) ref.Ref, opts UploadOptions, res *UploadResult, failed *blobFailures) error {
-	prog := oci.OrNop(opts.Progress)
 	var mu sync.Mutex
+	missing, err := missingBlobs(ctx, bd, sink, target, opts, res, failed, &mu)
+	if err != nil {
+		return err
+	}
+	var total int64
+	for _, b := range missing {
+		total += b.Size
+	}
+	prog := oci.OrNop(opts.Progress)
+	prog.SetTotal(total, len(missing))
+	opts.Log.Info("pushing blobs", "missing", len(missing), "bytes", total, "present", res.BlobsSkipped)
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(opts.Jobs)
+	for _, b := range missing {
+		g.Go(func() error {
+			d := descOf(b)
+			if err := pushBlob(gctx, bd, sink, target(b.Repos[0]), d, opts, prog); err != nil {
+				return failed.keep(gctx, d.Digest, err)
+			}
+			// just pushed: the other repositories are very likely without
+			// it, so mount without asking first (a mount of a blob a
+			// repository has is a no-op)
+			n, err := mountRest(gctx, sink, target, b, false, failed)
+			mu.Lock()
+			res.BlobsPushed++
+			res.BytesPushed += d.Size
+			res.BlobsMounted += n
+			mu.Unlock()
+			return err
+		})
+	}
+	return g.Wait()
+}
+
+// missingBlobs asks the target (HEAD, in the first repository that needs
+// it) for every blob in use and returns those it lacks, largest first; a
+// blob it has is mounted into the other repositories that need it.
+func missingBlobs(ctx context.Context, bd *bundle.Bundle, sink oci.Sink, target func(string) ref.Ref, opts UploadOptions, res *UploadResult, failed *blobFailures, mu *sync.Mutex) ([]*meta.Blob, error) {
 	var missing []*meta.Blob
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(max(opts.Jobs, 4))
@@ -334,7 +370,7 @@ func uploadBlobs(ctx context.Context, bd *bundle.Bundle, sink oci.Sink, target f
 		})
 	}
 	if err := g.Wait(); err != nil {
-		return err
+		return nil, err
 	}
 	sort.Slice(missing, func(i, j int) bool {
 		if missing[i].Size != missing[j].Size {
@@ -342,48 +378,27 @@ func uploadBlobs(ctx context.Context, bd *bundle.Bundle, sink oci.Sink, target f
 		}
 		return missing[i].Digest < missing[j].Digest
 	})
-	var total int64
-	for _, b := range missing {
-		total += b.Size
-	}
-	prog.SetTotal(total, len(missing))
-	opts.Log.Info("pushing blobs", "missing", len(missing), "bytes", total, "present", res.BlobsSkipped)
-	g, gctx = errgroup.WithContext(ctx)
-	g.SetLimit(opts.Jobs)
-	for _, b := range missing {
-		g.Go(func() error {
-			d := descOf(b)
-			first := target(b.Repos[0])
-			err := retry(gctx, opts.Retries, opts.RetryDelay, opts.Log, "blob "+d.Digest.String(), func() error {
-				rc, err := bd.OpenBlob(gctx, d.Digest)
-				if err != nil {
-					return err
-				}
-				defer rc.Close()
-				t := prog.Begin(d.Digest.Encoded()[:12], d.Size)
-				err = sink.BlobPut(gctx, first, d, oci.TrackReader(rc, t))
-				t.Done(err)
-				if err != nil {
-					return fmt.Errorf("pushing blob %s to %s: %w", d.Digest, first.CommonName(), err)
-				}
-				return confirmBlob(gctx, sink, first, d)
-			})
-			if err != nil {
-				return failed.keep(gctx, d.Digest, err)
-			}
-			// just pushed: the other repositories are very likely without
-			// it, so mount without asking first (a mount of a blob a
-			// repository has is a no-op)
-			n, err := mountRest(gctx, sink, target, b, false, failed)
-			mu.Lock()
-			res.BlobsPushed++
-			res.BytesPushed += d.Size
-			res.BlobsMounted += n
-			mu.Unlock()
+	return missing, nil
+}
+
+// pushBlob pushes blob d, read from its offset in the bundle, into
+// repository first and checks that the target has it; a transient
+// failure reads and pushes it again.
+func pushBlob(ctx context.Context, bd *bundle.Bundle, sink oci.Sink, first ref.Ref, d descriptor.Descriptor, opts UploadOptions, prog oci.Progress) error {
+	return retry(ctx, opts.Retries, opts.RetryDelay, opts.Log, "blob "+d.Digest.String(), func() error {
+		rc, err := bd.OpenBlob(ctx, d.Digest)
+		if err != nil {
 			return err
-		})
-	}
-	return g.Wait()
+		}
+		defer rc.Close()
+		t := prog.Begin(d.Digest.Encoded()[:12], d.Size)
+		err = sink.BlobPut(ctx, first, d, oci.TrackReader(rc, t))
+		t.Done(err)
+		if err != nil {
+			return fmt.Errorf("pushing blob %s to %s: %w", d.Digest, first.CommonName(), err)
+		}
+		return confirmBlob(ctx, sink, first, d)
+	})
 }
 
 // mountRest makes blob b, present in its first repository at the target,
@@ -693,51 +708,4 @@ func bundleRepos(m *meta.Meta) []string {
 	}
 	sort.Strings(out)
 	return out
-}
-
-// RegistryTarget maps a bundle repository to host/namespace/repository,
-// after applying renames (bundle repository -> target repository).
-func RegistryTarget(host ref.Ref, namespace string, renames map[string]string) func(string) (ref.Ref, error) {
-	return func(repo string) (ref.Ref, error) {
-		if to, ok := renames[repo]; ok {
-			repo = to
-		}
-		if namespace != "" {
-			repo = namespace + "/" + repo
-		}
-		if !meta.ValidRepository(repo) {
-			return ref.Ref{}, fmt.Errorf("%w: target repository %q", selection.ErrBadList, repo)
-		}
-		r := host
-		r.Scheme, r.Repository, r.Tag, r.Digest = "reg", repo, "", ""
-		r.Reference = r.Registry + "/" + repo
-		return r, nil
-	}
-}
-
-// Renames turns "SRC -> DST" list entries into renames of the bundle's
-// repositories: SRC is matched against each image's source reference, or
-// its source repository.
-func Renames(m *meta.Meta, specs []selection.ImageSpec) (map[string]string, error) {
-	out := map[string]string{}
-	for _, s := range specs {
-		matched := false
-		for _, img := range m.Images {
-			src, err := ref.New(img.Source)
-			if err != nil {
-				continue
-			}
-			if img.Source == s.Source.CommonName() || (src.Registry == s.Source.Registry && src.Repository == s.Source.Repository) {
-				if prev, ok := out[img.Repository]; ok && prev != s.Repository {
-					return nil, fmt.Errorf("%w: %s renamed to both %s and %s", selection.ErrBadList, img.Repository, prev, s.Repository)
-				}
-				out[img.Repository] = s.Repository
-				matched = true
-			}
-		}
-		if !matched {
-			return nil, fmt.Errorf("%w: %s matches no image of the bundle", selection.ErrBadList, s.Source.CommonName())
-		}
-	}
-	return out, nil
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/ferry-oss/ferry/bundle"
+	"github.com/ferry-oss/ferry/internal/safe"
 	"github.com/ferry-oss/ferry/meta"
 	"github.com/ferry-oss/ferry/oci"
 	"github.com/ferry-oss/ferry/registry"
@@ -200,9 +201,9 @@ func openBundle(path string) (*bundle.Bundle, error) {
 func inspect(w io.Writer, bd *bundle.Bundle) {
 	m := bd.Meta
 	fmt.Fprintf(w, "bundle      %s (%s%s)\n", m.ID, m.Type, map[bool]string{true: ", PARTIAL", false: ""}[m.Partial])
-	fmt.Fprintf(w, "created     %s by %s\n", m.Created.Format("2006-01-02 15:04:05 MST"), m.Tool)
-	fmt.Fprintf(w, "platforms   %s\n", orAll(m.Platforms))
-	fmt.Fprintf(w, "compression %s\n", m.Compression)
+	fmt.Fprintf(w, "created     %s by %s\n", m.Created.Format("2006-01-02 15:04:05 MST"), safe.Line(m.Tool))
+	fmt.Fprintf(w, "platforms   %s\n", safe.Line(orAll(m.Platforms)))
+	fmt.Fprintf(w, "compression %s\n", safe.Line(m.Compression))
 	var baseBytes int64
 	for _, b := range m.BaseBlobs {
 		baseBytes += b.Size
@@ -221,11 +222,11 @@ func inspect(w io.Writer, bd *bundle.Bundle) {
 		if base > 0 {
 			blobs += fmt.Sprintf(" (%d in base)", base)
 		}
-		plats := strings.Join(img.Platforms, ",")
+		plats := safe.Line(strings.Join(img.Platforms, ","))
 		if plats == "" {
 			plats = "-" // a single-platform image saved without a filter: not recorded
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", img.Source, target, short(img.Digest.String()), plats, blobs, formatSize(size))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", safe.Line(img.Source), target, short(img.Digest.String()), plats, blobs, formatSize(size))
 	}
 	tw.Flush()
 	fmt.Fprintln(tw, "\nPART\tSIZE\tBLOBS\tSHA256")
@@ -240,14 +241,14 @@ func inspect(w io.Writer, bd *bundle.Bundle) {
 	if len(m.Bases) > 0 {
 		fmt.Fprintln(tw, "\nBASE BUNDLE\tMETA\tSHA256")
 		for _, b := range m.Bases {
-			fmt.Fprintf(tw, "%s\t%s\t%s\n", b.ID, b.Meta, b.SHA256)
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", b.ID, safe.Line(b.Meta), b.SHA256)
 		}
 		tw.Flush()
 	}
 	if len(m.Failed) > 0 {
 		fmt.Fprintln(w, "\nFAILED IMAGES")
 		for _, f := range m.Failed {
-			fmt.Fprintf(w, "  %s: %s\n", f.Source, f.Error)
+			fmt.Fprintf(w, "  %s: %s\n", safe.Line(f.Source), safe.Line(f.Error))
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"os"
 	"time"
 
@@ -8,7 +9,6 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/ferry-oss/ferry/archive"
-	"github.com/ferry-oss/ferry/bundle"
 )
 
 func exportCommand(e *env) *cli.Command {
@@ -20,8 +20,11 @@ func exportCommand(e *env) *cli.Command {
 bundles) for docker load, podman load, ctr images import or a k3s/rke2
 airgap images directory. Arguments that are files are meta files; the others
 name images, as their source reference or as repository:tag at the target.
-Digests are kept and checked while streaming; the output is written to
-PATH.partial and renamed when complete.
+Digests are kept and checked while streaming; the output is written to a
+new temporary file beside PATH (never one that is already there) and renamed
+when complete; PATH may not be one of the bundles' own files. With --key
+(or cfg.yaml verifyKey and requireSignature) every meta file must carry a
+valid signature, as for verify and upload.
 
 Images are named by their source reference; --target REGISTRY[/NAMESPACE]
 names them as upload to that target would. A docker-archive holds one
@@ -37,6 +40,7 @@ Examples:
 			&cli.StringFlag{Name: "platform", Aliases: []string{"p"}, Usage: "pick this platform of multi-platform images (docker-archive default: this host's)"},
 			&cli.BoolFlag{Name: "all", Usage: "every image of the bundles"},
 			&cli.StringFlag{Name: "target", Usage: "name images as upload to REGISTRY[/NAMESPACE] would"},
+			keyFlag(),
 		},
 		Action: func(c *cli.Context) error { return e.export(c) },
 	}
@@ -84,7 +88,7 @@ func (e *env) export(c *cli.Context) error {
 		}
 		namer = archive.TargetNames(host, ns)
 	}
-	set, err := bundle.OpenSet(metas...)
+	set, err := e.openSetChecked(c, metas)
 	if err != nil {
 		return err
 	}
@@ -104,6 +108,9 @@ func (e *env) export(c *cli.Context) error {
 		res, err = archive.ExportFile(c.Context, set, images, c.String("out"), format, opts)
 	}
 	p.Stop()
+	if errors.Is(err, archive.ErrOutputIsInput) {
+		return usageError{err}
+	}
 	if err != nil {
 		return tr().Errorf("export failed (nothing complete was written to %s): %w", c.String("out"), err)
 	}

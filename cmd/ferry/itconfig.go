@@ -14,6 +14,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/ferry-oss/ferry/i18n"
+	"github.com/ferry-oss/ferry/internal/safe"
 	"github.com/ferry-oss/ferry/registry"
 )
 
@@ -318,7 +319,7 @@ func printNotes(w io.Writer, c *Config) {
 		}
 	}
 	for _, n := range notes {
-		fmt.Fprintln(w, "  "+safeText(n))
+		fmt.Fprintln(w, "  "+safe.Line(n))
 	}
 }
 
@@ -343,7 +344,7 @@ func configConvertCommand(e *env) *cli.Command {
 			}
 			fmt.Fprintf(e.stdout, "# ferry cfg.yaml converted from %s by ferry %s\n", filepath.Base(c.Args().First()), version)
 			for _, n := range cfg.Notes {
-				fmt.Fprintln(e.stdout, "#   "+safeText(n))
+				fmt.Fprintln(e.stdout, "#   "+safe.Line(n))
 			}
 			_, err = e.stdout.Write(out)
 			return err
@@ -390,17 +391,6 @@ func prune(n *yaml.Node) bool {
 		return n.Value == "" || n.Value == "0" || n.Value == "false" || n.Tag == "!!null"
 	}
 	return false
-}
-
-// safeText replaces control characters (terminal escapes) in text that
-// came from a file.
-func safeText(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r < ' ' || r == 0x7f || (r >= 0x80 && r < 0xa0) {
-			return '?'
-		}
-		return r
-	}, s)
 }
 
 // imageTransmitHome reads image-transmit's cfg.yaml where image-transmit

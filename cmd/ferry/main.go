@@ -24,6 +24,7 @@ import (
 
 	"github.com/ferry-oss/ferry/cache"
 	"github.com/ferry-oss/ferry/i18n"
+	"github.com/ferry-oss/ferry/internal/safe"
 	"github.com/ferry-oss/ferry/registry"
 	"github.com/ferry-oss/ferry/selection"
 	"github.com/ferry-oss/ferry/transfer"
@@ -80,13 +81,13 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		if cmdPath != "" {
 			help = "ferry " + cmdPath + " --help"
 		}
-		tr().Fprintf(stderr, "ferry: %v\nRun '%s' for usage.\n", err, help)
+		tr().Fprintf(stderr, "ferry: %v\nRun '%s' for usage.\n", safe.Error(err), help)
 	case errors.Is(err, context.Canceled):
 		tr().Fprintf(stderr, "ferry: interrupted; nothing was left looking complete\n")
 	case errors.Is(err, errReported):
 		// the command printed its summary
 	default:
-		fmt.Fprintf(stderr, "ferry: %v\n", err)
+		fmt.Fprintf(stderr, "ferry: %s\n", safe.Error(err))
 	}
 	return code
 }
@@ -143,16 +144,29 @@ func (e *env) info() io.Writer {
 // chosen level; target, when set, rewrites the values of "target"
 // attributes.
 func (e *env) logger(target func(string) string) *slog.Logger {
-	opts := &slog.HandlerOptions{Level: e.level}
-	if target != nil {
-		opts.ReplaceAttr = func(_ []string, a slog.Attr) slog.Attr {
-			if a.Key == "target" && a.Value.Kind() == slog.KindString {
-				a.Value = slog.StringValue(target(a.Value.String()))
-			}
-			return a
+	opts := &slog.HandlerOptions{Level: e.level, ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+		if target != nil && a.Key == "target" && a.Value.Kind() == slog.KindString {
+			a.Value = slog.StringValue(target(a.Value.String()))
+		}
+		return safeAttr(a)
+	}}
+	return slog.New(slog.NewTextHandler(e.logOut, opts))
+}
+
+// safeAttr passes a log attribute's strings and errors through the one
+// sanitiser (the message too: slog hands it over as the "msg" attribute).
+func safeAttr(a slog.Attr) slog.Attr {
+	switch v := a.Value.Resolve(); {
+	case v.Kind() == slog.KindString:
+		a.Value = slog.StringValue(safe.Line(v.String()))
+	case v.Kind() == slog.KindAny:
+		if err, ok := v.Any().(error); ok {
+			a.Value = slog.StringValue(safe.Line(err.Error()))
+		} else if s, ok := v.Any().(fmt.Stringer); ok {
+			a.Value = slog.StringValue(safe.Line(s.String()))
 		}
 	}
-	return slog.New(slog.NewTextHandler(e.logOut, opts))
+	return a
 }
 
 func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {

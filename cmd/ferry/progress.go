@@ -19,6 +19,7 @@ import (
 	"github.com/vbauerster/mpb/v8/decor"
 
 	"github.com/ferry-oss/ferry/bundle"
+	"github.com/ferry-oss/ferry/internal/safe"
 	"github.com/ferry-oss/ferry/oci"
 )
 
@@ -373,6 +374,7 @@ func (l *labeler) add(name, platform string, blobs []string) {
 	if platform != "" {
 		name += " " + platform
 	}
+	name = safe.Line(name)
 	for i, hex := range blobs {
 		key := hex[:min(12, len(hex))]
 		if _, ok := l.labels[key]; ok {

@@ -13,6 +13,7 @@ import (
 	"github.com/regclient/regclient/types/manifest"
 
 	"github.com/ferry-oss/ferry/bundle"
+	"github.com/ferry-oss/ferry/internal/safe"
 	"github.com/ferry-oss/ferry/meta"
 	"github.com/ferry-oss/ferry/meta/sign"
 	"github.com/ferry-oss/ferry/oci"
@@ -24,7 +25,7 @@ import (
 func inspectReferrers(w io.Writer, bd *bundle.Bundle) {
 	rows, err := referrerRows(bd)
 	if err != nil {
-		fmt.Fprintf(w, "\nreferrers: %v\n", err)
+		fmt.Fprintf(w, "\nreferrers: %s\n", safe.Error(err))
 		return
 	}
 	if len(rows) == 0 {
@@ -33,7 +34,7 @@ func inspectReferrers(w io.Writer, bd *bundle.Bundle) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "\nREFERRERS OF\tSUBJECT\tARTIFACT TYPE\tDIGEST\tSIZE\tTAG")
 	for _, r := range rows {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.img.Source, short(r.subject.String()), r.artifactType, short(r.digest.String()), formatSize(r.size), orDash(r.tag))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", safe.Line(r.img.Source), short(r.subject.String()), safe.Line(r.artifactType), short(r.digest.String()), formatSize(r.size), orDash(r.tag))
 	}
 	tw.Flush()
 }

@@ -5,16 +5,19 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/regclient/regclient/types/platform"
 	"github.com/regclient/regclient/types/ref"
 	"github.com/urfave/cli/v2"
 
 	"github.com/ferry-oss/ferry/bundle"
+	"github.com/ferry-oss/ferry/internal/safe"
 	"github.com/ferry-oss/ferry/oci"
 	"github.com/ferry-oss/ferry/registry"
 	"github.com/ferry-oss/ferry/registry/docker"
@@ -34,116 +37,186 @@ func (e *env) save(c *cli.Context) error {
 func (e *env) saveOnce(c *cli.Context) error {
 	jsonOut, restore := e.jsonOutput(c)
 	defer restore()
+	s, err := e.saveFlags(c)
+	if err != nil {
+		return err
+	}
+	reg, err := s.openSource()
+	if err != nil {
+		return err
+	}
+	res, suspended, err := s.write(reg)
+	if suspended != "" {
+		defer fmt.Fprint(e.stderr, suspended)
+	}
+	writeJSON(jsonOut, saveResultJSON(res, err))
+	return s.done(res, err)
+}
+
+// saveRun is one `ferry save`: its settings and images.
+type saveRun struct {
+	e             *env
+	c             *cli.Context
+	images        []selection.ImageSpec
+	plats         []platform.Platform
+	platNames     []string
+	codec         bundle.Codec
+	split         int64
+	single        bool
+	jobs, retries int
+	outDir        string
+	prefix        string // file name prefix (--prefix, or image-transmit's -out)
+	resume        bundle.ResumeMode
+	referrers     bool
+	hosts         []string
+	signMeta      func(io.Reader) ([]byte, error)
+	signer        string
+	labels        *labeler
+	source        oci.Source
+	progress      *progress
+	sopts         transfer.SaveOptions
+	writer        *bundle.Writer
+}
+
+// saveFlags reads the image list and checks save's flags.
+func (e *env) saveFlags(c *cli.Context) (*saveRun, error) {
 	cfg := e.cfg
-	images, err := e.imageList(c)
-	if err != nil {
-		return err
+	s := &saveRun{e: e, c: c}
+	var err error
+	if s.images, err = e.imageList(c); err != nil {
+		return nil, err
 	}
-	if len(images) == 0 {
-		return usagef("no images: give IMAGE arguments, --list, or images/list in cfg.yaml")
+	if len(s.images) == 0 {
+		return nil, usagef("no images: give IMAGE arguments, --list, or images/list in cfg.yaml")
 	}
-	plats, platNames, err := parsePlatforms(orSlice(c.StringSlice("platform"), cfg.Platforms))
-	if err != nil {
-		return err
+	if s.plats, s.platNames, err = parsePlatforms(orSlice(c.StringSlice("platform"), cfg.Platforms)); err != nil {
+		return nil, err
 	}
 	if err := squashfsRefused(flagOr(c, "compress", cfg.Compression)); err != nil {
-		return err
+		return nil, err
 	}
-	codec, err := bundle.ParseCodec(flagOr(c, "compress", cfg.Compression))
-	if err != nil {
-		return usageError{err}
+	if s.codec, err = bundle.ParseCodec(flagOr(c, "compress", cfg.Compression)); err != nil {
+		return nil, usageError{err}
 	}
-	if codec == bundle.CodecXz {
+	if s.codec == bundle.CodecXz {
 		e.log.Warn("xz compresses already-compressed layers at about 1 MB/s; zstd is much faster at the same ratio on them")
 	}
-	split, err := parseSize(flagOr(c, "split-size", cfg.SplitSize))
-	if err != nil {
-		return usagef("--split-size: %v", err)
+	if s.split, err = parseSize(flagOr(c, "split-size", cfg.SplitSize)); err != nil {
+		return nil, usagef("--split-size: %v", err)
 	}
-	single := c.Bool("single") || cfg.Single
-	if single && split > 0 {
-		return usagef("--single and --split-size exclude each other")
+	s.single = c.Bool("single") || cfg.Single
+	if s.single && s.split > 0 {
+		return nil, usagef("--single and --split-size exclude each other")
 	}
-	jobs := flagOr(c, "jobs", cfg.Jobs)
-	if jobs < 1 || jobs > 64 {
-		return usagef("--jobs must be 1 to 64")
+	s.jobs = flagOr(c, "jobs", cfg.Jobs)
+	if s.jobs < 1 || s.jobs > 64 {
+		return nil, usagef("--jobs must be 1 to 64")
 	}
-	setMemoryLimit(jobs)
-	retries := e.retries(c)
-	outDir, prefix, mkdir := e.outputFlags(c)
-	resume, err := resumeMode(c, &outDir)
-	if err != nil {
-		return err
+	setMemoryLimit(s.jobs)
+	s.retries = e.retries(c)
+	var mkdir bool
+	s.outDir, s.prefix, mkdir = e.outputFlags(c)
+	if s.resume, err = resumeMode(c, &s.outDir); err != nil {
+		return nil, err
 	}
-	if err := outputDir(outDir, mkdir); err != nil {
-		return err
+	if err := outputDir(s.outDir, mkdir); err != nil {
+		return nil, err
 	}
-	var hosts []string
-	for _, img := range images {
-		if !slices.Contains(hosts, img.Source.Registry) {
-			hosts = append(hosts, img.Source.Registry)
+	return s, nil
+}
+
+// openSource connects to the source registries (checked first unless
+// --keep-going) and expands the tag selections.
+func (s *saveRun) openSource() (*registry.Registry, error) {
+	e, c := s.e, s.c
+	for _, img := range s.images {
+		if !slices.Contains(s.hosts, img.Source.Registry) {
+			s.hosts = append(s.hosts, img.Source.Registry)
 		}
 	}
-	reg, err := e.registryFor(hosts, c.Bool("insecure"), c.String("ca-file"), jobs, retries)
+	reg, err := e.registryFor(s.hosts, c.Bool("insecure"), c.String("ca-file"), s.jobs, s.retries)
 	if err != nil {
-		return usageError{err}
+		return nil, usageError{err}
 	}
 	if !c.Bool("keep-going") { // else images of a broken registry fail one by one
-		if err := reg.Check(c.Context, hosts...); err != nil {
-			return err
+		if err := reg.Check(c.Context, s.hosts...); err != nil {
+			return nil, err
 		}
 	}
-	if images, err = e.expandTags(c, reg, images, jobs); err != nil {
-		return err
+	if s.images, err = e.expandTags(c, reg, s.images, s.jobs); err != nil {
+		return nil, err
 	}
-	signMeta, signer, err := e.metaSigner(c)
-	if err != nil {
-		return err
+	return reg, nil
+}
+
+// write saves the images from reg (behind the cache, with --cache) into a
+// new bundle, or resumes an interrupted one. suspended says where a failed
+// save's blobs were kept for a resume.
+func (s *saveRun) write(reg *registry.Registry) (res *transfer.SaveResult, suspended string, err error) {
+	if err := s.prepare(reg); err != nil {
+		return nil, "", err
 	}
-	timeout, referrers := e.timeout(c), e.referrers(c)
-	labels := e.labels()
-	var source oci.Source = reg
-	if cacheDir := firstNonZero(c.String("cache"), cfg.Cache.Dir); cacheDir != "" {
-		source, err = e.withCache(source, cacheDir)
-		if err != nil {
-			return err
-		}
-	}
-	p := e.labelledProgress(labels)
-	sopts := transfer.SaveOptions{
-		Platforms: plats, Jobs: jobs, Retries: retries, KeepGoing: c.Bool("keep-going"),
-		IdleTimeout: timeout, Referrers: referrers, ArtifactTypes: orSlice(c.StringSlice("artifact-type"), cfg.ArtifactTypes),
-		Log: e.log, Progress: p,
-	}
-	w, err := bundle.NewWriter(bundle.WriterOptions{
-		Dir: outDir, Prefix: prefix, Codec: codec,
-		Parts: jobs, SplitSize: split, Single: single, Platforms: platNames,
-		Bases: c.StringSlice("inc"), Tool: "ferry " + version, Log: e.log,
-		SignMeta: signMeta, Resume: resume, Inputs: transfer.SaveInputs(images, sopts),
-	})
-	if err != nil {
-		p.Stop()
-		return usageError{err}
-	}
+	e, w := s.e, s.writer
 	if r := w.Resumed(); r.ID != "" {
 		e.log.Info(fmt.Sprintf("resuming %s: %d blobs kept", r.ID, r.Blobs), "bytes", r.Bytes, "manifests", r.Manifests, "dropped", r.Dropped)
 	}
-	e.log.Info("saving", "bundle", w.ID(), "images", len(images), "dir", outDir, "compression", codec, "jobs", jobs, "referrers", referrers)
-	if signer != "" {
-		e.log.Info("signing the meta file", "key", signer)
+	e.log.Info("saving", "bundle", w.ID(), "images", len(s.images), "dir", s.outDir, "compression", s.codec, "jobs", s.jobs, "referrers", s.referrers)
+	if s.signer != "" {
+		e.log.Info("signing the meta file", "key", s.signer)
 	}
-	res, err := transfer.Save(c.Context, labelSource{source, labels}, w, images, sopts)
-	p.Stop()
+	res, err = transfer.Save(s.c.Context, labelSource{s.source, s.labels}, w, s.images, s.sopts)
+	s.progress.Stop()
 	if err != nil && w.Suspended() {
-		defer tr().Fprintf(e.stderr, "the blobs written so far are kept in %s: the same save run again resumes %s (--fresh starts over)\n", outDir, w.ID())
+		suspended = tr().Sprintf("the blobs written so far are kept in %s: the same save run again resumes %s (--fresh starts over)\n", s.outDir, w.ID())
 	}
-	writeJSON(jsonOut, saveResultJSON(res, err))
+	return res, suspended, err
+}
+
+// prepare makes what write needs: the meta signer, the source (behind the
+// cache), the progress, the save options and the bundle Writer.
+func (s *saveRun) prepare(reg *registry.Registry) error {
+	e, c, cfg := s.e, s.c, s.e.cfg
+	var err error
+	if s.signMeta, s.signer, err = e.metaSigner(c); err != nil {
+		return err
+	}
+	timeout := e.timeout(c)
+	s.referrers = e.referrers(c)
+	s.labels = e.labels()
+	s.source = reg
+	if cacheDir := firstNonZero(c.String("cache"), cfg.Cache.Dir); cacheDir != "" {
+		if s.source, err = e.withCache(s.source, cacheDir); err != nil {
+			return err
+		}
+	}
+	s.progress = e.labelledProgress(s.labels)
+	s.sopts = transfer.SaveOptions{
+		Platforms: s.plats, Jobs: s.jobs, Retries: s.retries, KeepGoing: c.Bool("keep-going"),
+		IdleTimeout: timeout, Referrers: s.referrers, ArtifactTypes: orSlice(c.StringSlice("artifact-type"), cfg.ArtifactTypes),
+		Log: e.log, Progress: s.progress,
+	}
+	s.writer, err = bundle.NewWriter(bundle.WriterOptions{
+		Dir: s.outDir, Prefix: s.prefix, Codec: s.codec,
+		Parts: s.jobs, SplitSize: s.split, Single: s.single, Platforms: s.platNames,
+		Bases: c.StringSlice("inc"), Tool: "ferry " + version, Log: e.log,
+		SignMeta: s.signMeta, Resume: s.resume, Inputs: transfer.SaveInputs(s.images, s.sopts),
+	})
+	if err != nil {
+		s.progress.Stop()
+		return usageError{err}
+	}
+	return nil
+}
+
+// done prints the outcome of a save and picks the exit.
+func (s *saveRun) done(res *transfer.SaveResult, err error) error {
+	e := s.e
 	if errors.Is(err, selection.ErrBadList) {
 		return usageError{err}
 	}
 	var fe *transfer.FailedError
 	if errors.As(err, &fe) {
-		tr().Fprintf(e.stderr, "\nFAILED: %d of %d image(s):\n", len(fe.Images), len(images))
+		tr().Fprintf(e.stderr, "\nFAILED: %d of %d image(s):\n", len(fe.Images), len(s.images))
 		e.failed = fe.Images
 		printFailures(e.stderr, fe.Images)
 		if res != nil {
@@ -303,6 +376,11 @@ func (e *env) upload(c *cli.Context) error {
 	})
 	p.Stop()
 	writeJSON(jsonOut, uploadResultJSON(metaFile, bd.Meta.ID, targetName, res, err))
+	return e.uploadDone(bd, log, res, err)
+}
+
+// uploadDone prints the outcome of an upload and picks the exit.
+func (e *env) uploadDone(bd *bundle.Bundle, log *slog.Logger, res *transfer.UploadResult, err error) error {
 	var fe *transfer.FailedError
 	if errors.As(err, &fe) && res != nil {
 		tr().Fprintf(e.stderr, "\nFAILED: %d of %d image(s), not tagged:\n", len(fe.Images), len(bd.Meta.Images))
@@ -348,10 +426,11 @@ func printFailures(w io.Writer, failed []transfer.ImageError) {
 	byMsg := map[string][]string{}
 	named := map[string]bool{}
 	for _, f := range failed {
-		msg := f.Err.Error()
+		msg := safe.Error(f.Err)
 		var re *registry.Error
 		if errors.As(f.Err, &re) {
-			msg, named[re.Error()] = re.Error(), re.Ref != ""
+			msg = safe.Error(re)
+			named[msg] = re.Ref != ""
 		}
 		if _, ok := byMsg[msg]; !ok {
 			order = append(order, msg)

@@ -8,7 +8,6 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/ferry-oss/ferry/bundle"
 	"github.com/ferry-oss/ferry/registry/serve"
 )
 
@@ -21,7 +20,11 @@ func serveCommand(e *env) *cli.Command {
 bundles) as a read-only OCI registry over plain HTTP, straight from the
 parts. Repositories are named as upload would name them at a target
 (under --namespace). Every blob's digest is checked while it streams out.
-HTTPS with --tls-cert and --tls-key. Stops gracefully on Ctrl-C or SIGTERM.
+HTTPS with --tls-cert and --tls-key. With --key (or cfg.yaml verifyKey and
+requireSignature) every meta file must carry a valid signature, as for
+verify and upload. At most 128 MiB of blob streams are served at once
+(past it, 503 with Retry-After); a client that stops reading is cut after
+60 s. Stops gracefully on Ctrl-C or SIGTERM.
 
 Examples:
   ferry serve out/ferry_full_20261124T101500Z_meta.yaml
@@ -32,6 +35,7 @@ Examples:
 			&cli.StringFlag{Name: "namespace", Usage: "put every repository under this path, like upload's --target REGISTRY/NAMESPACE"},
 			&cli.StringFlag{Name: "tls-cert", Usage: "serve HTTPS with this certificate (PEM; with --tls-key)"},
 			&cli.StringFlag{Name: "tls-key", Usage: "private key (PEM) of --tls-cert"},
+			keyFlag(),
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() < 1 {
@@ -40,7 +44,7 @@ Examples:
 			if (c.String("tls-cert") == "") != (c.String("tls-key") == "") {
 				return usagef("--tls-cert and --tls-key go together")
 			}
-			set, err := bundle.OpenSet(c.Args().Slice()...)
+			set, err := e.openSetChecked(c, c.Args().Slice())
 			if err != nil {
 				return err
 			}

@@ -59,7 +59,7 @@ func TestServeAndExport(t *testing.T) {
 	if _, err := os.Stat(out); err != nil {
 		t.Fatal(err)
 	}
-	if left, _ := filepath.Glob(out + ".partial"); len(left) > 0 {
+	if left, _ := filepath.Glob(filepath.Join(filepath.Dir(out), ".*.partial")); len(left) > 0 {
 		t.Fatalf("left %v", left)
 	}
 	// to stdout: the same bytes

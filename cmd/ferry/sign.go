@@ -41,6 +41,20 @@ func (e *env) metaSigner(c *cli.Context) (func(io.Reader) ([]byte, error), strin
 	return s.Sign, s.Fingerprint(), nil
 }
 
+// openSetChecked opens the bundles of several meta files (an increment
+// and its bases) for serve and export, each checked as openChecked does.
+func (e *env) openSetChecked(c *cli.Context, paths []string) (*bundle.Set, error) {
+	var bds []*bundle.Bundle
+	for _, p := range paths {
+		bd, err := e.openChecked(p, c.String("key"))
+		if err != nil {
+			return nil, err
+		}
+		bds = append(bds, bd)
+	}
+	return bundle.NewSet(bds...)
+}
+
 // openChecked opens a bundle for verify and upload, checking its meta
 // signature first: with --key (keyFlag), or cfg verifyKey and requireSignature, a
 // valid signature by one of the keys is required; with verifyKey alone a

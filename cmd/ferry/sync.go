@@ -9,10 +9,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/regclient/regclient/types/platform"
 	"github.com/regclient/regclient/types/ref"
 	"github.com/urfave/cli/v2"
 
 	"github.com/ferry-oss/ferry/foreign/imagesyncer"
+	"github.com/ferry-oss/ferry/internal/safe"
+	"github.com/ferry-oss/ferry/oci"
 	"github.com/ferry-oss/ferry/registry"
 	"github.com/ferry-oss/ferry/selection"
 	"github.com/ferry-oss/ferry/transfer"
@@ -87,56 +90,115 @@ type jsonFailure struct {
 }
 
 func (e *env) sync(c *cli.Context) error {
-	cfg := e.cfg
-	jobs := flagOr(c, "jobs", cfg.Jobs)
-	if jobs < 1 || jobs > 64 {
-		return usagef("--jobs must be 1 to 64")
-	}
-	setMemoryLimit(jobs)
-	retries := e.retries(c)
-	plats, _, err := parsePlatforms(orSlice(c.StringSlice("platform"), cfg.Platforms))
+	s, err := e.syncFlags(c)
 	if err != nil {
 		return err
 	}
-	if c.Int("latest") < 0 {
-		return usagef("--latest must be 0 or more")
+	if err := s.addTargets(); err != nil {
+		return err
 	}
-	watch := c.Duration("watch")
-	if watch < 0 || (watch > 0 && watch < time.Second) {
-		return usagef("--watch must be at least 1s")
+	if err := s.addImages(); err != nil {
+		return err
 	}
-
-	// targets: --target, cfg targets, cfg target
-	var targets []transfer.SyncTarget
-	var hosts []string
-	addTarget := func(s string) error {
-		host, ns, _, isDocker, err := e.parseTarget(s)
+	reg, err := s.newClient()
+	if err != nil {
+		return err
+	}
+	if err := e.checkSync(c.Context, reg, s.hosts); err != nil { // every source and target, before any work
+		return err
+	}
+	if file := c.String("report"); file != "" {
+		s.report, err = os.OpenFile(file, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 		if err != nil {
-			return err
+			return usageError{err}
 		}
-		if isDocker {
-			return usagef("sync targets are registries; load into Docker or containerd with save and upload")
-		}
-		name := strings.TrimSuffix(host.Registry+"/"+ns, "/")
-		for _, t := range targets {
-			if t.Name == name {
-				return nil // the same target twice
-			}
-		}
-		targets = append(targets, transfer.SyncTarget{Name: name, Repo: e.syncRepo(s, host, ns)})
-		hosts = append(hosts, host.Registry)
-		return nil
+		defer s.report.Close()
 	}
-	for _, s := range orSlice(c.StringSlice("target"), orSlice(cfg.Targets, nonEmpty(cfg.Target))) {
-		if err := addTarget(s); err != nil {
-			return err
-		}
+	names := make([]string, len(s.targets))
+	for i, t := range s.targets {
+		names[i] = t.Name
 	}
+	e.log.Info("syncing", "images", len(s.images), "targets", strings.Join(names, ","), "jobs", s.jobs)
+	if s.watch == 0 {
+		rep, err := s.round(c.Context, nil, 1)
+		return e.syncDone(c, rep, err)
+	}
+	return s.watchRounds()
+}
 
-	// images: image-syncer's files, or args, --list and cfg.yaml
-	var images []transfer.SyncImage
+// syncRun is one `ferry sync`: its settings, targets and images.
+type syncRun struct {
+	e             *env
+	c             *cli.Context
+	jobs, retries int
+	plats         []platform.Platform
+	watch         time.Duration
+	targets       []transfer.SyncTarget
+	hosts         []string // every registry the client talks to
+	images        []transfer.SyncImage
+	report        *os.File // --report, or nil
+}
+
+// syncFlags reads and checks sync's flags.
+func (e *env) syncFlags(c *cli.Context) (*syncRun, error) {
+	s := &syncRun{e: e, c: c, jobs: flagOr(c, "jobs", e.cfg.Jobs)}
+	if s.jobs < 1 || s.jobs > 64 {
+		return nil, usagef("--jobs must be 1 to 64")
+	}
+	setMemoryLimit(s.jobs)
+	s.retries = e.retries(c)
+	var err error
+	if s.plats, _, err = parsePlatforms(orSlice(c.StringSlice("platform"), e.cfg.Platforms)); err != nil {
+		return nil, err
+	}
+	if c.Int("latest") < 0 {
+		return nil, usagef("--latest must be 0 or more")
+	}
+	s.watch = c.Duration("watch")
+	if s.watch < 0 || (s.watch > 0 && s.watch < time.Second) {
+		return nil, usagef("--watch must be at least 1s")
+	}
+	return s, nil
+}
+
+// addTargets adds the targets: --target, cfg targets, cfg target.
+func (s *syncRun) addTargets() error {
+	cfg := s.e.cfg
+	for _, t := range orSlice(s.c.StringSlice("target"), orSlice(cfg.Targets, nonEmpty(cfg.Target))) {
+		if err := s.addTarget(t); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// addTarget adds target t (REGISTRY[/NAMESPACE] or a cfg name), once.
+func (s *syncRun) addTarget(t string) error {
+	host, ns, _, isDocker, err := s.e.parseTarget(t)
+	if err != nil {
+		return err
+	}
+	if isDocker {
+		return usagef("sync targets are registries; load into Docker or containerd with save and upload")
+	}
+	name := strings.TrimSuffix(host.Registry+"/"+ns, "/")
+	for _, t := range s.targets {
+		if t.Name == name {
+			return nil // the same target twice
+		}
+	}
+	s.targets = append(s.targets, transfer.SyncTarget{Name: name, Repo: s.e.syncRepo(t, host, ns)})
+	s.hosts = append(s.hosts, host.Registry)
+	return nil
+}
+
+// addImages adds the images: image-syncer's files, or args, --list and
+// cfg.yaml.
+func (s *syncRun) addImages() error {
+	c := s.c
 	if file := c.String("images"); file != "" {
-		images, err = e.imageSyncerImages(file, c.String("auth"), &targets, &hosts)
+		var err error
+		s.images, err = s.e.imageSyncerImages(file, c.String("auth"), &s.targets, &s.hosts)
 		if err != nil {
 			return err
 		}
@@ -144,130 +206,105 @@ func (e *env) sync(c *cli.Context) error {
 		if c.String("auth") != "" {
 			return usagef("--auth goes with --images (image-syncer's files); credentials otherwise come from cfg.yaml")
 		}
-		specs, err := e.imageList(c)
+		specs, err := s.e.imageList(c)
 		if err != nil {
 			return err
 		}
-		for _, s := range specs {
-			images = append(images, transfer.SyncImage{Spec: s})
+		for _, sp := range specs {
+			s.images = append(s.images, transfer.SyncImage{Spec: sp})
 		}
 	}
-	if len(images) == 0 {
+	if len(s.images) == 0 {
 		return usagef("no images: give IMAGE arguments, --list, --images, or images/list in cfg.yaml")
 	}
-	if len(targets) == 0 {
+	if len(s.targets) == 0 {
 		return usagef("sync needs --target (repeatable), or targets in cfg.yaml")
 	}
-	for _, im := range images {
-		hosts = append(hosts, im.Spec.Source.Registry)
+	for _, im := range s.images {
+		s.hosts = append(s.hosts, im.Spec.Source.Registry)
 	}
-	// a client per round: one round's failures must not leave the next
-	// round waiting out the client's backoff from a host
-	newClient := func() (*registry.Registry, error) {
-		reg, err := e.registryFor(hosts, c.Bool("insecure"), c.String("ca-file"), jobs, retries)
-		if err != nil {
-			return nil, usageError{err}
-		}
-		for i := range targets {
-			targets[i].Sink = reg
-		}
-		return reg, nil
-	}
-	reg, err := newClient()
-	if err != nil {
-		return err
-	}
-	if err := e.checkSync(c.Context, reg, hosts); err != nil { // every source and target, before any work
-		return err
-	}
-	var report *os.File
-	if file := c.String("report"); file != "" {
-		report, err = os.OpenFile(file, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-		if err != nil {
-			return usageError{err}
-		}
-		defer report.Close()
-	}
-	names := make([]string, len(targets))
-	for i, t := range targets {
-		names[i] = t.Name
-	}
-	e.log.Info("syncing", "images", len(images), "targets", strings.Join(names, ","), "jobs", jobs)
+	return nil
+}
 
-	runRound := func(ctx context.Context, stop <-chan struct{}, n int) (*syncReport, error) {
-		rep := &syncReport{Round: n, Start: time.Now().UTC()}
-		reg, err := newClient()
-		if err != nil {
-			return rep, err
-		}
-		expanded, failed := transfer.ExpandSyncImages(ctx, reg, images, selection.ExpandOptions{Latest: c.Int("latest"), Jobs: jobs})
-		var res *transfer.SyncResult
-		if len(expanded) > 0 {
-			p := e.progress()
-			res, err = transfer.Sync(ctx, reg, targets, expanded, transfer.SyncOptions{
-				Platforms: plats, Jobs: jobs, Retries: retries, Stop: stop, Log: e.log, Progress: p,
-				Referrers: e.referrers(c), ArtifactTypes: orSlice(c.StringSlice("artifact-type"), cfg.ArtifactTypes),
-				IdleTimeout: e.timeout(c),
-			})
-			p.Stop()
-		}
-		if res != nil {
-			tot := res.Total()
-			rep.Images, rep.Copies, rep.UpToDate, rep.Failed = res.Images, tot.Images, tot.UpToDate, tot.Failed
-			rep.Manifests, rep.Pushed, rep.Skipped, rep.Mounted = tot.Manifests, tot.BlobsPushed, tot.BlobsSkipped, tot.BlobsMounted
-			rep.BytesRead, rep.BytesPushed, rep.Targets = res.BytesRead, tot.BytesPushed, res.Targets
-			failed = append(failed, res.Failed...)
-		}
-		rep.Failed = len(failed)
-		rep.Failures = []jsonFailure{}
-		for _, f := range failed {
-			rep.Failures = append(rep.Failures, jsonFailure{Image: f.Image, Error: f.Err.Error()})
-		}
-		var fe *transfer.FailedError
-		switch {
-		case errors.Is(err, transfer.ErrStopped):
-			rep.Stopped = true
-			err = nil
-		case errors.As(err, &fe):
-			err = nil // listed in Failures
-		case err != nil:
-			rep.Error = err.Error()
-		}
-		if err == nil && len(failed) > 0 {
-			err = &transfer.FailedError{Images: failed}
-		}
-		rep.End = time.Now().UTC()
-		if report != nil {
-			b, _ := json.Marshal(rep)
-			if _, werr := report.Write(append(b, '\n')); werr != nil {
-				e.log.Warn("writing the report", "file", report.Name(), "err", werr)
-			}
-		}
-		e.notifySync(ctx, rep, err)
+// newClient makes the registry client of a round and the targets' sink: a
+// client per round, so that one round's failures do not leave the next
+// round waiting out the client's backoff from a host.
+func (s *syncRun) newClient() (*registry.Registry, error) {
+	reg, err := s.e.registryFor(s.hosts, s.c.Bool("insecure"), s.c.String("ca-file"), s.jobs, s.retries)
+	if err != nil {
+		return nil, usageError{err}
+	}
+	for i := range s.targets {
+		s.targets[i].Sink = reg
+	}
+	return reg, nil
+}
+
+// round runs round n and returns its report, also appended to --report.
+func (s *syncRun) round(ctx context.Context, stop <-chan struct{}, n int) (*syncReport, error) {
+	e, c := s.e, s.c
+	rep := &syncReport{Round: n, Start: time.Now().UTC()}
+	reg, err := s.newClient()
+	if err != nil {
 		return rep, err
 	}
-
-	if watch == 0 {
-		rep, err := runRound(c.Context, nil, 1)
-		return e.syncDone(c, rep, err)
-	}
-	// watch: an interrupt lets the blobs in flight finish (up to a minute),
-	// then ends with exit 0
-	hard, cancel := context.WithCancel(context.WithoutCancel(c.Context))
-	defer cancel()
-	go func() {
-		select {
-		case <-c.Context.Done():
-			select {
-			case <-time.After(time.Minute):
-				cancel()
-			case <-hard.Done():
-			}
-		case <-hard.Done():
+	res, failed, err := transfer.SyncRound(ctx, reg, s.targets, s.images, selection.ExpandOptions{Latest: c.Int("latest"), Jobs: s.jobs}, transfer.SyncOptions{
+		Platforms: s.plats, Jobs: s.jobs, Retries: s.retries, Stop: stop, Log: e.log,
+		Referrers: e.referrers(c), ArtifactTypes: orSlice(c.StringSlice("artifact-type"), e.cfg.ArtifactTypes),
+		IdleTimeout: e.timeout(c),
+	}, func() (oci.Progress, func()) {
+		p := e.progress()
+		return p, p.Stop
+	})
+	err = rep.fill(res, failed, err)
+	rep.End = time.Now().UTC()
+	if s.report != nil {
+		b, _ := json.Marshal(rep)
+		if _, werr := s.report.Write(append(b, '\n')); werr != nil {
+			e.log.Warn("writing the report", "file", s.report.Name(), "err", werr)
 		}
-	}()
-	for n := 1; ; n++ {
-		rep, err := runRound(hard, c.Context.Done(), n)
+	}
+	e.notifySync(ctx, rep, err)
+	return rep, err
+}
+
+// fill puts a round's result into the report and returns the round's
+// error: a *FailedError of the failed copies, or what ended the round
+// (not when Stop did).
+func (rep *syncReport) fill(res *transfer.SyncResult, failed []transfer.ImageError, err error) error {
+	if res != nil {
+		tot := res.Total()
+		rep.Images, rep.Copies, rep.UpToDate, rep.Failed = res.Images, tot.Images, tot.UpToDate, tot.Failed
+		rep.Manifests, rep.Pushed, rep.Skipped, rep.Mounted = tot.Manifests, tot.BlobsPushed, tot.BlobsSkipped, tot.BlobsMounted
+		rep.BytesRead, rep.BytesPushed, rep.Targets = res.BytesRead, tot.BytesPushed, res.Targets
+	}
+	rep.Failed = len(failed)
+	rep.Failures = []jsonFailure{}
+	for _, f := range failed {
+		rep.Failures = append(rep.Failures, jsonFailure{Image: f.Image, Error: f.Err.Error()})
+	}
+	var fe *transfer.FailedError
+	switch {
+	case errors.Is(err, transfer.ErrStopped):
+		rep.Stopped = true
+		err = nil
+	case errors.As(err, &fe):
+		err = nil // listed in Failures
+	case err != nil:
+		rep.Error = err.Error()
+	}
+	if err == nil && len(failed) > 0 {
+		err = &transfer.FailedError{Images: failed}
+	}
+	return err
+}
+
+// watchRounds runs a round every --watch until stopped: an interrupt lets
+// the blobs in flight finish (up to a minute), then ends with exit 0.
+func (s *syncRun) watchRounds() error {
+	e, c := s.e, s.c
+	n, err := transfer.Watch(c.Context, s.watch, time.Minute, func(ctx context.Context, stop <-chan struct{}, n int) error {
+		rep, err := s.round(ctx, stop, n)
 		var fe *transfer.FailedError
 		if errors.Is(err, selection.ErrBadList) && !errors.As(err, &fe) {
 			return usageError{err} // the next round would fail the same way
@@ -280,13 +317,13 @@ func (e *env) sync(c *cli.Context) error {
 		if c.Bool("json") {
 			_ = json.NewEncoder(e.stdout).Encode(rep)
 		}
-		select {
-		case <-c.Context.Done():
-			e.log.Info("stopped", "rounds", n)
-			return nil
-		case <-time.After(watch):
-		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
+	e.log.Info("stopped", "rounds", n)
+	return nil
 }
 
 func nonEmpty(s string) []string {
@@ -322,7 +359,7 @@ func (e *env) syncDone(c *cli.Context, rep *syncReport, err error) error {
 	if fe != nil {
 		tr().Fprintf(e.stderr, "\nFAILED: %d image copy(ies):\n", len(fe.Images))
 		for _, f := range fe.Images {
-			fmt.Fprintf(e.stderr, "  %s\n    %v\n", f.Image, f.Err)
+			fmt.Fprintf(e.stderr, "  %s\n    %s\n", f.Image, safe.Error(f.Err))
 		}
 		return cli.Exit("sync failed", exitFailure)
 	}

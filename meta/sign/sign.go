@@ -22,8 +22,9 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"regexp"
+	"slices"
 	"strings"
+	"time"
 
 	"github.com/hiddeco/sshsig"
 	"golang.org/x/crypto/ssh"
@@ -99,17 +100,41 @@ func (s *Signer) Sign(r io.Reader) ([]byte, error) {
 	return sshsig.Armor(sig), nil
 }
 
-// Keys are the public keys trusted to sign meta files.
-type Keys []ssh.PublicKey
+// Keys are the public keys trusted to sign meta files, one per line of
+// the key file, with the options of that line.
+type Keys []Key
 
-// keyRe finds the key in a line of an authorized_keys, allowed_signers or
-// .pub file: a key type and its base64 blob.
-var keyRe = regexp.MustCompile(`(?:^|\s)((?:ssh-(?:ed25519|rsa|dss)|ecdsa-sha2-nistp(?:256|384|521)|sk-(?:ssh-ed25519|ecdsa-sha2-nistp256)@openssh\.com)\s+[A-Za-z0-9+/]+=*)`)
+// Key is a trusted public key and the allowed_signers options of its
+// line, honoured as ssh-keygen -Y verify honours them.
+type Key struct {
+	ssh.PublicKey
+	// CA (cert-authority) trusts certificates the key signed, not
+	// signatures by the key itself; ferry does not take certificate
+	// signatures, so such a line trusts nothing here.
+	CA bool
+	// Namespaces, when set, is a pattern list (comma-separated, * and ?
+	// wildcards, ! negates) the signature's namespace must match.
+	Namespaces string
+	// ValidAfter and ValidBefore bound when the key may be used (the
+	// moment of the check); zero is no bound.
+	ValidAfter, ValidBefore time.Time
+	line                    int
+}
+
+// keyTypes are the SSH public key types a key file line may name.
+var keyTypes = map[string]bool{
+	"ssh-ed25519": true, "ssh-rsa": true, "ssh-dss": true,
+	"ecdsa-sha2-nistp256": true, "ecdsa-sha2-nistp384": true, "ecdsa-sha2-nistp521": true,
+	"sk-ssh-ed25519@openssh.com": true, "sk-ecdsa-sha2-nistp256@openssh.com": true,
+}
 
 // LoadKeys reads public keys from a file: a single .pub key, an
-// authorized_keys file, or an allowed_signers file (`principals [options]
-// key`), one key a line, '#' comments and blank lines ignored. Options
-// (such as namespaces= or valid-after=) are not interpreted.
+// authorized_keys file (its options are read as an allowed_signers
+// principals field, as ssh-keygen reads it), or an allowed_signers file
+// (`principals [options] key`), one key a line, '#' comments and blank
+// lines ignored. The options cert-authority, namespaces, valid-after and
+// valid-before are honoured (see Key); any other option, or a line
+// ssh-keygen would skip, is an error.
 func LoadKeys(file string) (Keys, error) {
 	b, err := readLimited(file)
 	if err != nil {
@@ -130,20 +155,182 @@ func ParseKeys(b []byte) (Keys, error) {
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
 		}
-		m := keyRe.FindStringSubmatch(line)
-		if m == nil {
-			return nil, fmt.Errorf("line %d: no public key (want e.g. \"ssh-ed25519 AAAA...\")", i+1)
-		}
-		k, _, _, _, err := ssh.ParseAuthorizedKey([]byte(m[1]))
+		k, err := parseKeyLine(line)
 		if err != nil {
 			return nil, fmt.Errorf("line %d: %v", i+1, err)
 		}
+		k.line = i + 1
 		keys = append(keys, k)
 	}
 	if len(keys) == 0 {
 		return nil, errors.New("no public key in it")
 	}
 	return keys, nil
+}
+
+// parseKeyLine reads `[principals [options]] keytype base64 [comment]`.
+func parseKeyLine(line string) (Key, error) {
+	fields := splitQuoted(line)
+	at := slices.IndexFunc(fields, func(f string) bool { return keyTypes[f] })
+	if at < 0 || at+1 >= len(fields) {
+		return Key{}, errors.New(`no public key (want e.g. "ssh-ed25519 AAAA...")`)
+	}
+	pub, _, _, _, err := ssh.ParseAuthorizedKey([]byte(fields[at] + " " + fields[at+1]))
+	if err != nil {
+		return Key{}, err
+	}
+	k := Key{PublicKey: pub}
+	switch at {
+	case 0, 1: // a key, or principals and a key
+	case 2:
+		if err := k.parseOptions(fields[1]); err != nil {
+			return Key{}, err
+		}
+	default:
+		return Key{}, fmt.Errorf("%d fields before the key: want principals, then options", at)
+	}
+	return k, nil
+}
+
+// splitQuoted splits a line at spaces and tabs outside double quotes.
+func splitQuoted(s string) []string {
+	var out []string
+	start, quoted := -1, false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '\\' && quoted && i+1 < len(s) && s[i+1] == '"':
+			i++
+		case c == '"':
+			quoted = !quoted
+		case (c == ' ' || c == '\t') && !quoted:
+			if start >= 0 {
+				out = append(out, s[start:i])
+				start = -1
+			}
+			continue
+		}
+		if start < 0 {
+			start = i
+		}
+	}
+	if start >= 0 {
+		out = append(out, s[start:])
+	}
+	return out
+}
+
+// parseOptions reads an allowed_signers options field as ssh-keygen does
+// (sshsigopt_parse): cert-authority, namespaces="...", valid-after="..."
+// and valid-before="...", comma-separated, values quoted.
+func (k *Key) parseOptions(opts string) error {
+	for opts != "" {
+		if rest, ok := strings.CutPrefix(opts, "cert-authority"); ok && (rest == "" || rest[0] == ',') {
+			k.CA, opts = true, strings.TrimPrefix(rest, ",")
+			continue
+		}
+		name, rest, _ := strings.Cut(opts, "=")
+		if !strings.HasPrefix(rest, `"`) {
+			return fmt.Errorf("option %q: not one of cert-authority, namespaces=\"...\", valid-after=\"...\", valid-before=\"...\"", opts)
+		}
+		end := strings.Index(rest[1:], `"`)
+		if end < 0 {
+			return fmt.Errorf("option %s: no closing quote", name)
+		}
+		value := rest[1 : 1+end]
+		opts = strings.TrimPrefix(rest[2+end:], ",")
+		var err error
+		switch name {
+		case "namespaces":
+			k.Namespaces = value
+		case "valid-after":
+			k.ValidAfter, err = parseSSHTime(value)
+		case "valid-before":
+			k.ValidBefore, err = parseSSHTime(value)
+		default:
+			err = errors.New("not an option ssh-keygen -Y verify takes")
+		}
+		if err != nil {
+			return fmt.Errorf("option %s=%q: %v", name, value, err)
+		}
+	}
+	return nil
+}
+
+// parseSSHTime reads YYYYMMDD, YYYYMMDDHHMM or YYYYMMDDHHMMSS, in UTC
+// with a Z or UTC suffix, in local time without (OpenSSH's
+// parse_absolute_time).
+func parseSSHTime(s string) (time.Time, error) {
+	loc := time.Local
+	if u, ok := strings.CutSuffix(strings.ToUpper(s), "Z"); ok {
+		s, loc = u, time.UTC
+	} else if u, ok := strings.CutSuffix(strings.ToUpper(s), "UTC"); ok {
+		s, loc = u, time.UTC
+	}
+	layout := map[int]string{8: "20060102", 12: "200601021504", 14: "20060102150405"}[len(s)]
+	if layout == "" {
+		return time.Time{}, errors.New("want YYYYMMDD[HHMM[SS]][Z]")
+	}
+	return time.ParseInLocation(layout, s, loc)
+}
+
+// allows reports why the key may not sign in namespace ns at now ("" when
+// it may).
+func (k Key) allows(ns string, now time.Time) string {
+	switch {
+	case k.CA:
+		return "it is a cert-authority line, which trusts certificates only (ferry takes plain key signatures)"
+	case !k.ValidBefore.IsZero() && now.After(k.ValidBefore):
+		return "it expired at " + k.ValidBefore.Format(time.RFC3339) + " (valid-before)"
+	case !k.ValidAfter.IsZero() && now.Before(k.ValidAfter):
+		return "it is valid only from " + k.ValidAfter.Format(time.RFC3339) + " (valid-after)"
+	case k.Namespaces != "" && matchPatternList(ns, k.Namespaces) != 1:
+		return fmt.Sprintf("its namespaces=%q do not allow %q", k.Namespaces, ns)
+	}
+	return ""
+}
+
+// matchPatternList is OpenSSH's match_pattern_list: 1 when s matches a
+// pattern of the comma-separated list and no negated (!) one, -1 when a
+// negated one matches, 0 when none does.
+func matchPatternList(s, list string) int {
+	got := 0
+	for _, p := range strings.Split(list, ",") {
+		neg := strings.HasPrefix(p, "!")
+		if matchPattern(s, strings.TrimPrefix(p, "!")) {
+			if neg {
+				return -1
+			}
+			got = 1
+		}
+	}
+	return got
+}
+
+// matchPattern matches s against a pattern of * (any run) and ? (any one
+// byte), as OpenSSH's match_pattern.
+func matchPattern(s, p string) bool {
+	for len(p) > 0 {
+		switch p[0] {
+		case '*':
+			for i := len(s); i >= 0; i-- {
+				if matchPattern(s[i:], p[1:]) {
+					return true
+				}
+			}
+			return false
+		case '?':
+			if s == "" {
+				return false
+			}
+		default:
+			if s == "" || s[0] != p[0] {
+				return false
+			}
+		}
+		s, p = s[1:], p[1:]
+	}
+	return s == ""
 }
 
 // Verify checks an armored signature of metaBytes and returns the key that
@@ -176,10 +363,19 @@ func (k Keys) match(armored []byte) (*sshsig.Signature, ssh.PublicKey, error) {
 		return nil, nil, fmt.Errorf("%w: %v", ErrBadSignature, err)
 	}
 	fp := ssh.FingerprintSHA256(sig.PublicKey)
-	for _, pub := range k {
-		if ssh.FingerprintSHA256(pub) == fp {
-			return sig, pub, nil
+	var why []string
+	for _, key := range k {
+		if ssh.FingerprintSHA256(key.PublicKey) != fp {
+			continue
 		}
+		if reason := key.allows(sig.Namespace, time.Now()); reason != "" {
+			why = append(why, fmt.Sprintf("line %d: %s", key.line, reason))
+			continue
+		}
+		return sig, key.PublicKey, nil
+	}
+	if len(why) > 0 {
+		return nil, nil, fmt.Errorf("%w: signed by %s, which may not sign now: %s", ErrUntrusted, fp, strings.Join(why, "; "))
 	}
 	return nil, nil, fmt.Errorf("%w: signed by %s, which is not among the %d trusted key(s)", ErrUntrusted, fp, len(k))
 }
@@ -281,15 +477,15 @@ func (k Keys) VerifyFile(metaPath string) ([]byte, ssh.PublicKey, error) {
 // Fingerprint is the SHA256 fingerprint of a public key.
 func Fingerprint(pub ssh.PublicKey) string { return ssh.FingerprintSHA256(pub) }
 
+// readLimited reads a key or signature file: a regular file (a FIFO or a
+// device is refused without blocking, as meta files are), at most maxFile
+// bytes.
 func readLimited(file string) ([]byte, error) {
-	f, err := os.Open(file)
+	f, err := meta.OpenRegular(file)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	if st, err := f.Stat(); err == nil && !st.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s: not a regular file", file)
-	}
 	b, err := io.ReadAll(io.LimitReader(f, maxFile+1))
 	if err != nil {
 		return nil, err

@@ -58,10 +58,10 @@ func allowedSigners(t *testing.T, dir, pub string) string {
 	return f
 }
 
-func TestSignVerify(t *testing.T) {
-	dir := t.TempDir()
-	key, pub := keygen(t, dir, "ferry", "")
-	_, otherPub := keygen(t, dir, "other", "")
+// signed writes a meta file into dir and signs it with key; it returns
+// the meta file's path and bytes, the signer and the armored signature.
+func signed(t *testing.T, dir, key string) (string, []byte, *sign.Signer, []byte) {
+	t.Helper()
 	metaPath, b := writeMeta(t, dir)
 	s, err := sign.LoadSigner(key, nil)
 	if err != nil {
@@ -71,6 +71,14 @@ func TestSignVerify(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return metaPath, b, s, armored
+}
+
+func TestSignVerify(t *testing.T) {
+	dir := t.TempDir()
+	key, pub := keygen(t, dir, "ferry", "")
+	_, otherPub := keygen(t, dir, "other", "")
+	metaPath, b, s, armored := signed(t, dir, key)
 	if !bytes.HasPrefix(armored, []byte("-----BEGIN SSH SIGNATURE-----")) {
 		t.Fatalf("not armored: %q", armored)
 	}
@@ -237,6 +245,7 @@ func FuzzVerify(f *testing.F) {
 
 func FuzzParseKeys(f *testing.F) {
 	f.Add([]byte("ferry ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFs1ihXAHF9k1BNYdjq07mEV6GKxFjOkgMBqxqVrl+kR c\n"))
+	f.Add([]byte(`ferry namespaces="git,!x*",valid-after="20260101Z",valid-before="202701011200",cert-authority ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFs1ihXAHF9k1BNYdjq07mEV6GKxFjOkgMBqxqVrl+kR c` + "\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		keys, err := sign.ParseKeys(b)
 		if err == nil && len(keys) == 0 {

@@ -759,9 +759,36 @@ func (e *Engine) Commit(ctx context.Context) error {
 	if err := e.usable(); err != nil {
 		return err
 	}
-	var mj []archive.DockerManifestEntry
-	var missing []string
-	var tagOnly []*image
+	mj, missing, tagOnly := e.manifestEntries()
+	if len(missing) > 0 {
+		err := fmt.Errorf("%w: %d blob(s) never written: %s", bundle.ErrBlobMissing, len(missing), strings.Join(missing, ", "))
+		e.abort(err)
+		e.finish()
+		return fmt.Errorf("loading into docker: %w", err)
+	}
+	if len(mj) == 0 {
+		e.abort(errors.New("nothing to load"))
+		e.finish()
+		e.committed = true
+		return e.tag(ctx, tagOnly)
+	}
+	if e.pw == nil {
+		e.start() // images whose blobs all came before: not with Upload, but allowed
+	}
+	if err := e.sendManifest(ctx, mj); err != nil {
+		return err
+	}
+	for _, en := range mj {
+		e.log.Info("loaded into docker", "tags", strings.Join(en.RepoTags, ","), "id", "sha256:"+strings.TrimPrefix(en.Config, "blobs/sha256/"))
+	}
+	return e.tag(ctx, tagOnly)
+}
+
+// manifestEntries lists the manifest.json entries of every image whose
+// manifest was put and that the engine does not hold yet, the blobs they
+// need that were never written, and the images the engine holds already
+// (they only need their tags). The e.mu lock is held.
+func (e *Engine) manifestEntries() (mj []archive.DockerManifestEntry, missing []string, tagOnly []*image) {
 	for _, dg := range e.order {
 		img := e.images[dg]
 		if !img.put {
@@ -782,21 +809,12 @@ func (e *Engine) Commit(ctx context.Context) error {
 		}
 		mj = append(mj, en)
 	}
-	if len(missing) > 0 {
-		err := fmt.Errorf("%w: %d blob(s) never written: %s", bundle.ErrBlobMissing, len(missing), strings.Join(missing, ", "))
-		e.abort(err)
-		e.finish()
-		return fmt.Errorf("loading into docker: %w", err)
-	}
-	if len(mj) == 0 {
-		e.abort(errors.New("nothing to load"))
-		e.finish()
-		e.committed = true
-		return e.tag(ctx, tagOnly)
-	}
-	if e.pw == nil {
-		e.start() // images whose blobs all came before: not with Upload, but allowed
-	}
+	return mj, missing, tagOnly
+}
+
+// sendManifest writes manifest.json (mj) as the stream's last entry, ends
+// the stream and waits for Docker's answer. The e.mu lock is held.
+func (e *Engine) sendManifest(ctx context.Context, mj []archive.DockerManifestEntry) error {
 	pw := e.pw
 	stop := context.AfterFunc(ctx, func() {
 		pw.CloseWithError(context.Cause(ctx))
@@ -832,10 +850,7 @@ func (e *Engine) Commit(ctx context.Context) error {
 		e.failed = err
 		return fmt.Errorf("loading into docker: %w", err)
 	}
-	for _, en := range mj {
-		e.log.Info("loaded into docker", "tags", strings.Join(en.RepoTags, ","), "id", "sha256:"+strings.TrimPrefix(en.Config, "blobs/sha256/"))
-	}
-	return e.tag(ctx, tagOnly)
+	return nil
 }
 
 // tag gives images the engine already holds their tags (POST

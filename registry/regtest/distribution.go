@@ -144,44 +144,8 @@ func startDistribution(bin, dir string, opts DistributionOptions) (_ *Distributi
 			}
 		}()
 	}
-	cfg := fmt.Sprintf(`version: 0.1
-log:
-  level: error
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: %s
-  delete:
-    enabled: true
-http:
-  addr: %s
-`, filepath.Join(dir, "data"), addr)
-	if opts.TLS {
-		cert, key, err := selfSigned(dir)
-		if err != nil {
-			return nil, err
-		}
-		d.CAFile = cert
-		cfg += fmt.Sprintf("  tls:\n    certificate: %s\n    key: %s\n", cert, key)
-	}
-	if opts.User != "" {
-		htpasswd, err := exec.LookPath("htpasswd")
-		if err != nil {
-			return nil, fmt.Errorf("basic auth needs htpasswd (apache2-utils): %w", err)
-		}
-		out, err := exec.Command(htpasswd, "-Bbn", opts.User, opts.Pass).Output()
-		if err != nil {
-			return nil, fmt.Errorf("htpasswd: %w", err)
-		}
-		pw := filepath.Join(dir, "htpasswd")
-		if err := os.WriteFile(pw, out, 0o600); err != nil {
-			return nil, err
-		}
-		cfg += fmt.Sprintf("auth:\n  htpasswd:\n    realm: ferry\n    path: %s\n", pw)
-	}
-	cfgFile := filepath.Join(dir, "config.yml")
-	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
+	cfgFile, err := d.writeConfig(opts)
+	if err != nil {
 		return nil, err
 	}
 	log, err := os.Create(filepath.Join(dir, "registry.log"))
@@ -196,25 +160,81 @@ http:
 	if err := d.cmd.Start(); err != nil {
 		return nil, err
 	}
+	if err := d.waitReady(opts.TLS); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// writeConfig writes the registry's config.yml into d.Dir (with TLS, a
+// self-signed certificate; with a user, an htpasswd file) and returns its
+// path.
+func (d *Distribution) writeConfig(opts DistributionOptions) (string, error) {
+	cfg := fmt.Sprintf(`version: 0.1
+log:
+  level: error
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: %s
+  delete:
+    enabled: true
+http:
+  addr: %s
+`, filepath.Join(d.Dir, "data"), d.Host)
+	if opts.TLS {
+		cert, key, err := selfSigned(d.Dir)
+		if err != nil {
+			return "", err
+		}
+		d.CAFile = cert
+		cfg += fmt.Sprintf("  tls:\n    certificate: %s\n    key: %s\n", cert, key)
+	}
+	if opts.User != "" {
+		htpasswd, err := exec.LookPath("htpasswd")
+		if err != nil {
+			return "", fmt.Errorf("basic auth needs htpasswd (apache2-utils): %w", err)
+		}
+		out, err := exec.Command(htpasswd, "-Bbn", opts.User, opts.Pass).Output()
+		if err != nil {
+			return "", fmt.Errorf("htpasswd: %w", err)
+		}
+		pw := filepath.Join(d.Dir, "htpasswd")
+		if err := os.WriteFile(pw, out, 0o600); err != nil {
+			return "", err
+		}
+		cfg += fmt.Sprintf("auth:\n  htpasswd:\n    realm: ferry\n    path: %s\n", pw)
+	}
+	cfgFile := filepath.Join(d.Dir, "config.yml")
+	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
+		return "", err
+	}
+	return cfgFile, nil
+}
+
+// waitReady waits (15 s at most) until the registry answers /v2/; one that
+// does not is stopped.
+func (d *Distribution) waitReady(useTLS bool) error {
 	scheme := "http"
 	client := &http.Client{Timeout: time.Second}
-	if opts.TLS {
+	if useTLS {
 		scheme = "https"
 		client.Transport = &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}} //#nosec G402 -- readiness probe only
 	}
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		resp, err := client.Get(scheme + "://" + addr + "/v2/")
+		resp, err := client.Get(scheme + "://" + d.Host + "/v2/")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusUnauthorized {
-				return d, nil
+				return nil
 			}
 		}
 		if time.Now().After(deadline) {
 			d.Stop()
-			b, _ := os.ReadFile(filepath.Join(dir, "registry.log"))
-			return nil, fmt.Errorf("docker-registry did not start: %v\n%s", err, strings.TrimSpace(string(b)))
+			b, _ := os.ReadFile(filepath.Join(d.Dir, "registry.log"))
+			return fmt.Errorf("docker-registry did not start: %v\n%s", err, strings.TrimSpace(string(b)))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

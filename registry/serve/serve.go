@@ -12,12 +12,21 @@
 // Every blob's digest is checked while it streams out, and the last chunk
 // of a response is held back until the check passed: a corrupt part makes
 // the server abort the response (the client sees a truncated body and an
-// error), never a complete body with wrong bytes. A Range request reads
-// the whole blob for that reason, sending only the asked-for bytes.
+// error), never a complete body with wrong bytes. A Range request of a
+// blob not yet checked reads the whole blob for that reason, sending only
+// the asked-for bytes; a blob that passed is remembered (with its part
+// file's identity, size and time), and later ranges of it read only what
+// they send.
+//
+// Hostile clients are bounded: the blob streams served at once may hold
+// Options.StreamMemory (copy buffers and decoders; past it a GET gets 503
+// with Retry-After), and a client that stops reading is cut after
+// Options.WriteTimeout.
 package serve
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -27,6 +36,8 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -36,6 +47,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	"github.com/regclient/regclient/types/descriptor"
 	"github.com/regclient/regclient/types/ref"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/ferry-oss/ferry/bundle"
 	"github.com/ferry-oss/ferry/internal/httpserve"
@@ -55,14 +67,42 @@ type Options struct {
 	// Log receives the access log (one line per request, at Info) and
 	// aborted responses (at Warn). Nil discards.
 	Log *slog.Logger
+	// StreamMemory bounds the memory of the blob streams served at once:
+	// each costs StreamCost (its copy buffers and its part codec's
+	// decoder); a blob GET past it is answered 503 with Retry-After.
+	// Zero is DefaultStreamMemory.
+	StreamMemory int64
+	// WriteTimeout cuts a response whose client did not take one write
+	// (256 KiB at most) within it: a client that stopped reading. Zero is
+	// DefaultWriteTimeout.
+	WriteTimeout time.Duration
 }
+
+// Defaults of Options. 128 MiB serves about 220 uncompressed or gzip
+// streams at once, or 14 zstd or xz ones (their 8 MiB windows); with the
+// meta files and connections, 200 parallel pulls stay under 256 MB.
+const (
+	DefaultStreamMemory = 128 << 20
+	DefaultWriteTimeout = 60 * time.Second
+)
+
+// streamBuffers is what one blob stream holds besides its decoder: the
+// two chunk buffers of copyVerified and the frame reader's buffer.
+const streamBuffers = 2*chunk + 64<<10
+
+// StreamCost is the memory one stream of a blob stored with codec c is
+// counted for against Options.StreamMemory.
+func StreamCost(c bundle.Codec) int64 { return streamBuffers + c.DecoderMemory() }
 
 // Registry is an http.Handler serving a bundle.Set read-only.
 type Registry struct {
-	set   *bundle.Set
-	repos map[string]*repo
-	names []string // sorted repository names
-	log   *slog.Logger
+	set          *bundle.Set
+	repos        map[string]*repo
+	names        []string // sorted repository names
+	log          *slog.Logger
+	streams      *semaphore.Weighted
+	writeTimeout time.Duration
+	verified     sync.Map // digest.Digest -> os.FileInfo of its part when it passed
 }
 
 type repo struct {
@@ -87,7 +127,9 @@ func New(set *bundle.Set, opts Options) (*Registry, error) {
 	if ns != "" && !meta.ValidRepository(ns) {
 		return nil, fmt.Errorf("%w: %q", ErrNamespace, opts.Namespace)
 	}
-	g := &Registry{set: set, repos: map[string]*repo{}, log: opts.Log}
+	g := &Registry{set: set, repos: map[string]*repo{}, log: opts.Log,
+		streams:      semaphore.NewWeighted(cmp.Or(opts.StreamMemory, DefaultStreamMemory)),
+		writeTimeout: cmp.Or(opts.WriteTimeout, DefaultWriteTimeout)}
 	name := func(r string) (string, error) {
 		if ns != "" {
 			r = ns + "/" + r
@@ -374,12 +416,17 @@ func (g *Registry) blob(w http.ResponseWriter, r *http.Request, rp *repo, arg st
 		writeError(w, r, http.StatusBadRequest, codeDigestInvalid, "provided digest did not match uploaded content", map[string]string{"digest": arg})
 		return
 	}
-	var size int64
+	var size, cost int64
 	var open func() (io.ReadCloser, error)
-	if b, ok := g.set.Blob(dg); ok && rp.blobs[dg] {
-		size = b.Size
+	var stamp func() os.FileInfo // the part's identity now
+	if bd, b, ok := g.set.Stored(dg); ok && rp.blobs[dg] {
+		size, cost = b.Size, StreamCost(bundle.Codec(bd.Meta.Compression))
 		open = func() (io.ReadCloser, error) {
 			return g.set.BlobGet(r.Context(), ref.Ref{}, descriptor.Descriptor{MediaType: b.MediaType, Digest: b.Digest, Size: b.Size})
+		}
+		stamp = func() os.FileInfo {
+			st, _ := os.Stat(filepath.Join(bd.Dir, b.Part))
+			return st
 		}
 	} else if mf := g.set.Manifest(dg); mf != nil && rp.manifests[dg] {
 		// manifests are blobs too (distribution serves them here)
@@ -413,6 +460,21 @@ func (g *Registry) blob(w http.ResponseWriter, r *http.Request, rp *repo, arg st
 		w.WriteHeader(status)
 		return
 	}
+	if cost > 0 {
+		if !g.streams.TryAcquire(cost) {
+			h.Del("Content-Length")
+			h.Del("Content-Range")
+			h.Set("Retry-After", "1")
+			writeError(w, r, http.StatusServiceUnavailable, "UNAVAILABLE", "too many blob downloads at once; retry", nil)
+			return
+		}
+		defer g.streams.Release(cost)
+	}
+	dw := &deadlineWriter{rc: http.NewResponseController(w), w: w, timeout: g.writeTimeout}
+	if status == http.StatusPartialContent && g.passed(dg, stamp) {
+		g.sendRange(w, dw, r, dg, start, length)
+		return
+	}
 	rc, err := open()
 	if err != nil {
 		g.log.Warn("opening blob", "digest", dg, "err", err)
@@ -422,8 +484,16 @@ func (g *Registry) blob(w http.ResponseWriter, r *http.Request, rp *repo, arg st
 		return
 	}
 	defer rc.Close()
-	hw := &headerWriter{w: w, status: status}
-	if err := copyVerified(hw, rc, start, length); err != nil {
+	var st os.FileInfo // the part as it was when the blob was read
+	if stamp != nil {
+		st = stamp()
+	}
+	hw := &headerWriter{w: dw, rw: w, status: status}
+	err = copyVerified(hw, rc, start, length)
+	if err == nil && st != nil {
+		g.verified.Store(dg, st) // the whole blob passed its digest check
+	}
+	if err != nil {
 		if r.Context().Err() != nil {
 			return // the client went away
 		}
@@ -441,7 +511,8 @@ func (g *Registry) blob(w http.ResponseWriter, r *http.Request, rp *repo, arg st
 
 // headerWriter sends the status line with the first byte of the body.
 type headerWriter struct {
-	w      http.ResponseWriter
+	w      io.Writer
+	rw     http.ResponseWriter
 	status int
 	wrote  bool
 }
@@ -449,9 +520,57 @@ type headerWriter struct {
 func (hw *headerWriter) Write(p []byte) (int, error) {
 	if !hw.wrote {
 		hw.wrote = true
-		hw.w.WriteHeader(hw.status)
+		hw.rw.WriteHeader(hw.status)
 	}
 	return hw.w.Write(p)
+}
+
+// deadlineWriter gives every write to the client its own deadline: a
+// client that stops reading is cut after timeout, its stream released.
+type deadlineWriter struct {
+	rc      *http.ResponseController
+	w       io.Writer
+	timeout time.Duration
+}
+
+func (d *deadlineWriter) Write(p []byte) (int, error) {
+	_ = d.rc.SetWriteDeadline(time.Now().Add(d.timeout))
+	return d.w.Write(p)
+}
+
+// passed reports whether blob dg passed its digest check in full before,
+// from the part file it is still read from (same file, size and time).
+func (g *Registry) passed(dg digest.Digest, stamp func() os.FileInfo) bool {
+	v, ok := g.verified.Load(dg)
+	if !ok || stamp == nil {
+		return false
+	}
+	then, now := v.(os.FileInfo), stamp()
+	return now != nil && os.SameFile(then, now) && then.Size() == now.Size() && then.ModTime().Equal(now.ModTime())
+}
+
+// sendRange sends bytes [start, start+length) of a blob that passed its
+// digest check before, reading only those bytes (a compressed entry:
+// decoding up to them, not hashing).
+func (g *Registry) sendRange(w http.ResponseWriter, dw io.Writer, r *http.Request, dg digest.Digest, start, length int64) {
+	rc, err := g.set.OpenBlobFrom(r.Context(), dg, start)
+	if err != nil {
+		g.verified.Delete(dg)
+		g.log.Warn("opening blob", "digest", dg, "err", err)
+		w.Header().Del("Content-Length")
+		w.Header().Del("Content-Range")
+		writeError(w, r, http.StatusInternalServerError, codeBlobUnknown, "blob could not be read", map[string]string{"digest": dg.String()})
+		return
+	}
+	defer rc.Close()
+	w.WriteHeader(http.StatusPartialContent)
+	if _, err := io.CopyN(dw, rc, length); err != nil {
+		if r.Context().Err() == nil {
+			g.verified.Delete(dg)
+			g.log.Error("blob range failed while streaming: response aborted", "digest", dg, "err", err)
+		}
+		panic(http.ErrAbortHandler)
+	}
 }
 
 // chunk is how much of a response is held back until the blob's digest
@@ -619,6 +738,10 @@ func (s *statusWriter) WriteHeader(code int) {
 	}
 	s.ResponseWriter.WriteHeader(code)
 }
+
+// Unwrap lets http.ResponseController reach the connection (write
+// deadlines).
+func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
 func (s *statusWriter) Write(p []byte) (int, error) {
 	s.wrote = true

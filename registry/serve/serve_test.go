@@ -7,13 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/opencontainers/go-digest"
 	"github.com/regclient/regclient/types/descriptor"
@@ -30,28 +28,7 @@ import (
 // returns host:port.
 func start(t testing.TB, ns string, metas ...string) string {
 	t.Helper()
-	set, err := bundle.OpenSet(metas...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg, err := serve.New(set, serve.Options{Namespace: ns})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- serve.Serve(ctx, l, reg, 5*time.Second) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-	})
-	return l.Addr().String()
+	return startWith(t, serve.Options{Namespace: ns}, metas...)
 }
 
 type response struct {
