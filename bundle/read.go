@@ -51,6 +51,8 @@ type Bundle struct {
 	refsErr   error
 	// openPart opens a part file (tests count the bytes read).
 	openPart func(path string) (partFile, error)
+	// store reads the data files of another tool's bundle (foreign.go).
+	store Store
 }
 
 // partFile is an open part: read sequentially or at offsets.
@@ -220,6 +222,9 @@ func (bd *Bundle) OpenBlob(ctx context.Context, d digest.Digest) (io.ReadCloser,
 	if err != nil {
 		return nil, err
 	}
+	if bd.store != nil {
+		return bd.store.OpenBlob(ctx, e)
+	}
 	if !e.Located() {
 		return bd.scanBlob(ctx, e)
 	}
@@ -370,6 +375,11 @@ func (r *entryRest) checkRest() error {
 
 // Open loads and validates the meta file of a bundle.
 func Open(metaPath string) (*Bundle, error) {
+	if f, err := foreignFormat(metaPath); err != nil {
+		return nil, err
+	} else if f != nil {
+		return openForeign(f, metaPath)
+	}
 	m, err := meta.Load(metaPath)
 	if err != nil {
 		return nil, err
@@ -439,6 +449,9 @@ func (c *countingReader) Read(p []byte) (int, error) {
 // In a schema 2 bundle every entry is decoded on its own from its offset
 // (so the offsets are checked too) in one sequential pass over the file.
 func (bd *Bundle) ReadPart(ctx context.Context, p meta.Part, fn BlobFunc) error {
+	if bd.store != nil {
+		return bd.store.ReadPart(ctx, p, fn)
+	}
 	if bd.Meta.SchemaVersion >= 2 {
 		return bd.readPartLocated(ctx, p, fn)
 	}

@@ -244,7 +244,7 @@ func (w *Writer) unlock() {
 func (w *Writer) loadBases() error {
 	seen := map[string]bool{}
 	for _, file := range w.opts.Bases {
-		bm, err := meta.Load(file)
+		bm, err := LoadBase(file)
 		if err != nil {
 			return fmt.Errorf("loading base: %w", err)
 		}

@@ -70,7 +70,7 @@ func classify(registry string, err error) (_ error, conn bool) {
 	var dnsErr *net.DNSError
 	switch {
 	case strings.Contains(msg, "server gave HTTP response to HTTPS client") || errors.As(err, &rhe):
-		return mk("TLS handshake failed: it speaks plain HTTP", `set "tls: disabled" for it in cfg.yaml registries`), true
+		return mk("TLS handshake failed: it speaks plain HTTP", `write it http://`+registry+` (or --plain-http), or set "tls: disabled" for it in cfg.yaml registries`), true
 	case strings.Contains(msg, "Client sent an HTTP request to an HTTPS server") || strings.Contains(msg, "malformed HTTP response"):
 		return mk("it speaks HTTPS but ferry used plain HTTP", `set "tls: enabled" (or "insecure") for it in cfg.yaml registries`), true
 	case errors.As(err, &unknownCA) || errors.As(err, &invalidCert) || errors.As(err, &hostErr) || errors.As(err, &verifyErr):

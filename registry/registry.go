@@ -93,6 +93,7 @@ type Registry struct {
 	hosts     []Host     // every configured host, for CheckRealms (realm.go)
 	creds     *credSet   // which registries have credentials
 	tr        *transport // under regclient: challenges, timeouts, TLS (transport.go)
+	opts      Options    // as given to New (httpFallback builds the clients again)
 }
 
 var (
@@ -125,7 +126,7 @@ func New(opts Options) (*Registry, error) {
 		}
 		hosts = append(hosts, ch)
 	}
-	r := &Registry{log: opts.Log, hosts: all, creds: newCredSet(all, opts.DockerConfig), tagLimits: opts.Tags.withDefaults()}
+	r := &Registry{log: opts.Log, hosts: all, creds: newCredSet(all, opts.DockerConfig), tagLimits: opts.Tags.withDefaults(), opts: opts}
 	var err error
 	if r.tr, err = newTransport(all, opts.Net, opts.DockerConfig, r.creds.has); err != nil {
 		return nil, err
@@ -311,6 +312,9 @@ func (r *Registry) Check(ctx context.Context, registries ...string) error {
 			continue
 		}
 		if cerr, conn := classify(host, err); conn {
+			if r.httpFallback(ctx, host, cerr) {
+				continue
+			}
 			return cerr
 		}
 		r.log.Debug("ping", "registry", host, "err", err)

@@ -27,6 +27,9 @@ type ImageSpec struct {
 	// Select, when set, names several tags of Source's repository (see
 	// TagSelect); ExpandTags turns the entry into one entry per tag.
 	Select *TagSelect
+	// PlainHTTP: the source was written http://REGISTRY (or the registry
+	// it is a path on was): reach it over plain HTTP.
+	PlainHTTP bool
 }
 
 // String is the source reference as the user wrote it (normalized).
@@ -45,7 +48,7 @@ func (s ImageSpec) String() string {
 func ParseImage(line, registry string) (ImageSpec, error) {
 	src, dst, renamed := strings.Cut(line, "->")
 	src, dst = strings.TrimSpace(src), strings.TrimSpace(dst)
-	src = strings.TrimPrefix(src, "https://") // a registry URL pasted as an image
+	src, plain := CutScheme(src) // a registry URL pasted as an image
 	var sel *TagSelect
 	if base, expr, ok := splitSelector(src); ok && !strings.Contains(line, "=>") {
 		var err error
@@ -54,11 +57,12 @@ func ParseImage(line, registry string) (ImageSpec, error) {
 		}
 		src = base
 	}
-	if src == "" || (renamed && dst == "") || strings.ContainsAny(src, " \t") || strings.ContainsAny(dst, " \t") || strings.HasPrefix(src, "http://") {
+	if src == "" || (renamed && dst == "") || strings.ContainsAny(src, " \t") || strings.ContainsAny(dst, " \t") {
 		return ImageSpec{}, fmt.Errorf("%w: %q: %s", ErrBadList, line, listLineProblem(src, dst, renamed))
 	}
 	if registry != "" && !NamesRegistry(src) {
-		src = strings.TrimSuffix(registry, "/") + "/" + strings.TrimPrefix(src, "/")
+		reg, regPlain := CutScheme(registry)
+		src, plain = strings.TrimSuffix(reg, "/")+"/"+strings.TrimPrefix(src, "/"), regPlain
 	}
 	r, err := ref.New(src)
 	if err != nil {
@@ -73,7 +77,7 @@ func ParseImage(line, registry string) (ImageSpec, error) {
 	if r.Scheme != "reg" {
 		return ImageSpec{}, fmt.Errorf("%w: %q: only registry references are supported", ErrBadList, src)
 	}
-	spec := ImageSpec{Source: r, Repository: r.Repository, Tag: r.Tag}
+	spec := ImageSpec{Source: r, Repository: r.Repository, Tag: r.Tag, PlainHTTP: plain}
 	if sel != nil {
 		spec.Source.Tag, spec.Tag, spec.Select = "", "", sel
 	}
@@ -151,8 +155,6 @@ func listLineProblem(src, dst string, renamed bool) string {
 	switch {
 	case strings.Contains(src, "=>"):
 		return "a rename is written SRC -> DST, not =>"
-	case strings.HasPrefix(src, "http://"):
-		return "an image is not a URL: drop http:// (set tls: disabled for the registry in cfg.yaml for plain HTTP)"
 	case src == "":
 		return "no source image before ->"
 	case renamed && dst == "":

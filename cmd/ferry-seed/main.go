@@ -75,8 +75,14 @@ func run(ctx context.Context, host string, fixtures bool, extra, bigRepo string,
 		fmt.Printf("%s %s\n", r.CommonName(), img.Digest())
 		return nil
 	}
+	var sets []map[string]*regtest.Image
 	if fixtures {
-		imgs := regtest.Fixtures()
+		sets = append(sets, regtest.Fixtures())
+	}
+	if *imageTransmit {
+		sets = append(sets, regtest.ImageTransmitFixtures())
+	}
+	for _, imgs := range sets {
 		names := make([]string, 0, len(imgs))
 		for n := range imgs {
 			names = append(names, n)

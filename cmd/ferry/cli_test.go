@@ -90,7 +90,7 @@ func TestExitCodes(t *testing.T) {
 		{"list stdin empty target", "a:1 -> \n", []string{"save", "--list", "-", "-o", out}, exitUsage, []string{"no target after ->"}},
 		{"uppercase repository", "", []string{"save", "Team/App:1", "-o", out}, exitUsage, []string{"argument 1", "lowercase"}},
 		{"space for colon", "", []string{"save", "alpine 3.19", "-o", out}, exitUsage, []string{"a tag follows a colon"}},
-		{"http url image", "", []string{"save", "http://" + host + "/team/app:1", "-o", out}, exitUsage, []string{"drop http://"}},
+		{"http url image", "", []string{"save", "http://" + host + "/team/nope:1", "-o", out}, exitFailure, []string{"team/nope:1: repository not found"}}, // http:// is plain HTTP (issue 18)
 		{"missing output dir", "", []string{"save", host + "/team/app:1", "-o", filepath.Join(dir, "unmounted", "usb")}, exitUsage, []string{"does not exist", "--mkdir"}},
 		{"verify no arg", "", []string{"verify"}, exitUsage, []string{"one meta file"}},
 		{"verify missing meta", "", []string{"verify", filepath.Join(dir, "nope_meta.yaml")}, exitUsage, []string{"no such file"}},

@@ -57,6 +57,7 @@ continues it and fetches only the rest (--fresh starts over).`,
 			&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Value: ".", Usage: "output directory; it must exist unless --mkdir (cfg.yaml: output.dir)"},
 			&cli.BoolFlag{Name: "mkdir", Usage: "create the output directory when it does not exist (cfg.yaml: output.mkdir)"},
 			&cli.StringFlag{Name: "prefix", Value: "ferry", Usage: "bundle file name prefix (cfg.yaml: output.prefix)"},
+			itOutFlag,
 			&cli.StringSliceFlag{Name: "inc", Usage: "base meta file: skip blobs it (or its bases) carried (repeatable)"},
 			&cli.BoolFlag{Name: "keep-going", Usage: "write a bundle of the images that succeeded, marked partial (still exits 1)"},
 			&cli.StringFlag{Name: "resume", Usage: "output directory holding an interrupted save of the same images and options: continue it, or fail (exit 2) if there is none; without this flag a save resumes such a save by itself"},
@@ -97,6 +98,7 @@ Examples:
   ferry upload out/ferry_full_20261124T101500Z_meta.yaml --target containerd:///run/k3s/containerd/containerd.sock`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "target", Aliases: []string{"t", "dst"}, Usage: "REGISTRY[/NAMESPACE] | cfg name | docker[:///path/to/docker.sock] | containerd[:///path/to/containerd.sock]"},
+			imgMetaFlag,
 			&cli.IntFlag{Name: "jobs", Aliases: []string{"j"}, Value: 4, Usage: "parts streamed at once (cfg.yaml: jobs)"},
 			&cli.IntFlag{Name: "retries", Value: 3, Usage: "retries of a part that failed for a transient reason (cfg.yaml: retries)"},
 			&cli.StringFlag{Name: "list", Aliases: []string{"l"}, Usage: "list with 'SRC -> DST' lines renaming repositories at the target"},
@@ -108,7 +110,11 @@ Examples:
 			&cli.StringFlag{Name: "ca-file", Usage: "CA certificate (PEM) for a target not in cfg.yaml"},
 			keyFlag(),
 		},
-		Action: func(c *cli.Context) error { return e.upload(c) },
+		Action: func(c *cli.Context) error {
+			err := e.upload(c)
+			e.notifyEnd(c.Context, "upload", err)
+			return err
+		},
 	}
 }
 
@@ -358,9 +364,10 @@ func configCommand(e *env) *cli.Command {
 					return usagef("cfg.yaml credentials use variables that are not set: %s", strings.Join(unset, "; "))
 				}
 				tr().Fprintf(e.stdout, "%s: OK (%d registries)\n", file, len(cfg.Registries))
+				printNotes(e.stdout, cfg)
 				return nil
 			},
-		}},
+		}, configConvertCommand(e)},
 	}
 }
 
@@ -465,7 +472,9 @@ func (e *env) registryFor(names []string, insecure bool, caFile string, jobs, re
 			continue
 		}
 		h := registry.Host{Registry: n, CAFile: caFile}
-		if insecure {
+		if e.isPlain(n) { // --insecure too: it must not turn TLS on
+			h.TLS = registry.TLSDisabled
+		} else if insecure {
 			h.TLS = registry.TLSInsecure
 		} else if caFile != "" {
 			h.TLS = registry.TLSEnabled
@@ -572,10 +581,10 @@ func (e *env) parseTarget(s string) (reg ref.Ref, namespace, dockerSock string, 
 		sock = strings.TrimPrefix(sock, "//")
 		return ref.Ref{}, "", sock, true, nil
 	}
-	if rest, ok := strings.CutPrefix(s, "https://"); ok {
-		s = rest // a registry URL: the host and path are the target
-	} else if strings.HasPrefix(s, "http://") {
-		return ref.Ref{}, "", "", false, usagef("target %q: give REGISTRY[/NAMESPACE] without http:// (set tls: disabled for it in cfg.yaml for plain HTTP)", s)
+	s, plain := selection.CutScheme(s) // a registry URL: the host and path are the target
+	if plain {
+		h, _, _ := strings.Cut(s, "/")
+		e.markPlain(h)
 	}
 	if rc, ok := e.cfg.Lookup(s); ok {
 		s = strings.TrimSuffix(rc.Registry+"/"+rc.Namespace, "/")

@@ -72,6 +72,15 @@ type Config struct {
 	// KeepGoing is upload's --keep-going: an image that fails does not
 	// stop the others.
 	KeepGoing bool `yaml:"keepGoing"`
+	// Notify sends one message at the end of each save, upload and sync
+	// (notify.go).
+	Notify []NotifyConfig `yaml:"notify"`
+
+	// Format is "image-transmit" for its cfg.yaml (itconfig.go); Notes
+	// say how each of its fields was understood.
+	Format string   `yaml:"-"`
+	Notes  []string `yaml:"-"`
+
 	// HeaderTimeout ends a registry request whose answer does not start
 	// this long after it was sent (default 60s; uploads' last request 10
 	// times as long; 0 for none).
@@ -110,6 +119,10 @@ type RegistryConfig struct {
 	// TrustedRealms are token service hosts on other domains that may
 	// receive these credentials (default: only the registry's own domain).
 	TrustedRealms []string `yaml:"trustedRealms"`
+	// ReplaceNamespace: as a target, Namespace replaces the first path
+	// component of each repository (image-transmit's repository) instead
+	// of going in front of it.
+	ReplaceNamespace bool `yaml:"replaceNamespace"`
 }
 
 // OutputConfig says where save writes.
@@ -148,11 +161,17 @@ func LoadConfig(file string) (*Config, error) {
 
 // ParseConfig decodes and validates cfg.yaml content.
 func ParseConfig(b []byte) (*Config, error) {
+	if isImageTransmitConfig(b) {
+		return parseImageTransmitConfig(b)
+	}
 	var c Config
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("%w: %v", errConfig, explainYAML(err))
+	}
+	if err := c.cutSchemes(); err != nil {
+		return nil, err
 	}
 	return &c, c.Validate()
 }
@@ -191,7 +210,7 @@ func (c *Config) Validate() error {
 	if _, err := parseSize(c.SplitSize); err != nil {
 		return tr().Errorf("%w: splitSize: %v", errConfig, err)
 	}
-	if _, err := parseSize(c.Cache.KeepSize); err != nil {
+	if _, err := parseKeepSize(c.Cache.KeepSize); err != nil {
 		return tr().Errorf("%w: cache.keepSize: %v", errConfig, err)
 	}
 	if c.Cache.KeepDays < 0 {
@@ -201,6 +220,10 @@ func (c *Config) Validate() error {
 		if d, err := time.ParseDuration(c.Timeout); err != nil || d < 0 {
 			return tr().Errorf("%w: timeout %q: want a duration such as 60s or 2m", errConfig, c.Timeout)
 		}
+	}
+	if err := c.validateNotify(); err != nil {
+		return err
+
 	}
 	if c.HeaderTimeout != "" {
 		if d, err := time.ParseDuration(c.HeaderTimeout); err != nil || d < 0 {

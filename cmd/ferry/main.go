@@ -27,6 +27,7 @@ import (
 	"github.com/ferry-oss/ferry/internal/safe"
 	"github.com/ferry-oss/ferry/registry"
 	"github.com/ferry-oss/ferry/selection"
+	"github.com/ferry-oss/ferry/transfer"
 )
 
 // version is set with -ldflags "-X main.version=...".
@@ -68,7 +69,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	printer.Store(p)
 	app := newApp(stdin, stdout, stderr)
 	localize(app, p)
-	args, cmdPath := interspersed(app, args)
+	args, cmdPath := interspersed(app, imageTransmitOut(args))
 	err := app.RunContext(ctx, args)
 	if err == nil {
 		return exitOK
@@ -124,6 +125,10 @@ type env struct {
 	logOut         *logWriter
 	cache          *cache.Cache
 	level          slog.Level
+	plain          map[string]bool // registry hosts written http://HOST (plainhttp.go)
+	plainAll       bool            // --plain-http
+	summary        []string        // what the command did, for notifyEnd (notify.go)
+	failed         []transfer.ImageError
 	idle           *time.Duration // the command's --timeout, for registry requests (noteTimeouts)
 }
 
@@ -199,9 +204,15 @@ Exit codes: 0 success, 1 failure, 2 usage error.`,
 			if f, ok := stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) && !c.Bool("quiet") && !c.Bool("no-progress") {
 				e.term = true
 			}
+			e.plainAll = c.Bool("plain-http")
 			e.cfg = &Config{}
 			if file := c.String("config"); file != "" {
 				cfg, err := LoadConfig(file)
+				if err != nil {
+					return usageError{err}
+				}
+				e.cfg = cfg
+			} else if cfg, err := e.imageTransmitHome(); err != nil || cfg != nil {
 				if err != nil {
 					return usageError{err}
 				}
@@ -306,6 +317,7 @@ func globalFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "debug logging"},
 		&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "warnings and errors only, no progress bars"},
 		&cli.BoolFlag{Name: "no-progress", Usage: "log lines instead of progress bars"},
+		plainHTTPFlag,
 	}
 }
 

@@ -29,6 +29,12 @@ func (e *env) save(c *cli.Context) error {
 	if every := c.Duration("watch"); every != 0 {
 		return e.saveWatch(c, every)
 	}
+	err := e.saveOnce(c)
+	e.notifyEnd(c.Context, "save", err) // each --watch round too
+	return err
+}
+
+func (e *env) saveOnce(c *cli.Context) error {
 	jsonOut, restore := e.jsonOutput(c)
 	defer restore()
 	s, err := e.saveFlags(c)
@@ -59,6 +65,7 @@ type saveRun struct {
 	single        bool
 	jobs, retries int
 	outDir        string
+	prefix        string // file name prefix (--prefix, or image-transmit's -out)
 	resume        bundle.ResumeMode
 	referrers     bool
 	hosts         []string
@@ -85,6 +92,9 @@ func (e *env) saveFlags(c *cli.Context) (*saveRun, error) {
 	if s.plats, s.platNames, err = parsePlatforms(orSlice(c.StringSlice("platform"), cfg.Platforms)); err != nil {
 		return nil, err
 	}
+	if err := squashfsRefused(flagOr(c, "compress", cfg.Compression)); err != nil {
+		return nil, err
+	}
 	if s.codec, err = bundle.ParseCodec(flagOr(c, "compress", cfg.Compression)); err != nil {
 		return nil, usageError{err}
 	}
@@ -104,11 +114,12 @@ func (e *env) saveFlags(c *cli.Context) (*saveRun, error) {
 	}
 	setMemoryLimit(s.jobs)
 	s.retries = e.retries(c)
-	s.outDir = flagOr(c, "out", cfg.Output.Dir)
+	var mkdir bool
+	s.outDir, s.prefix, mkdir = e.outputFlags(c)
 	if s.resume, err = resumeMode(c, &s.outDir); err != nil {
 		return nil, err
 	}
-	if err := outputDir(s.outDir, c.Bool("mkdir") || cfg.Output.Mkdir); err != nil {
+	if err := outputDir(s.outDir, mkdir); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -185,7 +196,7 @@ func (s *saveRun) prepare(reg *registry.Registry) error {
 		Log: e.log, Progress: s.progress,
 	}
 	s.writer, err = bundle.NewWriter(bundle.WriterOptions{
-		Dir: s.outDir, Prefix: flagOr(c, "prefix", cfg.Output.Prefix), Codec: s.codec,
+		Dir: s.outDir, Prefix: s.prefix, Codec: s.codec,
 		Parts: s.jobs, SplitSize: s.split, Single: s.single, Platforms: s.platNames,
 		Bases: c.StringSlice("inc"), Tool: "ferry " + version, Log: e.log,
 		SignMeta: s.signMeta, Resume: s.resume, Inputs: transfer.SaveInputs(s.images, s.sopts),
@@ -206,6 +217,7 @@ func (s *saveRun) done(res *transfer.SaveResult, err error) error {
 	var fe *transfer.FailedError
 	if errors.As(err, &fe) {
 		tr().Fprintf(e.stderr, "\nFAILED: %d of %d image(s):\n", len(fe.Images), len(s.images))
+		e.failed = fe.Images
 		printFailures(e.stderr, fe.Images)
 		if res != nil {
 			tr().Fprintf(e.stderr, "a PARTIAL bundle of the other images was written: %s\n", res.MetaPath)
@@ -223,7 +235,8 @@ func (s *saveRun) done(res *transfer.SaveResult, err error) error {
 	if res.Resumed > 0 {
 		kept = fmt.Sprintf(", %d kept from the interrupted save", res.Resumed)
 	}
-	tr().Fprintf(e.info(), "saved %d image(s), %d blob(s) (%s, %d skipped as in base bundles%s) in %s into %d part(s)\n",
+	e.summary = append(e.summary, "meta: "+res.MetaPath)
+	tr().Fprintf(e.summarize(e.info()), "saved %d image(s), %d blob(s) (%s, %d skipped as in base bundles%s) in %s into %d part(s)\n",
 		len(res.Meta.Images), res.Blobs, formatSize(res.BlobBytes), res.Skipped, kept, res.Duration.Round(time.Millisecond), len(res.Meta.Parts))
 	fmt.Fprintln(e.stdout, res.MetaPath)
 	return nil
@@ -315,17 +328,19 @@ func outputDir(dir string, mkdir bool) error {
 func (e *env) upload(c *cli.Context) error {
 	jsonOut, restore := e.jsonOutput(c)
 	defer restore()
-	if c.NArg() != 1 {
-		return usagef("upload takes one meta file")
+	metaFile, err := metaArg(c)
+	if err != nil {
+		return err
 	}
-	bd, err := e.openChecked(c.Args().First(), c.String("key"))
+	bd, err := e.openChecked(metaFile, c.String("key"))
 	if err != nil {
 		return err
 	}
 	jobs := flagOr(c, "jobs", e.cfg.Jobs)
 	setMemoryLimit(jobs)
 	retries := e.retries(c)
-	host, ns, sock, isDocker, err := e.parseTarget(firstNonZero(c.String("target"), e.cfg.Target))
+	targetArg := e.itTarget(firstNonZero(c.String("target"), e.cfg.Target))
+	host, ns, sock, isDocker, err := e.parseTarget(targetArg)
 	if err != nil {
 		return err
 	}
@@ -342,6 +357,7 @@ func (e *env) upload(c *cli.Context) error {
 	if isContainerd(sock) && len(renames) > 0 {
 		return usagef("--list renames repositories at a registry; containerd keeps the source names")
 	}
+	renames, ns = e.replaceNamespace(targetArg, bd.Meta, renames, ns)
 	sink, targetName, rename, err := e.connectTarget(c.Context, bd, target{host: &host, sock: sock, docker: isDocker,
 		platform: c.String("platform"), namespace: c.String("containerd-namespace"), insecure: c.Bool("insecure"), caFile: c.String("ca-file"), jobs: jobs, retries: retries})
 	if err != nil {
@@ -359,7 +375,7 @@ func (e *env) upload(c *cli.Context) error {
 		KeepGoing: c.Bool("keep-going") || e.cfg.KeepGoing,
 	})
 	p.Stop()
-	writeJSON(jsonOut, uploadResultJSON(c.Args().First(), bd.Meta.ID, targetName, res, err))
+	writeJSON(jsonOut, uploadResultJSON(metaFile, bd.Meta.ID, targetName, res, err))
 	return e.uploadDone(bd, log, res, err)
 }
 
@@ -368,6 +384,7 @@ func (e *env) uploadDone(bd *bundle.Bundle, log *slog.Logger, res *transfer.Uplo
 	var fe *transfer.FailedError
 	if errors.As(err, &fe) && res != nil {
 		tr().Fprintf(e.stderr, "\nFAILED: %d of %d image(s), not tagged:\n", len(fe.Images), len(bd.Meta.Images))
+		e.failed = fe.Images
 		printFailures(e.stderr, fe.Images)
 		tr().Fprintf(e.stderr, "uploaded the other %d image(s) of %s: %d manifest(s), %d blob(s) pushed (%s), %d skipped, %d mounted in %s\n",
 			res.Images, bd.Meta.ID, res.Manifests, res.BlobsPushed, formatSize(res.BytesPushed), res.BlobsSkipped, res.BlobsMounted, res.Duration.Round(time.Millisecond))
@@ -378,7 +395,7 @@ func (e *env) uploadDone(bd *bundle.Bundle, log *slog.Logger, res *transfer.Uplo
 		return uploadError(bd.Meta.ID, err)
 	}
 	rate := float64(res.BytesPushed) / max(res.Duration.Seconds(), 0.001)
-	tr().Fprintf(e.stdout, "uploaded %s: %d image(s), %d manifest(s), %d blob(s) pushed (%s, %s/s), %d skipped, %d mounted in %s\n",
+	tr().Fprintf(e.summarize(e.stdout), "uploaded %s: %d image(s), %d manifest(s), %d blob(s) pushed (%s, %s/s), %d skipped, %d mounted in %s\n",
 		bd.Meta.ID, res.Images, res.Manifests, res.BlobsPushed, formatSize(res.BytesPushed), formatSize(int64(rate)), res.BlobsSkipped, res.BlobsMounted, res.Duration.Round(time.Millisecond))
 	return nil
 }

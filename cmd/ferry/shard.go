@@ -18,10 +18,11 @@ func (e *env) imageList(c *cli.Context) ([]selection.ImageSpec, error) {
 	if r, ok := e.cfg.Lookup(src); ok { // Lookup("") finds nothing
 		src = r.Registry
 	}
-	images, err := gatherImages(append(c.Args().Slice(), c.StringSlice("img")...), c.String("list"), e.cfg.List, e.cfg.Images, src, e.stdin)
+	images, err := gatherImages(append(c.Args().Slice(), c.StringSlice("img")...), e.listOrStdin(c), e.cfg.List, e.cfg.Images, src, e.stdin)
 	if err != nil {
 		return nil, err
 	}
+	e.markPlainImages(images)
 	return shardOf(c, images)
 }
 

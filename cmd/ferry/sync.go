@@ -100,7 +100,11 @@ func (e *env) sync(c *cli.Context) error {
 	if err := s.addImages(); err != nil {
 		return err
 	}
-	if _, err := s.newClient(); err != nil {
+	reg, err := s.newClient()
+	if err != nil {
+		return err
+	}
+	if err := e.checkSync(c.Context, reg, s.hosts); err != nil { // every source and target, before any work
 		return err
 	}
 	if file := c.String("report"); file != "" {
@@ -183,7 +187,7 @@ func (s *syncRun) addTarget(t string) error {
 			return nil // the same target twice
 		}
 	}
-	s.targets = append(s.targets, transfer.SyncTarget{Name: name, Repo: transfer.RegistryTarget(host, ns, nil)})
+	s.targets = append(s.targets, transfer.SyncTarget{Name: name, Repo: s.e.syncRepo(t, host, ns)})
 	s.hosts = append(s.hosts, host.Registry)
 	return nil
 }
@@ -260,6 +264,7 @@ func (s *syncRun) round(ctx context.Context, stop <-chan struct{}, n int) (*sync
 			e.log.Warn("writing the report", "file", s.report.Name(), "err", werr)
 		}
 	}
+	e.notifySync(ctx, rep, err)
 	return rep, err
 }
 

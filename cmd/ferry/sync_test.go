@@ -362,12 +362,19 @@ func TestSyncUsageErrors(t *testing.T) {
 		{[]string{"sync", "--target", "localhost:5001", "--watch", "10ms", "localhost:5000/a:1"}, "--watch"},
 		{[]string{"sync", "--target", "localhost:5001", "localhost:5000/a:/(/"}, "regular expression"},
 		{[]string{"resolve"}, "no images"},
-		{[]string{"sync", "--target", "localhost:5001", "--watch", "1s", "localhost:5000/a/app:1 -> x/app:1", "localhost:5000/b/app:1 -> x/app:1"}, "both"},
 	} {
 		code, _, stderr := ferry(t, "", tt.args...)
 		if code != exitUsage || !strings.Contains(stderr, tt.msg) {
 			t.Errorf("%v: exit %d, stderr %q (want %q)", tt.args, code, stderr, tt.msg)
 		}
+	}
+	// two sources onto one tag: refused before any copy (every registry
+	// of a sync is pinged first, so these must be up)
+	host, stop := regtest.Olareg()
+	defer stop()
+	args := []string{"sync", "--target", host, "--watch", "1s", host + "/a/app:1 -> x/app:1", host + "/b/app:1 -> x/app:1"}
+	if code, _, stderr := ferry(t, "", args...); code != exitUsage || !strings.Contains(stderr, "both") {
+		t.Errorf("%v: exit %d, stderr %q (want both)", args, code, stderr)
 	}
 }
 

@@ -17,7 +17,7 @@ import (
 
 // withCache puts the blob cache in front of src.
 func (e *env) withCache(src oci.Source, dir string) (oci.Source, error) {
-	keep, err := parseSize(e.cfg.Cache.KeepSize)
+	keep, err := parseKeepSize(e.cfg.Cache.KeepSize)
 	if err != nil {
 		return nil, usagef("cache.keepSize: %v", err)
 	}
