@@ -155,7 +155,7 @@ func (bd *Bundle) CheckGaps(ctx context.Context) error {
 			return fmt.Errorf("part %s: %w: %v", p.Name, ErrPartMissing, err)
 		}
 		for _, g := range gs {
-			if err := Codec(bd.Meta.Compression).checkFrames(f, g[0], g[1]-g[0]); err != nil {
+			if err := Codec(bd.Meta.Compression).CheckFrames(f, g[0], g[1]-g[0]); err != nil {
 				errs = append(errs, fmt.Errorf("part %s at offset %d: %w", p.Name, g[0], err))
 				break
 			}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/ferry-oss/ferry/bundle/codec"
 	"github.com/ferry-oss/ferry/internal/asyncfile"
 	"github.com/ferry-oss/ferry/meta"
 	"github.com/ferry-oss/ferry/oci"
@@ -38,7 +39,7 @@ type partWriter struct {
 	f     *os.File
 	wb    *asyncfile.Writeback
 	af    *asyncfile.Writer
-	fe    frameEncoder
+	fe    codec.FrameEncoder
 	tw    *tar.Writer
 	count int // entries
 	seq   int // the part's number in its partial name (the resume journal's)
@@ -47,7 +48,7 @@ type partWriter struct {
 }
 
 func newPartWriter(path string, codec Codec, mtime time.Time) (*partWriter, error) {
-	fe, err := codec.newFrameEncoder()
+	fe, err := codec.NewFrameEncoder()
 	if err != nil {
 		return nil, err
 	}
@@ -75,7 +76,7 @@ func (pw *partWriter) add(name string, size int64, r io.Reader) (meta.Location, 
 		err = fmt.Errorf("%w: %d of %d bytes", oci.ErrSizeMismatch, n, size)
 	}
 	if err == nil {
-		err = pw.fe.end()
+		err = pw.fe.End()
 	}
 	if err != nil {
 		if rerr := pw.rollback(off); rerr != nil {
@@ -91,7 +92,7 @@ func (pw *partWriter) add(name string, size int64, r io.Reader) (meta.Location, 
 // entry writes the tar header, data and padding of one entry into a new
 // frame.
 func (pw *partWriter) entry(name string, size int64, r io.Reader) (int64, error) {
-	if err := pw.fe.begin(pw.af, size+3*tarBlock); err != nil {
+	if err := pw.fe.Begin(pw.af, size+3*tarBlock); err != nil {
 		return 0, err
 	}
 	hdr := &tar.Header{Name: name, Mode: 0o644, Size: size, ModTime: pw.mtime, Typeflag: tar.TypeReg, Format: tar.FormatPAX}
@@ -114,8 +115,8 @@ func (pw *partWriter) entry(name string, size int64, r io.Reader) (int64, error)
 func (pw *partWriter) rollback(off int64) error {
 	// The encoder may hold a broken frame: start over on a sink that
 	// discards it; the tar writer's state is dropped with it.
-	_ = pw.fe.begin(io.Discard, 0)
-	_ = pw.fe.end()
+	_ = pw.fe.Begin(io.Discard, 0)
+	_ = pw.fe.End()
 	pw.tw = tar.NewWriter(pw.fe)
 	if err := pw.af.Flush(); err != nil {
 		return err
@@ -143,13 +144,13 @@ func (pw *partWriter) size() int64 { return pw.af.N() }
 func (pw *partWriter) finish() (int64, string, error) {
 	err := pw.err
 	if err == nil {
-		err = pw.fe.begin(pw.af, 2*tarBlock)
+		err = pw.fe.Begin(pw.af, 2*tarBlock)
 	}
 	if err == nil {
 		err = pw.tw.Close()
 	}
 	if err == nil {
-		err = pw.fe.end()
+		err = pw.fe.End()
 	}
 	if ferr := pw.af.Close(); err == nil {
 		err = ferr

@@ -232,7 +232,7 @@ func (bd *Bundle) OpenBlob(ctx context.Context, d digest.Digest) (io.ReadCloser,
 	if err != nil {
 		return nil, fmt.Errorf("blob %s: part %s: %w: %v", d, e.Part, ErrPartMissing, err)
 	}
-	if err := Codec(bd.Meta.Compression).checkFrames(f, e.Offset, e.Length); err != nil {
+	if err := Codec(bd.Meta.Compression).CheckFrames(f, e.Offset, e.Length); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("blob %s: part %s at offset %d: %w", d, e.Part, e.Offset, err)
 	}
@@ -275,12 +275,12 @@ func (bd *Bundle) OpenBlobFrom(ctx context.Context, d digest.Digest, start int64
 		return nil, fmt.Errorf("blob %s: part %s: %w: %v", d, e.Part, ErrPartMissing, err)
 	}
 	codec := Codec(bd.Meta.Compression)
-	if err := codec.checkFrames(f, e.Offset, e.Length); err != nil {
+	if err := codec.CheckFrames(f, e.Offset, e.Length); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("blob %s: part %s at offset %d: %w", d, e.Part, e.Offset, err)
 	}
 	cr := &countingReader{r: io.NewSectionReader(f, e.Offset, e.Length), h: nopHash{}}
-	dec, err := codec.newFrameDecoder(cr)
+	dec, err := codec.NewFrameDecoder(cr)
 	if err != nil {
 		f.Close()
 		return nil, err
@@ -328,7 +328,7 @@ func (nopHash) Write(p []byte) (int, error) { return len(p), nil }
 // header and data uncompressed) and returns its data, size and digest
 // checked.
 func (bd *Bundle) entryReader(sec io.Reader, e Entry) (io.Reader, func(), error) {
-	dec, err := Codec(bd.Meta.Compression).newFrameDecoder(sec)
+	dec, err := Codec(bd.Meta.Compression).NewFrameDecoder(sec)
 	if err != nil {
 		return nil, nil, fmt.Errorf("blob %s: part %s: %w", e.Descriptor.Digest, e.Part, err)
 	}
@@ -467,7 +467,7 @@ func (bd *Bundle) readPartScanned(ctx context.Context, p meta.Part, fn BlobFunc)
 		return fmt.Errorf("part %s: %w: %v", p.Name, ErrPartMissing, err)
 	}
 	defer f.Close()
-	if err := Codec(bd.Meta.Compression).checkFrames(f, 0, p.Size); err != nil {
+	if err := Codec(bd.Meta.Compression).CheckFrames(f, 0, p.Size); err != nil {
 		return fmt.Errorf("part %s: %w", p.Name, err)
 	}
 	cr := &countingReader{r: bufio.NewReaderSize(oci.ContextReader(ctx, f), 1<<20), h: sha256.New()}
@@ -598,7 +598,7 @@ func (bd *Bundle) readPartLocated(ctx context.Context, p meta.Part, fn BlobFunc)
 		return fmt.Errorf("part %s: %w: %v", p.Name, ErrPartMissing, err)
 	}
 	defer f.Close()
-	if err := Codec(bd.Meta.Compression).checkFrames(f, 0, p.Size); err != nil {
+	if err := Codec(bd.Meta.Compression).CheckFrames(f, 0, p.Size); err != nil {
 		return fmt.Errorf("part %s: %w", p.Name, err)
 	}
 	cr := &countingReader{r: bufio.NewReaderSize(oci.ContextReader(ctx, f), 256<<10), h: sha256.New()}
@@ -810,7 +810,7 @@ func (bd *Bundle) scanBlob(ctx context.Context, e Entry) (io.ReadCloser, error) 
 	if err != nil {
 		return nil, fmt.Errorf("blob %s: part %s: %w", d.Digest, e.Part, ErrPartMissing)
 	}
-	if err := Codec(bd.Meta.Compression).checkFrames(f, 0, bd.partSize(e.Part)); err != nil {
+	if err := Codec(bd.Meta.Compression).CheckFrames(f, 0, bd.partSize(e.Part)); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("blob %s: part %s: %w", d.Digest, e.Part, err)
 	}

@@ -636,7 +636,7 @@ func reopenPart(path string, codec Codec, mtime time.Time, entries []journalEntr
 		f.Close()
 		return nil, nil, fmt.Errorf("reopening part: %w", err)
 	}
-	fe, err := codec.newFrameEncoder()
+	fe, err := codec.NewFrameEncoder()
 	if err != nil {
 		f.Close()
 		return nil, nil, err
@@ -652,7 +652,7 @@ func reopenPart(path string, codec Codec, mtime time.Time, entries []journalEntr
 // frame, hashed into h) and checks it like verify does; it returns a
 // manifest's bytes.
 func checkEntry(f *os.File, codec Codec, part string, e journalEntry, h hash.Hash) ([]byte, error) {
-	if err := codec.checkFrames(f, e.Offset, e.Length); err != nil {
+	if err := codec.CheckFrames(f, e.Offset, e.Length); err != nil {
 		return nil, err
 	}
 	cr := &countingReader{r: io.NewSectionReader(f, e.Offset, e.Length), h: h}

@@ -1,7 +1,11 @@
-package bundle
+// Package codec is the compression of ferry's bundle parts: whole-stream
+// and per-entry (frame) encoders and decoders for none, zstd, gzip, xz and
+// lz4, and the checks that refuse decoder bombs before a decoder is made.
+package codec
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -13,46 +17,52 @@ import (
 	"github.com/ulikunitz/xz"
 )
 
+// Sentinel errors; bundle re-exports them as ErrCodec and ErrPartCorrupt.
+var (
+	ErrUnknown = errors.New("unknown compression")
+	ErrCorrupt = errors.New("part corrupt")
+)
+
 // Codec names the compression of tar parts. Schema 2 parts compress every
-// entry as its own frame (see frameEncoder); schema 1 parts are one stream.
+// entry as its own frame (see FrameEncoder); schema 1 parts are one stream.
 // NewDecoder reads both: concatenated frames are one valid stream.
 type Codec string
 
 // Supported codecs.
 const (
-	CodecNone Codec = "none"
-	CodecZstd Codec = "zstd"
-	CodecGzip Codec = "gzip"
-	CodecXz   Codec = "xz"
-	CodecLz4  Codec = "lz4"
+	None Codec = "none"
+	Zstd Codec = "zstd"
+	Gzip Codec = "gzip"
+	Xz   Codec = "xz"
+	Lz4  Codec = "lz4"
 )
 
-// Codecs lists every supported codec.
-var Codecs = []Codec{CodecNone, CodecZstd, CodecGzip, CodecXz, CodecLz4}
+// All lists every supported codec.
+var All = []Codec{None, Zstd, Gzip, Xz, Lz4}
 
-// ParseCodec parses a codec name; the empty string means none.
-func ParseCodec(s string) (Codec, error) {
+// Parse parses a codec name; the empty string means none.
+func Parse(s string) (Codec, error) {
 	if s == "" {
-		return CodecNone, nil
+		return None, nil
 	}
-	for _, c := range Codecs {
+	for _, c := range All {
 		if strings.EqualFold(s, string(c)) {
 			return c, nil
 		}
 	}
-	return "", fmt.Errorf("%w: %q (want none, zstd, gzip, xz or lz4)", ErrCodec, s)
+	return "", fmt.Errorf("%w: %q (want none, zstd, gzip, xz or lz4)", ErrUnknown, s)
 }
 
 // Ext is the file name extension a part gets after ".tar".
 func (c Codec) Ext() string {
 	switch c {
-	case CodecZstd:
+	case Zstd:
 		return ".zst"
-	case CodecGzip:
+	case Gzip:
 		return ".gz"
-	case CodecXz:
+	case Xz:
 		return ".xz"
-	case CodecLz4:
+	case Lz4:
 		return ".lz4"
 	}
 	return ""
@@ -66,39 +76,39 @@ func (nopWriteCloser) Close() error { return nil }
 // it but does not close w.
 func (c Codec) NewEncoder(w io.Writer) (io.WriteCloser, error) {
 	switch c {
-	case CodecNone, "":
+	case None, "":
 		return nopWriteCloser{w}, nil
-	case CodecZstd:
+	case Zstd:
 		return zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
-	case CodecGzip:
+	case Gzip:
 		return kgzip.NewWriterLevel(w, kgzip.BestSpeed)
-	case CodecXz:
+	case Xz:
 		return xz.NewWriter(w)
-	case CodecLz4:
+	case Lz4:
 		zw := lz4.NewWriter(w)
 		return zw, nil
 	}
-	return nil, fmt.Errorf("%w: %q", ErrCodec, c)
+	return nil, fmt.Errorf("%w: %q", ErrUnknown, c)
 }
 
-// frameEncoder compresses a part entry by entry: every begin..end is one
+// FrameEncoder compresses a part entry by entry: every Begin..End is one
 // complete compressed frame (zstd frame, gzip member, xz stream, lz4
 // frame), so that frames concatenated are one valid stream and each frame
-// decodes alone. For CodecNone it passes bytes through.
-type frameEncoder interface {
+// decodes alone. For None it passes bytes through.
+type FrameEncoder interface {
 	io.Writer
-	// begin starts a frame of about size bytes (before compression)
+	// Begin starts a frame of about size bytes (before compression)
 	// written to w.
-	begin(w io.Writer, size int64) error
-	// end finishes the frame: every byte of it has been written to w.
-	end() error
+	Begin(w io.Writer, size int64) error
+	// End finishes the frame: every byte of it has been written to w.
+	End() error
 }
 
 type passFrames struct{ w io.Writer }
 
-func (p *passFrames) begin(w io.Writer, _ int64) error { p.w = w; return nil }
+func (p *passFrames) Begin(w io.Writer, _ int64) error { p.w = w; return nil }
 func (p *passFrames) Write(b []byte) (int, error)      { return p.w.Write(b) }
-func (p *passFrames) end() error                       { return nil }
+func (p *passFrames) End() error                       { return nil }
 
 // resetter is an encoder that starts a new stream on Reset.
 type resetter interface {
@@ -108,53 +118,53 @@ type resetter interface {
 
 type resetFrames struct{ enc resetter }
 
-func (r *resetFrames) begin(w io.Writer, _ int64) error { r.enc.Reset(w); return nil }
+func (r *resetFrames) Begin(w io.Writer, _ int64) error { r.enc.Reset(w); return nil }
 func (r *resetFrames) Write(b []byte) (int, error)      { return r.enc.Write(b) }
-func (r *resetFrames) end() error                       { return r.enc.Close() }
+func (r *resetFrames) End() error                       { return r.enc.Close() }
 
 // xzFrames opens a new xz stream per frame (the xz writer has no Reset),
 // its dictionary no larger than the frame (the encoder's memory grows with
 // it: 8 MiB by default for every small entry would be wasted).
 type xzFrames struct{ enc *xz.Writer }
 
-func (x *xzFrames) begin(w io.Writer, size int64) error {
+func (x *xzFrames) Begin(w io.Writer, size int64) error {
 	dict := int(min(max(size, 4096), 8<<20))
 	enc, err := xz.WriterConfig{DictCap: dict}.NewWriter(w)
 	x.enc = enc
 	return err
 }
 func (x *xzFrames) Write(b []byte) (int, error) { return x.enc.Write(b) }
-func (x *xzFrames) end() error                  { return x.enc.Close() }
+func (x *xzFrames) End() error                  { return x.enc.Close() }
 
 // zstdReset adapts zstd.Encoder's Reset.
 type zstdReset struct{ *zstd.Encoder }
 
 func (z zstdReset) Reset(w io.Writer) { z.Encoder.Reset(w) }
 
-// newFrameEncoder returns the codec's frame encoder, with the same
+// NewFrameEncoder returns the codec's frame encoder, with the same
 // settings as NewEncoder.
-func (c Codec) newFrameEncoder() (frameEncoder, error) {
+func (c Codec) NewFrameEncoder() (FrameEncoder, error) {
 	switch c {
-	case CodecNone, "":
+	case None, "":
 		return &passFrames{}, nil
-	case CodecZstd:
+	case Zstd:
 		enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1), zstd.WithLowerEncoderMem(true))
 		if err != nil {
 			return nil, err
 		}
 		return &resetFrames{zstdReset{enc}}, nil
-	case CodecGzip:
+	case Gzip:
 		enc, err := kgzip.NewWriterLevel(nil, kgzip.BestSpeed)
 		if err != nil {
 			return nil, err
 		}
 		return &resetFrames{enc}, nil
-	case CodecXz:
+	case Xz:
 		return &xzFrames{}, nil
-	case CodecLz4:
+	case Lz4:
 		return &resetFrames{lz4.NewWriter(nil)}, nil
 	}
-	return nil, fmt.Errorf("%w: %q", ErrCodec, c)
+	return nil, fmt.Errorf("%w: %q", ErrUnknown, c)
 }
 
 // MaxZstdWindow is the largest zstd window a part may ask for: 8 MiB, the
@@ -169,13 +179,13 @@ const MaxZstdWindow = 8 << 20
 // dictionary, lz4's largest block (4 MiB, twice), gzip's 32 KiB window.
 func (c Codec) DecoderMemory() int64 {
 	switch c {
-	case CodecZstd:
+	case Zstd:
 		return MaxZstdWindow + 512<<10
-	case CodecXz:
+	case Xz:
 		return MaxXzDict + 512<<10
-	case CodecLz4:
+	case Lz4:
 		return 8 << 20
-	case CodecGzip:
+	case Gzip:
 		return 64 << 10
 	}
 	return 0
@@ -214,16 +224,16 @@ var (
 	}}
 )
 
-// newFrameDecoder decodes the entry stored in r (one frame, or the entry
-// as it is for CodecNone). Close returns the decoder to its pool.
-func (c Codec) newFrameDecoder(r io.Reader) (io.ReadCloser, error) {
-	if c == CodecNone || c == "" {
+// NewFrameDecoder decodes the entry stored in r (one frame, or the entry
+// as it is for None). Close returns the decoder to its pool.
+func (c Codec) NewFrameDecoder(r io.Reader) (io.ReadCloser, error) {
+	if c == None || c == "" {
 		return decoder{Reader: r}, nil
 	}
 	br := frameBufs.Get().(*bufio.Reader)
 	br.Reset(r)
 	release := func() { br.Reset(nil); frameBufs.Put(br) }
-	if c != CodecZstd {
+	if c != Zstd {
 		dec, err := c.NewDecoder(br)
 		if err != nil {
 			release()
@@ -240,7 +250,7 @@ func (c Codec) newFrameDecoder(r io.Reader) (io.ReadCloser, error) {
 	if err := zr.Reset(br); err != nil {
 		zstdDecs.Put(zr)
 		release()
-		return nil, fmt.Errorf("%w: %v", ErrPartCorrupt, err)
+		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
 	}
 	return decoder{Reader: zr, close: once(func() {
 		_ = zr.Reset(nil)
@@ -252,28 +262,28 @@ func (c Codec) newFrameDecoder(r io.Reader) (io.ReadCloser, error) {
 // NewDecoder wraps r with the codec's decoder.
 func (c Codec) NewDecoder(r io.Reader) (io.ReadCloser, error) {
 	switch c {
-	case CodecNone, "":
+	case None, "":
 		return decoder{Reader: r}, nil
-	case CodecZstd:
+	case Zstd:
 		zr, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true), zstd.WithDecoderMaxWindow(MaxZstdWindow))
 		if err != nil {
 			return nil, err
 		}
 		return decoder{Reader: zr, close: zr.Close}, nil
-	case CodecGzip:
+	case Gzip:
 		zr, err := kgzip.NewReader(r)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrPartCorrupt, err)
+			return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
 		}
 		return decoder{Reader: zr, close: func() { _ = zr.Close() }}, nil
-	case CodecXz:
+	case Xz:
 		zr, err := xz.NewReader(r)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrPartCorrupt, err)
+			return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
 		}
 		return decoder{Reader: zr}, nil
-	case CodecLz4:
+	case Lz4:
 		return decoder{Reader: lz4.NewReader(r)}, nil
 	}
-	return nil, fmt.Errorf("%w: %q", ErrCodec, c)
+	return nil, fmt.Errorf("%w: %q", ErrUnknown, c)
 }

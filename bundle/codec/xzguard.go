@@ -1,4 +1,4 @@
-package bundle
+package codec
 
 import (
 	"bytes"
@@ -28,7 +28,7 @@ func checkXzDicts(ra io.ReaderAt, off, n int64) error {
 	w := &xzWalk{r: ra, pos: off, end: off + n}
 	for w.pos < w.end {
 		if err := w.stream(); err != nil {
-			return fmt.Errorf("%w: xz at offset %d: %v", ErrPartCorrupt, w.pos, err)
+			return fmt.Errorf("%w: xz at offset %d: %v", ErrCorrupt, w.pos, err)
 		}
 	}
 	return nil
@@ -257,12 +257,12 @@ func (w *xzWalk) uvarint() (uint64, error) {
 	return 0, fmt.Errorf("varint too long")
 }
 
-// checkFrames refuses, before any decoder is made, compressed data of
+// CheckFrames refuses, before any decoder is made, compressed data of
 // codec c in the n bytes of ra at off that would make a decoder allocate
 // more than its bound: an xz dictionary above MaxXzDict. (zstd's window is
 // bounded by the decoder itself, lz4's and gzip's by their formats.)
-func (c Codec) checkFrames(ra io.ReaderAt, off, n int64) error {
-	if c != CodecXz {
+func (c Codec) CheckFrames(ra io.ReaderAt, off, n int64) error {
+	if c != Xz {
 		return nil
 	}
 	return checkXzDicts(ra, off, n)

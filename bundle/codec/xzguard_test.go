@@ -1,4 +1,4 @@
-package bundle
+package codec
 
 import (
 	"bytes"
@@ -61,7 +61,7 @@ func TestCheckXzDicts(t *testing.T) {
 	}
 	for _, tt := range tests {
 		err := checkXzDicts(bytes.NewReader(tt.in), 0, int64(len(tt.in)))
-		if (err == nil) != tt.ok || (err != nil && !errors.Is(err, ErrPartCorrupt)) {
+		if (err == nil) != tt.ok || (err != nil && !errors.Is(err, ErrCorrupt)) {
 			t.Errorf("%s: %v, want ok=%v", tt.name, err, tt.ok)
 		}
 	}

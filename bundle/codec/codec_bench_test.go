@@ -1,4 +1,4 @@
-package bundle_test
+package codec_test
 
 import (
 	"bytes"
@@ -6,7 +6,7 @@ import (
 	"math/rand/v2"
 	"testing"
 
-	"github.com/ferry-oss/ferry/bundle"
+	"github.com/ferry-oss/ferry/bundle/codec"
 )
 
 // benchData: "layer" is a gzip layer (incompressible, what registries
@@ -35,7 +35,7 @@ func benchData(kind string, n int) []byte {
 func BenchmarkCodec(b *testing.B) {
 	for _, kind := range []string{"layer", "text"} {
 		data := benchData(kind, 8<<20)
-		for _, c := range bundle.Codecs {
+		for _, c := range codec.All {
 			var enc bytes.Buffer
 			b.Run(kind+"/"+string(c)+"/encode", func(b *testing.B) {
 				b.SetBytes(int64(len(data)))
